@@ -1,0 +1,42 @@
+"""`memkv.connect(url)`: pick the backend from the URL scheme (MKV-CAP-003)."""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from typing import Any
+
+from .errors import InvalidArgument, Unsupported
+from .transport import Transport
+from .units import parse_size
+
+DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".local", "share", "memkv")
+
+_FILE_OPTIONS = {"capacity": parse_size, "unit": parse_size, "device": str,
+                 "flush_interval": float}
+
+
+def _file_options(query: dict[str, list[str]]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for name, values in query.items():
+        if name not in _FILE_OPTIONS:
+            raise InvalidArgument(f"unknown file:// option {name!r}; known: {sorted(_FILE_OPTIONS)}")
+        options[name] = _FILE_OPTIONS[name](values[-1])
+    renamed = {"device": "device_path", "flush_interval": "flush_interval_s"}
+    return {renamed.get(k, k): v for k, v in options.items()}
+
+
+def connect(url: str, namespace: str = "default", **options: Any) -> Transport:
+    """Open a transport. Schemes: file:// (embedded), memkv+tcp://, memkv+nixl://."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme == "file":
+        from .backends.file import FileTransport
+
+        path = urllib.parse.unquote(parsed.path)
+        if not path:
+            raise InvalidArgument("file:// URL needs a directory path, e.g. file:///var/lib/memkv")
+        engine_options = _file_options(urllib.parse.parse_qs(parsed.query)) | options
+        return FileTransport.open(path, namespace, **engine_options)
+    if parsed.scheme in ("memkv+tcp", "memkv+nixl"):
+        raise Unsupported(f"the {parsed.scheme} backend is not built yet (issues #3 and #4)")
+    raise InvalidArgument(f"unknown URL scheme {parsed.scheme!r}; use file://, memkv+tcp:// or memkv+nixl://")

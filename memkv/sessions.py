@@ -1,0 +1,74 @@
+"""The session lifecycle as a transition table (spec section "Sessions", MKV-SES-*).
+
+Pure: no clock, no storage. `spec/sessions.yaml` states the same table; a test keeps them equal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from .errors import InvalidSessionState, SessionExpired
+
+
+class SessionState(enum.StrEnum):
+    OPEN = "open"
+    SUSPENDED = "suspended"
+    CLOSED = "closed"
+    EXPIRED = "expired"
+
+
+class SessionEvent(enum.StrEnum):
+    APPEND = "append"
+    SUSPEND = "suspend"
+    RESUME = "resume"
+    FORK = "fork"
+    CLOSE = "close"
+    EXPIRE = "expire"
+
+
+S, E = SessionState, SessionEvent
+
+# (state, event) -> next state. A pair that is absent is refused.
+TRANSITIONS: dict[tuple[SessionState, SessionEvent], SessionState] = {
+    (S.OPEN, E.APPEND): S.OPEN,
+    (S.OPEN, E.SUSPEND): S.SUSPENDED,
+    (S.OPEN, E.FORK): S.OPEN,
+    (S.OPEN, E.CLOSE): S.CLOSED,
+    (S.OPEN, E.EXPIRE): S.EXPIRED,
+    (S.SUSPENDED, E.RESUME): S.OPEN,
+    (S.SUSPENDED, E.FORK): S.SUSPENDED,
+    (S.SUSPENDED, E.CLOSE): S.CLOSED,
+    (S.SUSPENDED, E.EXPIRE): S.EXPIRED,
+}
+
+# States whose blocks are pinned: never evicted while the session stays in them (MKV-SES-004).
+PINNING_STATES = frozenset({S.SUSPENDED})
+TERMINAL_STATES = frozenset({S.CLOSED, S.EXPIRED})
+
+
+def next_state(state: SessionState, event: SessionEvent) -> SessionState:
+    """The state after `event`, or the spec's error for a refused transition."""
+    try:
+        return TRANSITIONS[(state, event)]
+    except KeyError:
+        if state is S.EXPIRED:
+            raise SessionExpired(f"session expired; cannot {event.value}") from None
+        raise InvalidSessionState(f"cannot {event.value} a session that is {state.value}") from None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """A session as seen by clients."""
+
+    session_id: str
+    state: SessionState
+    keys: tuple[bytes, ...]
+    ttl_s: float
+    expires_at: float
+    parent_id: str | None = None
+    fingerprint: bytes = bytes(16)
+
+    @property
+    def pinned(self) -> bool:
+        return self.state in PINNING_STATES

@@ -1,0 +1,607 @@
+"""The storage engine: device + superblock + extent allocator + index + eviction + sessions.
+
+Thread-safe. Metadata changes happen under one lock; payload I/O happens outside it.
+Write path (two-phase, MKV-OPS-002): verify checksum -> reserve extents -> write payload ->
+commit the index row. Read path: pin the row against reuse -> read -> verify checksum.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from ..blocks import BlockMeta, Limits, MiB
+from ..buffers import BufferLike, aligned_buffer, readable_view, writable_view
+from ..checksum import payload_checksum
+from ..errors import (
+    BufferTooSmall, CapacityExceeded, ChecksumMismatch, Corrupted, ErrorCode, InvalidArgument,
+    KeyConflict, LimitExceeded, MemkvError, NotFound, UnknownLease, UnknownSession,
+)
+from ..keys import NO_FINGERPRINT, check_fingerprint, check_key
+from ..sessions import PINNING_STATES, SessionEvent, SessionInfo, SessionState, next_state
+from ..transport import BlockInfo, GetResult, ItemResult, LookupResult, PutItem, ResumeResult
+from .allocator import Extent, ExtentAllocator
+from .device import Device
+from .index import BlockRow, Index, SessionRow
+from .lock import StoreLock
+from .superblock import SUPERBLOCK_SIZE, Superblock
+
+DEFAULT_UNIT = 1 * MiB
+DEFAULT_CAPACITY = 1024 * MiB
+MAX_TTL_S = 30 * 24 * 3600.0
+EXPIRED_SESSION_RETENTION_S = 3600.0
+NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+BlockId = tuple[str, bytes]
+T = TypeVar("T")
+
+
+def check_namespace(namespace: str) -> str:
+    if not isinstance(namespace, str) or not NAMESPACE_PATTERN.match(namespace):
+        raise InvalidArgument(f"namespace {namespace!r} must match {NAMESPACE_PATTERN.pattern}")
+    return namespace
+
+
+def check_ttl(ttl_s: float, what: str = "ttl_s") -> float:
+    if not isinstance(ttl_s, int | float) or not 0 < ttl_s <= MAX_TTL_S:
+        raise InvalidArgument(f"{what} must be in (0, {MAX_TTL_S}] seconds")
+    return float(ttl_s)
+
+
+@dataclasses.dataclass(slots=True)
+class _Live:
+    """A committed block while the engine holds it: its row plus readers still using its extents."""
+
+    row: BlockRow
+    readers: int = 0
+    removed: bool = False
+
+
+@dataclasses.dataclass(slots=True)
+class _Lease:
+    namespace: str
+    keys: tuple[bytes, ...]
+    expires_at: float
+
+
+@dataclasses.dataclass(slots=True)
+class _Counters:
+    puts: int = 0
+    gets: int = 0
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+    invalidations: int = 0
+    bytes_written: int = 0
+    bytes_read: int = 0
+    errors: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+
+
+class StorageEngine:
+    """One store directory (index, lock, and the device file unless a device path is given)."""
+
+    def __init__(
+        self,
+        directory: str,
+        capacity: int = DEFAULT_CAPACITY,
+        device_path: str | None = None,
+        unit: int = DEFAULT_UNIT,
+        limits: Limits = Limits(),
+        flush_interval_s: float = 1.0,
+        format_device: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.directory = os.path.abspath(directory)
+        os.makedirs(self.directory, exist_ok=True)
+        self.limits = limits
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._store_lock = StoreLock(os.path.join(self.directory, "lock"))
+        try:
+            self.device, self.superblock = self._open_device(device_path, capacity, unit, format_device)
+            self.index = Index(os.path.join(self.directory, "index.sqlite"))
+        except BaseException:
+            self._store_lock.release()
+            raise
+        self._blocks: collections.OrderedDict[BlockId, _Live] = collections.OrderedDict()
+        used: list[Extent] = []
+        for row in self.index.all_blocks():
+            self._blocks[(row.namespace, row.key)] = _Live(row)
+            used.extend(row.extents)
+        sb = self.superblock
+        self.allocator = ExtentAllocator(sb.data_offset, sb.size, sb.unit, used)
+        self._inflight: dict[BlockId, threading.Event] = {}
+        self._pins: collections.Counter[BlockId] = collections.Counter()
+        self._leased: collections.Counter[BlockId] = collections.Counter()
+        self._leases: dict[str, _Lease] = {}
+        self._touched: dict[BlockId, float] = {}
+        self.counters = _Counters()
+        for session in self.index.sessions():
+            if session.state in PINNING_STATES:
+                self._pin(session, +1)
+        self._closed = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_loop, args=(flush_interval_s,),
+                                         name="memkv-flush", daemon=True)
+        self._flusher.start()
+
+    # ---- opening ----------------------------------------------------------------------------
+    def _open_device(self, device_path: str | None, capacity: int, unit: int,
+                     format_device: bool) -> tuple[Device, Superblock]:
+        if unit % 4096 or unit <= 0:
+            raise InvalidArgument("allocation unit must be a positive multiple of 4096")
+        path = device_path or os.path.join(self.directory, "device.img")
+        is_new_file = not os.path.exists(path)
+        if is_new_file and capacity < 2 * unit + SUPERBLOCK_SIZE:
+            raise InvalidArgument(f"capacity {capacity} is too small for allocation unit {unit}")
+        device = Device(path, size=capacity, create=device_path is None)
+        header = aligned_buffer(SUPERBLOCK_SIZE)
+        try:
+            device.read_into(0, header)
+            if is_new_file or format_device:
+                superblock = Superblock.new(unit, device.size)
+                header[:] = superblock.encode()
+                device.write(0, header)
+                device.sync()
+            else:
+                superblock = Superblock.decode(bytes(header))
+            return device, superblock
+        except BaseException:
+            device.close()
+            raise
+
+    # ---- small helpers ----------------------------------------------------------------------
+    def _per_item(self, fn: Callable[[], T], wrap: Callable[[MemkvError], T]) -> T:
+        try:
+            return fn()
+        except MemkvError as exc:
+            self.counters.errors[exc.code.name] += 1
+            return wrap(exc)
+
+    def _present(self, namespace: str, key: bytes) -> bool:
+        return (namespace, key) in self._blocks
+
+    def _pin(self, session: SessionRow, delta: int) -> None:
+        for key in session.keys:
+            block_id = (session.namespace, key)
+            self._pins[block_id] += delta
+            if self._pins[block_id] <= 0:
+                del self._pins[block_id]
+
+    def _protected(self, block_id: BlockId) -> bool:
+        return block_id in self._pins or block_id in self._leased
+
+    # ---- removal and eviction (caller holds the lock) ----------------------------------------
+    def _remove(self, block_id: BlockId) -> bool:
+        live = self._blocks.pop(block_id, None)
+        if live is None:
+            return False
+        self.index.delete_block(*block_id)
+        self._touched.pop(block_id, None)
+        live.removed = True
+        if live.readers == 0:
+            self.allocator.free(live.row.extents)
+        return True
+
+    def _remove_many(self, block_ids: Iterable[BlockId]) -> int:
+        with self.index.atomic():
+            removed = sum(1 for block_id in list(block_ids) if self._remove(block_id))
+        self.counters.invalidations += removed
+        return removed
+
+    def _allocate(self, size: int) -> list[Extent]:
+        extents = self.allocator.allocate(size)
+        if extents is not None:
+            return extents
+        need = self.allocator.rounded(size)
+        self._expire_leases(self.clock())
+        evictable = sum(self.allocator.rounded(live.row.length) for block_id, live in self._blocks.items()
+                        if not self._protected(block_id) and live.readers == 0)
+        if need > self.allocator.free_bytes + evictable:
+            raise CapacityExceeded(
+                f"block of {size} bytes does not fit: {self.allocator.free_bytes} bytes free, "
+                f"{evictable} evictable; pinned and leased blocks are never evicted")
+        while extents is None:
+            victim = next((block_id for block_id, live in self._blocks.items()
+                           if not self._protected(block_id) and live.readers == 0), None)
+            if victim is None:
+                raise CapacityExceeded(f"block of {size} bytes does not fit after eviction")
+            self._remove(victim)
+            self.counters.evictions += 1
+            extents = self.allocator.allocate(size)
+        return extents
+
+    # ---- blocks -----------------------------------------------------------------------------
+    def put(self, namespace: str, items: Sequence[PutItem]) -> list[ItemResult]:
+        check_namespace(namespace)
+        self.limits.check_batch(len(items))
+        return [self._per_item(lambda item=item: self._put_one(namespace, item),  # type: ignore[misc]
+                               lambda exc: ItemResult(exc.code, exc.message)) for item in items]
+
+    def _put_one(self, namespace: str, item: PutItem) -> ItemResult:
+        key = check_key(item.key)
+        payload = readable_view(item.payload)
+        self.limits.check_payload_size(len(payload))
+        item.meta.validate(self.limits)
+        checksum = payload_checksum(payload)
+        if item.checksum is not None and item.checksum != checksum:
+            raise ChecksumMismatch(f"payload checksum {checksum:#x} != declared {item.checksum:#x}")
+        block_id = (namespace, key)
+        while True:
+            with self._lock:
+                live = self._blocks.get(block_id)
+                if live is not None:
+                    if live.row.checksum == checksum and live.row.length == len(payload):
+                        return ItemResult()  # idempotent re-put of identical bytes (MKV-BLK-007)
+                    raise KeyConflict(f"key {key.hex()} holds different bytes; blocks are immutable")
+                pending = self._inflight.get(block_id)
+                if pending is None:
+                    extents = self._allocate(len(payload))
+                    done = self._inflight[block_id] = threading.Event()
+                    break
+            pending.wait()
+        try:
+            self._write_extents(extents, payload)
+            row = BlockRow(namespace, key, len(payload), checksum, item.meta, extents, self.clock())
+            with self._lock:
+                self.index.insert_block(row)
+                self._blocks[block_id] = _Live(row)
+                self.counters.puts += 1
+                self.counters.bytes_written += len(payload)
+            extents = []
+        finally:
+            with self._lock:
+                if extents:
+                    self.allocator.free(extents)
+                del self._inflight[block_id]
+            done.set()
+        return ItemResult()
+
+    def _write_extents(self, extents: Sequence[Extent], payload: memoryview) -> None:
+        pos = 0
+        for extent in extents:
+            piece = payload[pos : pos + extent.length]
+            self.device.write(extent.offset, piece)
+            pos += len(piece)
+
+    def _read_extents(self, extents: Sequence[Extent], dest: memoryview) -> None:
+        pos = 0
+        for extent in extents:
+            piece = dest[pos : pos + extent.length]
+            if not piece:
+                break
+            self.device.read_into(extent.offset, piece)
+            pos += len(piece)
+
+    def get_into(self, namespace: str, keys: Sequence[bytes], buffers: Sequence[BufferLike]) -> list[GetResult]:
+        check_namespace(namespace)
+        self.limits.check_batch(len(keys))
+        if len(keys) != len(buffers):
+            raise InvalidArgument(f"{len(keys)} keys but {len(buffers)} buffers")
+        return [self._per_item(lambda k=k, b=b: self._get_one(namespace, k, b),  # type: ignore[misc]
+                               lambda exc: GetResult(exc.code, exc.message)) for k, b in zip(keys, buffers)]
+
+    def _get_one(self, namespace: str, key: bytes, buffer: BufferLike) -> GetResult:
+        key = check_key(key)
+        dest = writable_view(buffer)
+        block_id = (namespace, key)
+        with self._lock:
+            self.counters.gets += 1
+            live = self._blocks.get(block_id)
+            if live is None:
+                self.counters.misses += 1
+                raise NotFound(f"no block {key.hex()} in namespace {namespace}")
+            row = live.row
+            if len(dest) < row.length:
+                raise BufferTooSmall(f"block is {row.length} bytes, buffer {len(dest)}")
+            self.counters.hits += 1
+            live.readers += 1
+            self._blocks.move_to_end(block_id)
+            self._touched[block_id] = self.clock()
+        try:
+            target = dest[: row.length]
+            self._read_extents(row.extents, target)
+            if payload_checksum(target) != row.checksum:
+                with self._lock:
+                    self._remove(block_id)
+                raise Corrupted(f"block {key.hex()} failed checksum verification and was removed")
+        finally:
+            with self._lock:
+                live.readers -= 1
+                if live.removed and live.readers == 0:
+                    self.allocator.free(row.extents)
+                self.counters.bytes_read += row.length
+        return GetResult(length=row.length, checksum=row.checksum, meta=row.meta)
+
+    def stat(self, namespace: str, keys: Sequence[bytes]) -> list[BlockInfo | None]:
+        check_namespace(namespace)
+        self.limits.check_batch(len(keys))
+        checked = [check_key(k) for k in keys]
+        with self._lock:
+            lives = [self._blocks.get((namespace, k)) for k in checked]
+            return [None if live is None else BlockInfo(k, live.row.length, live.row.checksum, live.row.meta)
+                    for k, live in zip(checked, lives)]
+
+    def exists(self, namespace: str, keys: Sequence[bytes]) -> list[bool]:
+        return [info is not None for info in self.stat(namespace, keys)]
+
+    def lookup(self, namespace: str, keys: Sequence[bytes], lease_ms: int = 0) -> LookupResult:
+        check_namespace(namespace)
+        self.limits.check_batch(len(keys))
+        checked = [check_key(k) for k in keys]
+        if not isinstance(lease_ms, int) or not 0 <= lease_ms <= self.limits.max_lease_ms:
+            raise InvalidArgument(f"lease_ms must be in 0..{self.limits.max_lease_ms}")
+        with self._lock:
+            prefix = 0
+            for key in checked:
+                if not self._present(namespace, key):
+                    break
+                prefix += 1
+            if lease_ms == 0 or prefix == 0:
+                return LookupResult(prefix)
+            lease_id = uuid.uuid4().hex
+            expires_at = self.clock() + lease_ms / 1000.0
+            lease = _Lease(namespace, tuple(checked[:prefix]), expires_at)
+            self._leases[lease_id] = lease
+            for key in lease.keys:
+                self._leased[(namespace, key)] += 1
+            return LookupResult(prefix, lease_id, expires_at)
+
+    def release_lease(self, namespace: str, lease_id: str) -> None:
+        with self._lock:
+            self._expire_leases(self.clock())
+            lease = self._leases.get(lease_id)
+            if lease is None or lease.namespace != namespace:
+                raise UnknownLease(f"lease {lease_id!r} does not exist or has expired")
+            self._drop_lease(lease_id)
+
+    def _drop_lease(self, lease_id: str) -> None:
+        lease = self._leases.pop(lease_id)
+        for key in lease.keys:
+            block_id = (lease.namespace, key)
+            self._leased[block_id] -= 1
+            if self._leased[block_id] <= 0:
+                del self._leased[block_id]
+
+    def _expire_leases(self, now: float) -> None:
+        for lease_id in [i for i, lease in self._leases.items() if lease.expires_at <= now]:
+            self._drop_lease(lease_id)
+
+    def delete(self, namespace: str, keys: Sequence[bytes]) -> list[ItemResult]:
+        check_namespace(namespace)
+        self.limits.check_batch(len(keys))
+
+        def delete_one(key: bytes) -> ItemResult:
+            block_id = (namespace, check_key(key))
+            with self._lock:
+                if not self._remove_many([block_id]):
+                    raise NotFound(f"no block {key.hex()} in namespace {namespace}")
+            return ItemResult()
+
+        return [self._per_item(lambda k=k: delete_one(k), lambda exc: ItemResult(exc.code, exc.message))  # type: ignore[misc]
+                for k in keys]
+
+    # ---- sessions ---------------------------------------------------------------------------
+    def _info(self, row: SessionRow) -> SessionInfo:
+        return SessionInfo(row.session_id, row.state, row.keys, row.ttl, row.expires_at,
+                           row.parent_id, row.fingerprint)
+
+    def _load_session(self, namespace: str, session_id: str) -> SessionRow:
+        """The session, moved to EXPIRED first when its TTL ran out (caller holds the lock)."""
+        check_namespace(namespace)
+        if not isinstance(session_id, str):
+            raise UnknownSession("session id must be a string")
+        row = self.index.session(namespace, session_id)
+        if row is None:
+            raise UnknownSession(f"no session {session_id!r} in namespace {namespace}")
+        if row.state not in (SessionState.EXPIRED, SessionState.CLOSED) and self.clock() >= row.expires_at:
+            self._transition(row, SessionEvent.EXPIRE)
+            self.index.save_session(row)
+        return row
+
+    def _transition(self, row: SessionRow, event: SessionEvent) -> None:
+        new_state = next_state(row.state, event)
+        was_pinning, now_pinning = row.state in PINNING_STATES, new_state in PINNING_STATES
+        if was_pinning and not now_pinning:
+            self._pin(row, -1)
+        row.state = new_state
+        if now_pinning and not was_pinning:
+            self._pin(row, +1)
+
+    def _check_present(self, namespace: str, keys: Sequence[bytes]) -> tuple[bytes, ...]:
+        checked = tuple(check_key(k) for k in keys)
+        missing = [k.hex() for k in checked if not self._present(namespace, k)]
+        if missing:
+            raise NotFound(f"{len(missing)} keys are not stored, first {missing[0]}")
+        return checked
+
+    def open_session(self, namespace: str, ttl_s: float, keys: Sequence[bytes] = (),
+                     fingerprint: bytes = NO_FINGERPRINT) -> SessionInfo:
+        ttl = check_ttl(ttl_s)
+        fingerprint = check_fingerprint(fingerprint)
+        check_namespace(namespace)
+        if len(keys) > self.limits.max_session_blocks:
+            raise LimitExceeded(f"a session holds at most {self.limits.max_session_blocks} blocks")
+        with self._lock:
+            row = SessionRow(namespace, uuid.uuid4().hex, SessionState.OPEN,
+                             self._check_present(namespace, keys), ttl, self.clock() + ttl, None, fingerprint)
+            self.index.save_session(row)
+            return self._info(row)
+
+    def append(self, namespace: str, session_id: str, keys: Sequence[bytes]) -> SessionInfo:
+        with self._lock:
+            row = self._load_session(namespace, session_id)
+            next_state(row.state, SessionEvent.APPEND)
+            added = self._check_present(namespace, keys)
+            if len(row.keys) + len(added) > self.limits.max_session_blocks:
+                raise LimitExceeded(f"a session holds at most {self.limits.max_session_blocks} blocks")
+            self._transition(row, SessionEvent.APPEND)
+            row.keys += added
+            row.expires_at = self.clock() + row.ttl
+            self.index.save_session(row)
+            return self._info(row)
+
+    def suspend(self, namespace: str, session_id: str, pause_ttl_s: float) -> SessionInfo:
+        pause = check_ttl(pause_ttl_s, "pause_ttl_s")
+        with self._lock:
+            row = self._load_session(namespace, session_id)
+            self._transition(row, SessionEvent.SUSPEND)
+            row.expires_at = self.clock() + pause
+            self.index.save_session(row)
+            return self._info(row)
+
+    def resume(self, namespace: str, session_id: str) -> ResumeResult:
+        with self._lock:
+            row = self._load_session(namespace, session_id)
+            self._transition(row, SessionEvent.RESUME)
+            valid = 0
+            while valid < len(row.keys) and self._present(namespace, row.keys[valid]):
+                valid += 1
+            row.keys = row.keys[:valid]
+            row.expires_at = self.clock() + row.ttl
+            self.index.save_session(row)
+            info = self._info(row)
+            return ResumeResult(info, info.keys)
+
+    def fork(self, namespace: str, session_id: str, prefix_len: int | None = None,
+             ttl_s: float | None = None) -> SessionInfo:
+        with self._lock:
+            parent = self._load_session(namespace, session_id)
+            next_state(parent.state, SessionEvent.FORK)
+            count = len(parent.keys) if prefix_len is None else prefix_len
+            if not isinstance(count, int) or not 0 <= count <= len(parent.keys):
+                raise InvalidArgument(f"prefix_len must be in 0..{len(parent.keys)}")
+            ttl = parent.ttl if ttl_s is None else check_ttl(ttl_s)
+            child = SessionRow(namespace, uuid.uuid4().hex, SessionState.OPEN, parent.keys[:count],
+                               ttl, self.clock() + ttl, parent.session_id, parent.fingerprint)
+            self.index.save_session(child)
+            return self._info(child)
+
+    def close_session(self, namespace: str, session_id: str) -> SessionInfo:
+        with self._lock:
+            row = self._load_session(namespace, session_id)
+            self._transition(row, SessionEvent.CLOSE)
+            self.index.delete_session(namespace, session_id)
+            return self._info(row)
+
+    def session_info(self, namespace: str, session_id: str) -> SessionInfo:
+        with self._lock:
+            return self._info(self._load_session(namespace, session_id))
+
+    def sessions(self, namespace: str | None = None) -> list[SessionInfo]:
+        with self._lock:
+            return [self._info(row) for row in self.index.sessions(namespace)]
+
+    # ---- invalidation -----------------------------------------------------------------------
+    def invalidate_keys(self, namespace: str, keys: Sequence[bytes]) -> int:
+        check_namespace(namespace)
+        checked = [check_key(k) for k in keys]
+        with self._lock:
+            return self._remove_many((namespace, k) for k in checked)
+
+    def invalidate_prefix(self, namespace: str, key: bytes) -> int:
+        check_namespace(namespace)
+        key = check_key(key)
+        with self._lock:
+            return self._remove_many((namespace, k) for k in self.index.descendants(namespace, key))
+
+    def invalidate_session(self, namespace: str, session_id: str) -> int:
+        with self._lock:
+            row = self._load_session(namespace, session_id)
+            return self._remove_many((namespace, k) for k in row.keys)
+
+    def invalidate_model(self, namespace: str, fingerprint: bytes) -> int:
+        check_namespace(namespace)
+        fingerprint = check_fingerprint(fingerprint)
+        with self._lock:
+            keys = self.index.keys_where(namespace, "fingerprint", fingerprint)
+            return self._remove_many((namespace, k) for k in keys)
+
+    def invalidate_namespace(self, namespace: str) -> int:
+        check_namespace(namespace)
+        with self._lock:
+            for row in self.index.sessions(namespace):
+                if row.state in PINNING_STATES:
+                    self._pin(row, -1)
+            self.index.delete_namespace_sessions(namespace)
+            for lease_id in [i for i, lease in self._leases.items() if lease.namespace == namespace]:
+                self._drop_lease(lease_id)
+            return self._remove_many([(namespace, k) for k in self.index.keys_where(namespace)])
+
+    # ---- upkeep -----------------------------------------------------------------------------
+    def sweep(self) -> None:
+        """Expire sessions and leases whose time ran out; drop old expired session records."""
+        now = self.clock()
+        with self._lock:
+            self._expire_leases(now)
+            for row in self.index.sessions():
+                if row.state is SessionState.EXPIRED:
+                    if now >= row.expires_at + EXPIRED_SESSION_RETENTION_S:
+                        self.index.delete_session(row.namespace, row.session_id)
+                elif now >= row.expires_at:
+                    self._transition(row, SessionEvent.EXPIRE)
+                    self.index.save_session(row)
+
+    def flush(self) -> None:
+        """Make every committed block durable: payload synced, then the index (MKV-DUR-002)."""
+        with self._lock:
+            touched, self._touched = self._touched, {}
+            self.index.touch((t, ns, k) for (ns, k), t in touched.items())
+        self.device.sync()
+        with self._lock:
+            self.index.checkpoint()
+
+    def _flush_loop(self, interval: float) -> None:
+        while not self._closed.wait(interval):
+            try:
+                self.sweep()
+                self.flush()
+            except Exception:  # noqa: BLE001 - upkeep must not die; the next round retries
+                continue
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            by_namespace: dict[str, dict[str, int]] = {}
+            for (ns, _), live in self._blocks.items():
+                entry = by_namespace.setdefault(ns, {"blocks": 0, "bytes": 0})
+                entry["blocks"] += 1
+                entry["bytes"] += live.row.length
+            sessions = collections.Counter(row.state.value for row in self.index.sessions())
+            c = self.counters
+            return {
+                "capacity_bytes": self.allocator.total_bytes,
+                "used_bytes": self.allocator.total_bytes - self.allocator.free_bytes,
+                "free_bytes": self.allocator.free_bytes,
+                "blocks": len(self._blocks),
+                "pinned_blocks": len(self._pins),
+                "leases": len(self._leases),
+                "sessions": dict(sessions),
+                "namespaces": by_namespace,
+                "puts": c.puts, "gets": c.gets, "hits": c.hits, "misses": c.misses,
+                "evictions": c.evictions, "invalidations": c.invalidations,
+                "bytes_written": c.bytes_written, "bytes_read": c.bytes_read,
+                "errors": dict(c.errors),
+                "direct_io": self.device.direct,
+            }
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._flusher.join()
+        try:
+            self.sweep()
+            self.flush()
+        finally:
+            self.index.close()
+            self.device.close()
+            self._store_lock.release()
+
+
+__all__ = ["ErrorCode", "StorageEngine", "check_namespace"]

@@ -1,0 +1,194 @@
+"""The index of committed blocks and of sessions, in SQLite (WAL mode).
+
+A block row exists only after its payload is on the device and verified: the row is the
+commit (MKV-OPS-002). Extents are packed as little-endian (offset u64, length u64) pairs.
+Callers serialise access (the engine's lock); SQLite gives atomic, crash-safe commits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sqlite3
+import struct
+from collections.abc import Iterable, Iterator, Sequence
+
+from ..blocks import BlockMeta
+from ..errors import UnsupportedVersion
+from ..sessions import SessionState
+from .allocator import Extent
+
+INDEX_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (
+    namespace TEXT NOT NULL, key BLOB NOT NULL, length INTEGER NOT NULL,
+    checksum INTEGER NOT NULL, meta BLOB NOT NULL, fingerprint BLOB NOT NULL,
+    parent BLOB NOT NULL, extents BLOB NOT NULL, last_access REAL NOT NULL,
+    PRIMARY KEY (namespace, key)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS blocks_by_model ON blocks (namespace, fingerprint);
+CREATE INDEX IF NOT EXISTS blocks_by_parent ON blocks (namespace, parent);
+CREATE TABLE IF NOT EXISTS sessions (
+    namespace TEXT NOT NULL, id TEXT NOT NULL, state TEXT NOT NULL, keys BLOB NOT NULL,
+    ttl REAL NOT NULL, expires_at REAL NOT NULL, parent_id TEXT, fingerprint BLOB NOT NULL,
+    PRIMARY KEY (namespace, id)) WITHOUT ROWID;
+"""
+
+_EXTENT = struct.Struct("<QQ")
+
+
+def pack_extents(extents: Sequence[Extent]) -> bytes:
+    return b"".join(_EXTENT.pack(e.offset, e.length) for e in extents)
+
+
+def unpack_extents(raw: bytes) -> list[Extent]:
+    return [Extent(o, n) for o, n in _EXTENT.iter_unpack(raw)]
+
+
+def pack_keys(keys: Iterable[bytes]) -> bytes:
+    return b"".join(keys)
+
+
+def unpack_keys(raw: bytes) -> tuple[bytes, ...]:
+    return tuple(raw[i : i + 16] for i in range(0, len(raw), 16))
+
+
+@dataclasses.dataclass(slots=True)
+class BlockRow:
+    namespace: str
+    key: bytes
+    length: int
+    checksum: int
+    meta: BlockMeta
+    extents: list[Extent]
+    last_access: float
+
+
+@dataclasses.dataclass(slots=True)
+class SessionRow:
+    namespace: str
+    session_id: str
+    state: SessionState
+    keys: tuple[bytes, ...]
+    ttl: float
+    expires_at: float
+    parent_id: str | None
+    fingerprint: bytes
+
+
+_BLOCK_COLUMNS = "namespace, key, length, checksum, meta, extents, last_access"
+_SESSION_COLUMNS = "namespace, id, state, keys, ttl, expires_at, parent_id, fingerprint"
+
+
+def _block(row: tuple) -> BlockRow:  # type: ignore[type-arg]
+    ns, key, length, checksum, meta, extents, last_access = row
+    return BlockRow(ns, bytes(key), length, checksum & 0xFFFFFFFFFFFFFFFF,
+                    BlockMeta.decode(bytes(meta)), unpack_extents(bytes(extents)), last_access)
+
+
+def _session(row: tuple) -> SessionRow:  # type: ignore[type-arg]
+    ns, sid, state, keys, ttl, expires_at, parent_id, fingerprint = row
+    return SessionRow(ns, sid, SessionState(state), unpack_keys(bytes(keys)), ttl, expires_at,
+                      parent_id, bytes(fingerprint))
+
+
+def _signed(checksum: int) -> int:
+    """SQLite integers are signed 64-bit; store the unsigned checksum's two's complement."""
+    return checksum - (1 << 64) if checksum >= 1 << 63 else checksum
+
+
+class Index:
+    def __init__(self, path: str) -> None:
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+        row = self.db.execute("SELECT value FROM meta WHERE name='version'").fetchone()
+        if row is None:
+            self.db.execute("INSERT INTO meta VALUES ('version', ?)", (str(INDEX_VERSION),))
+        elif int(row[0]) > INDEX_VERSION:
+            raise UnsupportedVersion(f"index version {row[0]} is newer than this build's {INDEX_VERSION}")
+
+    # ---- blocks -----------------------------------------------------------------------------
+    def insert_block(self, row: BlockRow) -> None:
+        self.db.execute(
+            "INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?,?)",
+            (row.namespace, row.key, row.length, _signed(row.checksum), row.meta.encode(),
+             row.meta.fingerprint, row.meta.parent, pack_extents(row.extents), row.last_access))
+
+    def block(self, namespace: str, key: bytes) -> BlockRow | None:
+        found = self.db.execute(f"SELECT {_BLOCK_COLUMNS} FROM blocks WHERE namespace=? AND key=?",
+                                (namespace, key)).fetchone()
+        return _block(found) if found else None
+
+    def all_blocks(self) -> Iterator[BlockRow]:
+        for found in self.db.execute(f"SELECT {_BLOCK_COLUMNS} FROM blocks ORDER BY last_access"):
+            yield _block(found)
+
+    def delete_block(self, namespace: str, key: bytes) -> None:
+        self.db.execute("DELETE FROM blocks WHERE namespace=? AND key=?", (namespace, key))
+
+    def keys_where(self, namespace: str, column: str | None = None, value: bytes | None = None) -> list[bytes]:
+        if column is None:
+            rows = self.db.execute("SELECT key FROM blocks WHERE namespace=?", (namespace,))
+        else:
+            assert column in ("fingerprint", "parent")
+            rows = self.db.execute(f"SELECT key FROM blocks WHERE namespace=? AND {column}=?",
+                                   (namespace, value))
+        return [bytes(r[0]) for r in rows]
+
+    def descendants(self, namespace: str, key: bytes) -> list[bytes]:
+        """`key` and every block chained after it (by parent links)."""
+        rows = self.db.execute(
+            """WITH RECURSIVE chain(k) AS (
+                   SELECT key FROM blocks WHERE namespace=:ns AND key=:key
+                   UNION SELECT b.key FROM blocks b JOIN chain c ON b.parent = c.k
+                   WHERE b.namespace=:ns)
+               SELECT k FROM chain""", {"ns": namespace, "key": key})
+        return [bytes(r[0]) for r in rows]
+
+    def touch(self, items: Iterable[tuple[float, str, bytes]]) -> None:
+        self.db.executemany("UPDATE blocks SET last_access=? WHERE namespace=? AND key=?", list(items))
+
+    # ---- sessions ---------------------------------------------------------------------------
+    def save_session(self, row: SessionRow) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?)",
+            (row.namespace, row.session_id, row.state.value, pack_keys(row.keys), row.ttl,
+             row.expires_at, row.parent_id, row.fingerprint))
+
+    def session(self, namespace: str, session_id: str) -> SessionRow | None:
+        found = self.db.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE namespace=? AND id=?",
+                                (namespace, session_id)).fetchone()
+        return _session(found) if found else None
+
+    def sessions(self, namespace: str | None = None) -> list[SessionRow]:
+        if namespace is None:
+            rows = self.db.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions")
+        else:
+            rows = self.db.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE namespace=?", (namespace,))
+        return [_session(r) for r in rows]
+
+    def delete_session(self, namespace: str, session_id: str) -> None:
+        self.db.execute("DELETE FROM sessions WHERE namespace=? AND id=?", (namespace, session_id))
+
+    def delete_namespace_sessions(self, namespace: str) -> None:
+        self.db.execute("DELETE FROM sessions WHERE namespace=?", (namespace,))
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Group statements into one atomic commit."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def checkpoint(self) -> None:
+        self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def close(self) -> None:
+        self.db.close()
