@@ -1,0 +1,1 @@
+"""memkv conformance suite: certify any implementation of the transport interface against the spec."""
