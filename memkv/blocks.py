@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 
-from .errors import BlockTooLarge, InvalidArgument, LimitExceeded
+from .errors import BlockTooLarge, InvalidArgument, LimitExceeded, UnsupportedVersion
 from .keys import KEY_SIZE, NO_FINGERPRINT, ROOT_PARENT, check_fingerprint, check_key
 
 KiB = 1024
@@ -95,6 +95,8 @@ class BlockMeta:
             raise InvalidArgument("block metadata is truncated")
         (version, _flags, tokens, first, last, rank, size, dtype_len, user_len,
          fingerprint, parent) = _META_HEADER.unpack_from(raw)
+        if version > META_VERSION:
+            raise UnsupportedVersion(f"block metadata version {version} is newer than {META_VERSION}")
         if version != META_VERSION:
             raise InvalidArgument(f"block metadata version {version} is not {META_VERSION}")
         if dtype_len > MAX_DTYPE_LEN or user_len > limits.max_user_meta:
@@ -102,9 +104,13 @@ class BlockMeta:
         if len(raw) != _META_HEADER.size + dtype_len + user_len:
             raise InvalidArgument("block metadata length does not match its header")
         body = raw[_META_HEADER.size :]
+        try:
+            dtype = body[:dtype_len].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidArgument("block metadata dtype is not UTF-8") from exc
         meta = cls(
             fingerprint=bytes(fingerprint), parent=bytes(parent),
-            dtype=body[:dtype_len].decode("utf-8"), token_count=tokens, layer_first=first,
+            dtype=dtype, token_count=tokens, layer_first=first,
             layer_last=last, tp_rank=rank, tp_size=size, user=bytes(body[dtype_len:]),
         )
         meta.validate(limits)

@@ -1,4 +1,4 @@
-"""`memkv.connect(url)`: pick the backend from the URL scheme (MKV-CAP-003)."""
+"""`memkv.connect(url)`: pick the backend from the URL scheme (MKV-CAP-005)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,10 @@ def _file_options(query: dict[str, list[str]]) -> dict[str, Any]:
     for name, values in query.items():
         if name not in _FILE_OPTIONS:
             raise InvalidArgument(f"unknown file:// option {name!r}; known: {sorted(_FILE_OPTIONS)}")
-        options[name] = _FILE_OPTIONS[name](values[-1])
+        try:
+            options[name] = _FILE_OPTIONS[name](values[-1])
+        except ValueError as exc:
+            raise InvalidArgument(f"file:// option {name}={values[-1]!r} is not valid: {exc}") from None
     renamed = {"device": "device_path", "flush_interval": "flush_interval_s"}
     return {renamed.get(k, k): v for k, v in options.items()}
 
@@ -37,6 +40,24 @@ def connect(url: str, namespace: str = "default", **options: Any) -> Transport:
             raise InvalidArgument("file:// URL needs a directory path, e.g. file:///var/lib/memkv")
         engine_options = _file_options(urllib.parse.parse_qs(parsed.query)) | options
         return FileTransport.open(path, namespace, **engine_options)
-    if parsed.scheme in ("memkv+tcp", "memkv+nixl"):
+    if parsed.scheme == "memkv+tcp":
+        from .backends.tcp import open_tcp
+
+        tcp_options: dict[str, Any] = {name: values[-1] for name, values in urllib.parse.parse_qs(parsed.query).items()}
+        try:
+            for name in ("pool_size", "timeout", "connect_timeout"):
+                if name in tcp_options:
+                    tcp_options[name] = float(tcp_options[name]) if "timeout" in name else int(tcp_options[name])
+        except ValueError:
+            raise InvalidArgument(f"bad number in memkv+tcp option {name!r}") from None
+        path_namespace = urllib.parse.unquote(parsed.path.strip("/"))
+        if path_namespace and namespace == "default":
+            namespace = path_namespace
+        try:
+            port = parsed.port
+        except ValueError:
+            raise InvalidArgument(f"bad port in {url!r}") from None
+        return open_tcp(parsed.hostname or "127.0.0.1", port, namespace, tcp_options | options)
+    if parsed.scheme == "memkv+nixl":
         raise Unsupported(f"the {parsed.scheme} backend is not built yet (issues #3 and #4)")
     raise InvalidArgument(f"unknown URL scheme {parsed.scheme!r}; use file://, memkv+tcp:// or memkv+nixl://")

@@ -199,8 +199,14 @@ _BY_CODE: dict[ErrorCode, type[MemkvError]] = {
 
 
 def error_for(code: ErrorCode | int, message: str = "") -> MemkvError:
-    """The typed exception for `code` (used by per-item results and the wire decoder)."""
-    code = ErrorCode(code)
-    if code is ErrorCode.OK:
+    """The typed exception for `code` (used by per-item results and the wire decoder).
+
+    A number outside the closed list (a newer peer) is reported as INTERNAL (MKV-ERR-001).
+    """
+    try:
+        known = ErrorCode(code)
+    except ValueError:
+        return Internal(f"unknown error code {int(code)}: {message}")
+    if known is ErrorCode.OK:
         raise ValueError("ErrorCode.OK is not an error")
-    return _BY_CODE[code](message)
+    return _BY_CODE[known](message)

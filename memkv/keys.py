@@ -64,7 +64,7 @@ def model_fingerprint(model: str, **attributes: object) -> bytes:
     lines = [_FINGERPRINT_HEADER]
     for name in sorted(fields):
         value = str(fields[name])
-        if "\n" in name or "\n" in value or "=" in name:
+        if not name or "\n" in name or "\n" in value or "=" in name:
             raise InvalidArgument(f"fingerprint attribute {name!r} contains '=' or a newline")
         lines.append(f"{name}={value}\n")
     return _xxh3_128("".join(lines).encode("utf-8"))
