@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 from .errors import InvalidArgument, Unsupported
@@ -12,7 +13,7 @@ from .units import parse_size
 
 DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".local", "share", "memkv")
 
-_FILE_OPTIONS = {"capacity": parse_size, "unit": parse_size, "device": str,
+_FILE_OPTIONS: dict[str, Callable[[str], Any]] = {"capacity": parse_size, "unit": parse_size, "device": str,
                  "flush_interval": float}
 
 

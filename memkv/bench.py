@@ -1,0 +1,290 @@
+"""`memkv bench`: memkv put/get throughput and latency against the raw path, in the same run.
+
+For `--backend file` the raw path is a plain preallocated file in the same directory, written
+and read with os.pwritev/os.preadv in the store's own open mode (O_DIRECT when the store's
+device uses it) from the same page-aligned buffers. Rounds alternate which path goes first;
+throughput is the median over rounds, latencies are pooled over rounds.
+"""
+
+from __future__ import annotations
+
+import abc
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .blocks import MiB
+from .buffers import aligned_buffer
+from .errors import InvalidArgument, Unsupported
+from .progress import Progress
+from .units import format_size, parse_size
+
+DEFAULT_SIZES = (2 * MiB, 4 * MiB, 8 * MiB, 16 * MiB)
+DEFAULT_COUNT = 32
+DEFAULT_ROUNDS = 5
+TARGET_SIZE = 16 * MiB
+TARGET_RATIO = 0.85
+OPS = ("put", "get")
+PATHS = ("memkv", "raw")
+
+
+def parse_sizes(text: str) -> list[int]:
+    """"2,4,8,16MiB" or "64KiB,2MiB": a bare number takes the unit of the last item."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise InvalidArgument("--sizes needs at least one size")
+    unit = parts[-1].lstrip("0123456789.")
+    sizes = [parse_size(p + unit if p.replace(".", "").isdigit() else p) for p in parts]
+    for size in sizes:
+        if size <= 0 or size % 4096:
+            raise InvalidArgument(f"block size {size} must be a positive multiple of 4 KiB")
+    return sizes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BenchConfig:
+    backend: str = "file"
+    sizes: tuple[int, ...] = DEFAULT_SIZES
+    count: int = DEFAULT_COUNT
+    rounds: int = DEFAULT_ROUNDS
+    directory: str | None = None
+    keep: bool = False
+
+
+class Target(abc.ABC):
+    """One backend's memkv path and its raw counterpart. Ops work on block slot `i` of a round."""
+
+    description: dict[str, Any]
+
+    @abc.abstractmethod
+    def begin(self, size: int, count: int, round_no: int) -> None: ...
+
+    @abc.abstractmethod
+    def op(self, path: str, op: str, i: int) -> None: ...
+
+    @abc.abstractmethod
+    def end(self) -> None: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+class FileTarget(Target):
+    """The embedded file backend versus pwritev/preadv on a file beside the store's device."""
+
+    def __init__(self, config: BenchConfig) -> None:
+        from .backends.file import FileTransport
+
+        self._own_dir = config.directory is None
+        base = config.directory
+        if base is not None:
+            os.makedirs(base, exist_ok=True)
+        self.root = tempfile.mkdtemp(prefix="memkv-bench-", dir=base)
+        self.keep = config.keep
+        largest = max(config.sizes)
+        capacity = config.count * largest + 4 * largest + 8 * MiB
+        self.transport = FileTransport.open(os.path.join(self.root, "store"), "bench", capacity=capacity, unit=MiB)
+        device = self.transport.engine.device
+        self.direct = device.direct
+        self.raw_path = os.path.join(self.root, "raw.img")
+        fd = os.open(self.raw_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, config.count * largest)
+        finally:
+            os.close(fd)
+        flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | (getattr(os, "O_DIRECT", 0) if self.direct else 0)
+        self.raw_fd = os.open(self.raw_path, flags)
+        self.description = {"dir": self.root, "direct_io": self.direct, "store_capacity_bytes": capacity,
+                            "raw": "os.pwritev/os.preadv on a preallocated file in the same directory"
+                                   + (", O_DIRECT" if self.direct else ", buffered")}
+        self._buffers: dict[int, tuple[list[memoryview], list[memoryview]]] = {}
+        self._keys: list[bytes] = []
+        self._size = 0
+
+    def _bufs(self, size: int, count: int) -> tuple[list[memoryview], list[memoryview]]:
+        if size not in self._buffers:
+            rng = np.random.default_rng(size)
+            sources = []
+            for _ in range(min(count, 4)):
+                buf = aligned_buffer(size)
+                np.frombuffer(buf, dtype=np.uint8)[:] = rng.integers(0, 256, size, dtype=np.uint8)
+                sources.append(buf)
+            dests = [aligned_buffer(size) for _ in range(min(count, 4))]
+            self._buffers = {size: (sources, dests)}  # keep only the current size's buffers
+        return self._buffers[size]
+
+    def begin(self, size: int, count: int, round_no: int) -> None:
+        self._size = size
+        self._src, self._dst = self._bufs(size, count)
+        self._keys = [os.urandom(16) for _ in range(count)]
+        from .transport import PutItem
+
+        self._put_item = PutItem
+
+    def op(self, path: str, op: str, i: int) -> None:
+        src = self._src[i % len(self._src)]
+        dst = self._dst[i % len(self._dst)]
+        if path == "memkv":
+            if op == "put":
+                self.transport.put([self._put_item(self._keys[i], src)])[0].raise_for_status()
+            else:
+                self.transport.get_into([self._keys[i]], [dst])[0].raise_for_status()
+        elif op == "put":
+            _all(os.pwritev, self.raw_fd, src, i * self._size)
+        else:
+            _all(os.preadv, self.raw_fd, dst, i * self._size)
+
+    def end(self) -> None:
+        self.transport.invalidate_keys(self._keys)
+
+    def close(self) -> None:
+        try:
+            self.transport.close()
+            os.close(self.raw_fd)
+        finally:
+            if not self.keep:
+                shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _all(fn: Callable[[int, Sequence[memoryview], int], int], fd: int, buf: memoryview, offset: int) -> None:
+    done = 0
+    while done < len(buf):
+        n = fn(fd, [buf[done:]], offset + done)
+        if n <= 0:
+            raise OSError(f"raw I/O moved no bytes at offset {offset + done}")
+        done += n
+
+
+def _unavailable(name: str) -> Callable[[BenchConfig], Target]:
+    def factory(config: BenchConfig) -> Target:
+        raise Unsupported(f"bench backend {name!r} is not built yet; available: file")
+    return factory
+
+
+BACKENDS: dict[str, Callable[[BenchConfig], Target]] = {
+    "file": FileTarget,
+    "tcp": _unavailable("tcp"),
+    "nixl": _unavailable("nixl"),
+}
+
+
+def _summary(seconds: list[float], round_rates: list[float]) -> dict[str, Any]:
+    lat = np.array(seconds) * 1000.0
+    return {"gb_per_s": statistics.median(round_rates), "rounds_gb_per_s": round_rates,
+            "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)), "ops": len(seconds)}
+
+
+def run_bench(config: BenchConfig, progress: Progress | None = None) -> dict[str, Any]:
+    factory = BACKENDS.get(config.backend)
+    if factory is None:
+        raise InvalidArgument(f"unknown backend {config.backend!r}; known: {', '.join(sorted(BACKENDS))}")
+    if config.count <= 0 or config.rounds <= 0:
+        raise InvalidArgument("--count and --rounds must be positive")
+    target = factory(config)
+    lat: dict[tuple[int, str, str], list[float]] = {}
+    rates: dict[tuple[int, str, str], list[float]] = {}
+    steps = config.rounds * len(config.sizes)
+    started = time.perf_counter()
+    try:
+        for round_no in range(config.rounds):
+            for s_index, size in enumerate(config.sizes):
+                target.begin(size, config.count, round_no)
+                order = PATHS if round_no % 2 == 0 else PATHS[::-1]
+                for path in order:
+                    for op in OPS:
+                        times = lat.setdefault((size, path, op), [])
+                        t_phase = time.perf_counter()
+                        for i in range(config.count):
+                            t0 = time.perf_counter()
+                            target.op(path, op, i)
+                            times.append(time.perf_counter() - t0)
+                        phase = time.perf_counter() - t_phase
+                        rates.setdefault((size, path, op), []).append(size * config.count / phase / 1e9)
+                target.end()
+                if progress is not None:
+                    progress.update(round_no * len(config.sizes) + s_index + 1,
+                                    f"round {round_no + 1}/{config.rounds}, {format_size(size)}")
+    finally:
+        description = target.description
+        target.close()
+    if progress is not None:
+        progress.finish()
+    results = []
+    for size in config.sizes:
+        for op in OPS:
+            entry: dict[str, Any] = {"size": size, "op": op}
+            for path in PATHS:
+                entry[path] = _summary(lat[(size, path, op)], rates[(size, path, op)])
+            entry["ratio"] = entry["memkv"]["gb_per_s"] / entry["raw"]["gb_per_s"]
+            results.append(entry)
+    target_rows = [r for r in results if r["size"] == TARGET_SIZE]
+    return {
+        "backend": config.backend, **description, "sizes": list(config.sizes), "count": config.count,
+        "rounds": config.rounds, "steps": steps, "wall_s": time.perf_counter() - started, "results": results,
+        "target": {"size": TARGET_SIZE, "min_ratio": TARGET_RATIO,
+                   "met": all(r["ratio"] >= TARGET_RATIO for r in target_rows) if target_rows else None},
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = [
+        f"memkv bench --backend {report['backend']}: {report['rounds']} rounds x {report['count']} blocks per size, "
+        f"{'O_DIRECT' if report.get('direct_io') else 'buffered'}, {report['dir']}",
+        f"raw path: {report.get('raw', '')}",
+        f"{'size':>8} {'op':>4} {'memkv GB/s':>11} {'raw GB/s':>9} {'ratio':>6}  "
+        f"{'memkv p50/p99 ms':>17}  {'raw p50/p99 ms':>15}",
+    ]
+    for r in report["results"]:
+        m, w = r["memkv"], r["raw"]
+        lines.append(f"{format_size(r['size']):>8} {r['op']:>4} {m['gb_per_s']:>11.2f} {w['gb_per_s']:>9.2f} "
+                     f"{r['ratio']:>6.2f}  {m['p50_ms']:>8.2f}/{m['p99_ms']:<8.2f}  "
+                     f"{w['p50_ms']:>7.2f}/{w['p99_ms']:<7.2f}")
+    t = report["target"]
+    if t["met"] is not None:
+        lines.append(f"target: memkv >= {t['min_ratio']:.0%} of raw at {format_size(t['size'])}: "
+                     + ("met" if t["met"] else "NOT met"))
+    lines.append(f"{report['wall_s']:.1f} s")
+    return "\n".join(lines)
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "bench", help="put/get throughput and latency of memkv against the raw path",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", default="file", help="backend to measure (file; tcp and nixl later)")
+    parser.add_argument("--sizes", default="2,4,8,16MiB", help="block sizes (default 2,4,8,16MiB)")
+    parser.add_argument("--count", type=int, default=DEFAULT_COUNT,
+                        help=f"blocks per size and round (default {DEFAULT_COUNT})")
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
+                        help=f"rounds, alternating which path goes first (default {DEFAULT_ROUNDS})")
+    parser.add_argument("--dir", default=None, help="directory for the store and the raw file (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the store and raw file afterwards")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    config = BenchConfig(backend=args.backend, sizes=tuple(parse_sizes(args.sizes)), count=args.count,
+                         rounds=args.rounds, directory=args.dir, keep=args.keep)
+    progress = Progress(config.rounds * len(config.sizes), "memkv bench", enabled=not args.quiet)
+    report = run_bench(config, progress)
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(format_report(report))
+    return 0
+
+
+__all__ = ["BACKENDS", "BenchConfig", "FileTarget", "Target", "add_parser", "parse_sizes", "run", "run_bench"]

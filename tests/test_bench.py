@@ -1,0 +1,64 @@
+"""`memkv bench` with tiny sizes: the report's shape, not its speed (memkv.bench)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from memkv.bench import BenchConfig, format_report, parse_sizes, run_bench
+from memkv.cli import main
+from memkv.errors import InvalidArgument, Unsupported
+
+KiB, MiB = 1024, 1024 * 1024
+
+
+def test_parse_sizes() -> None:
+    assert parse_sizes("2,4,8,16MiB") == [2 * MiB, 4 * MiB, 8 * MiB, 16 * MiB]
+    assert parse_sizes("64KiB, 1MiB") == [64 * KiB, MiB]
+    assert parse_sizes("8192") == [8192]
+    with pytest.raises(InvalidArgument):
+        parse_sizes("3000")
+    with pytest.raises(InvalidArgument):
+        parse_sizes("")
+    with pytest.raises(InvalidArgument):
+        parse_sizes("2,lots")
+
+
+def test_bench_report_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "--backend", "file", "--sizes", "64KiB,128KiB", "--count", "3", "--rounds", "2",
+            "--dir", str(tmp_path), "--json", "--quiet"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["backend"] == "file" and report["count"] == 3 and report["rounds"] == 2
+    assert isinstance(report["direct_io"], bool)
+    rows = report["results"]
+    assert [(r["size"], r["op"]) for r in rows] == [(64 * KiB, "put"), (64 * KiB, "get"),
+                                                    (128 * KiB, "put"), (128 * KiB, "get")]
+    for row in rows:
+        assert row["ratio"] > 0
+        for path in ("memkv", "raw"):
+            stats = row[path]
+            assert stats["gb_per_s"] > 0 and len(stats["rounds_gb_per_s"]) == 2
+            assert 0 < stats["p50_ms"] <= stats["p99_ms"]
+            assert stats["ops"] == 6
+        assert row["ratio"] == pytest.approx(row["memkv"]["gb_per_s"] / row["raw"]["gb_per_s"])
+    assert report["target"]["met"] is None  # no 16 MiB row
+    assert list(tmp_path.iterdir()) == []  # store and raw file removed
+    assert "ratio" in format_report(report)
+
+
+def test_bench_keep(tmp_path: Path) -> None:
+    report = run_bench(BenchConfig(sizes=(64 * KiB,), count=2, rounds=1, directory=str(tmp_path), keep=True))
+    kept = Path(report["dir"])
+    assert kept.parent == tmp_path and (kept / "raw.img").exists() and (kept / "store").is_dir()
+
+
+def test_bench_backends() -> None:
+    with pytest.raises(InvalidArgument, match="unknown backend"):
+        run_bench(BenchConfig(backend="carrier-pigeon"))
+    with pytest.raises(Unsupported):
+        run_bench(BenchConfig(backend="nixl"))
+    with pytest.raises(InvalidArgument):
+        run_bench(BenchConfig(count=0))
