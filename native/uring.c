@@ -1,0 +1,656 @@
+/*
+ * memkv._uring: positional block I/O through io_uring, for the storage engine's device path.
+ *
+ * No dependency beyond the kernel UAPI header <linux/io_uring.h>: the rings are set up with
+ * raw io_uring_setup / io_uring_enter / io_uring_register system calls and mmap'd directly.
+ *
+ *   Ring(depth=32, chunk_size=1 MiB)
+ *   ring.read(fd, offsets, buffers)  -> list[int]   bytes read into each buffer
+ *   ring.write(fd, offsets, buffers) -> list[int]   bytes written from each buffer
+ *   ring.register_buffers(buffers)   fixed (pre-pinned) buffers: READ_FIXED / WRITE_FIXED
+ *   ring.unregister_buffers(), ring.close()
+ *   probe() -> (ok: bool, errno: int)
+ *
+ * Each call moves every buffer completely: buffers are cut into chunk_size pieces which are
+ * queued up to `depth` in flight, submitted and reaped in batches with the GIL released.
+ * Short transfers are resubmitted for their remainder; -EAGAIN / -EINTR are retried; a read
+ * that returns 0 (end of file) stops that buffer, and its count tells how far it got. Any
+ * other error stops new submissions, drains what is in flight, and raises OSError(errno).
+ * A Ring serializes its own calls (a lock); use one Ring per thread for parallelism.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#if !defined(__linux__)
+#error "memkv._uring needs Linux"
+#endif
+
+#include <errno.h>
+#include <linux/io_uring.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#ifndef __NR_io_uring_setup
+#define __NR_io_uring_setup 425
+#endif
+#ifndef __NR_io_uring_enter
+#define __NR_io_uring_enter 426
+#endif
+#ifndef __NR_io_uring_register
+#define __NR_io_uring_register 427
+#endif
+#ifndef IORING_SETUP_COOP_TASKRUN
+#define IORING_SETUP_COOP_TASKRUN (1U << 8)
+#endif
+
+#define MAX_DEPTH 4096
+#define MAX_REGISTERED 1024
+#define MAX_FIXED_LEN (1UL << 30) /* kernel limit per registered buffer */
+
+static int sys_setup(unsigned entries, struct io_uring_params *p) {
+    return (int)syscall(__NR_io_uring_setup, entries, p);
+}
+
+static int sys_enter(int fd, unsigned to_submit, unsigned min_complete, unsigned flags) {
+    return (int)syscall(__NR_io_uring_enter, fd, to_submit, min_complete, flags, NULL, 0);
+}
+
+static int sys_register(int fd, unsigned opcode, const void *arg, unsigned nr_args) {
+    return (int)syscall(__NR_io_uring_register, fd, opcode, arg, nr_args);
+}
+
+/* ---- the ring -------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    int ring_fd;
+    unsigned depth;
+    Py_ssize_t chunk_size;
+    unsigned features;
+    int have_rw; /* IORING_OP_READ / WRITE (5.6+); else READV / WRITEV */
+    int broken;  /* io_uring_enter failed for the ring as a whole */
+    /* mappings */
+    void *sq_map;
+    size_t sq_map_len;
+    void *cq_map;
+    size_t cq_map_len;
+    struct io_uring_sqe *sqes;
+    size_t sqes_len;
+    /* SQ ring fields */
+    unsigned *sq_head, *sq_tail, *sq_mask, *sq_array;
+    unsigned sq_entries;
+    /* CQ ring fields */
+    unsigned *cq_head, *cq_tail, *cq_mask;
+    struct io_uring_cqe *cqes;
+    /* registered buffers */
+    Py_buffer *reg;
+    Py_ssize_t nreg;
+    PyThread_type_lock lock;
+    PyObject *weakreflist;
+} Ring;
+
+/* one piece of work in flight: the remainder of a chunk */
+typedef struct {
+    Py_ssize_t op;     /* index of the buffer it belongs to */
+    char *ptr;
+    size_t len;
+    uint64_t off;
+    int fixed;         /* registered buffer index, or -1 */
+    struct iovec iov;  /* for READV / WRITEV */
+} Slot;
+
+typedef struct {
+    char *base;
+    size_t len;
+    uint64_t off;
+    size_t next;       /* next byte not yet cut into a chunk */
+    size_t done;       /* bytes transferred */
+    uint64_t eof_at;   /* lowest file position where a read hit end of file (UINT64_MAX: none) */
+} Op;
+
+static void ring_unmap(Ring *r) {
+    if (r->sqes && r->sqes != MAP_FAILED) munmap(r->sqes, r->sqes_len);
+    if (r->cq_map && r->cq_map != MAP_FAILED && r->cq_map != r->sq_map) munmap(r->cq_map, r->cq_map_len);
+    if (r->sq_map && r->sq_map != MAP_FAILED) munmap(r->sq_map, r->sq_map_len);
+    r->sqes = NULL;
+    r->cq_map = NULL;
+    r->sq_map = NULL;
+}
+
+static void ring_release_registered(Ring *r) {
+    for (Py_ssize_t i = 0; i < r->nreg; i++) PyBuffer_Release(&r->reg[i]);
+    PyMem_Free(r->reg);
+    r->reg = NULL;
+    r->nreg = 0;
+}
+
+static void ring_close_fd(Ring *r) {
+    ring_unmap(r);
+    if (r->ring_fd >= 0) {
+        close(r->ring_fd);
+        r->ring_fd = -1;
+    }
+    ring_release_registered(r);
+}
+
+static int ring_check_op(int ring_fd, int opcode) {
+    /* IORING_REGISTER_PROBE (5.6+): is `opcode` supported? */
+    size_t len = sizeof(struct io_uring_probe) + 256 * sizeof(struct io_uring_probe_op);
+    struct io_uring_probe *probe = calloc(1, len);
+    int ok = 0;
+    if (!probe) return 0;
+    if (sys_register(ring_fd, IORING_REGISTER_PROBE, probe, 256) == 0 && opcode <= probe->last_op)
+        ok = (probe->ops[opcode].flags & IO_URING_OP_SUPPORTED) != 0;
+    free(probe);
+    return ok;
+}
+
+static int ring_setup(Ring *r, unsigned depth) {
+    struct io_uring_params p;
+    memset(&p, 0, sizeof(p));
+    p.flags = IORING_SETUP_COOP_TASKRUN;
+    int fd = sys_setup(depth, &p);
+    if (fd < 0 && errno == EINVAL) {
+        memset(&p, 0, sizeof(p));
+        fd = sys_setup(depth, &p);
+    }
+    if (fd < 0) return -errno;
+    r->ring_fd = fd;
+    r->features = p.features;
+    r->sq_entries = p.sq_entries;
+
+    r->sq_map_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+    r->cq_map_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+    if (p.features & IORING_FEAT_SINGLE_MMAP) {
+        if (r->cq_map_len > r->sq_map_len) r->sq_map_len = r->cq_map_len;
+        r->cq_map_len = r->sq_map_len;
+    }
+    r->sq_map = mmap(NULL, r->sq_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
+                     IORING_OFF_SQ_RING);
+    if (r->sq_map == MAP_FAILED) goto fail;
+    if (p.features & IORING_FEAT_SINGLE_MMAP) {
+        r->cq_map = r->sq_map;
+    } else {
+        r->cq_map = mmap(NULL, r->cq_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
+                         IORING_OFF_CQ_RING);
+        if (r->cq_map == MAP_FAILED) goto fail;
+    }
+    r->sqes_len = p.sq_entries * sizeof(struct io_uring_sqe);
+    r->sqes = mmap(NULL, r->sqes_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQES);
+    if (r->sqes == MAP_FAILED) goto fail;
+
+    char *sq = r->sq_map, *cq = r->cq_map;
+    r->sq_head = (unsigned *)(sq + p.sq_off.head);
+    r->sq_tail = (unsigned *)(sq + p.sq_off.tail);
+    r->sq_mask = (unsigned *)(sq + p.sq_off.ring_mask);
+    r->sq_array = (unsigned *)(sq + p.sq_off.array);
+    r->cq_head = (unsigned *)(cq + p.cq_off.head);
+    r->cq_tail = (unsigned *)(cq + p.cq_off.tail);
+    r->cq_mask = (unsigned *)(cq + p.cq_off.ring_mask);
+    r->cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
+    r->have_rw = ring_check_op(fd, IORING_OP_READ) && ring_check_op(fd, IORING_OP_WRITE);
+    return 0;
+fail:;
+    int err = errno;
+    ring_close_fd(r);
+    return -err;
+}
+
+/* ---- submission and completion ---------------------------------------------------------- */
+
+static int find_fixed(Ring *r, const char *ptr, size_t len) {
+    for (Py_ssize_t i = 0; i < r->nreg; i++) {
+        const char *b = r->reg[i].buf;
+        if (ptr >= b && ptr + len <= b + r->reg[i].len) return (int)i;
+    }
+    return -1;
+}
+
+static void prep_sqe(Ring *r, int fd, int is_write, Slot *s, unsigned slot_index) {
+    unsigned tail = *r->sq_tail; /* only this thread writes the tail */
+    unsigned idx = tail & *r->sq_mask;
+    struct io_uring_sqe *sqe = &r->sqes[idx];
+    memset(sqe, 0, sizeof(*sqe));
+    sqe->fd = fd;
+    sqe->off = s->off;
+    sqe->user_data = slot_index;
+    if (s->fixed >= 0) {
+        sqe->opcode = is_write ? IORING_OP_WRITE_FIXED : IORING_OP_READ_FIXED;
+        sqe->addr = (uint64_t)(uintptr_t)s->ptr;
+        sqe->len = (uint32_t)s->len;
+        sqe->buf_index = (uint16_t)s->fixed;
+    } else if (r->have_rw) {
+        sqe->opcode = is_write ? IORING_OP_WRITE : IORING_OP_READ;
+        sqe->addr = (uint64_t)(uintptr_t)s->ptr;
+        sqe->len = (uint32_t)s->len;
+    } else {
+        s->iov.iov_base = s->ptr;
+        s->iov.iov_len = s->len;
+        sqe->opcode = is_write ? IORING_OP_WRITEV : IORING_OP_READV;
+        sqe->addr = (uint64_t)(uintptr_t)&s->iov;
+        sqe->len = 1;
+    }
+    r->sq_array[idx] = idx;
+    __atomic_store_n(r->sq_tail, tail + 1, __ATOMIC_RELEASE);
+}
+
+/*
+ * Move all ops; runs without the GIL. Returns 0 or a positive errno.
+ */
+static int run_ops(Ring *r, int fd, int is_write, Op *ops, Py_ssize_t nops) {
+    unsigned depth = r->depth;
+    Slot *slots = calloc(depth, sizeof(Slot));
+    unsigned *free_slots = calloc(depth, sizeof(unsigned));
+    unsigned *retry = calloc(depth, sizeof(unsigned));
+    if (!slots || !free_slots || !retry) {
+        free(slots);
+        free(free_slots);
+        free(retry);
+        return ENOMEM;
+    }
+    unsigned nfree = depth, nretry = 0, inflight = 0, to_submit = 0;
+    for (unsigned i = 0; i < depth; i++) free_slots[i] = depth - 1 - i;
+    Py_ssize_t cur = 0; /* first op with bytes not yet cut into chunks */
+    int error = 0;
+    size_t chunk = (size_t)r->chunk_size;
+
+    for (;;) {
+        /* fill the queue: retries first, then new chunks */
+        while (!error && inflight + to_submit < depth) {
+            unsigned si;
+            if (nretry) {
+                si = retry[--nretry];
+            } else {
+                while (cur < nops && ops[cur].next >= ops[cur].len) cur++;
+                if (cur >= nops) break;
+                Op *op = &ops[cur];
+                size_t n = op->len - op->next;
+                if (n > chunk) n = chunk;
+                si = free_slots[--nfree];
+                Slot *s = &slots[si];
+                s->op = cur;
+                s->ptr = op->base + op->next;
+                s->len = n;
+                s->off = op->off + op->next;
+                s->fixed = find_fixed(r, s->ptr, n);
+                op->next += n;
+            }
+            prep_sqe(r, fd, is_write, &slots[si], si);
+            to_submit++;
+        }
+        if (inflight + to_submit == 0) break;
+
+        /* submit what is queued and wait for at least one completion */
+        int ret = sys_enter(r->ring_fd, to_submit, 1, IORING_ENTER_GETEVENTS);
+        if (ret < 0) {
+            int e = errno;
+            if (e != EINTR && e != EAGAIN && e != EBUSY) {
+                /* the ring itself failed (not one request): give up on it; the caller closes
+                   it, and the kernel keeps pages of requests still in flight pinned */
+                error = error ? error : e;
+                r->broken = 1;
+                break;
+            }
+            /* nothing was consumed; reap whatever is ready below, then retry */
+        } else {
+            inflight += (unsigned)ret;
+            to_submit -= (unsigned)ret;
+        }
+
+        /* reap */
+        unsigned head = *r->cq_head;
+        unsigned tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
+        while (head != tail) {
+            struct io_uring_cqe *cqe = &r->cqes[head & *r->cq_mask];
+            unsigned si = (unsigned)cqe->user_data;
+            int res = cqe->res;
+            head++;
+            inflight--;
+            Slot *s = &slots[si];
+            Op *op = &ops[s->op];
+            if (res < 0) {
+                if ((res == -EAGAIN || res == -EINTR) && !error) {
+                    retry[nretry++] = si;
+                    continue;
+                }
+                if (!error) error = -res;
+            } else if (res == 0) {
+                if (s->len && !is_write) {
+                    if (s->off < op->eof_at) op->eof_at = s->off;
+                } else if (s->len && !error) {
+                    error = EIO; /* a write that accepted nothing */
+                }
+            } else {
+                op->done += (size_t)res;
+                if ((size_t)res < s->len && !error) {
+                    s->ptr += res;
+                    s->len -= (size_t)res;
+                    s->off += (uint64_t)res;
+                    retry[nretry++] = si;
+                    continue;
+                }
+            }
+            free_slots[nfree++] = si;
+        }
+        __atomic_store_n(r->cq_head, head, __ATOMIC_RELEASE);
+        if (error && inflight == 0) break;
+    }
+    free(slots);
+    free(free_slots);
+    free(retry);
+    return error;
+}
+
+/* ---- Python methods --------------------------------------------------------------------- */
+
+static int ring_lock(Ring *r) {
+    if (r->ring_fd < 0) {
+        PyErr_SetString(PyExc_ValueError, "I/O on a closed Ring");
+        return -1;
+    }
+    if (!PyThread_acquire_lock(r->lock, NOWAIT_LOCK)) {
+        Py_BEGIN_ALLOW_THREADS
+        PyThread_acquire_lock(r->lock, WAIT_LOCK);
+        Py_END_ALLOW_THREADS
+    }
+    if (r->ring_fd < 0) {
+        PyThread_release_lock(r->lock);
+        PyErr_SetString(PyExc_ValueError, "I/O on a closed Ring");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *ring_transfer(Ring *r, PyObject *args, int is_write) {
+    int fd;
+    PyObject *offsets_obj, *buffers_obj;
+    if (!PyArg_ParseTuple(args, "iOO", &fd, &offsets_obj, &buffers_obj)) return NULL;
+    PyObject *offsets = PySequence_Fast(offsets_obj, "offsets must be a sequence of ints");
+    if (!offsets) return NULL;
+    PyObject *buffers = PySequence_Fast(buffers_obj, "buffers must be a sequence of buffers");
+    if (!buffers) {
+        Py_DECREF(offsets);
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(offsets);
+    PyObject *result = NULL;
+    Py_buffer *views = NULL;
+    Op *ops = NULL;
+    Py_ssize_t got = 0;
+    if (PySequence_Fast_GET_SIZE(buffers) != n) {
+        PyErr_SetString(PyExc_ValueError, "offsets and buffers differ in length");
+        goto done;
+    }
+    views = PyMem_Calloc(n ? n : 1, sizeof(Py_buffer));
+    ops = PyMem_Calloc(n ? n : 1, sizeof(Op));
+    if (!views || !ops) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; got < n; got++) {
+        long long off = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(offsets, got));
+        if (off == -1 && PyErr_Occurred()) goto done;
+        if (off < 0) {
+            PyErr_SetString(PyExc_ValueError, "negative offset");
+            goto done;
+        }
+        int flags = is_write ? PyBUF_SIMPLE : PyBUF_WRITABLE;
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(buffers, got), &views[got], flags) < 0) goto done;
+        ops[got].base = views[got].buf;
+        ops[got].len = (size_t)views[got].len;
+        ops[got].off = (uint64_t)off;
+        ops[got].eof_at = UINT64_MAX;
+    }
+    if (ring_lock(r) < 0) goto done;
+    int err;
+    Py_BEGIN_ALLOW_THREADS
+    err = run_ops(r, fd, is_write, ops, n);
+    Py_END_ALLOW_THREADS
+    if (r->broken) ring_close_fd(r);
+    PyThread_release_lock(r->lock);
+    if (err) {
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto done;
+    }
+    result = PyList_New(n);
+    if (!result) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        size_t count = ops[i].done;
+        if (ops[i].eof_at != UINT64_MAX) {
+            size_t prefix = (size_t)(ops[i].eof_at - ops[i].off);
+            if (prefix < count) count = prefix;
+        }
+        PyObject *v = PyLong_FromSize_t(count);
+        if (!v) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyList_SET_ITEM(result, i, v);
+    }
+done:
+    for (Py_ssize_t i = 0; i < got; i++) PyBuffer_Release(&views[i]);
+    PyMem_Free(views);
+    PyMem_Free(ops);
+    Py_DECREF(offsets);
+    Py_DECREF(buffers);
+    return result;
+}
+
+static PyObject *Ring_read(Ring *r, PyObject *args) { return ring_transfer(r, args, 0); }
+static PyObject *Ring_write(Ring *r, PyObject *args) { return ring_transfer(r, args, 1); }
+
+static PyObject *Ring_register_buffers(Ring *r, PyObject *arg) {
+    PyObject *seq = PySequence_Fast(arg, "register_buffers takes a sequence of writable buffers");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n < 1 || n > MAX_REGISTERED) {
+        Py_DECREF(seq);
+        PyErr_Format(PyExc_ValueError, "register between 1 and %d buffers", MAX_REGISTERED);
+        return NULL;
+    }
+    Py_buffer *views = PyMem_Calloc(n, sizeof(Py_buffer));
+    struct iovec *iov = PyMem_Calloc(n, sizeof(struct iovec));
+    Py_ssize_t got = 0;
+    if (!views || !iov) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (; got < n; got++) {
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, got), &views[got], PyBUF_WRITABLE) < 0) goto fail;
+        if (views[got].len <= 0 || (size_t)views[got].len > MAX_FIXED_LEN) {
+            got++;
+            PyErr_SetString(PyExc_ValueError, "each registered buffer must be 1 byte to 1 GiB");
+            goto fail;
+        }
+        iov[got].iov_base = views[got].buf;
+        iov[got].iov_len = (size_t)views[got].len;
+    }
+    if (ring_lock(r) < 0) goto fail;
+    if (r->nreg) {
+        sys_register(r->ring_fd, IORING_UNREGISTER_BUFFERS, NULL, 0);
+        ring_release_registered(r);
+    }
+    int rc, err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    rc = sys_register(r->ring_fd, IORING_REGISTER_BUFFERS, iov, (unsigned)n);
+    if (rc < 0) err = errno;
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        PyThread_release_lock(r->lock);
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto fail;
+    }
+    r->reg = views;
+    r->nreg = n;
+    PyThread_release_lock(r->lock);
+    PyMem_Free(iov);
+    Py_DECREF(seq);
+    Py_RETURN_NONE;
+fail:
+    for (Py_ssize_t i = 0; i < got; i++) PyBuffer_Release(&views[i]);
+    PyMem_Free(views);
+    PyMem_Free(iov);
+    Py_DECREF(seq);
+    return NULL;
+}
+
+static PyObject *Ring_unregister_buffers(Ring *r, PyObject *Py_UNUSED(ignored)) {
+    if (ring_lock(r) < 0) return NULL;
+    if (r->nreg) {
+        sys_register(r->ring_fd, IORING_UNREGISTER_BUFFERS, NULL, 0);
+        ring_release_registered(r);
+    }
+    PyThread_release_lock(r->lock);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Ring_close(Ring *r, PyObject *Py_UNUSED(ignored)) {
+    if (r->ring_fd < 0) Py_RETURN_NONE;
+    if (ring_lock(r) < 0) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    ring_close_fd(r);
+    PyThread_release_lock(r->lock);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Ring_enter(Ring *r, PyObject *Py_UNUSED(ignored)) {
+    Py_INCREF(r);
+    return (PyObject *)r;
+}
+
+static PyObject *Ring_exit(Ring *r, PyObject *Py_UNUSED(args)) {
+    PyObject *res = Ring_close(r, NULL);
+    if (!res) return NULL;
+    Py_DECREF(res);
+    Py_RETURN_FALSE;
+}
+
+static int Ring_init(Ring *r, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"depth", "chunk_size", NULL};
+    unsigned int depth = 32;
+    Py_ssize_t chunk = 1 << 20;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|In", kwlist, &depth, &chunk)) return -1;
+    if (depth < 1 || depth > MAX_DEPTH) {
+        PyErr_Format(PyExc_ValueError, "depth must be 1..%d", MAX_DEPTH);
+        return -1;
+    }
+    if (chunk < 4096 || chunk > (1 << 30) || chunk % 4096) {
+        PyErr_SetString(PyExc_ValueError, "chunk_size must be a multiple of 4096 between 4 KiB and 1 GiB");
+        return -1;
+    }
+    if (r->ring_fd >= 0) {
+        PyErr_SetString(PyExc_RuntimeError, "Ring already initialized");
+        return -1;
+    }
+    int rc = ring_setup(r, depth);
+    if (rc < 0) {
+        errno = -rc;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    r->depth = depth < r->sq_entries ? depth : r->sq_entries;
+    r->chunk_size = chunk;
+    return 0;
+}
+
+static PyObject *Ring_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    Ring *r = (Ring *)type->tp_alloc(type, 0);
+    if (!r) return NULL;
+    r->ring_fd = -1;
+    r->lock = PyThread_allocate_lock();
+    if (!r->lock) {
+        Py_DECREF(r);
+        return PyErr_NoMemory();
+    }
+    return (PyObject *)r;
+}
+
+static void Ring_dealloc(Ring *r) {
+    if (r->weakreflist) PyObject_ClearWeakRefs((PyObject *)r);
+    ring_close_fd(r);
+    if (r->lock) PyThread_free_lock(r->lock);
+    Py_TYPE(r)->tp_free((PyObject *)r);
+}
+
+static PyObject *Ring_get_depth(Ring *r, void *c) { return PyLong_FromUnsignedLong(r->depth); }
+static PyObject *Ring_get_chunk(Ring *r, void *c) { return PyLong_FromSsize_t(r->chunk_size); }
+static PyObject *Ring_get_nreg(Ring *r, void *c) { return PyLong_FromSsize_t(r->nreg); }
+static PyObject *Ring_get_features(Ring *r, void *c) { return PyLong_FromUnsignedLong(r->features); }
+static PyObject *Ring_get_closed(Ring *r, void *c) { return PyBool_FromLong(r->ring_fd < 0); }
+
+static PyGetSetDef Ring_getset[] = {
+    {"depth", (getter)Ring_get_depth, NULL, "queue depth (max requests in flight)", NULL},
+    {"chunk_size", (getter)Ring_get_chunk, NULL, "bytes per request", NULL},
+    {"registered", (getter)Ring_get_nreg, NULL, "number of registered buffers", NULL},
+    {"features", (getter)Ring_get_features, NULL, "IORING_FEAT_* bits reported by the kernel", NULL},
+    {"closed", (getter)Ring_get_closed, NULL, "True after close()", NULL},
+    {NULL},
+};
+
+static PyMethodDef Ring_methods[] = {
+    {"read", (PyCFunction)Ring_read, METH_VARARGS,
+     "read(fd, offsets, buffers) -> list[int]: fill each buffer from its offset"},
+    {"write", (PyCFunction)Ring_write, METH_VARARGS,
+     "write(fd, offsets, buffers) -> list[int]: write each buffer at its offset"},
+    {"register_buffers", (PyCFunction)Ring_register_buffers, METH_O,
+     "register_buffers(buffers): pin writable buffers for READ_FIXED / WRITE_FIXED"},
+    {"unregister_buffers", (PyCFunction)Ring_unregister_buffers, METH_NOARGS, "drop registered buffers"},
+    {"close", (PyCFunction)Ring_close, METH_NOARGS, "close the ring"},
+    {"__enter__", (PyCFunction)Ring_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)Ring_exit, METH_VARARGS, NULL},
+    {NULL},
+};
+
+static PyTypeObject RingType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "memkv._uring.Ring",
+    .tp_basicsize = sizeof(Ring),
+    .tp_weaklistoffset = offsetof(Ring, weakreflist),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Ring(depth=32, chunk_size=1048576): an io_uring instance for positional file I/O",
+    .tp_new = Ring_new,
+    .tp_init = (initproc)Ring_init,
+    .tp_dealloc = (destructor)Ring_dealloc,
+    .tp_methods = Ring_methods,
+    .tp_getset = Ring_getset,
+};
+
+static PyObject *mod_probe(PyObject *self, PyObject *Py_UNUSED(ignored)) {
+    struct io_uring_params p;
+    memset(&p, 0, sizeof(p));
+    int fd = sys_setup(1, &p);
+    if (fd < 0) return Py_BuildValue("(Oi)", Py_False, errno);
+    close(fd);
+    return Py_BuildValue("(Oi)", Py_True, 0);
+}
+
+static PyMethodDef module_methods[] = {
+    {"probe", mod_probe, METH_NOARGS, "probe() -> (ok, errno): can this process set up an io_uring?"},
+    {NULL},
+};
+
+static struct PyModuleDef uring_module = {
+    PyModuleDef_HEAD_INIT, "memkv._uring", "io_uring positional I/O for memkv's device path", -1, module_methods,
+};
+
+PyMODINIT_FUNC PyInit__uring(void) {
+    if (PyType_Ready(&RingType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&uring_module);
+    if (!m) return NULL;
+    Py_INCREF(&RingType);
+    if (PyModule_AddObject(m, "Ring", (PyObject *)&RingType) < 0) {
+        Py_DECREF(&RingType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyModule_AddIntConstant(m, "MAX_DEPTH", MAX_DEPTH);
+    return m;
+}
