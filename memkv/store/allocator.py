@@ -38,6 +38,18 @@ class ExtentAllocator:
         if cursor < self.end:
             self._insert(cursor, self.end - cursor)
 
+    def copy(self) -> ExtentAllocator:
+        """An independent allocator in the same state (to plan evictions without acting)."""
+        twin = object.__new__(ExtentAllocator)
+        twin.unit, twin.start, twin.end = self.unit, self.start, self.end
+        twin._offsets, twin._lengths = list(self._offsets), list(self._lengths)
+        twin.free_bytes = self.free_bytes
+        return twin
+
+    def runs(self) -> list[Extent]:
+        """The free runs, sorted and coalesced."""
+        return [Extent(o, n) for o, n in zip(self._offsets, self._lengths, strict=True)]
+
     @property
     def total_bytes(self) -> int:
         return self.end - self.start
@@ -95,8 +107,27 @@ class ExtentAllocator:
             self._insert(extent.offset + extent.length, tail)
 
     def free(self, extents: Iterable[Extent]) -> None:
+        """Return extents; freeing space that is already free raises ValueError, changing nothing."""
+        extents = list(extents)
+        for extent in extents:
+            if (extent.length <= 0 or extent.offset < self.start or extent.offset + extent.length > self.end
+                    or extent.offset % self.unit or extent.length % self.unit):
+                raise ValueError(f"extent {extent} is not a unit-aligned range of this allocator")
+        previous_end = self.start
+        for extent in sorted(extents):
+            if extent.offset < previous_end:
+                raise ValueError(f"double free of extent at {extent.offset}")
+            previous_end = extent.offset + extent.length
+            self._check_free(extent.offset, extent.length)
         for extent in extents:
             self._insert(extent.offset, extent.length)
+
+    def _check_free(self, offset: int, length: int) -> None:
+        i = bisect.bisect_left(self._offsets, offset)
+        if i > 0 and self._offsets[i - 1] + self._lengths[i - 1] > offset:
+            raise ValueError(f"double free of extent at {offset}")
+        if i < len(self._offsets) and offset + length > self._offsets[i]:
+            raise ValueError(f"double free of extent at {offset}")
 
     def _insert(self, offset: int, length: int) -> None:
         i = bisect.bisect_left(self._offsets, offset)

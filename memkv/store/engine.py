@@ -3,26 +3,44 @@
 Thread-safe. Metadata changes happen under one lock; payload I/O happens outside it.
 Write path (two-phase, MKV-OPS-002): verify checksum -> reserve extents -> write payload ->
 commit the index row. Read path: pin the row against reuse -> read -> verify checksum.
+
+Extents are freed exactly once: by removal when no reader holds them, else by the last
+reader. Eviction is planned on a copy of the allocator first, so a put that cannot fit
+evicts nothing (MKV-CAP-003). `close` waits for payload I/O in flight before it closes the
+device, so no thread ever writes through a closed (and possibly reused) descriptor.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
+import logging
 import os
 import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from ..blocks import BlockMeta, Limits, MiB
+from ..blocks import Limits, MiB
 from ..buffers import BufferLike, aligned_buffer, readable_view, writable_view
 from ..checksum import payload_checksum
 from ..errors import (
-    BufferTooSmall, CapacityExceeded, ChecksumMismatch, Corrupted, ErrorCode, InvalidArgument,
-    KeyConflict, LimitExceeded, MemkvError, NotFound, UnknownLease, UnknownSession,
+    BufferTooSmall,
+    CapacityExceeded,
+    ChecksumMismatch,
+    Corrupted,
+    ErrorCode,
+    InvalidArgument,
+    KeyConflict,
+    LimitExceeded,
+    MemkvError,
+    NotFound,
+    Unavailable,
+    UnknownLease,
+    UnknownSession,
 )
 from ..keys import NO_FINGERPRINT, check_fingerprint, check_key
 from ..sessions import PINNING_STATES, SessionEvent, SessionInfo, SessionState, next_state
@@ -34,17 +52,21 @@ from .lock import StoreLock
 from .superblock import SUPERBLOCK_SIZE, Superblock
 
 DEFAULT_UNIT = 1 * MiB
+DEFAULT_LIMITS = Limits()
 DEFAULT_CAPACITY = 1024 * MiB
 MAX_TTL_S = 30 * 24 * 3600.0
 EXPIRED_SESSION_RETENTION_S = 3600.0
 NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 BlockId = tuple[str, bytes]
+SessionId = tuple[str, str]
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 def check_namespace(namespace: str) -> str:
-    if not isinstance(namespace, str) or not NAMESPACE_PATTERN.match(namespace):
+    if not isinstance(namespace, str) or not NAMESPACE_PATTERN.fullmatch(namespace):
         raise InvalidArgument(f"namespace {namespace!r} must match {NAMESPACE_PATTERN.pattern}")
     return namespace
 
@@ -93,7 +115,7 @@ class StorageEngine:
         capacity: int = DEFAULT_CAPACITY,
         device_path: str | None = None,
         unit: int = DEFAULT_UNIT,
-        limits: Limits = Limits(),
+        limits: Limits = DEFAULT_LIMITS,
         flush_interval_s: float = 1.0,
         format_device: bool = False,
         clock: Callable[[], float] = time.time,
@@ -103,27 +125,40 @@ class StorageEngine:
         self.limits = limits
         self.clock = clock
         self._lock = threading.RLock()
+        self._io_done = threading.Condition(self._lock)
+        self._io_active = 0
+        self._closing = False
         self._store_lock = StoreLock(os.path.join(self.directory, "lock"))
+        device: Device | None = None
+        index: Index | None = None
         try:
-            self.device, self.superblock = self._open_device(device_path, capacity, unit, format_device)
-            self.index = Index(os.path.join(self.directory, "index.sqlite"))
+            device, self.superblock = self._open_device(device_path, capacity, unit, format_device)
+            index = Index(os.path.join(self.directory, "index.sqlite"))
+            self._bind_index(index, self.superblock)
+            self._blocks: collections.OrderedDict[BlockId, _Live] = collections.OrderedDict()
+            used: list[Extent] = []
+            for row in index.all_blocks():
+                self._blocks[(row.namespace, row.key)] = _Live(row)
+                used.extend(row.extents)
+            sb = self.superblock
+            self.allocator = ExtentAllocator(sb.data_offset, sb.size, sb.unit, used)
+            sessions = index.sessions()
         except BaseException:
+            if index is not None:
+                index.close()
+            if device is not None:
+                device.close()
             self._store_lock.release()
             raise
-        self._blocks: collections.OrderedDict[BlockId, _Live] = collections.OrderedDict()
-        used: list[Extent] = []
-        for row in self.index.all_blocks():
-            self._blocks[(row.namespace, row.key)] = _Live(row)
-            used.extend(row.extents)
-        sb = self.superblock
-        self.allocator = ExtentAllocator(sb.data_offset, sb.size, sb.unit, used)
+        self.device, self.index = device, index
         self._inflight: dict[BlockId, threading.Event] = {}
         self._pins: collections.Counter[BlockId] = collections.Counter()
+        self._pinned_until: dict[SessionId, float] = {}
         self._leased: collections.Counter[BlockId] = collections.Counter()
         self._leases: dict[str, _Lease] = {}
         self._touched: dict[BlockId, float] = {}
         self.counters = _Counters()
-        for session in self.index.sessions():
+        for session in sessions:
             if session.state in PINNING_STATES:
                 self._pin(session, +1)
         self._closed = threading.Event()
@@ -144,7 +179,10 @@ class StorageEngine:
         header = aligned_buffer(SUPERBLOCK_SIZE)
         try:
             device.read_into(0, header)
-            if is_new_file or format_device:
+            # An all-zero header on our own device file: a process died between creating
+            # the file and writing its superblock. Nothing was ever stored there.
+            never_formatted = device_path is None and header == bytes(SUPERBLOCK_SIZE)
+            if is_new_file or format_device or never_formatted:
                 superblock = Superblock.new(unit, device.size)
                 header[:] = superblock.encode()
                 device.write(0, header)
@@ -156,18 +194,51 @@ class StorageEngine:
             device.close()
             raise
 
+    @staticmethod
+    def _bind_index(index: Index, superblock: Superblock) -> None:
+        """Tie the index to this device; an index left from another device lists no blocks."""
+        store_id = superblock.store_id.hex()
+        bound = index.get_meta("store_id")
+        if bound == store_id:
+            return
+        if bound is not None:
+            log.warning("index %s belongs to device %s, not %s: forgetting its blocks",
+                        index.path, bound, store_id)
+            index.clear_blocks()
+        index.set_meta("store_id", store_id)
+
     # ---- small helpers ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """The engine lock, refusing new work once close has begun."""
+        with self._lock:
+            if self._closing:
+                raise Unavailable("store is closed")
+            yield
+
+    def _io_finished(self) -> None:
+        """Caller holds the lock."""
+        self._io_active -= 1
+        if self._io_active == 0:
+            self._io_done.notify_all()
+
     def _per_item(self, fn: Callable[[], T], wrap: Callable[[MemkvError], T]) -> T:
         try:
             return fn()
         except MemkvError as exc:
-            self.counters.errors[exc.code.name] += 1
+            with self._lock:
+                self.counters.errors[exc.code.name] += 1
             return wrap(exc)
 
     def _present(self, namespace: str, key: bytes) -> bool:
         return (namespace, key) in self._blocks
 
     def _pin(self, session: SessionRow, delta: int) -> None:
+        """Count one pin per occurrence of a key in the chain; unpinning uses the same chain."""
+        if delta > 0:
+            self._pinned_until[(session.namespace, session.session_id)] = session.expires_at
+        else:
+            self._pinned_until.pop((session.namespace, session.session_id), None)
         for key in session.keys:
             block_id = (session.namespace, key)
             self._pins[block_id] += delta
@@ -196,29 +267,49 @@ class StorageEngine:
         return removed
 
     def _allocate(self, size: int) -> list[Extent]:
+        """Reserve extents, evicting least recently used unprotected blocks when needed.
+
+        The victims are chosen on a copy of the allocator; only when the block then fits are
+        they removed, so a put that cannot fit evicts nothing (MKV-CAP-003), even when free
+        space is too fragmented for the extent limit.
+        """
         extents = self.allocator.allocate(size)
         if extents is not None:
             return extents
+        now = self.clock()
+        self._expire_leases(now)
+        self._expire_pinned_sessions(now)
         need = self.allocator.rounded(size)
-        self._expire_leases(self.clock())
-        evictable = sum(self.allocator.rounded(live.row.length) for block_id, live in self._blocks.items()
-                        if not self._protected(block_id) and live.readers == 0)
-        if need > self.allocator.free_bytes + evictable:
+        trial = self.allocator.copy()
+        victims: list[BlockId] = []
+        for block_id, live in self._blocks.items():
+            if self._protected(block_id) or live.readers:
+                continue
+            trial.free(live.row.extents)
+            victims.append(block_id)
+            if trial.free_bytes >= need and trial.allocate(size) is not None:
+                break
+        else:
             raise CapacityExceeded(
                 f"block of {size} bytes does not fit: {self.allocator.free_bytes} bytes free, "
-                f"{evictable} evictable; pinned and leased blocks are never evicted")
-        while extents is None:
-            victim = next((block_id for block_id, live in self._blocks.items()
-                           if not self._protected(block_id) and live.readers == 0), None)
-            if victim is None:
-                raise CapacityExceeded(f"block of {size} bytes does not fit after eviction")
-            self._remove(victim)
-            self.counters.evictions += 1
-            extents = self.allocator.allocate(size)
+                f"{trial.free_bytes - self.allocator.free_bytes} evictable; pinned, leased and "
+                f"blocks being read are never evicted")
+        with self.index.atomic():
+            for victim in victims:
+                self._remove(victim)
+        self.counters.evictions += len(victims)
+        extents = self.allocator.allocate(size)
+        if extents is None:  # pragma: no cover - the trial allocator said it fits
+            raise CapacityExceeded(f"block of {size} bytes does not fit after eviction")
         return extents
 
     # ---- blocks -----------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closing:
+            raise Unavailable("store is closed")
+
     def put(self, namespace: str, items: Sequence[PutItem]) -> list[ItemResult]:
+        self._check_open()
         check_namespace(namespace)
         self.limits.check_batch(len(items))
         return [self._per_item(lambda item=item: self._put_one(namespace, item),  # type: ignore[misc]
@@ -234,7 +325,7 @@ class StorageEngine:
             raise ChecksumMismatch(f"payload checksum {checksum:#x} != declared {item.checksum:#x}")
         block_id = (namespace, key)
         while True:
-            with self._lock:
+            with self._guard():
                 live = self._blocks.get(block_id)
                 if live is not None:
                     if live.row.checksum == checksum and live.row.length == len(payload):
@@ -244,22 +335,25 @@ class StorageEngine:
                 if pending is None:
                     extents = self._allocate(len(payload))
                     done = self._inflight[block_id] = threading.Event()
+                    self._io_active += 1
                     break
             pending.wait()
+        committed = False
         try:
             self._write_extents(extents, payload)
             row = BlockRow(namespace, key, len(payload), checksum, item.meta, extents, self.clock())
             with self._lock:
                 self.index.insert_block(row)
                 self._blocks[block_id] = _Live(row)
+                committed = True
                 self.counters.puts += 1
                 self.counters.bytes_written += len(payload)
-            extents = []
         finally:
             with self._lock:
-                if extents:
+                if not committed:
                     self.allocator.free(extents)
                 del self._inflight[block_id]
+                self._io_finished()
             done.set()
         return ItemResult()
 
@@ -280,18 +374,20 @@ class StorageEngine:
             pos += len(piece)
 
     def get_into(self, namespace: str, keys: Sequence[bytes], buffers: Sequence[BufferLike]) -> list[GetResult]:
+        self._check_open()
         check_namespace(namespace)
         self.limits.check_batch(len(keys))
         if len(keys) != len(buffers):
             raise InvalidArgument(f"{len(keys)} keys but {len(buffers)} buffers")
+        pairs = zip(keys, buffers, strict=True)
         return [self._per_item(lambda k=k, b=b: self._get_one(namespace, k, b),  # type: ignore[misc]
-                               lambda exc: GetResult(exc.code, exc.message)) for k, b in zip(keys, buffers)]
+                               lambda exc: GetResult(exc.code, exc.message)) for k, b in pairs]
 
     def _get_one(self, namespace: str, key: bytes, buffer: BufferLike) -> GetResult:
         key = check_key(key)
         dest = writable_view(buffer)
         block_id = (namespace, key)
-        with self._lock:
+        with self._guard():
             self.counters.gets += 1
             live = self._blocks.get(block_id)
             if live is None:
@@ -302,6 +398,7 @@ class StorageEngine:
                 raise BufferTooSmall(f"block is {row.length} bytes, buffer {len(dest)}")
             self.counters.hits += 1
             live.readers += 1
+            self._io_active += 1
             self._blocks.move_to_end(block_id)
             self._touched[block_id] = self.clock()
         try:
@@ -309,24 +406,30 @@ class StorageEngine:
             self._read_extents(row.extents, target)
             if payload_checksum(target) != row.checksum:
                 with self._lock:
-                    self._remove(block_id)
+                    # Remove this block only: the key may already hold a newer one.
+                    if self._blocks.get(block_id) is live:
+                        self._remove(block_id)
+                log.error("block %s in namespace %s failed checksum verification; removed",
+                          key.hex(), namespace)
                 raise Corrupted(f"block {key.hex()} failed checksum verification and was removed")
+            with self._lock:
+                self.counters.bytes_read += row.length
         finally:
             with self._lock:
                 live.readers -= 1
                 if live.removed and live.readers == 0:
                     self.allocator.free(row.extents)
-                self.counters.bytes_read += row.length
+                self._io_finished()
         return GetResult(length=row.length, checksum=row.checksum, meta=row.meta)
 
     def stat(self, namespace: str, keys: Sequence[bytes]) -> list[BlockInfo | None]:
         check_namespace(namespace)
         self.limits.check_batch(len(keys))
         checked = [check_key(k) for k in keys]
-        with self._lock:
+        with self._guard():
             lives = [self._blocks.get((namespace, k)) for k in checked]
             return [None if live is None else BlockInfo(k, live.row.length, live.row.checksum, live.row.meta)
-                    for k, live in zip(checked, lives)]
+                    for k, live in zip(checked, lives, strict=True)]
 
     def exists(self, namespace: str, keys: Sequence[bytes]) -> list[bool]:
         return [info is not None for info in self.stat(namespace, keys)]
@@ -337,7 +440,7 @@ class StorageEngine:
         checked = [check_key(k) for k in keys]
         if not isinstance(lease_ms, int) or not 0 <= lease_ms <= self.limits.max_lease_ms:
             raise InvalidArgument(f"lease_ms must be in 0..{self.limits.max_lease_ms}")
-        with self._lock:
+        with self._guard():
             prefix = 0
             for key in checked:
                 if not self._present(namespace, key):
@@ -354,7 +457,7 @@ class StorageEngine:
             return LookupResult(prefix, lease_id, expires_at)
 
     def release_lease(self, namespace: str, lease_id: str) -> None:
-        with self._lock:
+        with self._guard():
             self._expire_leases(self.clock())
             lease = self._leases.get(lease_id)
             if lease is None or lease.namespace != namespace:
@@ -369,17 +472,31 @@ class StorageEngine:
             if self._leased[block_id] <= 0:
                 del self._leased[block_id]
 
+    def _expire_pinned_sessions(self, now: float) -> None:
+        """Expire suspended sessions whose pause ran out, releasing their pins (MKV-SES-008)."""
+        for namespace, session_id in [s for s, until in self._pinned_until.items() if until <= now]:
+            row = self.index.session(namespace, session_id)
+            if row is None or row.state not in PINNING_STATES:
+                self._pinned_until.pop((namespace, session_id), None)
+                continue
+            if now >= row.expires_at:
+                self._transition(row, SessionEvent.EXPIRE)
+                self.index.save_session(row)
+            else:
+                self._pinned_until[(namespace, session_id)] = row.expires_at
+
     def _expire_leases(self, now: float) -> None:
         for lease_id in [i for i, lease in self._leases.items() if lease.expires_at <= now]:
             self._drop_lease(lease_id)
 
     def delete(self, namespace: str, keys: Sequence[bytes]) -> list[ItemResult]:
+        self._check_open()
         check_namespace(namespace)
         self.limits.check_batch(len(keys))
 
         def delete_one(key: bytes) -> ItemResult:
             block_id = (namespace, check_key(key))
-            with self._lock:
+            with self._guard():
                 if not self._remove_many([block_id]):
                     raise NotFound(f"no block {key.hex()} in namespace {namespace}")
             return ItemResult()
@@ -428,14 +545,14 @@ class StorageEngine:
         check_namespace(namespace)
         if len(keys) > self.limits.max_session_blocks:
             raise LimitExceeded(f"a session holds at most {self.limits.max_session_blocks} blocks")
-        with self._lock:
+        with self._guard():
             row = SessionRow(namespace, uuid.uuid4().hex, SessionState.OPEN,
                              self._check_present(namespace, keys), ttl, self.clock() + ttl, None, fingerprint)
             self.index.save_session(row)
             return self._info(row)
 
     def append(self, namespace: str, session_id: str, keys: Sequence[bytes]) -> SessionInfo:
-        with self._lock:
+        with self._guard():
             row = self._load_session(namespace, session_id)
             next_state(row.state, SessionEvent.APPEND)
             added = self._check_present(namespace, keys)
@@ -449,15 +566,16 @@ class StorageEngine:
 
     def suspend(self, namespace: str, session_id: str, pause_ttl_s: float) -> SessionInfo:
         pause = check_ttl(pause_ttl_s, "pause_ttl_s")
-        with self._lock:
+        with self._guard():
             row = self._load_session(namespace, session_id)
-            self._transition(row, SessionEvent.SUSPEND)
+            next_state(row.state, SessionEvent.SUSPEND)
             row.expires_at = self.clock() + pause
+            self._transition(row, SessionEvent.SUSPEND)
             self.index.save_session(row)
             return self._info(row)
 
     def resume(self, namespace: str, session_id: str) -> ResumeResult:
-        with self._lock:
+        with self._guard():
             row = self._load_session(namespace, session_id)
             self._transition(row, SessionEvent.RESUME)
             valid = 0
@@ -471,7 +589,7 @@ class StorageEngine:
 
     def fork(self, namespace: str, session_id: str, prefix_len: int | None = None,
              ttl_s: float | None = None) -> SessionInfo:
-        with self._lock:
+        with self._guard():
             parent = self._load_session(namespace, session_id)
             next_state(parent.state, SessionEvent.FORK)
             count = len(parent.keys) if prefix_len is None else prefix_len
@@ -484,48 +602,49 @@ class StorageEngine:
             return self._info(child)
 
     def close_session(self, namespace: str, session_id: str) -> SessionInfo:
-        with self._lock:
+        with self._guard():
             row = self._load_session(namespace, session_id)
             self._transition(row, SessionEvent.CLOSE)
             self.index.delete_session(namespace, session_id)
             return self._info(row)
 
     def session_info(self, namespace: str, session_id: str) -> SessionInfo:
-        with self._lock:
+        with self._guard():
             return self._info(self._load_session(namespace, session_id))
 
     def sessions(self, namespace: str | None = None) -> list[SessionInfo]:
-        with self._lock:
+        with self._guard():
             return [self._info(row) for row in self.index.sessions(namespace)]
 
     # ---- invalidation -----------------------------------------------------------------------
     def invalidate_keys(self, namespace: str, keys: Sequence[bytes]) -> int:
         check_namespace(namespace)
+        self.limits.check_batch(len(keys))
         checked = [check_key(k) for k in keys]
-        with self._lock:
+        with self._guard():
             return self._remove_many((namespace, k) for k in checked)
 
     def invalidate_prefix(self, namespace: str, key: bytes) -> int:
         check_namespace(namespace)
         key = check_key(key)
-        with self._lock:
+        with self._guard():
             return self._remove_many((namespace, k) for k in self.index.descendants(namespace, key))
 
     def invalidate_session(self, namespace: str, session_id: str) -> int:
-        with self._lock:
+        with self._guard():
             row = self._load_session(namespace, session_id)
             return self._remove_many((namespace, k) for k in row.keys)
 
     def invalidate_model(self, namespace: str, fingerprint: bytes) -> int:
         check_namespace(namespace)
         fingerprint = check_fingerprint(fingerprint)
-        with self._lock:
+        with self._guard():
             keys = self.index.keys_where(namespace, "fingerprint", fingerprint)
             return self._remove_many((namespace, k) for k in keys)
 
     def invalidate_namespace(self, namespace: str) -> int:
         check_namespace(namespace)
-        with self._lock:
+        with self._guard():
             for row in self.index.sessions(namespace):
                 if row.state in PINNING_STATES:
                     self._pin(row, -1)
@@ -537,6 +656,10 @@ class StorageEngine:
     # ---- upkeep -----------------------------------------------------------------------------
     def sweep(self) -> None:
         """Expire sessions and leases whose time ran out; drop old expired session records."""
+        with self._guard():
+            self._sweep()
+
+    def _sweep(self) -> None:
         now = self.clock()
         with self._lock:
             self._expire_leases(now)
@@ -550,23 +673,36 @@ class StorageEngine:
 
     def flush(self) -> None:
         """Make every committed block durable: payload synced, then the index (MKV-DUR-002)."""
+        with self._guard():
+            self._io_active += 1
+        try:
+            self._flush()
+        finally:
+            with self._lock:
+                self._io_finished()
+
+    def _flush(self) -> None:
         with self._lock:
             touched, self._touched = self._touched, {}
-            self.index.touch((t, ns, k) for (ns, k), t in touched.items())
+            if touched:
+                with self.index.atomic():
+                    self.index.touch((t, ns, k) for (ns, k), t in touched.items())
         self.device.sync()
         with self._lock:
             self.index.checkpoint()
 
     def _flush_loop(self, interval: float) -> None:
         while not self._closed.wait(interval):
-            try:
-                self.sweep()
-                self.flush()
-            except Exception:  # noqa: BLE001 - upkeep must not die; the next round retries
-                continue
+            for step in (self.sweep, self.flush):
+                try:
+                    step()
+                except Unavailable:
+                    return  # closing
+                except Exception:  # upkeep must not die; the next round retries
+                    log.exception("memkv background %s failed; retrying in %.1f s", step.__name__, interval)
 
     def stats(self) -> dict[str, Any]:
-        with self._lock:
+        with self._guard():
             by_namespace: dict[str, dict[str, int]] = {}
             for (ns, _), live in self._blocks.items():
                 entry = by_namespace.setdefault(ns, {"blocks": 0, "bytes": 0})
@@ -579,7 +715,7 @@ class StorageEngine:
                 "used_bytes": self.allocator.total_bytes - self.allocator.free_bytes,
                 "free_bytes": self.allocator.free_bytes,
                 "blocks": len(self._blocks),
-                "pinned_blocks": len(self._pins),
+                "pinned_blocks": sum(1 for block_id in self._pins if block_id in self._blocks),
                 "leases": len(self._leases),
                 "sessions": dict(sessions),
                 "namespaces": by_namespace,
@@ -591,13 +727,19 @@ class StorageEngine:
             }
 
     def close(self) -> None:
-        if self._closed.is_set():
-            return
+        """Refuse new work, wait for payload I/O in flight, flush, and release the store."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            while self._io_active:
+                self._io_done.wait()
         self._closed.set()
-        self._flusher.join()
+        if self._flusher is not threading.current_thread():
+            self._flusher.join()
         try:
-            self.sweep()
-            self.flush()
+            self._sweep()
+            self._flush()
         finally:
             self.index.close()
             self.device.close()

@@ -100,15 +100,34 @@ def _signed(checksum: int) -> int:
 
 class Index:
     def __init__(self, path: str) -> None:
+        self.path = path
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
-        row = self.db.execute("SELECT value FROM meta WHERE name='version'").fetchone()
-        if row is None:
-            self.db.execute("INSERT INTO meta VALUES ('version', ?)", (str(INDEX_VERSION),))
-        elif int(row[0]) > INDEX_VERSION:
-            raise UnsupportedVersion(f"index version {row[0]} is newer than this build's {INDEX_VERSION}")
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            # Refuse a newer index before touching its schema (MKV-DUR-005).
+            has_meta = self.db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+            version = self.get_meta("version") if has_meta else None
+            if version is not None and int(version) > INDEX_VERSION:
+                raise UnsupportedVersion(f"index version {version} is newer than this build's {INDEX_VERSION}")
+            self.db.executescript(_SCHEMA)
+            if version is None:
+                self.set_meta("version", str(INDEX_VERSION))
+        except BaseException:
+            self.db.close()
+            raise
+
+    # ---- meta -------------------------------------------------------------------------------
+    def get_meta(self, name: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, name: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+
+    def clear_blocks(self) -> None:
+        self.db.execute("DELETE FROM blocks")
 
     # ---- blocks -----------------------------------------------------------------------------
     def insert_block(self, row: BlockRow) -> None:

@@ -26,18 +26,27 @@ class StoreLock:
             holder = self._read_holder()
             os.close(self.fd)
             raise StoreLocked(f"store is held by {holder}; stop that process or use another path") from None
-        os.ftruncate(self.fd, 0)
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(),
-                "command": " ".join(sys.argv)[:200]}
-        os.pwrite(self.fd, json.dumps(info).encode(), 0)
+        try:
+            os.ftruncate(self.fd, 0)
+            info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(),
+                    "command": " ".join(sys.argv)[:200]}
+            os.pwrite(self.fd, json.dumps(info).encode(), 0)
+        except BaseException:
+            self.release()
+            raise
 
     def _read_holder(self) -> str:
-        try:
-            raw = os.pread(self.fd, 4096, 0)
-            info = json.loads(raw.decode() or "{}")
-            return f"pid {info.get('pid')} on {info.get('host')} ({info.get('command', '')!r})"
-        except (OSError, ValueError):
-            return "another process"
+        # The holder writes its record just after taking the lock: give it a moment.
+        for _ in range(20):
+            try:
+                raw = os.pread(self.fd, 4096, 0)
+                info = json.loads(raw.decode()) if raw else None
+            except (OSError, ValueError):
+                info = None
+            if isinstance(info, dict) and "pid" in info:
+                return f"pid {info.get('pid')} on {info.get('host')} ({info.get('command', '')!r})"
+            time.sleep(0.005)
+        return "another process (its record is unreadable)"
 
     def release(self) -> None:
         if self.fd >= 0:

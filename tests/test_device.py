@@ -1,0 +1,181 @@
+"""The device: O_DIRECT on ext4, buffered where O_DIRECT is refused or switched off, any caller buffer."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+from helpers_store import KiB, MiB, key, open_engine, payload
+
+from memkv.buffers import aligned_buffer
+from memkv.errors import InvalidArgument
+from memkv.store import device as device_module
+from memkv.store.device import BOUNCE_SIZE, Device
+from memkv.transport import PutItem
+
+SIZE = 16 * MiB
+SIZES = [1, 4095, 4096, 4097, 3 * 4096 + 5, 64 * KiB, BOUNCE_SIZE + 4097]
+
+
+def direct_supported(directory: Path) -> bool:
+    probe = directory / "probe"
+    probe.write_bytes(bytes(4096))
+    try:
+        fd = os.open(probe, os.O_RDONLY | getattr(os, "O_DIRECT", 0))
+    except OSError:
+        return False
+    os.close(fd)
+    return hasattr(os, "O_DIRECT")
+
+
+def source(kind: str, data: bytes) -> memoryview:
+    if kind == "aligned":
+        buf = aligned_buffer(len(data))
+        buf[:] = data
+        return buf
+    if kind == "unaligned":
+        raw = bytearray(len(data) + 1)
+        raw[1:] = data
+        return memoryview(raw)[1:]
+    return memoryview(data)  # read-only bytes
+
+
+def dest(kind: str, size: int) -> memoryview:
+    if kind == "aligned":
+        return aligned_buffer(size)
+    return memoryview(bytearray(size + 3))[3:]
+
+
+@pytest.fixture(params=["direct", "buffered"])
+def dev(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Device:
+    if request.param == "buffered":
+        monkeypatch.setenv("MEMKV_DIRECT", "0")
+    elif not direct_supported(tmp_path):
+        pytest.skip("this filesystem refuses O_DIRECT")
+    device = Device(str(tmp_path / "dev.img"), size=SIZE, create=True)
+    assert device.direct is (request.param == "direct")
+    request.addfinalizer(device.close)
+    return device
+
+
+@pytest.mark.requirement("MKV-OPS-001", "MKV-DUR-004")
+@pytest.mark.parametrize("src_kind", ["aligned", "unaligned", "readonly"])
+@pytest.mark.parametrize("dst_kind", ["aligned", "unaligned"])
+def test_round_trip_any_size_and_alignment(dev: Device, src_kind: str, dst_kind: str) -> None:
+    offset = 1 * MiB
+    for i, size in enumerate(SIZES):
+        data = payload(i, size)
+        dev.write(offset, source(src_kind, data))
+        out = dest(dst_kind, size)
+        dev.read_into(offset, out)
+        assert bytes(out) == data, f"size {size}"
+
+
+@pytest.mark.requirement("MKV-OPS-001")
+def test_write_pads_only_up_to_the_next_4k(dev: Device) -> None:
+    neighbour = payload(99, 4096)
+    dev.write(8192, memoryview(neighbour))
+    dev.write(0, memoryview(payload(1, 4097)))  # pads 4097..8191, must not touch 8192
+    out = aligned_buffer(4096)
+    dev.read_into(8192, out)
+    assert bytes(out) == neighbour
+
+
+@pytest.mark.requirement("MKV-CAP-004")
+def test_unaligned_or_out_of_range_io_is_refused(dev: Device) -> None:
+    with pytest.raises(InvalidArgument):
+        dev.write(100, memoryview(b"x"))
+    with pytest.raises(InvalidArgument):
+        dev.write(SIZE - 4096, memoryview(bytes(4097)))
+    with pytest.raises(InvalidArgument):
+        dev.read_into(SIZE, memoryview(bytearray(1)))
+    with pytest.raises(InvalidArgument):
+        dev.read_into(-4096, memoryview(bytearray(1)))
+
+
+def test_missing_device_without_create_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument):
+        Device(str(tmp_path / "absent.img"))
+    with pytest.raises(InvalidArgument):
+        Device(str(tmp_path / "new.img"), size=0, create=True)
+
+
+def test_o_direct_refused_by_the_filesystem_falls_back_to_buffered(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_open = os.open
+
+    def no_direct(path: str, flags: int, *args: int) -> int:
+        if flags & getattr(os, "O_DIRECT", 0):
+            raise OSError(errno.EINVAL, "O_DIRECT not supported")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(device_module.os, "open", no_direct)
+    device = Device(str(tmp_path / "dev.img"), size=SIZE, create=True)
+    try:
+        assert not device.direct
+        data = payload(3, 10_000)
+        device.write(4096, memoryview(data))
+        out = bytearray(10_000)
+        device.read_into(4096, memoryview(out))
+        assert bytes(out) == data
+    finally:
+        device.close()
+
+
+def test_tmpfs_device_works(tmp_path: Path) -> None:
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or not os.access(shm, os.W_OK):
+        pytest.skip("no writable /dev/shm")
+    path = shm / f"memkv-test-{os.getpid()}-{tmp_path.name}.img"
+    try:
+        device = Device(str(path), size=SIZE, create=True)
+        try:
+            # Older kernels refuse O_DIRECT on tmpfs (buffered fallback); newer ones accept it.
+            for i, size in enumerate(SIZES):
+                data = payload(i, size)
+                device.write(0, source("unaligned", data))
+                out = dest("unaligned", size)
+                device.read_into(0, out)
+                assert bytes(out) == data
+        finally:
+            device.close()
+    finally:
+        path.unlink(missing_ok=True)
+
+
+@pytest.mark.requirement("MKV-OPS-001", "MKV-DUR-001")
+@pytest.mark.parametrize("mode", ["direct", "buffered", "tmpfs"])
+def test_engine_round_trip_and_restart_per_io_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    directory = tmp_path / "store"
+    if mode == "buffered":
+        monkeypatch.setenv("MEMKV_DIRECT", "0")
+    elif mode == "tmpfs":
+        if not os.access("/dev/shm", os.W_OK):
+            pytest.skip("no writable /dev/shm")
+        directory = Path(f"/dev/shm/memkv-test-{os.getpid()}-{tmp_path.name}")
+    elif not direct_supported(tmp_path):
+        pytest.skip("this filesystem refuses O_DIRECT")
+    sizes = [1, 4097, 256 * KiB, 256 * KiB + 1, 700_001]
+    try:
+        engine = open_engine(directory)
+        assert engine.stats()["direct_io"] is (mode == "direct") or mode == "tmpfs"
+        unaligned = [source("unaligned", payload(i, n)) for i, n in enumerate(sizes)]
+        assert all(r.ok for r in engine.put("ns", [PutItem(key(i), v) for i, v in enumerate(unaligned)]))
+        engine.close()
+        engine = open_engine(directory)
+        try:
+            for i, n in enumerate(sizes):
+                for kind in ("aligned", "unaligned"):
+                    out = dest(kind, n + 4096)
+                    (res,) = engine.get_into("ns", [key(i)], [out])
+                    assert res.ok and res.length == n
+                    assert bytes(out[:n]) == payload(i, n)
+        finally:
+            engine.close()
+    finally:
+        if mode == "tmpfs":
+            for child in directory.iterdir():
+                child.unlink()
+            directory.rmdir()
