@@ -9,3 +9,8 @@ import xxhash
 
 def payload_checksum(payload: Buffer) -> int:
     return xxhash.xxh3_64_intdigest(payload, seed=0)
+
+
+def payload_hasher() -> xxhash.xxh3_64:
+    """Streaming form of payload_checksum: update() piece by piece, then intdigest()."""
+    return xxhash.xxh3_64(seed=0)

@@ -220,19 +220,19 @@ def test_a_corrupt_read_does_not_remove_a_newer_block_under_the_same_key(store_d
     engine = open_engine(store_dir, unit=64 * KiB)
     try:
         engine.put(NS, [PutItem(key(1), payload(1, 1000))])
-        real_read = engine._read_extents
+        real_read = engine._read_and_checksum
         replaced = threading.Event()
 
-        def read_then_replace(extents: list, dest: memoryview) -> None:  # type: ignore[type-arg]
-            real_read(extents, dest)
-            dest[0] ^= 1  # the read came back damaged ...
-            engine.invalidate_keys(NS, [key(1)])  # ... and meanwhile the key got a new block
+        def read_then_replace(extents: list, dest: memoryview) -> int:  # type: ignore[type-arg]
+            checksum = real_read(extents, dest)
+            engine.invalidate_keys(NS, [key(1)])  # meanwhile the key got a new block ...
             assert engine.put(NS, [PutItem(key(1), payload(2, 2000))])[0].ok
             replaced.set()
+            return checksum ^ 1  # ... and the read came back damaged
 
-        engine._read_extents = read_then_replace  # type: ignore[method-assign]
+        engine._read_and_checksum = read_then_replace  # type: ignore[method-assign]
         (res,) = engine.get_into(NS, [key(1)], [bytearray(1000)])
-        engine._read_extents = real_read  # type: ignore[method-assign]
+        engine._read_and_checksum = real_read  # type: ignore[method-assign]
         assert replaced.is_set() and res.status is ErrorCode.CORRUPTED
         buf = bytearray(2000)
         assert engine.get_into(NS, [key(1)], [buf])[0].ok and bytes(buf) == payload(2, 2000)

@@ -132,23 +132,23 @@ def test_fragmented_space_that_cannot_fit_evicts_nothing(store_dir: Path) -> Non
 def test_a_block_being_read_is_neither_evicted_nor_reused(store_dir: Path) -> None:
     engine = small_store(store_dir, 2)
     reading, release = threading.Event(), threading.Event()
-    real_read = engine._read_extents
+    real_read = engine._read_and_checksum
 
-    def slow_read(extents: list, dest: memoryview) -> None:  # type: ignore[type-arg]
+    def slow_read(extents: list, dest: memoryview) -> int:  # type: ignore[type-arg]
         real_read(extents, dest)
         reading.set()
         assert release.wait(10)
-        real_read(extents, dest)  # read again after the others acted: the extents must be intact
+        return real_read(extents, dest)  # read again after the others acted: the extents must be intact
 
     try:
         put(engine, 0, units=2)
-        engine._read_extents = slow_read  # type: ignore[method-assign]
+        engine._read_and_checksum = slow_read  # type: ignore[method-assign]
         out = bytearray(2 * UNIT)
         results: list[object] = []
         reader = threading.Thread(target=lambda: results.extend(engine.get_into(NS, [key(0)], [out])))
         reader.start()
         assert reading.wait(10)
-        engine._read_extents = real_read  # type: ignore[method-assign]
+        engine._read_and_checksum = real_read  # type: ignore[method-assign]
         before = snapshot(engine)
         assert put(engine, 1) is ErrorCode.CAPACITY_EXCEEDED  # the only block is in use
         assert snapshot(engine) == before
@@ -165,7 +165,7 @@ def test_a_block_being_read_is_neither_evicted_nor_reused(store_dir: Path) -> No
         check_space(engine)
     finally:
         release.set()
-        engine._read_extents = real_read  # type: ignore[method-assign]
+        engine._read_and_checksum = real_read  # type: ignore[method-assign]
         engine.close()
 
 

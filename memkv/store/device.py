@@ -14,6 +14,7 @@ import threading
 
 from ..buffers import PAGE, address_of, aligned_buffer
 from ..errors import InvalidArgument, Unavailable
+from ..native_io import IOEngine, select_engine
 
 ALIGN = 4096
 BOUNCE_SIZE = 4 * 1024 * 1024
@@ -47,7 +48,9 @@ def _open_direct(path: str, flags: int) -> tuple[int, bool]:
 class Device:
     """Positional, aligned I/O on one file or block device."""
 
-    def __init__(self, path: str, size: int | None = None, create: bool = False) -> None:
+    def __init__(
+        self, path: str, size: int | None = None, create: bool = False, engine: IOEngine | None = None
+    ) -> None:
         self.path = path
         exists = os.path.exists(path)
         if not exists and not create:
@@ -64,6 +67,8 @@ class Device:
         self.fd, self.direct = _open_direct(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
         self.size = os.lseek(self.fd, 0, os.SEEK_END)
         self._local = threading.local()
+        self._owns_engine = engine is None
+        self.engine = engine if engine is not None else select_engine()
 
     # ---- bounce buffers ---------------------------------------------------------------------
     def _bounce(self) -> memoryview:
@@ -119,20 +124,12 @@ class Device:
             done += chunk
 
     def _pwrite_all(self, offset: int, data: memoryview) -> None:
-        done = 0
-        while done < len(data):
-            written = os.pwritev(self.fd, [data[done:]], offset + done)
-            if written <= 0:
-                raise Unavailable(f"device {self.path} accepted no bytes at offset {offset + done}")
-            done += written
+        self.engine.pwrite(self.fd, offset, data)  # whole buffer, or OSError
 
     def _pread_all(self, offset: int, dest: memoryview) -> None:
-        done = 0
-        while done < len(dest):
-            got = os.preadv(self.fd, [dest[done:]], offset + done)
-            if got <= 0:
-                raise Unavailable(f"device {self.path} returned no bytes at offset {offset + done}")
-            done += got
+        got = self.engine.pread_into(self.fd, offset, dest)
+        if got != len(dest):
+            raise Unavailable(f"device {self.path} returned no bytes at offset {offset + got}")
 
     def _check_range(self, offset: int, length: int) -> None:
         if offset % ALIGN or offset < 0 or offset + length > self.size:
@@ -142,6 +139,8 @@ class Device:
         os.fdatasync(self.fd)
 
     def close(self) -> None:
+        if self._owns_engine:
+            self.engine.close()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

@@ -13,6 +13,7 @@ device, so no thread ever writes through a closed (and possibly reused) descript
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
 import dataclasses
 import logging
@@ -26,7 +27,7 @@ from typing import Any, TypeVar
 
 from ..blocks import Limits, MiB
 from ..buffers import BufferLike, aligned_buffer, readable_view, writable_view
-from ..checksum import payload_checksum
+from ..checksum import payload_checksum, payload_hasher
 from ..errors import (
     BufferTooSmall,
     CapacityExceeded,
@@ -58,11 +59,20 @@ MAX_TTL_S = 30 * 24 * 3600.0
 EXPIRED_SESSION_RETENTION_S = 3600.0
 NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
+# Payloads at least this large are hashed while the device write runs in another thread.
+OVERLAP_MIN_BYTES = 1 * MiB
+READ_PIECE = 4 * MiB
+
 BlockId = tuple[str, bytes]
 SessionId = tuple[str, str]
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
+
+
+def _check_declared(checksum: int, declared: int | None) -> None:
+    if declared is not None and declared != checksum:
+        raise ChecksumMismatch(f"payload checksum {checksum:#x} != declared {declared:#x}")
 
 
 def check_namespace(namespace: str) -> str:
@@ -161,6 +171,7 @@ class StorageEngine:
         for session in sessions:
             if session.state in PINNING_STATES:
                 self._pin(session, +1)
+        self._io_pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="memkv-dev")
         self._closed = threading.Event()
         self._flusher = threading.Thread(target=self._flush_loop, args=(flush_interval_s,),
                                          name="memkv-flush", daemon=True)
@@ -223,12 +234,16 @@ class StorageEngine:
             self._io_done.notify_all()
 
     def _per_item(self, fn: Callable[[], T], wrap: Callable[[MemkvError], T]) -> T:
+        """Run one item of a batch; its error becomes its result, not the batch's (MKV-OPS-003)."""
         try:
             return fn()
         except MemkvError as exc:
-            with self._lock:
-                self.counters.errors[exc.code.name] += 1
-            return wrap(exc)
+            error = exc
+        except OSError as exc:
+            error = Unavailable(f"device I/O failed: {exc}")
+        with self._lock:
+            self.counters.errors[error.code.name] += 1
+        return wrap(error)
 
     def _present(self, namespace: str, key: bytes) -> bool:
         return (namespace, key) in self._blocks
@@ -320,27 +335,24 @@ class StorageEngine:
         payload = readable_view(item.payload)
         self.limits.check_payload_size(len(payload))
         item.meta.validate(self.limits)
-        checksum = payload_checksum(payload)
-        if item.checksum is not None and item.checksum != checksum:
-            raise ChecksumMismatch(f"payload checksum {checksum:#x} != declared {item.checksum:#x}")
         block_id = (namespace, key)
         while True:
             with self._guard():
                 live = self._blocks.get(block_id)
-                if live is not None:
-                    if live.row.checksum == checksum and live.row.length == len(payload):
-                        return ItemResult()  # idempotent re-put of identical bytes (MKV-BLK-007)
-                    raise KeyConflict(f"key {key.hex()} holds different bytes; blocks are immutable")
                 pending = self._inflight.get(block_id)
-                if pending is None:
+                if live is None and pending is None:
                     extents = self._allocate(len(payload))
                     done = self._inflight[block_id] = threading.Event()
                     self._io_active += 1
                     break
+            if live is not None:
+                return self._reput(key, live.row, payload, item.checksum)
+            assert pending is not None
             pending.wait()
         committed = False
         try:
-            self._write_extents(extents, payload)
+            checksum = self._write_and_checksum(extents, payload)
+            _check_declared(checksum, item.checksum)
             row = BlockRow(namespace, key, len(payload), checksum, item.meta, extents, self.clock())
             with self._lock:
                 self.index.insert_block(row)
@@ -357,6 +369,30 @@ class StorageEngine:
             done.set()
         return ItemResult()
 
+    @staticmethod
+    def _reput(key: bytes, row: BlockRow, payload: memoryview, declared: int | None) -> ItemResult:
+        """A put of a stored key: identical bytes succeed and change nothing (MKV-BLK-007)."""
+        checksum = payload_checksum(payload)
+        _check_declared(checksum, declared)
+        if row.checksum == checksum and row.length == len(payload):
+            return ItemResult()
+        raise KeyConflict(f"key {key.hex()} holds different bytes; blocks are immutable")
+
+    def _write_and_checksum(self, extents: Sequence[Extent], payload: memoryview) -> int:
+        """Write the payload and hash it at the same time: the device write releases the GIL.
+
+        The extents are not committed yet, so a checksum that then fails leaves nothing stored.
+        """
+        if len(payload) < OVERLAP_MIN_BYTES:
+            self._write_extents(extents, payload)
+            return payload_checksum(payload)
+        writing = self._io_pool.submit(self._write_extents, extents, payload)
+        try:
+            checksum = payload_checksum(payload)
+        finally:
+            writing.result()
+        return checksum
+
     def _write_extents(self, extents: Sequence[Extent], payload: memoryview) -> None:
         pos = 0
         for extent in extents:
@@ -364,14 +400,39 @@ class StorageEngine:
             self.device.write(extent.offset, piece)
             pos += len(piece)
 
-    def _read_extents(self, extents: Sequence[Extent], dest: memoryview) -> None:
-        pos = 0
+    def _read_pieces(self, extents: Sequence[Extent], dest: memoryview) -> list[tuple[int, memoryview]]:
+        """(device offset, destination slice) pairs of at most READ_PIECE bytes covering `dest`."""
+        pieces, pos = [], 0
         for extent in extents:
-            piece = dest[pos : pos + extent.length]
-            if not piece:
-                break
-            self.device.read_into(extent.offset, piece)
-            pos += len(piece)
+            end = min(pos + extent.length, len(dest))
+            for start in range(pos, end, READ_PIECE):
+                pieces.append((extent.offset + start - pos, dest[start : min(start + READ_PIECE, end)]))
+            pos = end
+        return pieces
+
+    def _read_and_checksum(self, extents: Sequence[Extent], dest: memoryview) -> int:
+        """Read a block and hash it; a large block's piece is hashed while the next is read."""
+        hasher = payload_hasher()
+        pieces = self._read_pieces(extents, dest)
+        if len(dest) < OVERLAP_MIN_BYTES:
+            for offset, piece in pieces:
+                self.device.read_into(offset, piece)
+            hasher.update(dest)
+            return hasher.intdigest()
+        in_flight: list[tuple[concurrent.futures.Future[None], memoryview]] = []
+        try:
+            for offset, piece in pieces:
+                in_flight.append((self._io_pool.submit(self.device.read_into, offset, piece), piece))
+                if len(in_flight) == 2:
+                    reading, done_piece = in_flight.pop(0)
+                    reading.result()
+                    hasher.update(done_piece)
+            for reading, done_piece in in_flight:
+                reading.result()
+                hasher.update(done_piece)
+        finally:
+            concurrent.futures.wait([reading for reading, _ in in_flight])
+        return hasher.intdigest()
 
     def get_into(self, namespace: str, keys: Sequence[bytes], buffers: Sequence[BufferLike]) -> list[GetResult]:
         self._check_open()
@@ -402,9 +463,7 @@ class StorageEngine:
             self._blocks.move_to_end(block_id)
             self._touched[block_id] = self.clock()
         try:
-            target = dest[: row.length]
-            self._read_extents(row.extents, target)
-            if payload_checksum(target) != row.checksum:
+            if self._read_and_checksum(row.extents, dest[: row.length]) != row.checksum:
                 with self._lock:
                     # Remove this block only: the key may already hold a newer one.
                     if self._blocks.get(block_id) is live:
@@ -737,6 +796,7 @@ class StorageEngine:
         self._closed.set()
         if self._flusher is not threading.current_thread():
             self._flusher.join()
+        self._io_pool.shutdown(wait=True)
         try:
             self._sweep()
             self._flush()
