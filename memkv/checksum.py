@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing_extensions import Buffer
-
 import xxhash
+from typing_extensions import Buffer
 
 
 def payload_checksum(payload: Buffer) -> int:
