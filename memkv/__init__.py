@@ -6,11 +6,23 @@ from .checksum import payload_checksum
 from .connect import connect
 from .errors import ErrorCode, MemkvError
 from .keys import (
-    KEY_SIZE, block_key, key_from_engine_hash, key_from_sequence_hash, model_fingerprint, prefix_chain,
+    KEY_SIZE,
+    block_key,
+    key_from_engine_hash,
+    key_from_sequence_hash,
+    model_fingerprint,
+    prefix_chain,
 )
 from .sessions import SessionInfo, SessionState
 from .transport import (
-    SPEC_VERSION, BlockInfo, Capabilities, GetResult, ItemResult, LookupResult, PutItem, ResumeResult,
+    SPEC_VERSION,
+    BlockInfo,
+    Capabilities,
+    GetResult,
+    ItemResult,
+    LookupResult,
+    PutItem,
+    ResumeResult,
     Transport,
 )
 

@@ -167,13 +167,19 @@ def _all(fn: Callable[[int, Sequence[memoryview], int], int], fd: int, buf: memo
 
 def _unavailable(name: str) -> Callable[[BenchConfig], Target]:
     def factory(config: BenchConfig) -> Target:
-        raise Unsupported(f"bench backend {name!r} is not built yet; available: file")
+        raise Unsupported(f"bench backend {name!r} is not built yet; available: file, tcp")
     return factory
+
+
+def _tcp_target(config: BenchConfig) -> Target:
+    from .server.bench_tcp import TcpTarget
+
+    return TcpTarget(config)
 
 
 BACKENDS: dict[str, Callable[[BenchConfig], Target]] = {
     "file": FileTarget,
-    "tcp": _unavailable("tcp"),
+    "tcp": _tcp_target,
     "nixl": _unavailable("nixl"),
 }
 

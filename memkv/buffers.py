@@ -9,7 +9,6 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import mmap
-from typing import Union
 
 from typing_extensions import Buffer
 
@@ -40,7 +39,7 @@ class MemoryRegion:
         return memoryview(array).cast("B")
 
 
-BufferLike = Union[Buffer, MemoryRegion]
+BufferLike = Buffer | MemoryRegion
 
 
 def readable_view(buffer: BufferLike) -> memoryview:

@@ -24,6 +24,7 @@ from .sessions import SessionInfo
 SPEC_VERSION = "1.0"
 
 _POOL_LOCK = threading.Lock()
+DEFAULT_META = BlockMeta()
 
 PROFILES = ("core", "sessions", "durable", "shared", "secure", "admin")
 
@@ -32,7 +33,7 @@ PROFILES = ("core", "sessions", "durable", "shared", "secure", "admin")
 class PutItem:
     key: bytes
     payload: BufferLike
-    meta: BlockMeta = BlockMeta()
+    meta: BlockMeta = DEFAULT_META
     checksum: int | None = None
     """XXH3-64 of the payload computed by the writer; None lets the client library compute it."""
 
@@ -189,11 +190,11 @@ class Transport(abc.ABC):
     def get(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """Read blocks into fresh bytes; None where absent. Costs a stat round and an allocation."""
         infos = self.stat(keys)
-        present = [(k, i) for k, i in zip(keys, infos) if i is not None]
+        present = [(k, i) for k, i in zip(keys, infos, strict=True) if i is not None]
         buffers = [bytearray(i.length) for _, i in present]
         results = self.get_into([k for k, _ in present], buffers)
         by_key: dict[bytes, bytes | None] = {}
-        for (key, _), buf, res in zip(present, buffers, results):
+        for (key, _), buf, res in zip(present, buffers, results, strict=True):
             if res.status is ErrorCode.NOT_FOUND:
                 by_key[key] = None
                 continue
@@ -201,7 +202,7 @@ class Transport(abc.ABC):
             by_key[key] = bytes(memoryview(buf)[: res.length])
         return [by_key.get(k) for k in keys]
 
-    def put_one(self, key: bytes, payload: BufferLike, meta: BlockMeta = BlockMeta()) -> None:
+    def put_one(self, key: bytes, payload: BufferLike, meta: BlockMeta = DEFAULT_META) -> None:
         self.put([PutItem(key, payload, meta)])[0].raise_for_status()
 
     def get_one(self, key: bytes) -> bytes:

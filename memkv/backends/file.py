@@ -12,7 +12,14 @@ from ..keys import NO_FINGERPRINT
 from ..sessions import SessionInfo
 from ..store.engine import StorageEngine, check_namespace
 from ..transport import (
-    BlockInfo, Capabilities, GetResult, ItemResult, LookupResult, PutItem, ResumeResult, Transport,
+    BlockInfo,
+    Capabilities,
+    GetResult,
+    ItemResult,
+    LookupResult,
+    PutItem,
+    ResumeResult,
+    Transport,
 )
 
 FILE_PROFILES = frozenset({"core", "sessions", "durable"})
@@ -57,7 +64,9 @@ class FileTransport(Transport):
     def delete(self, keys: Sequence[bytes]) -> list[ItemResult]:
         return self._engine().delete(self.namespace, keys)
 
-    def open_session(self, ttl_s: float, keys: Sequence[bytes] = (), fingerprint: bytes = NO_FINGERPRINT) -> SessionInfo:
+    def open_session(
+        self, ttl_s: float, keys: Sequence[bytes] = (), fingerprint: bytes = NO_FINGERPRINT
+    ) -> SessionInfo:
         return self._engine().open_session(self.namespace, ttl_s, keys, fingerprint)
 
     def append(self, session_id: str, keys: Sequence[bytes]) -> SessionInfo:

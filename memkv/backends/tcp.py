@@ -1,0 +1,613 @@
+"""The memkv+tcp client: the transport interface over signed, pipelined wire frames.
+
+`memkv.connect("memkv+tcp://host:9900", namespace="team-a", key="<key id>:<secret>")`.
+Each pooled connection authenticates with HELLO, then sends requests with increasing request
+ids while a reader thread matches answers to them (pipelining, MKV-WIRE-013). A get answer's
+payload is received with recv_into straight into the caller's buffer and verified against its
+checksum before the result is returned (MKV-BLK-006).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import itertools
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from .. import __version__
+from ..blocks import BlockMeta, Limits
+from ..buffers import BufferLike, readable_view, writable_view
+from ..checksum import payload_checksum
+from ..errors import (
+    ErrorCode,
+    InvalidArgument,
+    InvalidKey,
+    MemkvError,
+    ProtocolError,
+    Timeout,
+    Unauthenticated,
+    Unavailable,
+    error_for,
+)
+from ..keys import KEY_SIZE, NO_FINGERPRINT, check_fingerprint, check_key
+from ..sessions import SessionInfo
+from ..transport import (
+    BlockInfo,
+    Capabilities,
+    GetResult,
+    ItemResult,
+    LookupResult,
+    PutItem,
+    ResumeResult,
+    Transport,
+)
+from ..wire import messages as msg
+from ..wire.frames import (
+    CLIENT_TO_SERVER,
+    DEFAULT_MAX_META,
+    HEADER_SIZE,
+    SERVER_TO_CLIENT,
+    Header,
+    WireLimits,
+    connection_key,
+    parse_header,
+    sign,
+    verify,
+)
+from ..wire.opcodes import Opcode
+
+log = logging.getLogger("memkv.tcp")
+
+DEFAULT_PORT = 9900
+T = TypeVar("T")
+Reply = tuple[Header, msg.MetaReader, Any]
+
+
+@dataclasses.dataclass(slots=True)
+class _Pending:
+    future: concurrent.futures.Future[Reply]
+    opcode: Opcode
+    get_views: list[memoryview] | None = None
+
+
+def _parse_credential(key: str | tuple[str, bytes] | None) -> tuple[str, bytes] | None:
+    if key is None or isinstance(key, tuple):
+        return key
+    from ..server.keyring import parse_credential
+
+    return parse_credential(key)
+
+
+class TcpConnection:
+    """One authenticated connection; thread-safe; many requests may be in flight."""
+
+    def __init__(self, host: str, port: int, namespace: str, credential: tuple[str, bytes] | None,
+                 connect_timeout: float = 10.0) -> None:
+        self.namespace = namespace
+        try:
+            self.sock = socket.create_connection((host, port), timeout=connect_timeout)
+        except OSError as exc:
+            raise Unavailable(f"cannot connect to memkv server {host}:{port}: {exc}") from None
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._send_lock = threading.Lock()
+        self._pending: dict[int, _Pending] = {}
+        self._pending_lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self.closed = False
+        self._failure: MemkvError | None = None
+        self.tx_key: bytes | None = None
+        self.rx_key: bytes | None = None
+        try:
+            self.server_info = self._hello(credential, connect_timeout)
+        except BaseException:
+            self.sock.close()
+            raise
+        limits = self.server_info.get("limits", {})
+        self.limits = WireLimits(int(limits.get("max_meta", DEFAULT_MAX_META)),
+                                 int(limits.get("max_payload", 256 * 1024 * 1024)),
+                                 int(limits.get("max_items", 256)))
+        self.sock.settimeout(None)
+        self._reader = threading.Thread(target=self._read_loop, name="memkv-tcp-reader", daemon=True)
+        self._reader.start()
+
+    # ---- handshake --------------------------------------------------------------------------
+    def _recv_exact(self, size: int) -> bytearray:
+        buf = bytearray(size)
+        self._recv_into(memoryview(buf))
+        return buf
+
+    def _recv_into(self, view: memoryview) -> None:
+        pos = 0
+        while pos < len(view):
+            got = self.sock.recv_into(view[pos:])
+            if got == 0:
+                raise Unavailable("server closed the connection")
+            pos += got
+
+    def _hello(self, credential: tuple[str, bytes] | None, timeout: float) -> dict[str, Any]:
+        client_nonce = os.urandom(16)
+        args = {"namespace": self.namespace, "key_id": credential[0] if credential else None,
+                "client_nonce": client_nonce.hex(), "timestamp_ms": int(time.time() * 1000),
+                "client": f"memkv-py/{__version__}"}
+        meta = msg.encode_meta(args)
+        header = sign(credential[1] if credential else None, Header(Opcode.HELLO, 0, len(meta)), meta)
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.sendall(header.pack() + meta)
+            reply = parse_header(self._recv_exact(HEADER_SIZE), WireLimits(max_meta=64 * 1024, max_payload=0))
+            reply_meta = self._recv_exact(reply.meta_len)
+        except TimeoutError:
+            raise Timeout("server did not answer HELLO in time") from None
+        except OSError as exc:
+            raise Unavailable(f"connection failed during HELLO: {exc}") from None
+        reader = msg.MetaReader(reply_meta, 0)
+        if reply.opcode is Opcode.ERROR:
+            raise error_for(reply.status or ErrorCode.PROTOCOL_ERROR, str(reader.args.get("message", "")))
+        if reply.opcode is not Opcode.HELLO or not reply.is_response:
+            raise ProtocolError("server did not answer HELLO")
+        server_nonce = reader.hex_arg("server_nonce", 16)
+        if reader.args.get("auth"):
+            if credential is None:
+                raise Unauthenticated("server requires a key")
+            key_id, secret = credential
+            self.tx_key = connection_key(secret, CLIENT_TO_SERVER, client_nonce, server_nonce, self.namespace, key_id)
+            self.rx_key = connection_key(secret, SERVER_TO_CLIENT, client_nonce, server_nonce, self.namespace, key_id)
+        elif credential is not None:
+            raise Unauthenticated("server runs without authentication but this client was given a key; "
+                                  "refusing an unauthenticated connection")
+        verify(self.rx_key, reply, reply_meta)
+        return reader.args
+
+    # ---- requests ----------------------------------------------------------------------------
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def request(self, opcode: Opcode, args: dict[str, Any] | None = None, items: bytes = b"", count: int = 0,
+                payload: Sequence[memoryview] = (), get_views: list[memoryview] | None = None
+                ) -> concurrent.futures.Future[Reply]:
+        meta = msg.encode_meta(args, items, count)
+        future: concurrent.futures.Future[Reply] = concurrent.futures.Future()
+        payload_len = sum(len(p) for p in payload)
+        with self._send_lock:
+            if self.closed:
+                raise self._failure or Unavailable("connection is closed")
+            request_id = next(self._ids)
+            header = sign(self.tx_key, Header(opcode, request_id, len(meta), payload_len), meta)
+            with self._pending_lock:
+                self._pending[request_id] = _Pending(future, opcode, get_views)
+            try:
+                self._sendmsg([header.pack(), meta, *payload])
+            except OSError as exc:
+                self._fail(Unavailable(f"connection lost: {exc}"))
+        return future
+
+    def _sendmsg(self, views: list[bytes | memoryview]) -> None:
+        pending = [memoryview(v).cast("B") for v in views if len(v)]
+        while pending:
+            sent = self.sock.sendmsg(pending[:512])
+            while sent and pending:
+                if sent >= len(pending[0]):
+                    sent -= len(pending[0])
+                    pending.pop(0)
+                else:
+                    pending[0] = pending[0][sent:]
+                    sent = 0
+
+    # ---- answers -----------------------------------------------------------------------------
+    def _read_loop(self) -> None:
+        try:
+            while True:
+                header = parse_header(self._recv_exact(HEADER_SIZE),
+                                      WireLimits(DEFAULT_MAX_META, 1 << 40, self.limits.max_items))
+                meta = self._recv_exact(header.meta_len)
+                verify(self.rx_key, header, meta)
+                with self._pending_lock:
+                    pending = self._pending.pop(header.request_id, None)
+                if pending is None:
+                    if header.opcode is Opcode.ERROR:
+                        reader = msg.MetaReader(meta, 0)
+                        raise error_for(header.status or ErrorCode.PROTOCOL_ERROR,
+                                        str(reader.args.get("message", "server closed the connection")))
+                    raise ProtocolError(f"answer to unknown request id {header.request_id}")
+                self._deliver(header, meta, pending)
+        except MemkvError as exc:
+            self._fail(exc if exc.code is not ErrorCode.UNAVAILABLE else Unavailable(exc.message))
+        except OSError as exc:
+            self._fail(Unavailable(f"connection lost: {exc}"))
+        except Exception as exc:
+            self._fail(ProtocolError(f"client reader failed: {exc!r}"))
+
+    def _deliver(self, header: Header, meta: bytearray, pending: _Pending) -> None:
+        if header.opcode is Opcode.ERROR:
+            reader = msg.MetaReader(meta, 0)
+            pending.future.set_exception(error_for(header.status or ErrorCode.PROTOCOL_ERROR,
+                                                   str(reader.args.get("message", ""))))
+            return
+        if header.opcode is not pending.opcode:
+            raise ProtocolError(f"answer opcode {header.opcode.name} does not match {pending.opcode.name}")
+        reader = msg.MetaReader(meta, self.limits.max_items)
+        extra: Any = None
+        if pending.opcode is Opcode.GET:
+            extra = self._receive_get(header, reader, pending.get_views or [])
+        elif header.payload_len:
+            raise ProtocolError("unexpected payload")
+        pending.future.set_result((header, reader, extra))
+
+    def _receive_get(self, header: Header, reader: msg.MetaReader, views: list[memoryview]) -> list[GetResult]:
+        results = reader.get_results(Limits(max_user_meta=msg.MAX_BLOCK_META))
+        reader.finish()
+        if len(results) != len(views):
+            raise ProtocolError("get answer has a different number of items than the request")
+        expected = sum(r.length for r in results if r.ok)
+        if expected != header.payload_len:
+            raise ProtocolError("get answer payload does not match its item lengths")
+        out: list[GetResult] = []
+        for result, view in zip(results, views, strict=True):
+            if not result.ok:
+                out.append(result)
+                continue
+            if result.length > len(view):
+                raise ProtocolError("server sent more bytes than the buffer holds")
+            target = view[: result.length]
+            self._recv_into(target)  # straight into the caller's buffer
+            if payload_checksum(target) != result.checksum:
+                out.append(GetResult(ErrorCode.CORRUPTED, "payload failed checksum verification after transfer"))
+            else:
+                out.append(result)
+        return out
+
+    def _fail(self, error: MemkvError) -> None:
+        self.closed = True
+        self._failure = self._failure or error
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
+        for item in pending.values():
+            if not item.future.done():
+                item.future.set_exception(error_for(error.code, error.message))
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        if not self.closed:
+            self._fail(Unavailable("connection is closed"))
+        self._reader.join(timeout=5)
+        self.sock.close()
+
+
+def _gather(futures: list[concurrent.futures.Future[T]], combine: Callable[[list[T]], Any]
+            ) -> concurrent.futures.Future[Any]:
+    """A future of combine(results) once every future is done; the first error wins."""
+    out: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    remaining = [len(futures)]
+    lock = threading.Lock()
+
+    def done(_: concurrent.futures.Future[T]) -> None:
+        with lock:
+            remaining[0] -= 1
+            if remaining[0]:
+                return
+        try:
+            out.set_result(combine([f.result() for f in futures]))
+        except BaseException as exc:
+            out.set_exception(exc)
+
+    if not futures:
+        out.set_result(combine([]))
+    for future in futures:
+        future.add_done_callback(done)
+    return out
+
+
+class TcpTransport(Transport):
+    """A namespace of a memkv server over a pool of TCP connections."""
+
+    def __init__(self, host: str, port: int = DEFAULT_PORT, namespace: str = "default",
+                 key: str | tuple[str, bytes] | None = None, pool_size: int = 4, timeout: float = 120.0,
+                 connect_timeout: float = 10.0) -> None:
+        from ..store.engine import check_namespace
+
+        self.namespace = check_namespace(namespace)
+        self.host, self.port = host, port
+        self._credential = _parse_credential(key)
+        self.pool_size = max(1, int(pool_size))
+        self.timeout = float(timeout)
+        self.connect_timeout = float(connect_timeout)
+        self._conns: list[TcpConnection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        first = self._open()
+        self._conns.append(first)
+        caps = self._call(Opcode.CAPABILITIES)[1].args
+        self._caps = msg.capabilities_from(caps)
+        self.limits: Limits = self._caps.limits
+
+    def _open(self) -> TcpConnection:
+        return TcpConnection(self.host, self.port, self.namespace, self._credential, self.connect_timeout)
+
+    def _connection(self) -> TcpConnection:
+        with self._lock:
+            if self._closed:
+                raise Unavailable("transport is closed")
+            self._conns = [c for c in self._conns if not c.closed]
+            best = min(self._conns, key=TcpConnection.in_flight, default=None)
+            if best is not None and (best.in_flight() == 0 or len(self._conns) >= self.pool_size):
+                return best
+        conn = self._open()
+        with self._lock:
+            self._conns.append(conn)
+        return conn
+
+    def _request(self, opcode: Opcode, args: dict[str, Any] | None = None, items: bytes = b"", count: int = 0,
+                 payload: Sequence[memoryview] = (), get_views: list[memoryview] | None = None
+                 ) -> concurrent.futures.Future[Reply]:
+        return self._connection().request(opcode, args, items, count, payload, get_views)
+
+    def _wait(self, future: concurrent.futures.Future[T]) -> T:
+        try:
+            return future.result(timeout=self.timeout)
+        except concurrent.futures.TimeoutError:
+            raise Timeout(f"no answer within {self.timeout} s; the outcome is unknown") from None
+
+    def _call(self, opcode: Opcode, args: dict[str, Any] | None = None, keys: Sequence[bytes] = ()) -> Reply:
+        return self._wait(self._request(opcode, args, msg.pack_keys(keys), len(keys)))
+
+    # ---- blocks --------------------------------------------------------------------------------
+    def put_async(self, items: Sequence[PutItem]) -> concurrent.futures.Future[list[ItemResult]]:
+        items = list(items)
+        self.limits.check_batch(len(items))
+        results: list[ItemResult | None] = [None] * len(items)
+        frames: list[list[tuple[int, bytes, memoryview]]] = [[]]
+        frame_bytes = 0
+        max_payload = self._conns[0].limits.max_payload if self._conns else 256 * 1024 * 1024
+        for i, item in enumerate(items):
+            try:
+                key = check_key(item.key)
+                view = readable_view(item.payload)
+                self.limits.check_payload_size(len(view))
+                item.meta.validate(self.limits)
+                checksum = payload_checksum(view) if item.checksum is None else item.checksum
+                record = msg.pack_put_item(key, len(view), checksum, item.meta.encode())
+            except MemkvError as exc:
+                results[i] = ItemResult(exc.code, exc.message)
+                continue
+            if frames[-1] and frame_bytes + len(view) > max_payload:
+                frames.append([])
+                frame_bytes = 0
+            frames[-1].append((i, record, view))
+            frame_bytes += len(view)
+        futures = []
+        for frame in frames:
+            if frame:
+                futures.append(self._request(Opcode.PUT, {}, b"".join(r for _, r, _ in frame), len(frame),
+                                             [v for _, _, v in frame]))
+
+        def combine(replies: list[Reply]) -> list[ItemResult]:
+            for frame, (_, reader, _) in zip([f for f in frames if f], replies, strict=True):
+                answers = reader.results()
+                if len(answers) != len(frame):
+                    raise ProtocolError("put answer has a different number of items than the request")
+                for (i, _, _), answer in zip(frame, answers, strict=True):
+                    results[i] = answer
+            return [r or ItemResult(ErrorCode.INTERNAL) for r in results]
+
+        return _gather(futures, combine)
+
+    def put(self, items: Sequence[PutItem]) -> list[ItemResult]:
+        return self._wait(self.put_async(items))
+
+    def get_into_async(self, keys: Sequence[bytes], buffers: Sequence[BufferLike]
+                       ) -> concurrent.futures.Future[list[GetResult]]:
+        keys, buffers = list(keys), list(buffers)
+        self.limits.check_batch(len(keys))
+        if len(keys) != len(buffers):
+            raise InvalidArgument(f"{len(keys)} keys but {len(buffers)} buffers")
+        results: list[GetResult | None] = [None] * len(keys)
+        frames: list[list[tuple[int, bytes, memoryview]]] = [[]]
+        frame_bytes = 0
+        max_payload = self._conns[0].limits.max_payload if self._conns else 256 * 1024 * 1024
+        for i, (key, buffer) in enumerate(zip(keys, buffers, strict=True)):
+            try:
+                checked = check_key(key)
+                view = writable_view(buffer)
+            except MemkvError as exc:
+                results[i] = GetResult(exc.code, exc.message)
+                continue
+            capacity = min(len(view), self.limits.max_block_size)
+            if frames[-1] and frame_bytes + capacity > max_payload:
+                frames.append([])
+                frame_bytes = 0
+            frames[-1].append((i, msg.pack_get_item(checked, len(view)), view))
+            frame_bytes += capacity
+        sent = [f for f in frames if f]
+        futures = [self._request(Opcode.GET, {}, b"".join(r for _, r, _ in frame), len(frame),
+                                 get_views=[v for _, _, v in frame]) for frame in sent]
+
+        def combine(replies: list[Reply]) -> list[GetResult]:
+            for frame, (_, _, answers) in zip(sent, replies, strict=True):
+                for (i, _, _), answer in zip(frame, answers, strict=True):
+                    results[i] = answer
+            return [r or GetResult(ErrorCode.INTERNAL) for r in results]
+
+        return _gather(futures, combine)
+
+    def get_into(self, keys: Sequence[bytes], buffers: Sequence[BufferLike]) -> list[GetResult]:
+        return self._wait(self.get_into_async(keys, buffers))
+
+    def _checked_keys(self, keys: Sequence[bytes]) -> list[bytes]:
+        self.limits.check_batch(len(keys))
+        return [check_key(k) for k in keys]
+
+    def stat(self, keys: Sequence[bytes]) -> list[BlockInfo | None]:
+        checked = self._checked_keys(keys)
+        _, reader, _ = self._call(Opcode.STAT, {}, checked)
+        infos = reader.stat_results(checked, Limits(max_user_meta=msg.MAX_BLOCK_META))
+        reader.finish()
+        return infos
+
+    def exists(self, keys: Sequence[bytes]) -> list[bool]:
+        checked = self._checked_keys(keys)
+        _, reader, _ = self._call(Opcode.EXISTS, {}, checked)
+        flags = reader.flags()
+        if len(flags) != len(checked):
+            raise ProtocolError("exists answer has a different number of items than the request")
+        return flags
+
+    def lookup(self, keys: Sequence[bytes], lease_ms: int = 0) -> LookupResult:
+        checked = self._checked_keys(keys)
+        if not isinstance(lease_ms, int) or isinstance(lease_ms, bool):
+            raise InvalidArgument("lease_ms must be an integer")
+        _, reader, _ = self._call(Opcode.LOOKUP, {"lease_ms": lease_ms}, checked)
+        return msg.lookup_from(reader)
+
+    def release_lease(self, lease_id: str) -> None:
+        if not isinstance(lease_id, str):
+            from ..errors import UnknownLease
+
+            raise UnknownLease(f"lease {lease_id!r} does not exist or has expired")
+        self._call(Opcode.RELEASE_LEASE, {"lease_id": lease_id})
+
+    def delete(self, keys: Sequence[bytes]) -> list[ItemResult]:
+        keys = list(keys)
+        self.limits.check_batch(len(keys))
+        results: list[ItemResult | None] = [None] * len(keys)
+        valid: list[tuple[int, bytes]] = []
+        for i, key in enumerate(keys):
+            try:
+                valid.append((i, check_key(key)))
+            except MemkvError as exc:
+                results[i] = ItemResult(exc.code, exc.message)
+        if valid:
+            _, reader, _ = self._call(Opcode.DELETE, {}, [k for _, k in valid])
+            for (i, _), answer in zip(valid, reader.results(), strict=True):
+                results[i] = answer
+        return [r or ItemResult(ErrorCode.INTERNAL) for r in results]
+
+    # ---- sessions -------------------------------------------------------------------------------
+    def _session(self, opcode: Opcode, args: dict[str, Any], keys: Sequence[bytes] = ()) -> SessionInfo:
+        _, reader, _ = self._call(opcode, args, [check_key(k) for k in keys])
+        return msg.session_from(reader)
+
+    @staticmethod
+    def _sid(session_id: str) -> str:
+        if not isinstance(session_id, str):
+            from ..errors import UnknownSession
+
+            raise UnknownSession("session id must be a string")
+        return session_id
+
+    @staticmethod
+    def _number(value: Any, name: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidArgument(f"{name} must be a number")
+        return float(value)
+
+    def open_session(self, ttl_s: float, keys: Sequence[bytes] = (),
+                     fingerprint: bytes = NO_FINGERPRINT) -> SessionInfo:
+        ttl = self._number(ttl_s, "ttl_s")
+        fp = check_fingerprint(fingerprint)
+        return self._session(Opcode.SESSION_OPEN, {"ttl_s": _json_float(ttl), "fingerprint": fp.hex()}, keys)
+
+    def append(self, session_id: str, keys: Sequence[bytes]) -> SessionInfo:
+        return self._session(Opcode.SESSION_APPEND, {"session_id": self._sid(session_id)}, keys)
+
+    def suspend(self, session_id: str, pause_ttl_s: float) -> SessionInfo:
+        pause = self._number(pause_ttl_s, "pause_ttl_s")
+        return self._session(Opcode.SESSION_SUSPEND, {"session_id": self._sid(session_id),
+                                                      "pause_ttl_s": _json_float(pause)})
+
+    def resume(self, session_id: str) -> ResumeResult:
+        info = self._session(Opcode.SESSION_RESUME, {"session_id": self._sid(session_id)})
+        return ResumeResult(info, info.keys)
+
+    def fork(self, session_id: str, prefix_len: int | None = None, ttl_s: float | None = None) -> SessionInfo:
+        if prefix_len is not None and (isinstance(prefix_len, bool) or not isinstance(prefix_len, int)):
+            raise InvalidArgument("prefix_len must be an integer")
+        ttl = None if ttl_s is None else _json_float(self._number(ttl_s, "ttl_s"))
+        return self._session(Opcode.SESSION_FORK, {"session_id": self._sid(session_id), "prefix_len": prefix_len,
+                                                   "ttl_s": ttl})
+
+    def close_session(self, session_id: str) -> SessionInfo:
+        return self._session(Opcode.SESSION_CLOSE, {"session_id": self._sid(session_id)})
+
+    def session_info(self, session_id: str) -> SessionInfo:
+        return self._session(Opcode.SESSION_INFO, {"session_id": self._sid(session_id)})
+
+    # ---- invalidation ---------------------------------------------------------------------------
+    def _count(self, opcode: Opcode, args: dict[str, Any], keys: Sequence[bytes] = ()) -> int:
+        _, reader, _ = self._call(opcode, args, keys)
+        return int(reader.arg("count", int))
+
+    def invalidate_keys(self, keys: Sequence[bytes]) -> int:
+        checked = [check_key(k) for k in keys]
+        total = 0
+        for start in range(0, len(checked), self.limits.max_batch):
+            total += self._count(Opcode.INVALIDATE_KEYS, {}, checked[start : start + self.limits.max_batch])
+        return total
+
+    def invalidate_prefix(self, key: bytes) -> int:
+        return self._count(Opcode.INVALIDATE_PREFIX, {"key": check_key(key).hex()})
+
+    def invalidate_session(self, session_id: str) -> int:
+        return self._count(Opcode.INVALIDATE_SESSION, {"session_id": self._sid(session_id)})
+
+    def invalidate_model(self, fingerprint: bytes) -> int:
+        return self._count(Opcode.INVALIDATE_MODEL, {"fingerprint": check_fingerprint(fingerprint).hex()})
+
+    def invalidate_namespace(self) -> int:
+        return self._count(Opcode.INVALIDATE_NAMESPACE, {})
+
+    # ---- target ---------------------------------------------------------------------------------
+    def capabilities(self) -> Capabilities:
+        return msg.capabilities_from(self._call(Opcode.CAPABILITIES)[1].args)
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self._call(Opcode.STATS)[1].args)
+
+    def ping(self) -> float:
+        started = time.perf_counter()
+        self._call(Opcode.PING)
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            conns, self._conns = self._conns, []
+        self._shutdown_executor()
+        for conn in conns:
+            conn.close()
+
+
+def _json_float(value: float) -> float:
+    """JSON has no NaN or infinity: such a TTL is out of range (MKV-SES-009)."""
+    if not msg.finite(value):
+        raise InvalidArgument("a TTL must be a finite number of seconds in (0, 30 days]")
+    return value
+
+
+def open_tcp(url_host: str, url_port: int | None, namespace: str, options: dict[str, Any]) -> TcpTransport:
+    key = options.pop("key", None)
+    key_file = options.pop("key_file", None)
+    if key is None and key_file:
+        with open(key_file, encoding="utf-8") as handle:
+            key = handle.read().strip()
+    if key is None:
+        key = os.environ.get("MEMKV_KEY") or None
+    known = {"pool_size", "timeout", "connect_timeout"}
+    unknown = set(options) - known
+    if unknown:
+        known |= {"key", "key_file"}
+        raise InvalidArgument(f"unknown memkv+tcp option(s) {sorted(unknown)}; known: {sorted(known)}")
+    return TcpTransport(url_host or "127.0.0.1", url_port or DEFAULT_PORT, namespace, key, **options)
+
+
+__all__ = ["KEY_SIZE", "BlockMeta", "InvalidKey", "TcpConnection", "TcpTransport", "open_tcp"]

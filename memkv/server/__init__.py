@@ -1,0 +1,1 @@
+"""The memkv network server: TCP wire listener, per-connection handling, keys, admin HTTP."""

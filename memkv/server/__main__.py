@@ -1,0 +1,7 @@
+"""`python -m memkv.server [serve flags]`: the same as `memkv serve`."""
+
+import sys
+
+from ..cli_serve import main
+
+sys.exit(main())

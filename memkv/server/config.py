@@ -1,0 +1,88 @@
+"""Server configuration: a config file (YAML or TOML) overlaid by command-line flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from typing import Any
+
+import yaml
+
+from ..errors import InvalidArgument
+from ..units import parse_size
+
+DEFAULT_PORT = 9900
+GiB = 1024**3
+MiB = 1024**2
+
+
+def split_address(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return text or "127.0.0.1", default_port
+    try:
+        return host.strip("[]") or "127.0.0.1", int(port)
+    except ValueError:
+        raise InvalidArgument(f"cannot read address {text!r}; use host:port") from None
+
+
+@dataclasses.dataclass(slots=True)
+class ServerConfig:
+    data_dir: str = ""
+    device: str | None = None
+    capacity: int = 1 * GiB
+    unit: int = 1 * MiB
+    listen: str = f"127.0.0.1:{DEFAULT_PORT}"
+    admin_listen: str | None = None  # default: listen port + 1; "off" disables
+    keys_file: str | None = None
+    insecure_no_auth: bool = False
+    namespaces: list[str] = dataclasses.field(default_factory=lambda: ["default"])
+    max_connections: int = 256
+    buffer_memory: int = 1 * GiB
+    max_frame_payload: int = 256 * MiB
+    idle_timeout_s: float = 300.0
+    frame_timeout_s: float = 10.0
+    hello_window_s: float = 60.0
+    shutdown_grace_s: float = 10.0
+    flush_interval_s: float = 1.0
+
+    @classmethod
+    def from_file(cls, path: str) -> ServerConfig:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+        try:
+            data = tomllib.loads(raw.decode("utf-8")) if path.endswith(".toml") else yaml.safe_load(raw)
+        except (tomllib.TOMLDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise InvalidArgument(f"cannot read config file {path}: {exc}") from None
+        config = cls()
+        config.update(data or {})
+        return config
+
+    def update(self, values: dict[str, Any]) -> None:
+        names = {f.name for f in dataclasses.fields(self)}
+        for name, value in values.items():
+            name = name.replace("-", "_")
+            if name not in names:
+                raise InvalidArgument(f"unknown server setting {name!r}; known: {sorted(names)}")
+            if value is None:
+                continue
+            if name in ("capacity", "unit", "buffer_memory", "max_frame_payload"):
+                value = parse_size(value)
+            elif name.endswith("_s"):
+                value = float(value)
+            elif name == "max_connections":
+                value = int(value)
+            elif name == "namespaces":
+                value = [str(v) for v in value]
+            setattr(self, name, value)
+
+    def listen_address(self) -> tuple[str, int]:
+        return split_address(self.listen)
+
+    def admin_address(self) -> tuple[str, int] | None:
+        if self.admin_listen in ("off", "none", ""):
+            return None
+        host, port = self.listen_address()
+        if self.admin_listen is None:
+            return host, (port + 1 if port else 0)
+        return split_address(self.admin_listen, port + 1)

@@ -1,0 +1,570 @@
+"""One client connection: read frames, authenticate, run them on the engine, answer.
+
+Every size in a header is checked before memory is allocated for it; metadata memory and
+payload buffers are charged to the server's buffer budget first (MKV-WIRE-007, MKV-CAP-004).
+A put payload is received with recv_into straight into an aligned buffer that the engine
+writes to the device; a get answer is sent with sendmsg from the buffers the engine read
+into: header, metadata and payloads go out without being joined (MKV-WIRE-015).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .. import __version__
+from ..blocks import BlockMeta
+from ..buffers import aligned_buffer
+from ..errors import (
+    BlockTooLarge,
+    ErrorCode,
+    InvalidArgument,
+    LimitExceeded,
+    MemkvError,
+    PermissionDenied,
+    ProtocolError,
+    Timeout,
+    Unauthenticated,
+    Unavailable,
+)
+from ..keys import NO_FINGERPRINT
+from ..store.engine import check_namespace
+from ..transport import SPEC_VERSION, GetResult, ItemResult, PutItem
+from ..wire import messages as msg
+from ..wire.frames import (
+    CLIENT_TO_SERVER,
+    DEFAULT_MAX_META,
+    FLAG_RESPONSE,
+    HEADER_SIZE,
+    PRE_AUTH_LIMITS,
+    SERVER_TO_CLIENT,
+    VERSION_MAJOR,
+    VERSION_MINOR,
+    Header,
+    WireLimits,
+    connection_key,
+    parse_header,
+    sign,
+    verify,
+)
+from ..wire.opcodes import REQUIRED_ROLE, Opcode, Role
+
+if TYPE_CHECKING:
+    from .core import MemkvServer
+
+log = logging.getLogger("memkv.server")
+
+FATAL_CODES = frozenset({ErrorCode.PROTOCOL_ERROR, ErrorCode.UNAUTHENTICATED, ErrorCode.UNSUPPORTED_VERSION,
+                         ErrorCode.TIMEOUT})
+MIN_PAYLOAD_RATE = 1024 * 1024  # bytes/s a sender must sustain inside one frame
+POLL_TICK_S = 0.2
+_DISCARD = bytearray(256 * 1024)
+
+
+class _Closed(Exception):
+    """The peer went away or the connection must end now."""
+
+
+Response = tuple[dict[str, Any], bytes, int, list[memoryview]]
+
+
+class BufferBudget:
+    """Bytes of request and answer buffers all connections may hold at once."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.used = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, size: int, timeout: float) -> None:
+        if size > self.total:
+            raise LimitExceeded(f"request needs {size} bytes of buffers; the server allows {self.total}")
+        with self._cond:
+            if not self._cond.wait_for(lambda: self.used + size <= self.total, timeout):
+                raise Unavailable("server buffer memory is busy; retry later")
+            self.used += size
+
+    def release(self, size: int) -> None:
+        with self._cond:
+            self.used -= size
+            self._cond.notify_all()
+
+
+class BufferPool:
+    """Reuse of page-aligned buffers by exact size: no mmap and page faults per request."""
+
+    def __init__(self, max_cached: int) -> None:
+        self.max_cached = max_cached
+        self.cached = 0
+        self._free: dict[int, list[memoryview]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> memoryview:
+        with self._lock:
+            free = self._free.get(size)
+            if free:
+                self.cached -= size
+                return free.pop()
+        return aligned_buffer(size)
+
+    def give(self, buf: memoryview) -> None:
+        size = len(buf)
+        with self._lock:
+            if self.cached + size <= self.max_cached:
+                self._free.setdefault(size, []).append(buf)
+                self.cached += size
+
+
+class Connection:
+    def __init__(self, server: MemkvServer, sock: socket.socket, peer: Any) -> None:
+        self.server = server
+        self.sock = sock
+        self.peer = peer
+        self.config = server.config
+        self.engine = server.engine
+        self.namespace = ""
+        self.role = Role.READ
+        self.key_id: str | None = None
+        self.rx_key: bytes | None = None
+        self.tx_key: bytes | None = None
+        self.authenticated = False
+        self.last_request_id = 0
+        self.limits = PRE_AUTH_LIMITS
+        self._payload_left = 0
+        self._send_lock = threading.Lock()
+        self.closing = False
+        self._after_send: list[Callable[[], None]] = []
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._handlers: dict[Opcode, Callable[[Header, msg.MetaReader], Response]] = {
+            Opcode.PUT: self._put, Opcode.GET: self._get, Opcode.STAT: self._stat, Opcode.EXISTS: self._exists,
+            Opcode.LOOKUP: self._lookup, Opcode.RELEASE_LEASE: self._release_lease, Opcode.DELETE: self._delete,
+            Opcode.SESSION_OPEN: self._session_open, Opcode.SESSION_APPEND: self._session_append,
+            Opcode.SESSION_SUSPEND: self._session_suspend, Opcode.SESSION_RESUME: self._session_resume,
+            Opcode.SESSION_FORK: self._session_fork, Opcode.SESSION_CLOSE: self._session_close,
+            Opcode.SESSION_INFO: self._session_info, Opcode.INVALIDATE_KEYS: self._invalidate_keys,
+            Opcode.INVALIDATE_PREFIX: self._invalidate_prefix, Opcode.INVALIDATE_SESSION: self._invalidate_session,
+            Opcode.INVALIDATE_MODEL: self._invalidate_model,
+            Opcode.INVALIDATE_NAMESPACE: self._invalidate_namespace, Opcode.CAPABILITIES: self._capabilities,
+            Opcode.STATS: self._stats, Opcode.PING: self._ping, Opcode.GOODBYE: self._ping,
+        }
+
+    # ---- socket plumbing ------------------------------------------------------------------
+    def _recv_exact(self, view: memoryview, deadline: float) -> None:
+        pos, size = 0, len(view)
+        while pos < size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Timeout("frame did not arrive in time")
+            self.sock.settimeout(remaining)
+            try:
+                got = self.sock.recv_into(view[pos:], size - pos)
+            except TimeoutError:
+                raise Timeout("frame did not arrive in time") from None
+            except OSError as exc:
+                raise _Closed(str(exc)) from None
+            if got == 0:
+                raise _Closed("peer closed the connection mid-frame")
+            pos += got
+
+    def _payload_deadline(self, size: int) -> float:
+        return time.monotonic() + self.config.frame_timeout_s + size / MIN_PAYLOAD_RATE
+
+    def _recv_payload(self, view: memoryview) -> None:
+        self._recv_exact(view, self._payload_deadline(len(view)))
+        self._payload_left -= len(view)
+
+    def _discard_payload(self, size: int) -> None:
+        deadline = self._payload_deadline(size)
+        scratch = memoryview(_DISCARD)
+        while size > 0:
+            piece = min(size, len(scratch))
+            # the scratch bytes are never read, so threads may share them
+            self._recv_exact(scratch[:piece], deadline)
+            size -= piece
+            self._payload_left -= piece
+
+    def _send(self, views: Sequence[bytes | memoryview]) -> None:
+        pending = [memoryview(v).cast("B") for v in views if len(v)]
+        total = sum(len(v) for v in pending)
+        deadline = self._payload_deadline(total)
+        with self._send_lock:
+            while pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise _Closed("peer does not read its answers")
+                self.sock.settimeout(remaining)
+                try:
+                    sent = self.sock.sendmsg(pending[:512])
+                except TimeoutError:
+                    raise _Closed("peer does not read its answers") from None
+                except OSError as exc:
+                    raise _Closed(str(exc)) from None
+                while sent and pending:
+                    if sent >= len(pending[0]):
+                        sent -= len(pending[0])
+                        pending.pop(0)
+                    else:
+                        pending[0] = pending[0][sent:]
+                        sent = 0
+
+    def _respond(self, request: Header, args: dict[str, Any], items: bytes = b"", count: int = 0,
+                 payload: Sequence[memoryview] = (), opcode: Opcode | None = None, status: int = 0) -> None:
+        meta = msg.encode_meta(args, items, count)
+        header = Header(opcode or request.opcode, request.request_id, len(meta), sum(len(p) for p in payload),
+                        FLAG_RESPONSE, status, minor=min(request.minor, VERSION_MINOR))
+        header = sign(self.tx_key, header, meta)
+        self._send([header.pack(), meta, *payload])
+
+    def _send_error(self, request: Header | None, exc: MemkvError) -> None:
+        code = exc.code
+        self.server.metrics.errors.labels(code.name).inc()
+        req = request or Header(Opcode.ERROR, 0)
+        try:
+            self._respond(req, msg.error_args(code, exc.message), opcode=Opcode.ERROR, status=int(code))
+        except (_Closed, OSError):
+            pass
+
+    # ---- main loop ----------------------------------------------------------------------------
+    def run(self) -> None:
+        metrics = self.server.metrics
+        metrics.connections.inc()
+        metrics.connections_total.inc()
+        try:
+            while self._wait_for_frame() and self._one_frame():
+                pass
+        except _Closed:
+            pass
+        except Exception:
+            log.exception("connection %s failed", self.peer)
+        finally:
+            metrics.connections.dec()
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+    def _readable(self, timeout: float) -> bool:
+        try:
+            ready, _, _ = select.select([self.sock], [], [], timeout)
+        except (OSError, ValueError):
+            raise _Closed("socket closed") from None
+        return bool(ready)
+
+    def _wait_for_frame(self) -> bool:
+        """Wait for the first byte of the next frame; False on idle timeout or drain."""
+        deadline = time.monotonic() + (self.config.idle_timeout_s if self.authenticated
+                                       else self.config.frame_timeout_s)
+        while True:
+            if self.server.draining.is_set():
+                return self._readable(0)
+            if self._readable(POLL_TICK_S):
+                return True
+            if time.monotonic() >= deadline:
+                if not self.authenticated:
+                    self._send_error(None, Timeout("no HELLO in time"))
+                return False
+
+    def _one_frame(self) -> bool:
+        """Read and answer one frame; False when the connection must close."""
+        raw = bytearray(HEADER_SIZE)
+        header: Header | None = None
+        started = time.monotonic()
+        held = 0
+        framed = False
+        try:
+            self._recv_exact(memoryview(raw), started + self.config.frame_timeout_s)
+            header = parse_header(raw, self.limits)
+            if header.is_response:
+                raise ProtocolError("a client sends requests, not responses")
+            if header.meta_len:
+                self.server.budget.acquire(header.meta_len, self.config.frame_timeout_s)
+                held = header.meta_len
+            meta = bytearray(header.meta_len)
+            self._recv_exact(memoryview(meta), started + self.config.frame_timeout_s)
+            self._payload_left = header.payload_len
+            if not self.authenticated:
+                if header.opcode is not Opcode.HELLO:
+                    raise Unauthenticated("the first frame must be HELLO")
+                self._hello(header, meta)
+                return True
+            verify(self.rx_key, header, meta)
+            if header.request_id <= self.last_request_id:
+                raise Unauthenticated(f"request id {header.request_id} is replayed or out of order")
+            self.last_request_id = header.request_id
+            framed = True
+            return self._dispatch(header, meta, started)
+        except MemkvError as exc:
+            if exc.code not in FATAL_CODES and framed:
+                self._send_error(header, exc)
+                self._discard_payload(self._payload_left)
+                return not self.closing
+            log.info("closing connection %s: %s", self.peer, exc)
+            self._send_error(header, exc)
+            return False
+        finally:
+            if held:
+                self.server.budget.release(held)
+
+    def _dispatch(self, header: Header, meta: bytearray, started: float) -> bool:
+        op = header.opcode
+        metrics = self.server.metrics
+        handler = self._handlers.get(op)
+        if handler is None:
+            raise ProtocolError(f"{op.name} is not a request")
+        self._after_send = []
+        try:
+            if self.server.draining.is_set():
+                raise Unavailable("server is shutting down")
+            if self.role < REQUIRED_ROLE[op]:
+                raise PermissionDenied(f"{op.name} needs the {REQUIRED_ROLE[op].name.lower()} role; "
+                                       f"key {self.key_id} has {self.role.name.lower()}")
+            reader = msg.MetaReader(meta, self.limits.max_items)
+            args, items, count, payload = handler(header, reader)
+        except MemkvError as exc:
+            self._run_after_send()
+            metrics.operations.labels(op.name, exc.code.name).inc()
+            if exc.code is ErrorCode.PROTOCOL_ERROR:
+                raise
+            self._send_error(header, exc)
+            self._discard_payload(self._payload_left)
+            return not self.server.draining.is_set()
+        except BaseException:
+            self._run_after_send()
+            raise
+        try:
+            self._respond(header, args, items, count, payload)
+        finally:
+            self._run_after_send()
+        metrics.operations.labels(op.name, "OK").inc()
+        metrics.latency.labels(op.name).observe(time.monotonic() - started)
+        return op is not Opcode.GOODBYE
+
+    def _run_after_send(self) -> None:
+        callbacks, self._after_send = self._after_send, []
+        for callback in callbacks:
+            callback()
+
+    # ---- HELLO (MKV-WIRE-008, MKV-WIRE-011) -----------------------------------------------------
+    def _hello(self, header: Header, meta: bytearray) -> None:
+        reader = msg.MetaReader(meta, 0)
+        namespace = reader.arg("namespace", str)
+        key_id = reader.arg("key_id", str, None, nullable=True)
+        client_nonce = reader.hex_arg("client_nonce", 16)
+        timestamp_ms = reader.arg("timestamp_ms", int)
+        server = self.server
+        if server.keyring is not None:
+            key = server.keyring.get(key_id) if key_id else None
+            if key is None:
+                raise Unauthenticated("unknown key or bad signature")
+            verify(key.secret, header, meta)
+            if abs(time.time() * 1000 - timestamp_ms) > self.config.hello_window_s * 1000:
+                raise Unauthenticated("HELLO timestamp is outside the accepted window (check clocks)")
+            if not server.remember_nonce(client_nonce):
+                raise Unauthenticated("HELLO nonce was already used (replay)")
+            if key.namespace != namespace:
+                raise PermissionDenied(f"key {key.key_id} grants nothing on namespace {namespace}")
+            server_nonce = os.urandom(16)
+            nonces = (client_nonce, server_nonce, namespace, key.key_id)
+            self.rx_key = connection_key(key.secret, CLIENT_TO_SERVER, *nonces)
+            self.tx_key = connection_key(key.secret, SERVER_TO_CLIENT, *nonces)
+            self.role = key.role
+            self.key_id = key.key_id
+        else:
+            check_namespace(namespace)
+            server_nonce = os.urandom(16)
+            self.role = Role.ADMIN
+        self.namespace = namespace
+        self.authenticated = True
+        self.last_request_id = header.request_id
+        self.limits = WireLimits(DEFAULT_MAX_META, self.config.max_frame_payload, self.engine.limits.max_batch)
+        self._respond(header, {
+            "server_nonce": server_nonce.hex(), "version": f"{VERSION_MAJOR}.{min(header.minor, VERSION_MINOR)}",
+            "auth": server.keyring is not None, "role": self.role.name.lower(), "namespace": namespace,
+            "limits": self.limits.to_dict(), "server": f"memkv/{__version__}", "spec_version": SPEC_VERSION,
+        })
+
+    # ---- data path -----------------------------------------------------------------------------
+    def _put(self, header: Header, reader: msg.MetaReader) -> Response:
+        limits = self.engine.limits
+        items = reader.put_items(limits)
+        reader.finish()
+        if sum(length for _, length, _, _ in items) != header.payload_len:
+            raise ProtocolError("payload length does not match the sum of the item lengths")
+        wanted = sum(length for _, length, _, _ in items if 0 < length <= limits.max_block_size)
+        self.server.budget.acquire(wanted, self.config.frame_timeout_s)
+        try:
+            results: list[ItemResult | None] = [None] * len(items)
+            staged: list[tuple[int, PutItem]] = []
+            for i, (key, length, checksum, meta) in enumerate(items):
+                if length == 0:
+                    results[i] = ItemResult(ErrorCode.INVALID_ARGUMENT, "payload is empty")
+                elif length > limits.max_block_size:
+                    self._discard_payload(length)
+                    exc = BlockTooLarge(f"payload of {length} bytes exceeds the maximum {limits.max_block_size}")
+                    results[i] = ItemResult(exc.code, exc.message)
+                elif isinstance(meta, MemkvError):
+                    self._discard_payload(length)
+                    results[i] = ItemResult(meta.code, meta.message)
+                else:
+                    buf = self.server.pool.take(length)
+                    self._recv_payload(buf)
+                    staged.append((i, PutItem(key, buf, meta, checksum)))
+            self.server.metrics.bytes.labels("in").inc(header.payload_len)
+            for (i, _), result in zip(staged, self.engine.put(self.namespace, [p for _, p in staged]), strict=True):
+                results[i] = result
+            for _, item in staged:
+                if isinstance(item.payload, memoryview):
+                    self.server.pool.give(item.payload)
+        finally:
+            self.server.budget.release(wanted)
+        final = [r or ItemResult(ErrorCode.INTERNAL) for r in results]
+        self._count_items(header.opcode, final)
+        return {}, msg.pack_results(final), len(final), []
+
+    def _count_items(self, op: Opcode, results: Sequence[ItemResult]) -> None:
+        for result in results:
+            self.server.metrics.items.labels(op.name, result.status.name).inc()
+
+    def _get(self, header: Header, reader: msg.MetaReader) -> Response:
+        requests = reader.get_items()
+        reader.finish()
+        infos = self.engine.stat(self.namespace, [k for k, _ in requests])
+        sizes = [info.length if info is not None and cap >= info.length else 0
+                 for (_, cap), info in zip(requests, infos, strict=True)]
+        total = sum(sizes)
+        if total > self.limits.max_payload:
+            raise LimitExceeded(f"answer of {total} bytes exceeds the frame payload limit {self.limits.max_payload}")
+        self.server.budget.acquire(total, self.config.frame_timeout_s)
+        dummy = bytearray(1)
+        buffers: list[Any] = []
+
+        def cleanup() -> None:
+            for buf in buffers:
+                if isinstance(buf, memoryview):
+                    self.server.pool.give(buf)
+            self.server.budget.release(total)
+
+        self._after_send.append(cleanup)
+        buffers.extend(self.server.pool.take(size) if size else dummy for size in sizes)
+        results = self.engine.get_into(self.namespace, [k for k, _ in requests], buffers)
+        fixed: list[GetResult] = []
+        payload: list[memoryview] = []
+        for info, buf, result in zip(infos, buffers, results, strict=True):
+            if info is None and result.status is ErrorCode.BUFFER_TOO_SMALL:
+                result = GetResult(ErrorCode.NOT_FOUND, "no such block")
+            if result.ok:
+                payload.append(buf[: result.length])
+            fixed.append(result)
+        self._count_items(header.opcode, fixed)
+        self.server.metrics.bytes.labels("out").inc(sum(len(p) for p in payload))
+        return {}, msg.pack_get_results(fixed), len(fixed), payload
+
+    def _stat(self, header: Header, reader: msg.MetaReader) -> Response:
+        keys = reader.keys()
+        reader.finish()
+        infos = self.engine.stat(self.namespace, keys)
+        return {}, msg.pack_stat_results(infos), len(infos), []
+
+    def _exists(self, header: Header, reader: msg.MetaReader) -> Response:
+        keys = reader.keys()
+        reader.finish()
+        flags = self.engine.exists(self.namespace, keys)
+        return {}, msg.pack_flags(flags), len(flags), []
+
+    def _lookup(self, header: Header, reader: msg.MetaReader) -> Response:
+        lease_ms = reader.arg("lease_ms", int, 0)
+        keys = reader.keys()
+        reader.finish()
+        return msg.lookup_args(self.engine.lookup(self.namespace, keys, lease_ms)), b"", 0, []
+
+    def _release_lease(self, header: Header, reader: msg.MetaReader) -> Response:
+        self.engine.release_lease(self.namespace, reader.arg("lease_id", str))
+        return {}, b"", 0, []
+
+    def _delete(self, header: Header, reader: msg.MetaReader) -> Response:
+        keys = reader.keys()
+        reader.finish()
+        results = self.engine.delete(self.namespace, keys)
+        self._count_items(header.opcode, results)
+        return {}, msg.pack_results(results), len(results), []
+
+    # ---- sessions ------------------------------------------------------------------------------
+    def _session(self, info: Any) -> Response:
+        return msg.session_args(info), msg.pack_keys(info.keys), len(info.keys), []
+
+    def _session_keys(self, reader: msg.MetaReader) -> list[bytes]:
+        if reader.count > self.engine.limits.max_session_blocks:
+            raise LimitExceeded(f"a session holds at most {self.engine.limits.max_session_blocks} blocks")
+        keys = reader.keys()
+        reader.finish()
+        return keys
+
+    def _session_open(self, header: Header, reader: msg.MetaReader) -> Response:
+        ttl = reader.arg("ttl_s", float)
+        fingerprint = reader.hex_arg("fingerprint", 16, NO_FINGERPRINT)
+        keys = self._session_keys(reader)
+        return self._session(self.engine.open_session(self.namespace, ttl, keys, fingerprint))
+
+    def _session_append(self, header: Header, reader: msg.MetaReader) -> Response:
+        session_id = reader.arg("session_id", str)
+        keys = self._session_keys(reader)
+        return self._session(self.engine.append(self.namespace, session_id, keys))
+
+    def _session_suspend(self, header: Header, reader: msg.MetaReader) -> Response:
+        info = self.engine.suspend(self.namespace, reader.arg("session_id", str), reader.arg("pause_ttl_s", float))
+        return self._session(info)
+
+    def _session_resume(self, header: Header, reader: msg.MetaReader) -> Response:
+        return self._session(self.engine.resume(self.namespace, reader.arg("session_id", str)).session)
+
+    def _session_fork(self, header: Header, reader: msg.MetaReader) -> Response:
+        prefix = reader.arg("prefix_len", int, None, nullable=True)
+        ttl = reader.arg("ttl_s", float, None, nullable=True)
+        return self._session(self.engine.fork(self.namespace, reader.arg("session_id", str), prefix, ttl))
+
+    def _session_close(self, header: Header, reader: msg.MetaReader) -> Response:
+        return self._session(self.engine.close_session(self.namespace, reader.arg("session_id", str)))
+
+    def _session_info(self, header: Header, reader: msg.MetaReader) -> Response:
+        return self._session(self.engine.session_info(self.namespace, reader.arg("session_id", str)))
+
+    # ---- invalidation --------------------------------------------------------------------------
+    def _invalidate_keys(self, header: Header, reader: msg.MetaReader) -> Response:
+        keys = reader.keys()
+        reader.finish()
+        return {"count": self.engine.invalidate_keys(self.namespace, keys)}, b"", 0, []
+
+    def _invalidate_prefix(self, header: Header, reader: msg.MetaReader) -> Response:
+        key = reader.hex_arg("key", 16)
+        return {"count": self.engine.invalidate_prefix(self.namespace, key)}, b"", 0, []
+
+    def _invalidate_session(self, header: Header, reader: msg.MetaReader) -> Response:
+        count = self.engine.invalidate_session(self.namespace, reader.arg("session_id", str))
+        return {"count": count}, b"", 0, []
+
+    def _invalidate_model(self, header: Header, reader: msg.MetaReader) -> Response:
+        fingerprint = reader.hex_arg("fingerprint", 16)
+        return {"count": self.engine.invalidate_model(self.namespace, fingerprint)}, b"", 0, []
+
+    def _invalidate_namespace(self, header: Header, reader: msg.MetaReader) -> Response:
+        return {"count": self.engine.invalidate_namespace(self.namespace)}, b"", 0, []
+
+    # ---- target --------------------------------------------------------------------------------
+    def _capabilities(self, header: Header, reader: msg.MetaReader) -> Response:
+        caps = self.server.capabilities()
+        return caps.to_dict() | {"wire_limits": self.limits.to_dict()}, b"", 0, []
+
+    def _stats(self, header: Header, reader: msg.MetaReader) -> Response:
+        return self.server.namespace_stats(self.namespace, self.role), b"", 0, []
+
+    def _ping(self, header: Header, reader: msg.MetaReader) -> Response:
+        return {}, b"", 0, []
+
+
+__all__ = ["BlockMeta", "BufferBudget", "Connection", "InvalidArgument"]

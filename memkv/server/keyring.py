@@ -1,0 +1,128 @@
+"""Namespaces, API keys and roles (spec/wire.md "Authentication", MKV-NS-005..008).
+
+A keys file (YAML, or TOML by extension) maps each namespace to its keys:
+
+    namespaces:
+      team-a:
+        - {id: a-writer, secret: "<64 hex chars>", role: write}
+        - {id: a-admin, secret: "base64:<...>", role: admin}
+
+Key ids are unique across the file. Secrets are at least 16 bytes (32 recommended), written
+as hex or as `base64:...`. A keys file readable by other users is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hmac
+import logging
+import os
+import stat
+import tomllib
+from collections.abc import Iterable
+from typing import Any
+
+import yaml
+
+from ..errors import InvalidArgument
+from ..store.engine import check_namespace
+from ..wire.opcodes import Role
+
+log = logging.getLogger("memkv.server")
+
+MIN_SECRET_BYTES = 16
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ApiKey:
+    key_id: str
+    namespace: str
+    secret: bytes = dataclasses.field(repr=False)
+    role: Role
+
+    def grants(self, role: Role) -> bool:
+        return self.role >= role
+
+
+def parse_secret(text: str) -> bytes:
+    text = text.strip()
+    try:
+        raw = base64.b64decode(text[7:], validate=True) if text.startswith("base64:") else bytes.fromhex(text)
+    except (ValueError, binascii.Error):
+        raise InvalidArgument("a key secret must be hex or base64:<...>") from None
+    if len(raw) < MIN_SECRET_BYTES:
+        raise InvalidArgument(f"a key secret must be at least {MIN_SECRET_BYTES} bytes")
+    return raw
+
+
+def parse_credential(text: str) -> tuple[str, bytes]:
+    """`<key id>:<secret>` as used by clients, MEMKV_KEY and the admin API's bearer token."""
+    key_id, sep, secret = text.partition(":")
+    if not sep or not key_id:
+        raise InvalidArgument("a credential is '<key id>:<secret>'")
+    return key_id, parse_secret(secret)
+
+
+class KeyRing:
+    """The configured namespaces and their keys; lookups are by key id."""
+
+    def __init__(self, keys: Iterable[ApiKey] = (), namespaces: Iterable[str] = ()) -> None:
+        self.by_id: dict[str, ApiKey] = {}
+        self.namespaces: set[str] = {check_namespace(ns) for ns in namespaces}
+        for key in keys:
+            if key.key_id in self.by_id:
+                raise InvalidArgument(f"key id {key.key_id!r} appears twice")
+            self.by_id[key.key_id] = key
+            self.namespaces.add(key.namespace)
+
+    def get(self, key_id: str) -> ApiKey | None:
+        return self.by_id.get(key_id)
+
+    def check_bearer(self, token: str) -> ApiKey | None:
+        """The key a `<key id>:<secret>` token names, when the secret matches; else None."""
+        try:
+            key_id, secret = parse_credential(token)
+        except InvalidArgument:
+            return None
+        key = self.by_id.get(key_id)
+        if key is None or not hmac.compare_digest(key.secret, secret):
+            return None
+        return key
+
+    @classmethod
+    def from_mapping(cls, data: Any) -> KeyRing:
+        if not isinstance(data, dict) or not isinstance(data.get("namespaces"), dict):
+            raise InvalidArgument("a keys file holds a 'namespaces' mapping: namespace -> list of keys")
+        keys: list[ApiKey] = []
+        for namespace, entries in data["namespaces"].items():
+            check_namespace(str(namespace))
+            for entry in entries or []:
+                if not isinstance(entry, dict) or not {"id", "secret", "role"} <= set(entry):
+                    raise InvalidArgument(f"each key of namespace {namespace} needs id, secret and role")
+                try:
+                    role = Role.parse(str(entry["role"]))
+                except ValueError as exc:
+                    raise InvalidArgument(str(exc)) from None
+                keys.append(ApiKey(str(entry["id"]), str(namespace), parse_secret(str(entry["secret"])), role))
+        return cls(keys, [str(ns) for ns in data["namespaces"]])
+
+    @classmethod
+    def load(cls, path: str) -> KeyRing:
+        mode = os.stat(path).st_mode
+        if mode & stat.S_IROTH:
+            raise InvalidArgument(f"keys file {path} is readable by every user; chmod 600 it")
+        if mode & (stat.S_IRGRP | stat.S_IWGRP):
+            log.warning("keys file %s is accessible to its group; chmod 600 is recommended", path)
+        with open(path, "rb") as handle:
+            raw = handle.read()
+        try:
+            data = tomllib.loads(raw.decode("utf-8")) if path.endswith(".toml") else yaml.safe_load(raw)
+        except (tomllib.TOMLDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise InvalidArgument(f"cannot read keys file {path}: {exc}") from None
+        return cls.from_mapping(data)
+
+
+def generate_secret() -> str:
+    return os.urandom(32).hex()

@@ -1,0 +1,173 @@
+"""Helpers to run a memkv server in tests and demos: keys files, in-process and subprocess servers."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+
+from ..errors import ErrorCode
+from ..wire import messages as msg
+from ..wire.frames import (
+    CLIENT_TO_SERVER,
+    HEADER_SIZE,
+    SERVER_TO_CLIENT,
+    Header,
+    connection_key,
+    parse_header,
+    sign,
+    verify,
+)
+from ..wire.opcodes import Opcode
+from .config import ServerConfig
+from .core import MemkvServer
+from .keyring import KeyRing, generate_secret, parse_credential
+
+_LISTEN = re.compile(r"listening on (\S+):(\d+) admin (\S+)")
+
+
+def write_keys_file(path: str | os.PathLike[str], namespaces: Mapping[str, Iterable[tuple[str, str]]]
+                    ) -> dict[str, str]:
+    """Write a keys file with fresh secrets; returns key id -> "<id>:<secret>" credentials."""
+    data: dict[str, Any] = {"namespaces": {}}
+    creds: dict[str, str] = {}
+    for ns, keys in namespaces.items():
+        entries = []
+        for key_id, role in keys:
+            secret = generate_secret()
+            entries.append({"id": key_id, "secret": secret, "role": role})
+            creds[key_id] = f"{key_id}:{secret}"
+        data["namespaces"][ns] = entries
+    fd = os.open(os.fspath(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        yaml.safe_dump(data, handle)
+    return creds
+
+
+def in_process_server(data_dir: str, keys_file: str | None = None, **settings: Any) -> MemkvServer:
+    config = ServerConfig(data_dir=data_dir, listen="127.0.0.1:0", keys_file=keys_file,
+                          insecure_no_auth=keys_file is None, capacity=256 * 1024 * 1024)
+    config.update(settings)
+    server = MemkvServer(config, KeyRing.load(keys_file) if keys_file else None)
+    server.start()
+    return server
+
+
+class ServerProcess:
+    """`python -m memkv.server ...` in a subprocess; the address is read from its first line."""
+
+    def __init__(self, data_dir: str, keys_file: str | None = None, extra: Iterable[str] = (),
+                 capacity: str = "256MiB", startup_timeout: float = 30.0) -> None:
+        args = [sys.executable, "-m", "memkv.server", "--data", data_dir, "--listen", "127.0.0.1:0",
+                "--capacity", capacity, *extra]
+        args += ["--keys", keys_file] if keys_file else ["--insecure-no-auth"]
+        self.log_path = Path(data_dir).with_suffix(".log")
+        Path(data_dir).parent.mkdir(parents=True, exist_ok=True)
+        self._log: IO[bytes] = open(self.log_path, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._log)
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + startup_timeout
+        line = b""
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            match = _LISTEN.search(line.decode("utf-8", "replace"))
+            if match:
+                self.host, self.port = match.group(1), int(match.group(2))
+                admin = match.group(3)
+                self.admin_url = None if admin == "off" else admin
+                return
+            if not line and self.proc.poll() is not None:
+                break
+        self.proc.kill()
+        raise RuntimeError(f"server did not start: {line!r}; log: {self.log_path.read_text()[-2000:]}")
+
+    @property
+    def url(self) -> str:
+        return f"memkv+tcp://{self.host}:{self.port}"
+
+    def stdout_rest(self) -> str:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.read().decode("utf-8", "replace")
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+
+# ---- raw wire helpers (tests that forge, replay or break frames) ---------------------------------
+
+def recv_exact(sock: socket.socket, size: int) -> bytes:
+    buf = b""
+    while len(buf) < size:
+        piece = sock.recv(size - len(buf))
+        if not piece:
+            raise ConnectionError("closed")
+        buf += piece
+    return buf
+
+
+def read_frame(sock: socket.socket) -> tuple[Header, bytes]:
+    header = parse_header(recv_exact(sock, HEADER_SIZE))
+    return header, recv_exact(sock, header.meta_len)
+
+
+def hello_bytes(namespace: str, cred: str, timestamp_ms: int | None = None, nonce: bytes | None = None
+                 ) -> tuple[bytes, bytes]:
+    key_id, secret = parse_credential(cred)
+    nonce = nonce or os.urandom(16)
+    meta = msg.encode_meta({"namespace": namespace, "key_id": key_id, "client_nonce": nonce.hex(),
+                            "timestamp_ms": int(time.time() * 1000) if timestamp_ms is None else timestamp_ms})
+    return sign(secret, Header(Opcode.HELLO, 0, len(meta)), meta).pack() + meta, nonce
+
+
+def raw_session(srv: MemkvServer, namespace: str, cred: str) -> tuple[socket.socket, bytes, bytes]:
+    sock = socket.create_connection(srv.address, timeout=5)
+    frame, nonce = hello_bytes(namespace, cred)
+    sock.sendall(frame)
+    header, meta = read_frame(sock)
+    assert header.opcode is Opcode.HELLO, msg.MetaReader(meta, 0).args
+    server_nonce = bytes.fromhex(msg.MetaReader(meta, 0).args["server_nonce"])
+    key_id, secret = parse_credential(cred)
+    tx = connection_key(secret, CLIENT_TO_SERVER, nonce, server_nonce, namespace, key_id)
+    rx = connection_key(secret, SERVER_TO_CLIENT, nonce, server_nonce, namespace, key_id)
+    verify(rx, header, meta)
+    return sock, tx, rx
+
+
+def error_code(sock: socket.socket) -> ErrorCode:
+    header, _ = read_frame(sock)
+    assert header.opcode is Opcode.ERROR
+    return ErrorCode(header.status)
+
+
+def closed(sock: socket.socket) -> bool:
+    sock.settimeout(5)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionError:
+        return True

@@ -1,0 +1,212 @@
+"""The memkv+tcp client against a live server: the transport interface, with the file backend's semantics."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import memkv
+from memkv import BlockMeta, PutItem, aligned_buffer
+from memkv.backends.file import FileTransport
+from memkv.backends.tcp import TcpTransport
+from memkv.errors import (
+    ErrorCode,
+    InvalidArgument,
+    InvalidKey,
+    LimitExceeded,
+    UnknownLease,
+    UnknownSession,
+)
+from memkv.keys import model_fingerprint, prefix_chain
+from memkv.server.core import MemkvServer
+from memkv.server.testing import in_process_server, write_keys_file
+from memkv.transport import Transport
+
+req = pytest.mark.requirement
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MemkvServer, dict[str, str]]]:
+    root = tmp_path_factory.mktemp("tcp")
+    creds = write_keys_file(root / "keys.yaml", {"team-a": [("a-writer", "write"), ("a-admin", "admin")],
+                                                  "team-b": [("b-writer", "write")]})
+    srv = in_process_server(str(root / "data"), str(root / "keys.yaml"), admin_listen="off")
+    yield srv, creds
+    srv.shutdown()
+
+
+def _url(srv: MemkvServer) -> str:
+    return f"memkv+tcp://{srv.address[0]}:{srv.address[1]}"
+
+
+@pytest.fixture
+def tcp(server: tuple[MemkvServer, dict[str, str]]) -> Iterator[Transport]:
+    srv, creds = server
+    t = memkv.connect(_url(srv), namespace="team-a", key=creds["a-admin"])
+    t.invalidate_namespace()
+    yield t
+    t.close()
+
+
+@req("MKV-OPS-001", "MKV-WIRE-014", "MKV-WIRE-015")
+@pytest.mark.parametrize("size", [1, 4096, 1 * MiB + 7, 16 * MiB])
+def test_put_get_round_trip(tcp: Transport, size: int) -> None:
+    key, data = os.urandom(16), os.urandom(size)
+    meta = BlockMeta(dtype="bf16", token_count=16, user=b"hello")
+    assert tcp.put([PutItem(key, data, meta)])[0].ok
+    buf = aligned_buffer(size + 100)
+    [res] = tcp.get_into([key], [buf])
+    assert res.ok and res.length == size and res.meta == meta
+    assert bytes(buf[:size]) == data
+    assert tcp.get([key]) == [data]
+    info = tcp.stat([key])[0]
+    assert info is not None and info.length == size and info.meta == meta
+
+
+@req("MKV-OPS-003", "MKV-OPS-005", "MKV-BLK-002", "MKV-BLK-005", "MKV-BLK-007", "MKV-OPS-004")
+def test_per_item_errors(tcp: Transport) -> None:
+    a, b = os.urandom(16), os.urandom(16)
+    results = tcp.put([PutItem(a, b"x" * 10), PutItem(b"short", b"y"), PutItem(b, b""),
+                       PutItem(os.urandom(16), b"z" * 10, checksum=1), PutItem(os.urandom(16), b"q" * (65 * MiB))])
+    assert [r.status for r in results] == [ErrorCode.OK, ErrorCode.INVALID_KEY, ErrorCode.INVALID_ARGUMENT,
+                                           ErrorCode.CHECKSUM_MISMATCH, ErrorCode.BLOCK_TOO_LARGE]
+    assert tcp.put([PutItem(a, b"x" * 10)])[0].ok
+    assert tcp.put([PutItem(a, b"w" * 10)])[0].status is ErrorCode.KEY_CONFLICT
+    got = tcp.get_into([a, b, a], [bytearray(10), bytearray(10), bytearray(5)])
+    assert [g.status for g in got] == [ErrorCode.OK, ErrorCode.NOT_FOUND, ErrorCode.BUFFER_TOO_SMALL]
+    with pytest.raises(LimitExceeded):
+        tcp.put([PutItem(os.urandom(16), b"x")] * 257)
+    assert tcp.exists([a, b]) == [True, False]
+    with pytest.raises(InvalidKey):
+        tcp.stat([b"bad"])
+    assert [r.status for r in tcp.delete([a, a])] == [ErrorCode.OK, ErrorCode.NOT_FOUND]
+
+
+@req("MKV-OPS-006", "MKV-OPS-007", "MKV-OPS-008")
+def test_lookup_and_leases(tcp: Transport) -> None:
+    chain = prefix_chain(model_fingerprint("m"), list(range(64)), 16)
+    tcp.put([PutItem(k, b"kv" * 100) for k in chain[:3]])
+    assert tcp.lookup(chain).prefix_len == 3
+    leased = tcp.lookup(chain, lease_ms=5000)
+    assert leased.lease_id
+    tcp.release_lease(leased.lease_id)
+    with pytest.raises(UnknownLease):
+        tcp.release_lease(leased.lease_id)
+    with pytest.raises(InvalidArgument):
+        tcp.lookup(chain, lease_ms=10**9)
+
+
+@req("MKV-SES-002", "MKV-SES-005", "MKV-SES-006", "MKV-SES-007", "MKV-SES-009")
+def test_sessions(tcp: Transport) -> None:
+    keys = [os.urandom(16) for _ in range(4)]
+    tcp.put([PutItem(k, b"s" * 64) for k in keys])
+    s = tcp.open_session(60, keys[:2])
+    assert s.state.value == "open" and s.keys == tuple(keys[:2])
+    s = tcp.append(s.session_id, keys[2:])
+    assert len(s.keys) == 4
+    assert tcp.suspend(s.session_id, 30).pinned
+    child = tcp.fork(s.session_id, 2)
+    assert child.parent_id == s.session_id and child.keys == tuple(keys[:2])
+    tcp.invalidate_keys([keys[3]])
+    resumed = tcp.resume(s.session_id)
+    assert resumed.valid_keys == tuple(keys[:3])
+    assert tcp.invalidate_session(s.session_id) == 3
+    tcp.close_session(s.session_id)
+    with pytest.raises(UnknownSession):
+        tcp.session_info(s.session_id)
+    with pytest.raises(InvalidArgument):
+        tcp.open_session(0)
+    with pytest.raises(InvalidArgument):
+        tcp.open_session(float("inf"))
+
+
+@req("MKV-INV-002", "MKV-INV-004", "MKV-INV-005")
+def test_invalidation(tcp: Transport) -> None:
+    fp = model_fingerprint("m2")
+    chain = prefix_chain(fp, list(range(48)), 16)
+    tcp.put([PutItem(k, b"v" * 32, BlockMeta(fingerprint=fp, parent=p))
+             for k, p in zip(chain, [bytes(16), *chain[:-1]], strict=True)])
+    assert tcp.invalidate_prefix(chain[1]) == 2
+    assert tcp.invalidate_model(fp) == 1
+    tcp.put([PutItem(os.urandom(16), b"n")])
+    assert tcp.invalidate_namespace() == 1
+
+
+@req("MKV-OPS-010", "MKV-WIRE-013")
+def test_async_pipelined_on_one_connection(server: tuple[MemkvServer, dict[str, str]]) -> None:
+    srv, creds = server
+    t = TcpTransport(*srv.address, namespace="team-a", key=creds["a-writer"], pool_size=1)
+    try:
+        keys = [os.urandom(16) for _ in range(32)]
+        futures = [t.put_async([PutItem(k, k * 1000)]) for k in keys]
+        assert all(f.result()[0].ok for f in futures)
+        bufs = [bytearray(16000) for _ in keys]
+        gets = [t.get_into_async([k], [b]) for k, b in zip(keys, bufs, strict=True)]
+        assert all(g.result()[0].ok for g in gets)
+        assert all(bytes(b) == k * 1000 for k, b in zip(keys, bufs, strict=True))
+        assert len(t._conns) == 1
+    finally:
+        t.close()
+
+
+@req("MKV-CAP-001")
+def test_capabilities(tcp: Transport) -> None:
+    caps = tcp.capabilities()
+    assert caps.backend == "tcp"
+    assert {"core", "sessions", "shared", "secure"} <= caps.profiles
+    assert caps.limits.max_block_size >= 16 * MiB
+
+
+def _scenario(t: Transport) -> list[Any]:
+    """A mixed scenario whose observable outcome must be the same on every backend."""
+    k1, k2 = bytes(range(16)), bytes(range(1, 17))
+    out: list[Any] = []
+    out.append([r.status for r in t.put([PutItem(k1, b"a" * 100), PutItem(k1, b"b" * 100), PutItem(k2, b"")])])
+    out.append([r.status for r in t.get_into([k1, k2, b"x"], [bytearray(100), bytearray(1), bytearray(1)])])
+    out.append(t.exists([k1, k2]))
+    for call in (lambda: t.session_info("nope"), lambda: t.release_lease("nope"), lambda: t.fork("nope"),
+                 lambda: t.open_session(-1), lambda: t.lookup([k1], lease_ms=-1), lambda: t.append("x", [k1]),
+                 lambda: t.invalidate_prefix(b"x"), lambda: t.invalidate_model(b"x"),
+                 lambda: t.get_into([k1], []), lambda: t.open_session(10, [k2])):
+        try:
+            call()
+            out.append("ok")
+        except memkv.MemkvError as exc:
+            out.append(exc.code)
+    s = t.open_session(10, [k1])
+    t.close_session(s.session_id)
+    for call in (lambda: t.close_session(s.session_id), lambda: t.resume(s.session_id)):
+        try:
+            call()
+            out.append("ok")
+        except memkv.MemkvError as exc:
+            out.append(exc.code)
+    out.append(t.invalidate_namespace())
+    return out
+
+
+@req("MKV-PRO-001", "MKV-ERR-001")
+def test_same_outcomes_as_file_backend(tcp: Transport, tmp_path: Path) -> None:
+    file_t = FileTransport.open(str(tmp_path / "f"), "team-a", capacity=64 * MiB)
+    try:
+        assert _scenario(tcp) == _scenario(file_t)
+    finally:
+        file_t.close()
+
+
+def test_connect_url_options(server: tuple[MemkvServer, dict[str, str]], tmp_path: Path) -> None:
+    srv, creds = server
+    key_file = tmp_path / "cred"
+    key_file.write_text(creds["b-writer"])
+    t = memkv.connect(f"{_url(srv)}/team-b?pool_size=2&key_file={key_file}")
+    try:
+        assert t.namespace == "team-b" and t.ping() >= 0  # type: ignore[attr-defined]
+    finally:
+        t.close()
+    with pytest.raises(InvalidArgument):
+        memkv.connect(f"{_url(srv)}?bogus=1", namespace="team-b", key=creds["b-writer"])
