@@ -1,0 +1,133 @@
+"""An executable reference model of the spec: what a target must answer, step by step.
+
+Pure Python, no I/O. The state machine in `checks/test_model.py` drives a target and this model
+side by side. The model knows why each block is absent (never put, deleted, invalidated by
+keys/prefix/session/model/namespace, evicted) so a disagreement is reported against the right
+requirement.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from memkv.blocks import BlockMeta
+from memkv.errors import ErrorCode
+from memkv.sessions import TRANSITIONS, SessionEvent, SessionState
+
+E = ErrorCode
+
+
+@dataclasses.dataclass
+class ModelBlock:
+    data: bytes
+    meta: BlockMeta
+
+
+@dataclasses.dataclass
+class ModelSession:
+    sid: str
+    ns: int
+    state: SessionState
+    keys: tuple[bytes, ...]
+
+
+@dataclasses.dataclass
+class ModelLease:
+    ns: int
+    keys: tuple[bytes, ...]
+    live: bool = True
+
+
+class Model:
+    """Blocks, sessions and leases of a few namespaces (indexed 0..n-1)."""
+
+    def __init__(self, namespaces: int) -> None:
+        self.blocks: list[dict[bytes, ModelBlock]] = [{} for _ in range(namespaces)]
+        self.gone: list[dict[bytes, str]] = [{} for _ in range(namespaces)]
+        self.sessions: dict[str, ModelSession] = {}
+        self.leases: dict[str, ModelLease] = {}
+
+    # ---- blocks -----------------------------------------------------------------------------
+    def present(self, ns: int, key: bytes) -> bool:
+        return key in self.blocks[ns]
+
+    def put(self, ns: int, key: bytes, data: bytes, meta: BlockMeta) -> ErrorCode:
+        block = self.blocks[ns].get(key)
+        if block is not None:
+            return E.OK if block.data == data else E.KEY_CONFLICT
+        self.blocks[ns][key] = ModelBlock(data, meta)
+        self.gone[ns].pop(key, None)
+        return E.OK
+
+    def remove(self, ns: int, key: bytes, reason: str) -> bool:
+        if self.blocks[ns].pop(key, None) is None:
+            return False
+        self.gone[ns][key] = reason
+        return True
+
+    def protected_by(self, ns: int, key: bytes) -> str | None:
+        """The requirement that forbids evicting this block now, if any."""
+        for session in self.sessions.values():
+            if session.ns == ns and session.state is SessionState.SUSPENDED and key in session.keys:
+                return "MKV-SES-004"
+        for lease in self.leases.values():
+            if lease.live and lease.ns == ns and key in lease.keys:
+                return "MKV-OPS-007"
+        return None
+
+    def protected_bytes(self) -> int:
+        return sum(len(block.data) for ns, blocks in enumerate(self.blocks) for key, block in blocks.items()
+                   if self.protected_by(ns, key))
+
+    def lookup(self, ns: int, keys: list[bytes]) -> int:
+        prefix = 0
+        for key in keys:
+            if key not in self.blocks[ns]:
+                break
+            prefix += 1
+        return prefix
+
+    def descendants(self, ns: int, key: bytes) -> list[bytes]:
+        """`key` and every stored block chained after it through stored blocks."""
+        if key not in self.blocks[ns]:
+            return []
+        found = [key]
+        frontier = [key]
+        while frontier:
+            parent = frontier.pop()
+            for child, block in self.blocks[ns].items():
+                if block.meta.parent == parent and child not in found:
+                    found.append(child)
+                    frontier.append(child)
+        return found
+
+    def invalidate_namespace(self, ns: int) -> int:
+        count = 0
+        for key in list(self.blocks[ns]):
+            count += self.remove(ns, key, "MKV-INV-005")
+        for sid in [s for s, m in self.sessions.items() if m.ns == ns]:
+            del self.sessions[sid]
+        for lease in self.leases.values():
+            if lease.ns == ns:
+                lease.live = False
+        return count
+
+    # ---- sessions ---------------------------------------------------------------------------
+    def session_outcome(self, sid: str, ns: int, event: SessionEvent) -> ErrorCode:
+        session = self.sessions.get(sid)
+        if session is None or session.ns != ns:
+            return E.UNKNOWN_SESSION
+        return E.OK if (session.state, event) in TRANSITIONS else E.INVALID_SESSION_STATE
+
+    def apply(self, sid: str, event: SessionEvent) -> None:
+        session = self.sessions[sid]
+        session.state = TRANSITIONS[(session.state, event)]
+        if session.state is SessionState.CLOSED:
+            del self.sessions[sid]
+
+    def valid_prefix(self, session: ModelSession) -> tuple[bytes, ...]:
+        prefix = self.lookup(session.ns, list(session.keys))
+        return session.keys[:prefix]
+
+
+__all__ = ["Model", "ModelBlock", "ModelLease", "ModelSession"]

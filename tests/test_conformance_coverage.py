@@ -1,0 +1,60 @@
+"""The conformance suite covers every MUST of the spec, or documents why not (issue #5)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from conformance.requirements import exclusions, requirements
+
+CHECKS = Path(__file__).resolve().parent.parent / "conformance" / "checks"
+
+
+def _cited() -> dict[str, list[str]]:
+    """Requirement IDs cited by `requirement` markers in the checks (read from source, no import)."""
+    cited: dict[str, list[str]] = {}
+    for path in sorted(CHECKS.glob("test_*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        constants = {t.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+                     for t in node.targets if isinstance(t, ast.Name)}
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "requirement"):
+                continue
+            for arg in node.args:
+                values = [arg]
+                if isinstance(arg, ast.Starred) and isinstance(arg.value, ast.Name):
+                    tup = constants.get(arg.value.id)
+                    values = list(tup.elts) if isinstance(tup, ast.Tuple) else []
+                for value in values:
+                    if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                        cited.setdefault(value.value, []).append(path.name)
+    return cited
+
+
+def test_every_must_has_a_check_or_a_documented_exclusion() -> None:
+    cited = _cited()
+    excluded = exclusions()
+    missing = [r.id for r in requirements().values()
+               if r.level == "MUST" and r.id not in cited and r.id not in excluded
+               and r.profile not in ("secure", "admin")]
+    assert not missing, f"MUSTs with no conformance check and no entry in conformance/exclusions.yaml: {missing}"
+
+
+def test_server_profiles_are_listed_as_pending() -> None:
+    """secure and admin come with the server; until their checks exist they are reported, not hidden."""
+    pending = [r.id for r in requirements().values() if r.profile in ("secure", "admin") and r.id not in _cited()]
+    print(f"secure/admin requirements awaiting checks with the server: {pending}")
+
+
+def test_no_check_cites_an_unknown_id() -> None:
+    known = requirements()
+    unknown = {req_id: files for req_id, files in _cited().items() if req_id not in known}
+    assert not unknown, f"checks cite requirement IDs that spec/requirements.yaml does not define: {unknown}"
+
+
+def test_exclusions_name_known_requirements_and_give_reasons() -> None:
+    known = requirements()
+    for req_id, exclusion in exclusions().items():
+        assert req_id in known, f"exclusion of unknown requirement {req_id}"
+        assert len(exclusion.reason) > 20, f"exclusion of {req_id} needs a reason"
