@@ -347,29 +347,14 @@ class BenchRow:
 
 
 def _open_for_bench(path: str, size: int) -> tuple[int, bool]:
+    from .store.device import open_direct, preallocate  # the store's own open mode
+
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        try:
-            os.posix_fallocate(fd, 0, size)
-        except OSError:
-            os.ftruncate(fd, size)
+        preallocate(fd, size)
     finally:
         os.close(fd)
-    direct = getattr(os, "O_DIRECT", 0)
-    if direct:
-        try:
-            fd = os.open(path, os.O_RDWR | direct)
-            probe = mmap.mmap(-1, 4096)
-            try:
-                os.preadv(fd, [probe], 0)
-                return fd, True
-            except OSError:
-                os.close(fd)
-            finally:
-                probe.close()
-        except OSError:
-            pass
-    return os.open(path, os.O_RDWR), False
+    return open_direct(path, os.O_RDWR)
 
 
 def _raw_qd1(write: bool, fd: int, offsets: list[int], buf: mmap.mmap) -> None:

@@ -24,7 +24,7 @@ def _round_up(value: int, align: int = ALIGN) -> int:
     return (value + align - 1) // align * align
 
 
-def _open_direct(path: str, flags: int) -> tuple[int, bool]:
+def open_direct(path: str, flags: int) -> tuple[int, bool]:
     """Open with O_DIRECT when the filesystem accepts it and an aligned read works."""
     direct_flag = getattr(os, "O_DIRECT", 0)
     if direct_flag and os.environ.get("MEMKV_DIRECT", "1") != "0":
@@ -61,10 +61,10 @@ class Device:
                 raise InvalidArgument("a new device file needs a positive size")
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             try:
-                _preallocate(fd, size)
+                preallocate(fd, size)
             finally:
                 os.close(fd)
-        self.fd, self.direct = _open_direct(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+        self.fd, self.direct = open_direct(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
         self.size = os.lseek(self.fd, 0, os.SEEK_END)
         self._local = threading.local()
         self._owns_engine = engine is None
@@ -146,7 +146,7 @@ class Device:
             self.fd = -1
 
 
-def _preallocate(fd: int, size: int) -> None:
+def preallocate(fd: int, size: int) -> None:
     try:
         os.posix_fallocate(fd, 0, size)
     except OSError as exc:
