@@ -1,4 +1,4 @@
-"""Adds the optional io_uring C extension (memkv._uring); pyproject.toml holds all metadata.
+"""Adds the optional io_uring C extension (memkv._uring) and the package list; pyproject.toml holds the metadata.
 
 The extension is an accelerator, never a requirement: when the platform is not Linux, the
 compiler or kernel headers are missing, or compilation fails, the install goes on without it
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from setuptools import Extension, setup  # type: ignore[import-untyped]
+from setuptools import Extension, find_packages, setup  # type: ignore[import-untyped]
 from setuptools.command.build_ext import build_ext  # type: ignore[import-untyped]
 
 
@@ -51,4 +51,9 @@ def _extensions() -> list[Extension]:
     ]
 
 
-setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})
+setup(
+    packages=[*find_packages(include=["memkv", "memkv.*", "conformance", "conformance.*"]), "memkv_spec"],
+    package_dir={"memkv_spec": "spec"},
+    ext_modules=_extensions(),
+    cmdclass={"build_ext": OptionalBuildExt},
+)

@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-SPEC_DIR = PACKAGE_DIR.parent / "spec"
+
+
+def _spec_dir() -> Path:
+    """spec/ of a source checkout, else the copy installed as the data package memkv_spec."""
+    checkout = PACKAGE_DIR.parent / "spec"
+    if (checkout / "requirements.yaml").is_file():
+        return checkout
+    spec = importlib.util.find_spec("memkv_spec")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("memkv's spec files are missing: reinstall memkv")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+SPEC_DIR = _spec_dir()
 REQUIREMENTS_PATH = SPEC_DIR / "requirements.yaml"
 EXCLUSIONS_PATH = PACKAGE_DIR / "exclusions.yaml"
 
