@@ -16,7 +16,9 @@ from typing import Protocol, cast
 from . import __version__
 from .errors import MemkvError
 
-SUBCOMMANDS: tuple[str, ...] = ("memkv.demo", "memkv.bench", "memkv.cli_serve", "memkv.cli_admin", "memkv.cli_doctor", "memkv.cli_conformance")
+SUBCOMMANDS: tuple[str, ...] = (
+    "memkv.demo", "memkv.bench", "memkv.cli_serve", "memkv.cli_admin", "memkv.cli_doctor", "memkv.cli_conformance",
+)
 EXIT_MEMKV_ERROR = 2
 EXIT_IO_ERROR = 1
 EXIT_INTERRUPTED = 130
