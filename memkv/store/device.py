@@ -8,6 +8,7 @@ to the device; anything else passes through a per-thread aligned bounce buffer.
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import stat
 import threading
@@ -24,10 +25,33 @@ def _round_up(value: int, align: int = ALIGN) -> int:
     return (value + align - 1) // align * align
 
 
+def in_memory_fs(path: str) -> bool:
+    """Whether `path` lies on tmpfs or ramfs (from /proc/self/mounts; False when unknown)."""
+    real = os.path.realpath(path)
+    best, fstype = "", ""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as handle:
+            for line in handle:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                mount = fields[1].replace("\\040", " ")
+                inside = real == mount or real.startswith(mount.rstrip("/") + "/")
+                if inside and len(mount) >= len(best):
+                    best, fstype = mount, fields[2]
+    except OSError:
+        return False
+    return fstype in ("tmpfs", "ramfs")
+
+
 def open_direct(path: str, flags: int) -> tuple[int, bool]:
-    """Open with O_DIRECT when the filesystem accepts it and an aligned read works."""
+    """Open with O_DIRECT when the filesystem accepts it and an aligned read works.
+
+    Never on tmpfs/ramfs: there the page cache is the storage, O_DIRECT only adds a copy, and
+    a buffered device can be memory-mapped (Device.mapping).
+    """
     direct_flag = getattr(os, "O_DIRECT", 0)
-    if direct_flag and os.environ.get("MEMKV_DIRECT", "1") != "0":
+    if direct_flag and os.environ.get("MEMKV_DIRECT", "1") != "0" and not in_memory_fs(path):
         try:
             fd = os.open(path, flags | direct_flag)
         except OSError as exc:
@@ -69,6 +93,23 @@ class Device:
         self._local = threading.local()
         self._owns_engine = engine is None
         self.engine = engine if engine is not None else select_engine()
+        self._map: mmap.mmap | None = None
+        self._map_lock = threading.Lock()
+
+    # ---- memory mapping (buffered devices only) ---------------------------------------------
+    def mapping(self) -> memoryview | None:
+        """The whole device as writable shared memory, or None with O_DIRECT (or MEMKV_MMAP=0).
+
+        On a buffered device (tmpfs, or MEMKV_DIRECT=0) a streamed put receives straight into
+        the page cache and a streamed get sends straight from it, with no copy through a buffer;
+        fdatasync (sync) writes mapped changes back like pwrite ones.
+        """
+        if self.direct or os.environ.get("MEMKV_MMAP", "1") == "0" or self.size <= 0:
+            return None
+        with self._map_lock:
+            if self._map is None:
+                self._map = mmap.mmap(self.fd, self.size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            return memoryview(self._map)
 
     # ---- bounce buffers ---------------------------------------------------------------------
     def _bounce(self) -> memoryview:
@@ -139,6 +180,12 @@ class Device:
         os.fdatasync(self.fd)
 
     def close(self) -> None:
+        if self._map is not None:
+            try:
+                self._map.close()
+            except BufferError:  # a view is still alive somewhere; the mapping goes with it
+                pass
+            self._map = None
         if self._owns_engine:
             self.engine.close()
         if self.fd >= 0:

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from ..blocks import Limits, MiB
+from ..blocks import BlockMeta, Limits, MiB
 from ..buffers import BufferLike, aligned_buffer, readable_view, writable_view
 from ..checksum import payload_checksum, payload_hasher
 from ..errors import (
@@ -62,12 +62,22 @@ NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Payloads at least this large are hashed while the device write runs in another thread.
 OVERLAP_MIN_BYTES = 1 * MiB
 READ_PIECE = 4 * MiB
+# Device offsets and piece sizes of a streamed put or get are multiples of this (O_DIRECT).
+STREAM_ALIGN = 4096
 
 BlockId = tuple[str, bytes]
 SessionId = tuple[str, str]
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
+
+
+def _reput(key: bytes, row: BlockRow, length: int, checksum: int, declared: int | None) -> ItemResult:
+    """A put of a stored key: identical bytes succeed and change nothing (MKV-BLK-007)."""
+    _check_declared(checksum, declared)
+    if row.checksum == checksum and row.length == length:
+        return ItemResult()
+    raise KeyConflict(f"key {key.hex()} holds different bytes; blocks are immutable")
 
 
 def _check_declared(checksum: int, declared: int | None) -> None:
@@ -94,6 +104,28 @@ class _Live:
     row: BlockRow
     readers: int = 0
     removed: bool = False
+
+
+@dataclasses.dataclass(slots=True)
+class _Reservation:
+    """Extents reserved for a put in flight; `done` wakes puts of the same key waiting on it."""
+
+    extents: list[Extent]
+    done: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+
+@dataclasses.dataclass(slots=True)
+class BlockRead:
+    """A block pinned by StorageEngine.open_read for read_stream, until close_read."""
+
+    namespace: str
+    key: bytes
+    live: _Live
+    closed: bool = False
+
+    def result(self) -> GetResult:
+        row = self.live.row
+        return GetResult(length=row.length, checksum=row.checksum, meta=row.meta)
 
 
 @dataclasses.dataclass(slots=True)
@@ -336,47 +368,55 @@ class StorageEngine:
         self.limits.check_payload_size(len(payload))
         item.meta.validate(self.limits)
         block_id = (namespace, key)
+        reserved = self._reserve(block_id, len(payload))
+        if isinstance(reserved, _Live):
+            return _reput(key, reserved.row, len(payload), payload_checksum(payload), item.checksum)
+        row = None
+        try:
+            checksum = self._write_and_checksum(reserved.extents, payload)
+            _check_declared(checksum, item.checksum)
+            row = BlockRow(namespace, key, len(payload), checksum, item.meta, reserved.extents, self.clock())
+        finally:
+            self._settle(block_id, reserved, row)
+        return ItemResult()
+
+    def _reserve(self, block_id: BlockId, length: int) -> _Live | _Reservation:
+        """Phase one of a put: the stored block under this key, or fresh extents reserved for it.
+
+        A put of the same key already in flight is waited for, then looked at again.
+        """
         while True:
             with self._guard():
                 live = self._blocks.get(block_id)
                 pending = self._inflight.get(block_id)
-                if live is None and pending is None:
-                    extents = self._allocate(len(payload))
-                    done = self._inflight[block_id] = threading.Event()
+                if live is not None:
+                    return live
+                if pending is None:
+                    extents = self._allocate(length)
+                    reservation = _Reservation(extents)
+                    self._inflight[block_id] = reservation.done
                     self._io_active += 1
-                    break
-            if live is not None:
-                return self._reput(key, live.row, payload, item.checksum)
-            assert pending is not None
+                    return reservation
             pending.wait()
+
+    def _settle(self, block_id: BlockId, reservation: _Reservation, row: BlockRow | None) -> None:
+        """Phase two: commit `row` (the block becomes visible), or, without one, free the extents."""
         committed = False
         try:
-            checksum = self._write_and_checksum(extents, payload)
-            _check_declared(checksum, item.checksum)
-            row = BlockRow(namespace, key, len(payload), checksum, item.meta, extents, self.clock())
-            with self._lock:
-                self.index.insert_block(row)
-                self._blocks[block_id] = _Live(row)
-                committed = True
-                self.counters.puts += 1
-                self.counters.bytes_written += len(payload)
+            if row is not None:
+                with self._lock:
+                    self.index.insert_block(row)
+                    self._blocks[block_id] = _Live(row)
+                    committed = True
+                    self.counters.puts += 1
+                    self.counters.bytes_written += row.length
         finally:
             with self._lock:
                 if not committed:
-                    self.allocator.free(extents)
+                    self.allocator.free(reservation.extents)
                 del self._inflight[block_id]
                 self._io_finished()
-            done.set()
-        return ItemResult()
-
-    @staticmethod
-    def _reput(key: bytes, row: BlockRow, payload: memoryview, declared: int | None) -> ItemResult:
-        """A put of a stored key: identical bytes succeed and change nothing (MKV-BLK-007)."""
-        checksum = payload_checksum(payload)
-        _check_declared(checksum, declared)
-        if row.checksum == checksum and row.length == len(payload):
-            return ItemResult()
-        raise KeyConflict(f"key {key.hex()} holds different bytes; blocks are immutable")
+            reservation.done.set()
 
     def _write_and_checksum(self, extents: Sequence[Extent], payload: memoryview) -> int:
         """Write the payload and hash it at the same time: the device write releases the GIL.
@@ -403,11 +443,9 @@ class StorageEngine:
     def _read_pieces(self, extents: Sequence[Extent], dest: memoryview) -> list[tuple[int, memoryview]]:
         """(device offset, destination slice) pairs of at most READ_PIECE bytes covering `dest`."""
         pieces, pos = [], 0
-        for extent in extents:
-            end = min(pos + extent.length, len(dest))
-            for start in range(pos, end, READ_PIECE):
-                pieces.append((extent.offset + start - pos, dest[start : min(start + READ_PIECE, end)]))
-            pos = end
+        for offset, size in self._piece_plan(extents, len(dest), READ_PIECE):
+            pieces.append((offset, dest[pos : pos + size]))
+            pos += size
         return pieces
 
     def _read_and_checksum(self, extents: Sequence[Extent], dest: memoryview) -> int:
@@ -445,8 +483,136 @@ class StorageEngine:
                                lambda exc: GetResult(exc.code, exc.message)) for k, b in pairs]
 
     def _get_one(self, namespace: str, key: bytes, buffer: BufferLike) -> GetResult:
-        key = check_key(key)
         dest = writable_view(buffer)
+        block = self.open_read(namespace, key, len(dest))
+        try:
+            row = block.live.row
+            self._verified(block, self._read_and_checksum(row.extents, dest[: row.length]))
+        finally:
+            self.close_read(block)
+        return block.result()
+
+    def _verified(self, block: BlockRead, checksum: int) -> None:
+        """Count a read whose bytes hashed to `checksum`; remove the block when that is wrong."""
+        if checksum == block.live.row.checksum:
+            with self._lock:
+                self.counters.bytes_read += block.live.row.length
+            return
+        with self._lock:
+            # Remove this block only: the key may already hold a newer one.
+            if self._blocks.get((block.namespace, block.key)) is block.live:
+                self._remove((block.namespace, block.key))
+        log.error("block %s in namespace %s failed checksum verification; removed",
+                  block.key.hex(), block.namespace)
+        raise Corrupted(f"block {block.key.hex()} failed checksum verification and was removed")
+
+    # ---- streamed put and get (a server overlapping the network with the device) ------------
+    @staticmethod
+    def _piece_plan(extents: Sequence[Extent], length: int, piece: int) -> list[tuple[int, int]]:
+        """(device offset, bytes) pieces of at most `piece` bytes covering `length` bytes of `extents`."""
+        plan, pos = [], 0
+        for extent in extents:
+            end = min(pos + extent.length, length)
+            for start in range(pos, end, piece):
+                plan.append((extent.offset + start - pos, min(piece, end - start)))
+            pos = end
+        return plan
+
+    @staticmethod
+    def _piece_size(buffers: Sequence[memoryview]) -> int:
+        if len(buffers) < 2:
+            raise InvalidArgument("a streamed put or get needs at least two piece buffers")
+        piece = min(len(b) for b in buffers) // STREAM_ALIGN * STREAM_ALIGN
+        if piece <= 0:
+            raise InvalidArgument(f"piece buffers must hold at least {STREAM_ALIGN} bytes")
+        return piece
+
+    def _device_write(self, offset: int, data: memoryview) -> None:
+        try:
+            self.device.write(offset, data)
+        except OSError as exc:
+            raise Unavailable(f"device I/O failed: {exc}") from None
+
+    def put_stream(self, namespace: str, key: bytes, length: int, fill: Callable[[memoryview], None],
+                   buffers: Sequence[memoryview], meta: BlockMeta | None = None,
+                   checksum: int | None = None) -> ItemResult:
+        """Store one block whose bytes arrive piece by piece: the two-phase put of `put`, streamed.
+
+        Extents are reserved first; then, for each piece, `fill(view)` must fill `view`
+        completely (e.g. recv_into from a socket) and the piece is written to the device while
+        the next one is filled; pieces rotate through `buffers` (at least two page-aligned
+        buffers; the smallest sets the piece size). On a buffered device `fill` gets views of
+        the mapped device instead, so the bytes land in the page cache without a copy. Nothing
+        is visible before the whole payload matches `checksum` and the index row is committed;
+        on any failure the extents are freed.
+
+        Raises the item's MemkvError (CHECKSUM_MISMATCH, KEY_CONFLICT, CAPACITY_EXCEEDED, device
+        failure as UNAVAILABLE, ...) instead of returning it, and lets an exception of `fill`
+        through unchanged. When it raises, `fill` may have consumed only part of the payload:
+        the caller discards the rest of its input.
+        """
+        self._check_open()
+        check_namespace(namespace)
+        key = check_key(key)
+        meta = BlockMeta() if meta is None else meta
+        self.limits.check_payload_size(length)
+        meta.validate(self.limits)
+        piece = self._piece_size(buffers)
+        block_id = (namespace, key)
+        reserved = self._reserve(block_id, length)
+        if isinstance(reserved, _Live):
+            return self._reput_stream(key, reserved.row, length, fill, buffers[0][:piece], checksum)
+        row = None
+        writes: collections.deque[concurrent.futures.Future[None]] = collections.deque()
+        mapped = self.device.mapping()
+        try:
+            hasher = payload_hasher()
+            for k, (offset, size) in enumerate(self._piece_plan(reserved.extents, length, piece)):
+                if mapped is not None:  # buffered device: receive straight into the page cache
+                    view = mapped[offset : offset + size]
+                    fill(view)
+                    hasher.update(view)
+                    continue
+                if len(writes) == len(buffers):
+                    writes.popleft().result()  # the write that last used this buffer
+                view = buffers[k % len(buffers)][:size]
+                fill(view)
+                if length < OVERLAP_MIN_BYTES:
+                    self._device_write(offset, view)
+                else:
+                    writes.append(self._io_pool.submit(self._device_write, offset, view))
+                hasher.update(view)
+            while writes:
+                writes.popleft().result()
+            _check_declared(hasher.intdigest(), checksum)
+            row = BlockRow(namespace, key, length, hasher.intdigest(), meta, reserved.extents, self.clock())
+        except MemkvError as exc:
+            with self._lock:
+                self.counters.errors[exc.code.name] += 1
+            raise
+        finally:
+            concurrent.futures.wait(writes)
+            self._settle(block_id, reserved, row)
+        return ItemResult()
+
+    @staticmethod
+    def _reput_stream(key: bytes, row: BlockRow, length: int, fill: Callable[[memoryview], None],
+                      scratch: memoryview, declared: int | None) -> ItemResult:
+        hasher = payload_hasher()
+        for start in range(0, length, len(scratch)):
+            view = scratch[: min(len(scratch), length - start)]
+            fill(view)
+            hasher.update(view)
+        return _reput(key, row, length, hasher.intdigest(), declared)
+
+    def open_read(self, namespace: str, key: bytes, capacity: int | None = None) -> BlockRead:
+        """Pin a committed block for `read_stream`: it is neither freed nor reused until `close_read`.
+
+        Raises NotFound, or BufferTooSmall when the block is longer than `capacity`, as get_into.
+        """
+        self._check_open()
+        check_namespace(namespace)
+        key = check_key(key)
         block_id = (namespace, key)
         with self._guard():
             self.counters.gets += 1
@@ -454,32 +620,80 @@ class StorageEngine:
             if live is None:
                 self.counters.misses += 1
                 raise NotFound(f"no block {key.hex()} in namespace {namespace}")
-            row = live.row
-            if len(dest) < row.length:
-                raise BufferTooSmall(f"block is {row.length} bytes, buffer {len(dest)}")
+            if capacity is not None and capacity < live.row.length:
+                raise BufferTooSmall(f"block is {live.row.length} bytes, buffer {capacity}")
             self.counters.hits += 1
             live.readers += 1
             self._io_active += 1
             self._blocks.move_to_end(block_id)
             self._touched[block_id] = self.clock()
+        return BlockRead(namespace, key, live)
+
+    def close_read(self, block: BlockRead) -> None:
+        """Unpin a block of `open_read` (once; later calls do nothing)."""
+        with self._lock:
+            if block.closed:
+                return
+            block.closed = True
+            live = block.live
+            live.readers -= 1
+            if live.removed and live.readers == 0:
+                self.allocator.free(live.row.extents)
+            self._io_finished()
+
+    def read_stream(self, block: BlockRead, buffers: Sequence[memoryview], emit: Callable[[memoryview], None]) -> None:
+        """Read a pinned block piece by piece and hand each piece to `emit` while the next ones are read.
+
+        Pieces rotate through `buffers` (at least two; len(buffers) - 1 reads run ahead of
+        `emit`). A piece's view is valid only during its `emit` call. On a buffered device the
+        pieces are views of the mapped device instead (no copy, no reads ahead). The bytes are
+        hashed as they pass; when the whole block fails its checksum the block is removed and Corrupted
+        is raised after every piece was emitted (a streaming receiver detects it by the
+        checksum it was given). A device failure raises Unavailable part-way.
+        """
+        if block.closed:
+            raise InvalidArgument("this block read is closed")
+        row = block.live.row
+        piece = self._piece_size(buffers)
+        plan = self._piece_plan(row.extents, row.length, piece)
+        hasher = payload_hasher()
+        queue: collections.deque[tuple[concurrent.futures.Future[None], memoryview]] = collections.deque()
+        mapped = self.device.mapping()
+        if mapped is not None:  # buffered device: hash and emit straight from the page cache
+            plan, pieces = [], [mapped[offset : offset + size] for offset, size in plan]
+            for view in pieces:
+                hasher.update(view)
+                emit(view)
+
+        def submit(k: int) -> None:
+            offset, size = plan[k]
+            view = buffers[k % len(buffers)][:size]
+            queue.append((self._io_pool.submit(self.device.read_into, offset, view), view))
+
         try:
-            if self._read_and_checksum(row.extents, dest[: row.length]) != row.checksum:
-                with self._lock:
-                    # Remove this block only: the key may already hold a newer one.
-                    if self._blocks.get(block_id) is live:
-                        self._remove(block_id)
-                log.error("block %s in namespace %s failed checksum verification; removed",
-                          key.hex(), namespace)
-                raise Corrupted(f"block {key.hex()} failed checksum verification and was removed")
-            with self._lock:
-                self.counters.bytes_read += row.length
+            ahead = 0
+            while ahead < min(len(buffers) - 1, len(plan)):
+                submit(ahead)
+                ahead += 1
+            while queue:
+                reading, view = queue.popleft()
+                try:
+                    reading.result()
+                except OSError as exc:
+                    raise Unavailable(f"device I/O failed: {exc}") from None
+                if ahead < len(plan):
+                    submit(ahead)  # into the buffer of the piece emitted last
+                    ahead += 1
+                hasher.update(view)
+                emit(view)
         finally:
+            concurrent.futures.wait([reading for reading, _ in queue])
+        try:
+            self._verified(block, hasher.intdigest())
+        except Corrupted:
             with self._lock:
-                live.readers -= 1
-                if live.removed and live.readers == 0:
-                    self.allocator.free(row.extents)
-                self._io_finished()
-        return GetResult(length=row.length, checksum=row.checksum, meta=row.meta)
+                self.counters.errors[ErrorCode.CORRUPTED.name] += 1
+            raise
 
     def stat(self, namespace: str, keys: Sequence[bytes]) -> list[BlockInfo | None]:
         check_namespace(namespace)
@@ -806,4 +1020,4 @@ class StorageEngine:
             self._store_lock.release()
 
 
-__all__ = ["ErrorCode", "StorageEngine", "check_namespace"]
+__all__ = ["BlockRead", "ErrorCode", "StorageEngine", "check_namespace"]

@@ -1,0 +1,154 @@
+"""StorageEngine.put_stream / open_read / read_stream: the streamed data path a server uses.
+
+Each test runs on an O_DIRECT-capable device (or buffered fallback) and on a buffered,
+memory-mapped device (MEMKV_DIRECT=0), since the two take different code paths.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from helpers_store import KiB, MiB, check_space, key, open_engine, payload
+
+from memkv.blocks import BlockMeta
+from memkv.buffers import aligned_buffer
+from memkv.checksum import payload_checksum
+from memkv.errors import BufferTooSmall, ChecksumMismatch, Corrupted, ErrorCode, KeyConflict, NotFound
+from memkv.store.engine import StorageEngine
+
+
+@pytest.fixture(params=["direct", "mapped"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+           ) -> Iterator[StorageEngine]:
+    if request.param == "mapped":
+        monkeypatch.setenv("MEMKV_DIRECT", "0")
+    eng = open_engine(tmp_path / "store")
+    if request.param == "mapped":
+        assert eng.device.mapping() is not None
+    yield eng
+    eng.close()
+
+
+def buffers(piece: int = 64 * KiB) -> list[memoryview]:
+    return [aligned_buffer(piece) for _ in range(3)]
+
+
+def feeder(data: bytes) -> tuple[Callable[[memoryview], None], list[int]]:
+    pos = [0]
+
+    def fill(view: memoryview) -> None:
+        view[:] = data[pos[0] : pos[0] + len(view)]
+        pos[0] += len(view)
+
+    return fill, pos
+
+
+def read_all(engine: StorageEngine, k: bytes) -> bytes:
+    block = engine.open_read("ns", k)
+    out = bytearray()
+    try:
+        engine.read_stream(block, buffers(), lambda v: out.extend(v))
+    finally:
+        engine.close_read(block)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("size", [4 * KiB, 100_000, 1 * MiB + 12345])
+def test_put_stream_then_get_and_read_stream(engine: StorageEngine, size: int) -> None:
+    data = payload(1, size)
+    fill, pos = feeder(data)
+    meta = BlockMeta(token_count=7)
+    assert engine.put_stream("ns", key(1), size, fill, buffers(), meta, payload_checksum(data)).ok
+    assert pos[0] == size
+    dest = bytearray(size)
+    result = engine.get_into("ns", [key(1)], [dest])[0]
+    assert result.ok and bytes(dest) == data and result.meta.token_count == 7
+    assert read_all(engine, key(1)) == data
+    check_space(engine)
+
+
+def test_checksum_mismatch_stores_nothing_and_frees_space(engine: StorageEngine) -> None:
+    free = engine.stats()["free_bytes"]
+    data = payload(2, 300 * KiB)
+    fill, _ = feeder(data)
+    with pytest.raises(ChecksumMismatch):
+        engine.put_stream("ns", key(2), len(data), fill, buffers(), checksum=payload_checksum(data) ^ 1)
+    assert engine.stat("ns", [key(2)]) == [None]
+    assert engine.stats()["free_bytes"] == free
+    check_space(engine)
+
+
+def test_fill_failure_passes_through_and_frees_space(engine: StorageEngine) -> None:
+    free = engine.stats()["free_bytes"]
+    calls = [0]
+
+    def fill(view: memoryview) -> None:
+        calls[0] += 1
+        if calls[0] == 3:
+            raise ConnectionError("peer went away")
+        view[:] = bytes(len(view))
+
+    with pytest.raises(ConnectionError):
+        engine.put_stream("ns", key(3), 1 * MiB, fill, buffers())
+    assert engine.stat("ns", [key(3)]) == [None]
+    assert engine.stats()["free_bytes"] == free
+    check_space(engine)
+    # the key is usable afterwards
+    data = payload(3, 1 * MiB)
+    assert engine.put_stream("ns", key(3), len(data), feeder(data)[0], buffers()).ok
+
+
+def test_reput_same_bytes_ok_different_bytes_conflict(engine: StorageEngine) -> None:
+    data = payload(4, 200 * KiB)
+    assert engine.put_stream("ns", key(4), len(data), feeder(data)[0], buffers()).ok
+    fill, pos = feeder(data)
+    assert engine.put_stream("ns", key(4), len(data), fill, buffers()).ok
+    assert pos[0] == len(data)  # the payload was consumed
+    other = payload(4, 200 * KiB, variant=1)
+    with pytest.raises(KeyConflict):
+        engine.put_stream("ns", key(4), len(other), feeder(other)[0], buffers())
+    assert read_all(engine, key(4)) == data
+
+
+def test_open_read_errors_and_pin(engine: StorageEngine) -> None:
+    with pytest.raises(NotFound):
+        engine.open_read("ns", key(5))
+    data = payload(5, 256 * KiB)
+    engine.put_stream("ns", key(5), len(data), feeder(data)[0], buffers())
+    with pytest.raises(BufferTooSmall):
+        engine.open_read("ns", key(5), capacity=len(data) - 1)
+    block = engine.open_read("ns", key(5), capacity=len(data))
+    assert block.result().length == len(data)
+    # invalidated while pinned: the extents stay reserved until the read is closed
+    free = engine.stats()["free_bytes"]
+    assert engine.invalidate_keys("ns", [key(5)]) == 1
+    assert engine.stats()["free_bytes"] == free
+    out = bytearray()
+    engine.read_stream(block, buffers(), out.extend)
+    assert bytes(out) == data
+    engine.close_read(block)
+    engine.close_read(block)  # idempotent
+    check_space(engine)
+
+
+def test_corrupted_block_is_streamed_then_removed(engine: StorageEngine) -> None:
+    data = payload(6, 512 * KiB)
+    engine.put_stream("ns", key(6), len(data), feeder(data)[0], buffers())
+    extent = engine._blocks[("ns", key(6))].row.extents[0]
+    fd = os.open(engine.device.path, os.O_RDWR)
+    try:
+        os.pwrite(fd, b"\xff" * 16, extent.offset + 1000)
+    finally:
+        os.close(fd)
+    block = engine.open_read("ns", key(6))
+    out = bytearray()
+    with pytest.raises(Corrupted):
+        engine.read_stream(block, buffers(), out.extend)
+    engine.close_read(block)
+    assert len(out) == len(data)  # every byte was emitted before the verdict
+    assert engine.stat("ns", [key(6)]) == [None]
+    assert engine.get_into("ns", [key(6)], [bytearray(len(data))])[0].status is ErrorCode.NOT_FOUND
+    check_space(engine)
