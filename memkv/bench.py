@@ -177,10 +177,16 @@ def _tcp_target(config: BenchConfig) -> Target:
     return TcpTarget(config)
 
 
+def _nixl_target(config: BenchConfig) -> Target:
+    from .server.bench_nixl import NixlTarget
+
+    return NixlTarget(config)
+
+
 BACKENDS: dict[str, Callable[[BenchConfig], Target]] = {
     "file": FileTarget,
     "tcp": _tcp_target,
-    "nixl": _unavailable("nixl"),
+    "nixl": _nixl_target,
 }
 
 
@@ -267,7 +273,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "bench", help="put/get throughput and latency of memkv against the raw path",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backend", default="file", help="backend to measure (file; tcp and nixl later)")
+    parser.add_argument("--backend", default="file", help="backend to measure: file, tcp or nixl")
     parser.add_argument("--sizes", default="2,4,8,16MiB", help="block sizes (default 2,4,8,16MiB)")
     parser.add_argument("--count", type=int, default=DEFAULT_COUNT,
                         help=f"blocks per size and round (default {DEFAULT_COUNT})")

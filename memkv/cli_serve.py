@@ -32,6 +32,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--idle-timeout", dest="idle_timeout_s", type=float, help="seconds an idle connection is kept")
     p.add_argument("--frame-timeout", dest="frame_timeout_s", type=float,
                    help="seconds a started frame may take to arrive (plus 1 s per MiB of payload)")
+    p.add_argument("--nixl", choices=("auto", "on", "off"),
+                   help="NIXL data path for memkv+nixl:// clients: auto (start on first use, default), on (fail "
+                        "at start without NIXL), off")
+    p.add_argument("--nixl-staging", help="registered DRAM staging pool of the NIXL data path (default 256MiB)")
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -40,7 +44,7 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
     config = ServerConfig.from_file(args.config) if args.config else ServerConfig()
     overrides: dict[str, Any] = {name: getattr(args, name, None) for name in (
         "data_dir", "device", "capacity", "unit", "listen", "admin_listen", "keys_file", "insecure_no_auth",
-        "max_connections", "buffer_memory", "idle_timeout_s", "frame_timeout_s")}
+        "max_connections", "buffer_memory", "idle_timeout_s", "frame_timeout_s", "nixl", "nixl_staging")}
     config.update(overrides)
     return config
 

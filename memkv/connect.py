@@ -7,7 +7,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from .errors import InvalidArgument, Unsupported
+from .errors import InvalidArgument
 from .transport import Transport
 from .units import parse_size
 
@@ -41,16 +41,14 @@ def connect(url: str, namespace: str = "default", **options: Any) -> Transport:
             raise InvalidArgument("file:// URL needs a directory path, e.g. file:///var/lib/memkv")
         engine_options = _file_options(urllib.parse.parse_qs(parsed.query)) | options
         return FileTransport.open(path, namespace, **engine_options)
-    if parsed.scheme == "memkv+tcp":
-        from .backends.tcp import open_tcp
-
+    if parsed.scheme in ("memkv+tcp", "memkv+nixl"):
         tcp_options: dict[str, Any] = {name: values[-1] for name, values in urllib.parse.parse_qs(parsed.query).items()}
         try:
             for name in ("pool_size", "timeout", "connect_timeout"):
                 if name in tcp_options:
                     tcp_options[name] = float(tcp_options[name]) if "timeout" in name else int(tcp_options[name])
         except ValueError:
-            raise InvalidArgument(f"bad number in memkv+tcp option {name!r}") from None
+            raise InvalidArgument(f"bad number in {parsed.scheme} option {name!r}") from None
         path_namespace = urllib.parse.unquote(parsed.path.strip("/"))
         if path_namespace and namespace == "default":
             namespace = path_namespace
@@ -58,7 +56,11 @@ def connect(url: str, namespace: str = "default", **options: Any) -> Transport:
             port = parsed.port
         except ValueError:
             raise InvalidArgument(f"bad port in {url!r}") from None
+        if parsed.scheme == "memkv+nixl":  # control over TCP, block payloads over NIXL (auto falls back to TCP)
+            from .backends.nixl import open_nixl
+
+            return open_nixl(parsed.hostname or "127.0.0.1", port, namespace, tcp_options | options)
+        from .backends.tcp import open_tcp
+
         return open_tcp(parsed.hostname or "127.0.0.1", port, namespace, tcp_options | options)
-    if parsed.scheme == "memkv+nixl":
-        raise Unsupported(f"the {parsed.scheme} backend is not built yet (issues #3 and #4)")
     raise InvalidArgument(f"unknown URL scheme {parsed.scheme!r}; use file://, memkv+tcp:// or memkv+nixl://")

@@ -59,7 +59,6 @@ def test_store_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
 @pytest.mark.parametrize("argv, code", [
     (["bench", "--backend", "nope"], "INVALID_ARGUMENT"),
-    (["bench", "--backend", "nixl"], "UNSUPPORTED"),
     (["bench", "--sizes", "3000"], "INVALID_ARGUMENT"),
     (["demo", "--trace", "/nonexistent/trace.jsonl"], "INVALID_ARGUMENT"),
 ])

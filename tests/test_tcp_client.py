@@ -210,3 +210,24 @@ def test_connect_url_options(server: tuple[MemkvServer, dict[str, str]], tmp_pat
         t.close()
     with pytest.raises(InvalidArgument):
         memkv.connect(f"{_url(srv)}?bogus=1", namespace="team-b", key=creds["b-writer"])
+
+
+@req("MKV-WIRE-021", "MKV-BLK-006")
+def test_streamed_get_of_a_corrupted_block(tcp: Transport, server: tuple[MemkvServer, dict[str, str]]) -> None:
+    """The server streams a get before its own verdict; the client's check reports CORRUPTED."""
+    srv, _ = server
+    good, bad = os.urandom(16), os.urandom(16)
+    data = [os.urandom(3 * MiB + 5), os.urandom(2 * MiB)]
+    assert all(r.ok for r in tcp.put([PutItem(good, data[0]), PutItem(bad, data[1])]))
+    extent = srv.engine._blocks[("team-a", bad)].row.extents[0]
+    fd = os.open(srv.engine.device.path, os.O_RDWR)
+    try:
+        os.pwrite(fd, b"\x00" * 4096, extent.offset + MiB)
+    finally:
+        os.close(fd)
+    bufs = [aligned_buffer(4 * MiB), aligned_buffer(4 * MiB)]
+    first, second = tcp.get_into([good, bad], bufs)
+    assert first.ok and bytes(bufs[0][: len(data[0])]) == data[0]
+    assert second.status is ErrorCode.CORRUPTED
+    assert tcp.get_into([bad], [bufs[1]])[0].status is ErrorCode.NOT_FOUND  # removed by the server
+    assert tcp.get([good]) == [data[0]]  # the connection is still in step

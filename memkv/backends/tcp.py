@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from .. import __version__
 from ..blocks import BlockMeta, Limits
 from ..buffers import BufferLike, readable_view, writable_view
-from ..checksum import payload_checksum
+from ..checksum import payload_checksum, payload_hasher
 from ..errors import (
     ErrorCode,
     InvalidArgument,
@@ -65,6 +65,9 @@ from ..wire.opcodes import Opcode
 log = logging.getLogger("memkv.tcp")
 
 DEFAULT_PORT = 9900
+# A get payload is received in pieces of this size, each hashed as soon as it has arrived
+# (while it is still in cache and while the kernel keeps receiving the next one).
+RECV_PIECE = 1024 * 1024
 T = TypeVar("T")
 Reply = tuple[Header, msg.MetaReader, Any]
 
@@ -254,13 +257,23 @@ class TcpConnection:
                 continue
             if result.length > len(view):
                 raise ProtocolError("server sent more bytes than the buffer holds")
-            target = view[: result.length]
-            self._recv_into(target)  # straight into the caller's buffer
-            if payload_checksum(target) != result.checksum:
+            if self._recv_hashed(view[: result.length]) != result.checksum:
                 out.append(GetResult(ErrorCode.CORRUPTED, "payload failed checksum verification after transfer"))
             else:
                 out.append(result)
         return out
+
+    def _recv_hashed(self, target: memoryview) -> int:
+        """Receive straight into the caller's buffer, hashing each piece as it lands; the checksum."""
+        hasher = payload_hasher()
+        done, size = 0, len(target)
+        while done < size:
+            end = min(done + RECV_PIECE, size)
+            piece = target[done:end]
+            self._recv_into(piece)
+            hasher.update(piece)
+            done = end
+        return hasher.intdigest()
 
     def _fail(self, error: MemkvError) -> None:
         self.closed = True

@@ -45,6 +45,8 @@ class ServerConfig:
     hello_window_s: float = 60.0
     shutdown_grace_s: float = 10.0
     flush_interval_s: float = 1.0
+    nixl: str = "auto"  # NIXL data path for memkv+nixl:// clients: auto (on first use), on, off
+    nixl_staging: int = 256 * MiB  # registered DRAM staging pool of the NIXL data path
 
     @classmethod
     def from_file(cls, path: str) -> ServerConfig:
@@ -66,7 +68,7 @@ class ServerConfig:
                 raise InvalidArgument(f"unknown server setting {name!r}; known: {sorted(names)}")
             if value is None:
                 continue
-            if name in ("capacity", "unit", "buffer_memory", "max_frame_payload"):
+            if name in ("capacity", "unit", "buffer_memory", "max_frame_payload", "nixl_staging"):
                 value = parse_size(value)
             elif name.endswith("_s"):
                 value = float(value)

@@ -2,13 +2,19 @@
 
 Every size in a header is checked before memory is allocated for it; metadata memory and
 payload buffers are charged to the server's buffer budget first (MKV-WIRE-007, MKV-CAP-004).
-A put payload is received with recv_into straight into an aligned buffer that the engine
-writes to the device; a get answer is sent with sendmsg from the buffers the engine read
-into: header, metadata and payloads go out without being joined (MKV-WIRE-015).
+A put payload is received with recv_into straight into aligned piece buffers that the engine
+writes to the device while the next piece arrives (StorageEngine.put_stream); a get answer's
+header and metadata go out first and each block follows piece by piece with sendmsg from the
+buffers the engine reads into, the next piece being read while this one is sent
+(StorageEngine.read_stream, MKV-WIRE-015). Checksums are verified before a put commits; a
+get's bytes are hashed as they pass and the client verifies them against the checksum of the
+answer (MKV-WIRE-021), so a block found corrupted mid-stream reaches the client as CORRUPTED.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import os
 import select
@@ -34,8 +40,8 @@ from ..errors import (
     Unavailable,
 )
 from ..keys import NO_FINGERPRINT
-from ..store.engine import check_namespace
-from ..transport import SPEC_VERSION, GetResult, ItemResult, PutItem
+from ..store.engine import BlockRead, check_namespace
+from ..transport import SPEC_VERSION, GetResult, ItemResult
 from ..wire import messages as msg
 from ..wire.frames import (
     CLIENT_TO_SERVER,
@@ -65,13 +71,26 @@ FATAL_CODES = frozenset({ErrorCode.PROTOCOL_ERROR, ErrorCode.UNAUTHENTICATED, Er
 MIN_PAYLOAD_RATE = 1024 * 1024  # bytes/s a sender must sustain inside one frame
 POLL_TICK_S = 0.2
 _DISCARD = bytearray(256 * 1024)
+_ZEROS = bytes(256 * 1024)
+# Streamed put/get: piece size and piece buffers per request (the device works on one piece
+# while the socket moves another).
+STREAM_PIECE = 1024 * 1024
+STREAM_BUFFERS = 3
 
 
 class _Closed(Exception):
     """The peer went away or the connection must end now."""
 
 
-Response = tuple[dict[str, Any], bytes, int, list[memoryview]]
+@dataclasses.dataclass(slots=True)
+class _Streamed:
+    """An answer payload of `length` bytes that `send()` sends after the header and metadata."""
+
+    length: int
+    send: Callable[[], None]
+
+
+Response = tuple[dict[str, Any], bytes, int, "list[memoryview] | _Streamed"]
 
 
 class BufferBudget:
@@ -153,6 +172,7 @@ class Connection:
             Opcode.INVALIDATE_NAMESPACE: self._invalidate_namespace, Opcode.CAPABILITIES: self._capabilities,
             Opcode.STATS: self._stats, Opcode.PING: self._ping, Opcode.GOODBYE: self._ping,
         }
+        self._handlers.update(server.nixl.handlers(self))  # NIXL_HELLO/GET/PUT (memkv/server/nixl_agent.py)
 
     # ---- socket plumbing ------------------------------------------------------------------
     def _recv_exact(self, view: memoryview, deadline: float) -> None:
@@ -214,12 +234,18 @@ class Connection:
                         sent = 0
 
     def _respond(self, request: Header, args: dict[str, Any], items: bytes = b"", count: int = 0,
-                 payload: Sequence[memoryview] = (), opcode: Opcode | None = None, status: int = 0) -> None:
+                 payload: Sequence[memoryview] | _Streamed = (), opcode: Opcode | None = None,
+                 status: int = 0) -> None:
         meta = msg.encode_meta(args, items, count)
-        header = Header(opcode or request.opcode, request.request_id, len(meta), sum(len(p) for p in payload),
+        length = payload.length if isinstance(payload, _Streamed) else sum(len(p) for p in payload)
+        header = Header(opcode or request.opcode, request.request_id, len(meta), length,
                         FLAG_RESPONSE, status, minor=min(request.minor, VERSION_MINOR))
         header = sign(self.tx_key, header, meta)
-        self._send([header.pack(), meta, *payload])
+        if isinstance(payload, _Streamed):
+            self._send([header.pack(), meta])
+            payload.send()
+        else:
+            self._send([header.pack(), meta, *payload])
 
     def _send_error(self, request: Header | None, exc: MemkvError) -> None:
         code = exc.code
@@ -244,6 +270,7 @@ class Connection:
             log.exception("connection %s failed", self.peer)
         finally:
             metrics.connections.dec()
+            self.server.nixl.connection_closed(self)
             try:
                 self.sock.close()
             except OSError:
@@ -390,42 +417,69 @@ class Connection:
         })
 
     # ---- data path -----------------------------------------------------------------------------
+    def _stream_buffers(self, largest: int) -> tuple[list[memoryview], int]:
+        """Piece buffers for one streamed request, charged to the budget; (buffers, bytes held)."""
+        piece = min(STREAM_PIECE, -(-largest // 4096) * 4096)
+        held = piece * STREAM_BUFFERS
+        self.server.budget.acquire(held, self.config.frame_timeout_s)
+        return [self.server.pool.take(piece) for _ in range(STREAM_BUFFERS)], held
+
+    def _release_buffers(self, buffers: list[memoryview], held: int) -> None:
+        for buf in buffers:
+            self.server.pool.give(buf)
+        self.server.budget.release(held)
+
     def _put(self, header: Header, reader: msg.MetaReader) -> Response:
         limits = self.engine.limits
         items = reader.put_items(limits)
         reader.finish()
         if sum(length for _, length, _, _ in items) != header.payload_len:
             raise ProtocolError("payload length does not match the sum of the item lengths")
-        wanted = sum(length for _, length, _, _ in items if 0 < length <= limits.max_block_size)
-        self.server.budget.acquire(wanted, self.config.frame_timeout_s)
+        largest = max((length for _, length, _, _ in items if 0 < length <= limits.max_block_size), default=0)
+        buffers, held = self._stream_buffers(largest) if largest else ([], 0)
         try:
-            results: list[ItemResult | None] = [None] * len(items)
-            staged: list[tuple[int, PutItem]] = []
-            for i, (key, length, checksum, meta) in enumerate(items):
+            results: list[ItemResult] = []
+            for key, length, checksum, meta in items:
                 if length == 0:
-                    results[i] = ItemResult(ErrorCode.INVALID_ARGUMENT, "payload is empty")
+                    results.append(ItemResult(ErrorCode.INVALID_ARGUMENT, "payload is empty"))
                 elif length > limits.max_block_size:
                     self._discard_payload(length)
                     exc = BlockTooLarge(f"payload of {length} bytes exceeds the maximum {limits.max_block_size}")
-                    results[i] = ItemResult(exc.code, exc.message)
+                    results.append(ItemResult(exc.code, exc.message))
                 elif isinstance(meta, MemkvError):
                     self._discard_payload(length)
-                    results[i] = ItemResult(meta.code, meta.message)
+                    results.append(ItemResult(meta.code, meta.message))
                 else:
-                    buf = self.server.pool.take(length)
-                    self._recv_payload(buf)
-                    staged.append((i, PutItem(key, buf, meta, checksum)))
+                    results.append(self._put_streamed(key, length, checksum, meta, buffers))
             self.server.metrics.bytes.labels("in").inc(header.payload_len)
-            for (i, _), result in zip(staged, self.engine.put(self.namespace, [p for _, p in staged]), strict=True):
-                results[i] = result
-            for _, item in staged:
-                if isinstance(item.payload, memoryview):
-                    self.server.pool.give(item.payload)
         finally:
-            self.server.budget.release(wanted)
-        final = [r or ItemResult(ErrorCode.INTERNAL) for r in results]
-        self._count_items(header.opcode, final)
-        return {}, msg.pack_results(final), len(final), []
+            self._release_buffers(buffers, held)
+        self._count_items(header.opcode, results)
+        return {}, msg.pack_results(results), len(results), []
+
+    def _put_streamed(self, key: bytes, length: int, checksum: int, meta: BlockMeta,
+                      buffers: list[memoryview]) -> ItemResult:
+        """One item: received piece by piece into `buffers` while the engine writes the previous piece."""
+        received = [0]
+        failed: list[BaseException] = []
+        deadline = self._payload_deadline(length)
+
+        def fill(view: memoryview) -> None:
+            try:
+                self._recv_exact(view, deadline)
+            except BaseException as exc:
+                failed.append(exc)
+                raise
+            received[0] += len(view)
+            self._payload_left -= len(view)
+
+        try:
+            return self.engine.put_stream(self.namespace, key, length, fill, buffers, meta, checksum)
+        except MemkvError as exc:
+            if failed:
+                raise  # the socket failed: the connection ends
+            self._discard_payload(length - received[0])
+            return ItemResult(exc.code, exc.message)
 
     def _count_items(self, op: Opcode, results: Sequence[ItemResult]) -> None:
         for result in results:
@@ -434,36 +488,55 @@ class Connection:
     def _get(self, header: Header, reader: msg.MetaReader) -> Response:
         requests = reader.get_items()
         reader.finish()
-        infos = self.engine.stat(self.namespace, [k for k, _ in requests])
-        sizes = [info.length if info is not None and cap >= info.length else 0
-                 for (_, cap), info in zip(requests, infos, strict=True)]
-        total = sum(sizes)
+        pinned = contextlib.ExitStack()
+        self._after_send.append(pinned.close)
+        results: list[GetResult] = []
+        blocks: list[BlockRead] = []
+        for key, capacity in requests:
+            try:
+                block = self.engine.open_read(self.namespace, key, capacity)
+            except MemkvError as exc:
+                results.append(GetResult(exc.code, exc.message))
+                continue
+            pinned.callback(self.engine.close_read, block)
+            blocks.append(block)
+            results.append(block.result())
+        total = sum(r.length for r in results if r.ok)
         if total > self.limits.max_payload:
             raise LimitExceeded(f"answer of {total} bytes exceeds the frame payload limit {self.limits.max_payload}")
-        self.server.budget.acquire(total, self.config.frame_timeout_s)
-        dummy = bytearray(1)
-        buffers: list[Any] = []
+        self._count_items(header.opcode, results)
+        if not blocks:
+            return {}, msg.pack_get_results(results), len(results), []
+        buffers, held = self._stream_buffers(max(b.result().length for b in blocks))
+        self._after_send.append(lambda: self._release_buffers(buffers, held))
 
-        def cleanup() -> None:
-            for buf in buffers:
-                if isinstance(buf, memoryview):
-                    self.server.pool.give(buf)
-            self.server.budget.release(total)
+        def send() -> None:
+            for block in blocks:
+                self._send_block(block, buffers)
+            self.server.metrics.bytes.labels("out").inc(total)
 
-        self._after_send.append(cleanup)
-        buffers.extend(self.server.pool.take(size) if size else dummy for size in sizes)
-        results = self.engine.get_into(self.namespace, [k for k, _ in requests], buffers)
-        fixed: list[GetResult] = []
-        payload: list[memoryview] = []
-        for info, buf, result in zip(infos, buffers, results, strict=True):
-            if info is None and result.status is ErrorCode.BUFFER_TOO_SMALL:
-                result = GetResult(ErrorCode.NOT_FOUND, "no such block")
-            if result.ok:
-                payload.append(buf[: result.length])
-            fixed.append(result)
-        self._count_items(header.opcode, fixed)
-        self.server.metrics.bytes.labels("out").inc(sum(len(p) for p in payload))
-        return {}, msg.pack_get_results(fixed), len(fixed), payload
+        return {}, msg.pack_get_results(results), len(results), _Streamed(total, send)
+
+    def _send_block(self, block: BlockRead, buffers: list[memoryview]) -> None:
+        """Send one block of a get answer while its next pieces are read from the device."""
+        sent = [0]
+
+        def emit(view: memoryview) -> None:
+            self._send([view])
+            sent[0] += len(view)
+
+        try:
+            self.engine.read_stream(block, buffers, emit)
+        except MemkvError as exc:
+            # The answer already promised these bytes. Whatever is left goes out as zeros: the
+            # client's checksum check reports the item CORRUPTED (MKV-WIRE-021).
+            log.error("get of %s failed after its answer started: %s", block.key.hex(), exc)
+            self.server.metrics.errors.labels(exc.code.name).inc()
+            left = block.result().length - sent[0]
+            while left > 0:
+                piece = min(left, len(_ZEROS))
+                self._send([memoryview(_ZEROS)[:piece]])
+                left -= piece
 
     def _stat(self, header: Header, reader: msg.MetaReader) -> Response:
         keys = reader.keys()

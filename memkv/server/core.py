@@ -19,6 +19,7 @@ from .config import ServerConfig
 from .connection import BufferBudget, BufferPool, Connection
 from .keyring import KeyRing
 from .metrics import ServerMetrics
+from .nixl_agent import NixlGate
 
 log = logging.getLogger("memkv.server")
 
@@ -46,6 +47,7 @@ class MemkvServer:
             raise InvalidArgument("a server needs a data directory (--data)")
         self.config = config
         self.keyring = keyring
+        self.nixl = NixlGate(self, config.nixl, config.nixl_staging)  # checks the mode before the store opens
         self.engine = StorageEngine(config.data_dir, capacity=config.capacity, device_path=config.device,
                                     unit=config.unit, flush_interval_s=config.flush_interval_s)
         self.metrics = ServerMetrics(self.engine.stats)
@@ -68,6 +70,7 @@ class MemkvServer:
             listener = socket.create_server((host, port), backlog=512, reuse_port=False)
             listener.settimeout(0.2)
             self._listener = listener
+            self.nixl.start()  # --nixl on: the agent and its staging pool now, or fail
             admin_address = self.config.admin_address()
             if admin_address is not None:
                 from .admin import AdminServer
@@ -176,6 +179,7 @@ class MemkvServer:
                 pass
         for _, thread in leftovers:
             thread.join(timeout=2.0)
+        self.nixl.close()
         try:
             self.engine.close()  # flushes payload and index (MKV-DUR-002)
         finally:

@@ -273,3 +273,54 @@ def error_args(code: ErrorCode, message: str) -> dict[str, Any]:
 
 def finite(value: float) -> bool:
     return math.isfinite(value)
+
+
+# ---- NIXL data path (spec/wire.md section 8) ---------------------------------------------------
+# A descriptor names memory the client registered with its NIXL agent: the server moves a block's
+# bytes to (NIXL_GET) or from (NIXL_PUT) exactly this region, never beyond `length`.
+_NIXL_DESC = struct.Struct("<16sQQIB")    # key, address, length (capacity for get), device id, memory kind
+_NIXL_PUT_TAIL = struct.Struct("<QH")     # checksum, meta_len (+ meta)
+NIXL_MEM_KINDS = ("DRAM", "VRAM")         # memory kind byte -> NIXL memory type
+MAX_NIXL_METADATA = 1024 * 1024           # bytes of NIXL agent metadata in one NIXL_HELLO
+
+
+def pack_nixl_desc(key: bytes, address: int, length: int, device_id: int, mem_kind: int) -> bytes:
+    return _NIXL_DESC.pack(key, address, length, device_id, mem_kind)
+
+
+def pack_nixl_put_item(key: bytes, address: int, length: int, device_id: int, mem_kind: int, checksum: int,
+                       meta: bytes) -> bytes:
+    return (_NIXL_DESC.pack(key, address, length, device_id, mem_kind)
+            + _NIXL_PUT_TAIL.pack(checksum, len(meta)) + meta)
+
+
+def nixl_descs(reader: MetaReader, with_put: bool, limits: Limits
+               ) -> list[tuple[bytes, int, int, int, int, int, BlockMeta | MemkvError]]:
+    """(key, address, length, device id, memory kind, checksum, meta or its decode error) per item."""
+    out: list[tuple[bytes, int, int, int, int, int, BlockMeta | MemkvError]] = []
+    for _ in range(reader.count):
+        key, address, length, device_id, mem_kind = reader._unpack(_NIXL_DESC)
+        checksum = 0
+        meta: BlockMeta | MemkvError = BlockMeta()
+        if with_put:
+            checksum, meta_len = reader._unpack(_NIXL_PUT_TAIL)
+            if meta_len > MAX_BLOCK_META:
+                raise LimitExceeded(f"block metadata of {meta_len} bytes exceeds {MAX_BLOCK_META}")
+            raw_meta = bytes(reader._take(meta_len))
+            try:
+                meta = BlockMeta.decode(raw_meta, limits)
+            except MemkvError as exc:
+                meta = exc
+        out.append((bytes(key), address, length, device_id, mem_kind, checksum, meta))
+    return out
+
+
+def pack_blob(blob: bytes) -> bytes:
+    return _U32.pack(len(blob)) + blob
+
+
+def read_blob(reader: MetaReader, max_size: int = MAX_NIXL_METADATA) -> bytes:
+    (size,) = reader._unpack(_U32)
+    if size > max_size:
+        raise LimitExceeded(f"a blob of {size} bytes exceeds the limit {max_size}")
+    return bytes(reader._take(size))

@@ -34,6 +34,10 @@ class Opcode(enum.IntEnum):
     PING = 0x32
     GOODBYE = 0x33
     ERROR = 0x7F
+    # NIXL data path (memkv+nixl://, spec/wire.md section 8): control over this socket, bulk by NIXL.
+    NIXL_HELLO = 0x40
+    NIXL_PUT = 0x41
+    NIXL_GET = 0x42
 
 
 KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
@@ -78,6 +82,9 @@ REQUIRED_ROLE: dict[Opcode, Role] = {
     Opcode.INVALIDATE_SESSION: Role.WRITE,
     Opcode.INVALIDATE_MODEL: Role.WRITE,
     Opcode.INVALIDATE_NAMESPACE: Role.ADMIN,
+    Opcode.NIXL_HELLO: Role.READ,
+    Opcode.NIXL_GET: Role.READ,
+    Opcode.NIXL_PUT: Role.WRITE,
 }
 
 # Opcodes whose frames may carry a bulk payload after the metadata (MKV-WIRE-006).

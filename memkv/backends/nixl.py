@@ -1,0 +1,620 @@
+"""The memkv+nixl client: control over the signed wire protocol, block bytes moved by NVIDIA NIXL.
+
+`memkv.connect("memkv+nixl://host:9900", namespace="team-a", key="<key id>:<secret>")`.
+
+Everything but the bulk bytes is the memkv+tcp client (lookup, sessions, invalidation, stat,
+errors). put and get_into register the caller's memory with this process's NIXL agent and send
+descriptors (address, length, and for puts the XXH3-64 checksum) in a NIXL_PUT / NIXL_GET frame;
+the server NIXL-READs or NIXL-WRITEs that memory (spec/wire.md section 8). The agent's metadata
+goes to the server as bytes in NIXL_HELLO, again on each connection and after each new
+registration.
+
+Memory, fastest first:
+- regions registered once with `register()` (an engine's KV pool): any buffer or MemoryRegion
+  inside one moves with zero copies;
+- MemoryRegion descriptors, numpy arrays and torch tensors (CPU or CUDA): registered on first
+  use and kept registered (least recently used first out past `register_cache` bytes; the
+  transport keeps a reference to the array or tensor while it is registered);
+- any other buffer (bytes, bytearray, memoryview): copied through a registered bounce buffer.
+
+Transport selection (`transport=` option, `?transport=` in the URL or MEMKV_TRANSPORT): `auto`
+(default) uses NIXL and falls back to the TCP data path with one RuntimeWarning when NIXL, its
+UCX backend or the server's NIXL side is unavailable; `nixl` raises Unsupported instead.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+import logging
+import os
+import sys
+import threading
+import uuid
+import warnings
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..blocks import Limits
+from ..buffers import BufferLike, MemoryRegion, address_of, aligned_buffer, readable_view, writable_view
+from ..checksum import payload_checksum
+from ..errors import (
+    ErrorCode,
+    InvalidArgument,
+    MemkvError,
+    ProtocolError,
+    Unsupported,
+)
+from ..keys import check_key
+from ..nixl_support import Pump, describe_error, make_agent
+from ..transport import Capabilities, GetResult, ItemResult, PutItem
+from ..units import parse_size
+from ..wire import messages as msg
+from ..wire.opcodes import Opcode
+from .tcp import DEFAULT_PORT, Reply, TcpConnection, TcpTransport, _parse_credential
+
+log = logging.getLogger("memkv.nixl")
+
+MiB = 1024 * 1024
+MODES = ("auto", "nixl")
+DRAM, VRAM = 0, 1
+PROBE_BYTES = 64
+DEFAULT_REGISTER_CACHE = 4096 * MiB
+DEFAULT_BOUNCE_CACHE = 256 * MiB
+
+
+@dataclasses.dataclass(slots=True)
+class _Registration:
+    descs: Any
+    length: int
+    owner: Any = None
+    pins: int = 0
+
+
+@dataclasses.dataclass(slots=True)
+class _Slot:
+    """Where one item's bytes live for the server: a registered region, maybe a bounce copy."""
+
+    address: int = 0
+    length: int = 0
+    device_id: int = 0
+    kind: int = DRAM
+    host: memoryview | None = None       # host view of the registered bytes (None for VRAM)
+    user: memoryview | None = None       # the caller's buffer when `host` is a bounce copy
+    release: Callable[[], None] | None = None
+
+    def done(self) -> None:
+        release, self.release = self.release, None
+        if release is not None:
+            release()
+
+
+class _Memory:
+    """This process's NIXL agent and what is registered with it; thread-safe."""
+
+    def __init__(self, agent: Any, register_cache: int, bounce_cache: int) -> None:
+        self.agent = agent
+        self.register_cache = register_cache
+        self.bounce_cache = bounce_cache
+        self.epoch = 0
+        self._lock = threading.RLock()
+        self._explicit: dict[tuple[int, int, int, int], _Registration] = {}
+        self._auto: collections.OrderedDict[tuple[int, int, int, int], _Registration] = collections.OrderedDict()
+        self._auto_bytes = 0
+        self._bounce: dict[int, list[tuple[memoryview, int]]] = {}
+        self._bounce_bytes = 0
+        self._bounce_regs: dict[int, Any] = {}
+
+    # ---- registration ---------------------------------------------------------------------------
+    def _register(self, address: int, length: int, device_id: int, kind: int) -> Any:
+        try:
+            descs = self.agent.register_memory([(address, length, device_id, "")], "VRAM" if kind == VRAM else "DRAM")
+        except Exception as exc:
+            raise InvalidArgument(f"NIXL cannot register {length} bytes at {address:#x}: {describe_error(exc)}"
+                                  ) from None
+        self.epoch += 1
+        return descs
+
+    def _deregister(self, descs: Any) -> None:
+        try:
+            self.agent.deregister_memory(descs)
+        except Exception as exc:
+            log.debug("NIXL deregistration failed: %s", describe_error(exc))
+
+    def register(self, address: int, length: int, device_id: int, kind: int) -> None:
+        with self._lock:
+            key = (address, length, device_id, kind)
+            if key not in self._explicit:
+                self._explicit[key] = _Registration(self._register(address, length, device_id, kind), length)
+
+    def deregister(self, address: int, length: int, device_id: int, kind: int) -> bool:
+        with self._lock:
+            reg = self._explicit.pop((address, length, device_id, kind), None)
+        if reg is not None:
+            self._deregister(reg.descs)
+        return reg is not None
+
+    def _covering(self, address: int, length: int, device_id: int, kind: int) -> _Registration | None:
+        for table in (self._explicit, self._auto):
+            for (start, size, dev, knd), reg in table.items():
+                if dev == device_id and knd == kind and start <= address and address + length <= start + size:
+                    return reg
+        return None
+
+    def pin(self, address: int, length: int, device_id: int, kind: int, owner: Any) -> Callable[[], None]:
+        """Make sure [address, address + length) is registered; the callback unpins it."""
+        with self._lock:
+            reg = self._covering(address, length, device_id, kind)
+            if reg is None:
+                key = (address, length, device_id, kind)
+                reg = self._auto[key] = _Registration(self._register(address, length, device_id, kind), length,
+                                                      owner)
+                self._auto_bytes += length
+                self._evict()
+            elif (address, length, device_id, kind) in self._auto:
+                self._auto.move_to_end((address, length, device_id, kind))
+            reg.pins += 1
+        pinned = reg
+
+        def unpin() -> None:
+            with self._lock:
+                pinned.pins -= 1
+                self._evict()
+
+        return unpin
+
+    def _evict(self) -> None:
+        while self._auto_bytes > self.register_cache:
+            victim = next(((k, r) for k, r in self._auto.items() if r.pins == 0), None)
+            if victim is None:
+                return
+            del self._auto[victim[0]]
+            self._auto_bytes -= victim[1].length
+            self._deregister(victim[1].descs)
+
+    def covered(self, address: int, length: int, device_id: int = 0, kind: int = DRAM) -> bool:
+        with self._lock:
+            return self._covering(address, length, device_id, kind) is not None
+
+    # ---- bounce buffers (registered host memory for buffers that are not) -------------------------
+    def bounce(self, size: int) -> tuple[memoryview, int, Callable[[], None]]:
+        with self._lock:
+            free = self._bounce.get(size)
+            if free:
+                view, address = free.pop()
+                self._bounce_bytes -= size
+            else:
+                view = aligned_buffer(size)
+                address = address_of(view)
+                self._bounce_regs[address] = self._register(address, size, 0, DRAM)
+
+        def give_back() -> None:
+            with self._lock:
+                if self._bounce_bytes + size <= self.bounce_cache and address in self._bounce_regs:
+                    self._bounce.setdefault(size, []).append((view, address))
+                    self._bounce_bytes += size
+                    return
+                descs = self._bounce_regs.pop(address, None)
+            if descs is not None:
+                self._deregister(descs)
+
+        return view, address, give_back
+
+    def metadata(self) -> tuple[int, bytes]:
+        with self._lock:
+            return self.epoch, bytes(self.agent.get_agent_metadata())
+
+    def close(self) -> None:
+        with self._lock:
+            regs = [r.descs for r in self._explicit.values()] + [r.descs for r in self._auto.values()]
+            regs += list(self._bounce_regs.values())
+            self._explicit.clear()
+            self._auto.clear()
+            self._bounce_regs.clear()
+            self._bounce.clear()
+        for descs in regs:
+            self._deregister(descs)
+
+
+def _torch_tensor(buffer: Any) -> Any:
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(buffer, torch.Tensor):
+        return buffer
+    return None
+
+
+def _numpy_array(buffer: Any) -> Any:
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(buffer, numpy.ndarray):
+        return buffer
+    return None
+
+
+def describe_memory(buffer: Any) -> tuple[int, int, int, int, Any]:
+    """(address, length, device id, memory kind, owner) of memory NIXL can register as it is.
+
+    Raises LookupError for a buffer that has to go through a bounce copy.
+    """
+    if isinstance(buffer, MemoryRegion):
+        if buffer.address <= 0 or buffer.length < 0:
+            raise InvalidArgument("memory region needs a positive address and non-negative length")
+        kind = DRAM if buffer.device_id == 0 else VRAM
+        return buffer.address, buffer.length, buffer.device_id, kind, None
+    tensor = _torch_tensor(buffer)
+    if tensor is not None:
+        if not tensor.is_contiguous():
+            raise InvalidArgument("tensor must be contiguous")
+        length = int(tensor.numel() * tensor.element_size())
+        if tensor.is_cuda:
+            return int(tensor.data_ptr()), length, int(tensor.device.index or 0), VRAM, tensor
+        return int(tensor.data_ptr()), length, 0, DRAM, tensor
+    array = _numpy_array(buffer)
+    if array is not None and array.flags.c_contiguous:
+        return int(array.ctypes.data), int(array.nbytes), 0, DRAM, array
+    raise LookupError
+
+
+class NixlTransport(TcpTransport):
+    """A namespace of a memkv server: control over TCP, block payloads over NIXL."""
+
+    def __init__(self, host: str, port: int = DEFAULT_PORT, namespace: str = "default",
+                 key: str | tuple[str, bytes] | None = None, transport: str = "auto", pool_size: int = 4,
+                 timeout: float = 120.0, connect_timeout: float = 10.0,
+                 register_cache: int = DEFAULT_REGISTER_CACHE, bounce_cache: int = DEFAULT_BOUNCE_CACHE) -> None:
+        if transport not in MODES:
+            raise InvalidArgument(f"memkv+nixl transport must be one of {', '.join(MODES)}, not {transport!r}")
+        self.mode = transport
+        self.agent_name = f"memkv-client-{uuid.uuid4().hex}"
+        self._memory: _Memory | None = None
+        self._agent: Any = None
+        self._pump: Pump | None = None
+        self._hello_lock = threading.Lock()
+        self._sent_epoch: weakref.WeakKeyDictionary[TcpConnection, int] = weakref.WeakKeyDictionary()
+        self.server_agent: str | None = None
+        self.fallback_reason: str | None = None
+        super().__init__(host, port, namespace, key, pool_size, timeout, connect_timeout)
+        try:
+            self._start_nixl(register_cache, bounce_cache)
+        except MemkvError as exc:
+            self._stop_nixl()
+            reason = exc.message
+            if self.mode == "nixl":
+                self.close()
+                raise Unsupported(f"memkv+nixl with transport=nixl: the NIXL data path is unavailable: {reason}. "
+                                  "Use transport=auto to fall back to TCP.") from None
+            self.fallback_reason = reason
+            warnings.warn(f"memkv+nixl: NIXL data path unavailable ({reason}); block payloads go over TCP",
+                          RuntimeWarning, stacklevel=3)
+
+    # ---- set-up ------------------------------------------------------------------------------
+    @property
+    def nixl_active(self) -> bool:
+        return self._memory is not None
+
+    def _start_nixl(self, register_cache: int, bounce_cache: int) -> None:
+        self._agent = make_agent(self.agent_name)
+        self._pump = Pump(self._agent)
+        memory = _Memory(self._agent, register_cache, bounce_cache)
+        probe = aligned_buffer(4096)
+        probe_address = address_of(probe)
+        memory.register(probe_address, len(probe), 0, DRAM)
+        conn = self._connection()
+        epoch, blob = memory.metadata()
+        args = {"agent": self.agent_name, "epoch": epoch, "probe_address": probe_address, "probe_length": PROBE_BYTES}
+        self._pump.enter()
+        try:
+            _, reader, _ = self._wait(conn.request(Opcode.NIXL_HELLO, args, msg.pack_blob(blob), 1))
+        except ProtocolError as exc:
+            raise Unsupported(f"the server does not speak NIXL_HELLO ({exc.message})") from None
+        finally:
+            self._pump.leave()
+            memory.deregister(probe_address, len(probe), 0, DRAM)
+        expected = reader.arg("probe", str, "")
+        if expected != bytes(probe[:PROBE_BYTES]).hex():
+            raise Unsupported("the NIXL probe transfer did not arrive (UCX cannot reach this client from the "
+                              "server; check UCX_TLS and UCX_NET_DEVICES)")
+        self.server_agent = reader.arg("agent", str)
+        with self._hello_lock:
+            self._sent_epoch[conn] = epoch
+        self._memory = memory
+
+    def _stop_nixl(self) -> None:
+        memory, self._memory = self._memory, None
+        pump, self._pump = self._pump, None
+        if pump is not None:
+            pump.close()
+        if memory is not None:
+            memory.close()
+        self._agent = None
+
+    def register(self, buffer: BufferLike | Any) -> None:
+        """Register memory (an engine's KV pool) once; buffers inside it then move without copies."""
+        memory = self._memory
+        if memory is None:
+            return
+        try:
+            address, length, device_id, kind, _ = describe_memory(buffer)
+        except LookupError:
+            view = readable_view(buffer)
+            address, length, device_id, kind = address_of(view), len(view), 0, DRAM
+        memory.register(address, length, device_id, kind)
+
+    def deregister(self, buffer: BufferLike | Any) -> None:
+        memory = self._memory
+        if memory is None:
+            return
+        try:
+            address, length, device_id, kind, _ = describe_memory(buffer)
+        except LookupError:
+            view = readable_view(buffer)
+            address, length, device_id, kind = address_of(view), len(view), 0, DRAM
+        memory.deregister(address, length, device_id, kind)
+
+    def _hello_if_needed(self, conn: TcpConnection) -> concurrent.futures.Future[Reply] | None:
+        """Send this agent's metadata on `conn` unless it already carries every registration.
+
+        Runs under a lock so that no request can overtake the NIXL_HELLO it depends on.
+        """
+        assert self._memory is not None
+        with self._hello_lock:
+            epoch = self._memory.epoch
+            if self._sent_epoch.get(conn, -1) >= epoch:
+                return None
+            epoch, blob = self._memory.metadata()
+            future = conn.request(Opcode.NIXL_HELLO, {"agent": self.agent_name, "epoch": epoch},
+                                  msg.pack_blob(blob), 1)
+            self._sent_epoch[conn] = epoch
+            return future
+
+    def _nixl_request(self, opcode: Opcode, records: list[bytes]) -> concurrent.futures.Future[Reply]:
+        """Send a NIXL_PUT/NIXL_GET (after NIXL_HELLO where needed); the pump runs until it is answered."""
+        pump = self._pump
+        assert pump is not None
+        pump.enter()
+        try:
+            future = self._send_nixl(opcode, records)
+        except BaseException:
+            pump.leave()
+            raise
+        future.add_done_callback(lambda _: pump.leave())
+        return future
+
+    def _send_nixl(self, opcode: Opcode, records: list[bytes]) -> concurrent.futures.Future[Reply]:
+        conn = self._connection()
+        hello = self._hello_if_needed(conn)
+        future = conn.request(opcode, {"agent": self.agent_name}, b"".join(records), len(records))
+        if hello is None:
+            return future
+        out: concurrent.futures.Future[Reply] = concurrent.futures.Future()
+
+        def done(_: concurrent.futures.Future[Reply]) -> None:
+            if not (hello.done() and future.done()):
+                return
+            if out.done():
+                return
+            error = hello.exception() or future.exception()
+            try:
+                if error is not None:
+                    out.set_exception(error)
+                else:
+                    out.set_result(future.result())
+            except concurrent.futures.InvalidStateError:
+                pass
+
+        hello.add_done_callback(done)
+        future.add_done_callback(done)
+        return out
+
+    # ---- memory of one item ----------------------------------------------------------------------
+    def _slot(self, buffer: BufferLike | Any, writable: bool) -> _Slot:
+        memory = self._memory
+        assert memory is not None
+        try:
+            address, length, device_id, kind, owner = describe_memory(buffer)
+        except LookupError:
+            view = writable_view(buffer) if writable else readable_view(buffer)
+            if len(view) == 0:
+                return _Slot()
+            address = address_of(view)
+            if memory.covered(address, len(view)):
+                return _Slot(address, len(view), 0, DRAM, view, None, memory.pin(address, len(view), 0, DRAM, None))
+            copy, copy_address, give_back = memory.bounce(len(view))
+            return _Slot(copy_address, len(view), 0, DRAM, copy[: len(view)], view, give_back)
+        if length == 0:
+            return _Slot()
+        host: memoryview | None = None
+        if kind == DRAM:
+            host = MemoryRegion(address, length).view()
+            if writable and owner is not None and getattr(getattr(owner, "flags", None), "writeable", True) is False:
+                raise InvalidArgument("destination buffer is read-only")
+        return _Slot(address, length, device_id, kind, host, None, memory.pin(address, length, device_id, kind, owner))
+
+    @staticmethod
+    def _host_buffer(buffer: BufferLike | Any) -> BufferLike:
+        """The TCP fallback's view of a torch CPU tensor (other buffers pass as they are)."""
+        tensor = _torch_tensor(buffer)
+        if tensor is not None and not tensor.is_cuda:
+            return MemoryRegion(int(tensor.data_ptr()), int(tensor.numel() * tensor.element_size()))
+        return buffer  # type: ignore[no-any-return]
+
+    # ---- blocks ----------------------------------------------------------------------------------
+    def put_async(self, items: Sequence[PutItem]) -> concurrent.futures.Future[list[ItemResult]]:
+        if self._memory is None:
+            return super().put_async([dataclasses.replace(i, payload=self._host_buffer(i.payload)) for i in items])
+        items = list(items)
+        self.limits.check_batch(len(items))
+        results: list[ItemResult | None] = [None] * len(items)
+        slots: list[_Slot] = []
+        sent: list[int] = []
+        records: list[bytes] = []
+        try:
+            for i, item in enumerate(items):
+                slot: _Slot | None = None
+                try:
+                    key = check_key(item.key)
+                    self.limits.check_payload_size(_length_of(item.payload))
+                    slot = self._slot(item.payload, writable=False)
+                    item.meta.validate(self.limits)
+                    checksum = item.checksum
+                    if checksum is None:
+                        if slot.kind != DRAM:
+                            raise InvalidArgument("a put from device memory needs the payload's XXH3-64 checksum "
+                                                  "(PutItem.checksum)")
+                        checksum = payload_checksum(slot.user if slot.user is not None else slot.host or b"")
+                    if slot.user is not None and slot.host is not None:
+                        slot.host[:] = slot.user
+                    records.append(msg.pack_nixl_put_item(key, slot.address, slot.length, slot.device_id, slot.kind,
+                                                          checksum, item.meta.encode()))
+                except MemkvError as exc:
+                    results[i] = ItemResult(exc.code, exc.message)
+                    if slot is not None:
+                        slot.done()
+                    continue
+                slots.append(slot)
+                sent.append(i)
+            if not records:
+                return _done([r or ItemResult(ErrorCode.INTERNAL) for r in results])
+            future = self._nixl_request(Opcode.NIXL_PUT, records)
+        except BaseException:
+            for slot in slots:
+                slot.done()
+            raise
+
+        def combine(reply: Reply) -> list[ItemResult]:
+            _, reader, _ = reply
+            answers = reader.results()
+            reader.finish()
+            if len(answers) != len(sent):
+                raise ProtocolError("put answer has a different number of items than the request")
+            for i, answer in zip(sent, answers, strict=True):
+                results[i] = answer
+            return [r or ItemResult(ErrorCode.INTERNAL) for r in results]
+
+        return _then(future, combine, lambda: _release(slots))
+
+    def get_into_async(self, keys: Sequence[bytes], buffers: Sequence[BufferLike]
+                       ) -> concurrent.futures.Future[list[GetResult]]:
+        if self._memory is None:
+            return super().get_into_async(keys, [self._host_buffer(b) for b in buffers])
+        keys, buffers = list(keys), list(buffers)
+        self.limits.check_batch(len(keys))
+        if len(keys) != len(buffers):
+            raise InvalidArgument(f"{len(keys)} keys but {len(buffers)} buffers")
+        results: list[GetResult | None] = [None] * len(keys)
+        slots: list[_Slot] = []
+        sent: list[int] = []
+        records: list[bytes] = []
+        try:
+            for i, (key, buffer) in enumerate(zip(keys, buffers, strict=True)):
+                try:
+                    checked = check_key(key)
+                    slot = self._slot(buffer, writable=True)
+                except MemkvError as exc:
+                    results[i] = GetResult(exc.code, exc.message)
+                    continue
+                records.append(msg.pack_nixl_desc(checked, slot.address, slot.length, slot.device_id, slot.kind))
+                slots.append(slot)
+                sent.append(i)
+            if not records:
+                return _done([r or GetResult(ErrorCode.INTERNAL) for r in results])
+            future = self._nixl_request(Opcode.NIXL_GET, records)
+        except BaseException:
+            for slot in slots:
+                slot.done()
+            raise
+
+        def combine(reply: Reply) -> list[GetResult]:
+            _, reader, _ = reply
+            answers = reader.get_results(Limits(max_user_meta=msg.MAX_BLOCK_META))
+            reader.finish()
+            if len(answers) != len(sent):
+                raise ProtocolError("get answer has a different number of items than the request")
+            for i, slot, answer in zip(sent, slots, answers, strict=True):
+                if answer.ok:
+                    if answer.length > slot.length:
+                        raise ProtocolError("server reports more bytes than the buffer holds")
+                    if slot.host is not None:  # MKV-WIRE-021: verify what arrived before returning it
+                        arrived = slot.host[: answer.length]
+                        if payload_checksum(arrived) != answer.checksum:
+                            answer = GetResult(ErrorCode.CORRUPTED, "payload failed checksum verification after "
+                                                                    "transfer")
+                        elif slot.user is not None:
+                            slot.user[: answer.length] = arrived
+                results[i] = answer
+            return [r or GetResult(ErrorCode.INTERNAL) for r in results]
+
+        return _then(future, combine, lambda: _release(slots))
+
+    # ---- target ----------------------------------------------------------------------------------
+    def capabilities(self) -> Capabilities:
+        caps = super().capabilities()
+        return dataclasses.replace(caps, backend="nixl") if self.nixl_active else caps
+
+    def stats(self) -> dict[str, Any]:
+        return super().stats()
+
+    def close(self) -> None:
+        super().close()
+        self._stop_nixl()
+
+
+def _length_of(buffer: BufferLike | Any) -> int:
+    try:
+        return describe_memory(buffer)[1]
+    except LookupError:
+        return len(readable_view(buffer))
+
+
+def _release(slots: Sequence[_Slot]) -> None:
+    for slot in slots:
+        slot.done()
+
+
+def _done(value: Any) -> concurrent.futures.Future[Any]:
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    future.set_result(value)
+    return future
+
+
+def _then(future: concurrent.futures.Future[Reply], combine: Callable[[Reply], Any],
+          cleanup: Callable[[], Any]) -> concurrent.futures.Future[Any]:
+    """A future of combine(reply); cleanup runs once the answer is in, whatever it was."""
+    out: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+    def done(f: concurrent.futures.Future[Reply]) -> None:
+        try:
+            out.set_result(combine(f.result()))
+        except BaseException as exc:
+            out.set_exception(exc)
+        finally:
+            cleanup()
+
+    future.add_done_callback(done)
+    return out
+
+
+def open_nixl(url_host: str, url_port: int | None, namespace: str, options: dict[str, Any]) -> NixlTransport:
+    key = options.pop("key", None)
+    key_file = options.pop("key_file", None)
+    if key is None and key_file:
+        with open(key_file, encoding="utf-8") as handle:
+            key = handle.read().strip()
+    if key is None:
+        key = os.environ.get("MEMKV_KEY") or None
+    if "transport" not in options:
+        options["transport"] = os.environ.get("MEMKV_TRANSPORT") or "auto"
+    for name in ("register_cache", "bounce_cache"):
+        if name in options and isinstance(options[name], str):
+            options[name] = parse_size(options[name])
+    known = {"pool_size", "timeout", "connect_timeout", "transport", "register_cache", "bounce_cache"}
+    unknown = set(options) - known
+    if unknown:
+        known |= {"key", "key_file"}
+        raise InvalidArgument(f"unknown memkv+nixl option(s) {sorted(unknown)}; known: {sorted(known)}")
+    return NixlTransport(url_host or "127.0.0.1", url_port or DEFAULT_PORT, namespace, _parse_credential(key),
+                         **options)
+
+
+__all__ = ["MODES", "NixlTransport", "describe_memory", "open_nixl"]

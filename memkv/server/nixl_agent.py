@@ -1,0 +1,518 @@
+"""The server side of memkv+nixl://: a NIXL agent, a registered DRAM staging pool, transfers.
+
+Control frames (NIXL_HELLO, NIXL_GET, NIXL_PUT) arrive on a normal, signed wire connection;
+bulk bytes never cross that socket (spec/wire.md section 8). The server drives every transfer:
+
+- NIXL_HELLO loads the client agent's metadata (bytes, never pickle) after checking that the
+  name inside it is the declared one, binds that agent to the connection and its key, and
+  optionally proves the data path with a small probe WRITE into a client region.
+- NIXL_GET reads each block from the device into a staging run (the engine verifies its
+  checksum), then NIXL-WRITEs it into the client's declared region. The write of block i
+  overlaps the device read of block i+1.
+- NIXL_PUT NIXL-READs each payload from the client's declared region into staging, then the
+  engine verifies the declared checksum, writes the device and commits. The read of block i+1
+  overlaps the device write of block i.
+
+The server only touches the remote regions a signed frame declared, for at most their declared
+lengths, on the agent that connection loaded; NIXL itself refuses regions the client has not
+registered. Staging is a fixed pool (hugepages when available): an item that cannot get staging
+in time gets UNAVAILABLE, one larger than the pool LIMIT_EXCEEDED; nothing grows per request.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import os
+import re
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..buffers import address_of
+from ..errors import (
+    BlockTooLarge,
+    ErrorCode,
+    InvalidArgument,
+    MemkvError,
+    PermissionDenied,
+    ProtocolError,
+    Unavailable,
+    Unsupported,
+)
+from ..nixl_support import ChunkPool, describe_error, make_agent, mem_type, release_handle, transfer, wait_transfer
+from ..transport import GetResult, ItemResult, PutItem
+from ..wire import messages as msg
+from ..wire.frames import Header
+from ..wire.opcodes import Opcode
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .core import MemkvServer
+
+log = logging.getLogger("memkv.server.nixl")
+
+MODES = ("auto", "on", "off")
+AGENT_NAME = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+MAX_PROBE = 4096
+PIPELINE_DEPTH = 2
+STREAM_PIECES = 4          # staging pieces per streamed block: device and network overlap within a block
+MIN_PIECE = 256 * 1024
+MIN_RATE = 1024 * 1024  # bytes/s a transfer must sustain, as for wire payloads
+_MD_PREFIX = b"nixlSerDes|Agent"
+_U64 = struct.Struct("<Q")
+
+Response = tuple[dict[str, Any], bytes, int, list[memoryview]]
+Handler = Callable[[Header, msg.MetaReader], Response]
+
+
+def metadata_agent_name(blob: bytes) -> str:
+    """The agent name a NIXL metadata blob carries (it must match the declared name)."""
+    start = len(_MD_PREFIX)
+    if not blob.startswith(_MD_PREFIX) or len(blob) < start + _U64.size:
+        raise InvalidArgument("NIXL metadata is not in the expected serialized form")
+    (size,) = _U64.unpack_from(blob, start)
+    begin = start + _U64.size
+    if size > 128 or begin + size > len(blob):
+        raise InvalidArgument("NIXL metadata names an agent of impossible length")
+    try:
+        return blob[begin : begin + size].decode("ascii")
+    except UnicodeDecodeError:
+        raise InvalidArgument("NIXL metadata names a non-ASCII agent") from None
+
+
+@dataclasses.dataclass(slots=True)
+class _Peer:
+    name: str
+    namespace: str
+    key_id: str | None
+    epoch: int
+    conns: set[int]
+
+
+@dataclasses.dataclass(slots=True)
+class _InFlight:
+    index: int
+    handle: Any
+    offset: int
+    length: int
+    deadline: float
+    result: Any = None
+    item: PutItem | None = None
+
+
+class NixlService:
+    """One NIXL agent and staging pool for the whole server; per-connection peer bindings."""
+
+    def __init__(self, server: MemkvServer, staging_bytes: int, chunk: int, hugepages: bool = True) -> None:
+        self.server = server
+        self.name = f"memkv-server-{uuid.uuid4().hex[:16]}"
+        self.agent = make_agent(self.name)
+        self.pool = ChunkPool(staging_bytes, chunk, hugepages)
+        try:
+            self._registration = self.agent.register_memory([(self.pool.address, self.pool.size, 0, "")], "DRAM")
+        except Exception as exc:
+            raise Unsupported(f"cannot register the NIXL staging pool: {describe_error(exc)}") from None
+        self._peers: dict[str, _Peer] = {}
+        self._by_conn: dict[int, str] = {}
+        self._lock = threading.Lock()
+        log.info("NIXL agent %s up: staging %d MiB in %d KiB chunks%s", self.name, self.pool.size >> 20,
+                 self.pool.chunk >> 10, " on hugepages" if self.pool.hugepages else "")
+
+    # ---- peers ------------------------------------------------------------------------------
+    def hello(self, conn: Connection, header: Header, reader: msg.MetaReader) -> Response:
+        name = reader.arg("agent", str)
+        epoch = reader.arg("epoch", int, 0)
+        if not AGENT_NAME.match(name) or name == self.name:
+            raise InvalidArgument("NIXL agent name must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+        if reader.count != 1:
+            raise ProtocolError("NIXL_HELLO carries exactly one metadata item")
+        blob = msg.read_blob(reader)
+        reader.finish()
+        if metadata_agent_name(blob) != name:
+            raise InvalidArgument("NIXL metadata names another agent than the one declared")
+        key = id(conn)
+        with self._lock:
+            bound = self._by_conn.get(key)
+            if bound is not None and bound != name:
+                raise InvalidArgument(f"this connection is bound to NIXL agent {bound}")
+            peer = self._peers.get(name)
+            if peer is not None and (peer.namespace, peer.key_id) != (conn.namespace, conn.key_id):
+                raise PermissionDenied("that NIXL agent belongs to another key")
+            if peer is None or epoch > peer.epoch:
+                try:
+                    loaded = self.agent.add_remote_agent(blob)
+                except Exception as exc:
+                    raise InvalidArgument(f"NIXL could not load the agent metadata: {describe_error(exc)}") from None
+                loaded_name = loaded.decode("ascii", "replace") if isinstance(loaded, bytes) else str(loaded)
+                if loaded_name != name:
+                    raise InvalidArgument("NIXL loaded another agent than the one declared")
+                if peer is None:
+                    peer = self._peers[name] = _Peer(name, conn.namespace, conn.key_id, epoch, set())
+                peer.epoch = epoch
+            peer.conns.add(key)
+            self._by_conn[key] = name
+        answer: dict[str, Any] = {"agent": self.name, "chunk": self.pool.chunk, "staging_bytes": self.pool.size,
+                                  "hugepages": self.pool.hugepages, "epoch": peer.epoch}
+        probe = reader.arg("probe_address", int, None, nullable=True)
+        if probe is not None:
+            answer["probe"] = self._probe(name, probe, reader.arg("probe_length", int, 64))
+        return answer, b"", 0, []
+
+    def _probe(self, peer: str, address: int, length: int) -> str:
+        """WRITE random bytes into a client region: proves the data path end to end."""
+        if not 0 < length <= MAX_PROBE or address <= 0:
+            raise InvalidArgument(f"a NIXL probe is 1-{MAX_PROBE} bytes at a positive address")
+        offset, view = self.pool.acquire(length, self.server.config.frame_timeout_s)
+        data = os.urandom(length)
+        view[:] = data
+        try:
+            handle = transfer(self.agent, "WRITE", [(self.pool.address + offset, length, 0)], "DRAM",
+                              [(address, length, 0)], "DRAM", peer)
+        except Exception as exc:
+            self.pool.release(offset, length)
+            raise Unavailable(f"NIXL probe transfer failed: {describe_error(exc)}") from None
+        self._settle(_InFlight(-1, handle, offset, length, time.monotonic() + self.server.config.frame_timeout_s))
+        return data.hex()
+
+    def _peer_of(self, conn: Connection, reader: msg.MetaReader) -> str:
+        name = reader.arg("agent", str)
+        with self._lock:
+            if self._by_conn.get(id(conn)) != name:
+                raise InvalidArgument(f"NIXL agent {name} is not loaded on this connection; send NIXL_HELLO first")
+        return str(name)
+
+    def connection_closed(self, conn: Connection) -> None:
+        with self._lock:
+            name = self._by_conn.pop(id(conn), None)
+            peer = self._peers.get(name) if name is not None else None
+            if peer is None:
+                return
+            peer.conns.discard(id(conn))
+            if peer.conns:
+                return
+            del self._peers[peer.name]
+        try:
+            self.agent.remove_remote_agent(peer.name)
+        except Exception as exc:
+            log.debug("removing NIXL agent %s: %s", peer.name, describe_error(exc))
+
+    # ---- transfers ----------------------------------------------------------------------------
+    def _deadline(self, length: int) -> float:
+        return time.monotonic() + self.server.config.frame_timeout_s + length / MIN_RATE
+
+    def _settle(self, job: _InFlight) -> None:
+        """Wait for a transfer and give its staging back; raises the transfer's failure."""
+        try:
+            wait_transfer(self.agent, job.handle, job.deadline)
+        finally:
+            if release_handle(self.agent, job.handle):
+                self.pool.release(job.offset, job.length)
+            else:
+                log.error("a NIXL transfer could not be cancelled; %d staging bytes are retired", job.length)
+                self.pool.quarantine(job.offset, job.length)
+
+    def get(self, conn: Connection, header: Header, reader: msg.MetaReader) -> Response:
+        peer = self._peer_of(conn, reader)
+        engine, namespace = conn.engine, conn.namespace
+        descs = msg.nixl_descs(reader, False, engine.limits)
+        reader.finish()
+        infos = engine.stat(namespace, [d[0] for d in descs])
+        results: list[GetResult | None] = [None] * len(descs)
+        in_flight: collections.deque[_InFlight] = collections.deque()
+        dummy = bytearray(1)
+        timeout = self.server.config.frame_timeout_s
+
+        def finish(job: _InFlight) -> None:
+            try:
+                self._settle(job)
+                results[job.index] = job.result
+            except MemkvError as exc:
+                results[job.index] = GetResult(exc.code, f"NIXL write to the client failed: {exc.message}")
+
+        try:
+            for i, ((key, address, capacity, device_id, kind, _, _), info) in enumerate(
+                    zip(descs, infos, strict=True)):
+                if info is None or capacity < info.length:
+                    result = engine.get_into(namespace, [key], [dummy])[0]  # NOT_FOUND or BUFFER_TOO_SMALL
+                    if info is None and result.status is ErrorCode.BUFFER_TOO_SMALL:
+                        result = GetResult(ErrorCode.NOT_FOUND, "no such block")
+                    results[i] = result
+                    continue
+                if self._streams(engine):
+                    results[i] = self._get_streamed(engine, namespace, peer, key, address, capacity, device_id, kind)
+                    continue
+                try:
+                    remote_type = mem_type(kind)
+                    if address <= 0:
+                        raise InvalidArgument("destination address must be positive")
+                    offset, view = self.pool.acquire(info.length, timeout)
+                except MemkvError as exc:
+                    results[i] = GetResult(exc.code, exc.message)
+                    continue
+                result = engine.get_into(namespace, [key], [view])[0]
+                if not result.ok:
+                    self.pool.release(offset, info.length)
+                    if result.status is ErrorCode.BUFFER_TOO_SMALL:  # replaced meanwhile by a longer block
+                        result = GetResult(ErrorCode.BUFFER_TOO_SMALL, "block changed while it was read; retry")
+                    results[i] = result
+                    continue
+                try:
+                    handle = transfer(self.agent, "WRITE", [(self.pool.address + offset, result.length, 0)], "DRAM",
+                                      [(address, result.length, device_id)], remote_type, peer)
+                except Exception as exc:
+                    self.pool.release(offset, info.length)
+                    results[i] = GetResult(ErrorCode.INVALID_ARGUMENT, "destination is not memory the client "
+                                           f"registered with NIXL ({describe_error(exc)})")
+                    continue
+                in_flight.append(_InFlight(i, handle, offset, info.length, self._deadline(result.length), result))
+                while len(in_flight) >= PIPELINE_DEPTH:
+                    finish(in_flight.popleft())
+        finally:
+            while in_flight:
+                finish(in_flight.popleft())
+        final = [r or GetResult(ErrorCode.INTERNAL) for r in results]
+        self._count(header.opcode, final, "out", sum(r.length for r in final if r.ok))
+        return {}, msg.pack_get_results(final), len(final), []
+
+    def put(self, conn: Connection, header: Header, reader: msg.MetaReader) -> Response:
+        peer = self._peer_of(conn, reader)
+        engine, namespace = conn.engine, conn.namespace
+        limits = engine.limits
+        descs = msg.nixl_descs(reader, True, limits)
+        reader.finish()
+        results: list[ItemResult | None] = [None] * len(descs)
+        in_flight: collections.deque[_InFlight] = collections.deque()
+        timeout = self.server.config.frame_timeout_s
+        moved = 0
+
+        def finish(job: _InFlight) -> None:
+            nonlocal moved
+            assert job.item is not None
+            try:
+                wait_transfer(self.agent, job.handle, job.deadline)
+            except MemkvError as exc:
+                results[job.index] = ItemResult(exc.code, f"NIXL read from the client failed: {exc.message}")
+                self._retire(job)
+                return
+            try:
+                results[job.index] = engine.put(namespace, [job.item])[0]
+                moved += job.length
+            finally:
+                self._retire(job)
+
+        try:
+            for i, (key, address, length, device_id, kind, checksum, meta) in enumerate(descs):
+                try:
+                    if length == 0:
+                        raise InvalidArgument("payload is empty")
+                    if length > limits.max_block_size:
+                        raise BlockTooLarge(f"payload of {length} bytes exceeds the maximum {limits.max_block_size}")
+                    if isinstance(meta, MemkvError):
+                        raise meta
+                    remote_type = mem_type(kind)
+                    if address <= 0:
+                        raise InvalidArgument("source address must be positive")
+                    if self._streams(engine):
+                        assert not isinstance(meta, MemkvError)
+                        streamed = self._put_streamed(engine, namespace, peer, key, address, length, device_id,
+                                                      remote_type, checksum, meta)
+                        results[i] = streamed
+                        moved += length if streamed.ok else 0
+                        continue
+                    offset, view = self.pool.acquire(length, timeout)
+                except MemkvError as exc:
+                    results[i] = ItemResult(exc.code, exc.message)
+                    continue
+                try:
+                    handle = transfer(self.agent, "READ", [(self.pool.address + offset, length, 0)], "DRAM",
+                                      [(address, length, device_id)], remote_type, peer)
+                except Exception as exc:
+                    self.pool.release(offset, length)
+                    results[i] = ItemResult(ErrorCode.INVALID_ARGUMENT, "source is not memory the client "
+                                            f"registered with NIXL ({describe_error(exc)})")
+                    continue
+                item = PutItem(key, view, meta, checksum)
+                in_flight.append(_InFlight(i, handle, offset, length, self._deadline(length), item=item))
+                while len(in_flight) >= PIPELINE_DEPTH:
+                    finish(in_flight.popleft())
+        finally:
+            while in_flight:
+                finish(in_flight.popleft())
+        final = [r or ItemResult(ErrorCode.INTERNAL) for r in results]
+        self._count(header.opcode, final, "in", moved)
+        return {}, msg.pack_results(final), len(final), []
+
+    # ---- streamed blocks: pieces through staging, device and network overlapping --------------------
+    @staticmethod
+    def _streams(engine: Any) -> bool:
+        """Whole blocks through staging when the engine cannot stream or MEMKV_NIXL_STREAM=0."""
+        enabled = os.environ.get("MEMKV_NIXL_STREAM", "1") != "0"
+        return enabled and hasattr(engine, "read_stream") and hasattr(engine, "put_stream")
+
+    def _pieces(self, length: int) -> tuple[int, int, list[memoryview]]:
+        """(offset, bytes) of a staging run and the piece views cut from it for one block."""
+        piece = min(self.pool.chunk, max(MIN_PIECE, length // STREAM_PIECES // 65536 * 65536))
+        count = max(2, min(STREAM_PIECES, -(-length // piece)))
+        offset, run = self.pool.acquire(piece * count, self.server.config.frame_timeout_s)
+        return offset, piece * count, [run[k * piece : (k + 1) * piece] for k in range(count)]
+
+    def _move(self, op: str, piece: memoryview, remote: int, device_id: int, remote_type: str, peer: str,
+              broken: list[bool]) -> None:
+        """One piece between staging and the client, waited for (the engine reuses the piece next)."""
+        handle = transfer(self.agent, op, [(address_of(piece), len(piece), 0)], "DRAM",
+                          [(remote, len(piece), device_id)], remote_type, peer)
+        try:
+            wait_transfer(self.agent, handle, self._deadline(len(piece)))
+        finally:
+            if not release_handle(self.agent, handle):
+                broken[0] = True
+
+    def _give_back(self, offset: int, size: int, broken: list[bool]) -> None:
+        if broken[0]:
+            log.error("a NIXL transfer could not be cancelled; %d staging bytes are retired", size)
+            self.pool.quarantine(offset, size)
+        else:
+            self.pool.release(offset, size)
+
+    def _get_streamed(self, engine: Any, namespace: str, peer: str, key: bytes, address: int, capacity: int,
+                      device_id: int, kind: int) -> GetResult:
+        try:
+            remote_type = mem_type(kind)
+            if address <= 0:
+                raise InvalidArgument("destination address must be positive")
+            block = engine.open_read(namespace, key, capacity)
+        except MemkvError as exc:
+            return GetResult(exc.code, exc.message)
+        broken = [False]
+        staged: tuple[int, int] | None = None
+        try:
+            offset, size, pieces = self._pieces(block.result().length)
+            staged = (offset, size)
+            position = [address]
+
+            def emit(view: memoryview) -> None:
+                self._move("WRITE", view, position[0], device_id, remote_type, peer, broken)
+                position[0] += len(view)
+
+            engine.read_stream(block, pieces, emit)
+            return block.result()  # type: ignore[no-any-return]
+        except MemkvError as exc:
+            return GetResult(exc.code, exc.message)
+        except Exception as exc:  # NIXL refused the destination: not memory the client registered
+            return GetResult(ErrorCode.INVALID_ARGUMENT, "destination is not memory the client registered with "
+                             f"NIXL ({describe_error(exc)})")
+        finally:
+            engine.close_read(block)
+            if staged is not None:
+                self._give_back(*staged, broken)
+
+    def _put_streamed(self, engine: Any, namespace: str, peer: str, key: bytes, address: int, length: int,
+                      device_id: int, remote_type: str, checksum: int, meta: Any) -> ItemResult:
+        broken = [False]
+        offset, size, pieces = self._pieces(length)
+        position = [address]
+
+        def fill(view: memoryview) -> None:
+            try:
+                self._move("READ", view, position[0], device_id, remote_type, peer, broken)
+            except MemkvError:
+                raise
+            except Exception as exc:
+                raise InvalidArgument("source is not memory the client registered with NIXL "
+                                      f"({describe_error(exc)})") from None
+            position[0] += len(view)
+
+        try:
+            return engine.put_stream(namespace, key, length, fill, pieces, meta, checksum)  # type: ignore[no-any-return]
+        except MemkvError as exc:
+            return ItemResult(exc.code, exc.message)
+        finally:
+            self._give_back(offset, size, broken)
+
+    def _retire(self, job: _InFlight) -> None:
+        if release_handle(self.agent, job.handle):
+            self.pool.release(job.offset, job.length)
+        else:
+            log.error("a NIXL transfer could not be cancelled; %d staging bytes are retired", job.length)
+            self.pool.quarantine(job.offset, job.length)
+
+    def _count(self, op: Opcode, results: list[Any], direction: str, moved: int) -> None:
+        metrics = self.server.metrics
+        for result in results:
+            metrics.items.labels(op.name, result.status.name).inc()
+        metrics.bytes.labels(direction).inc(moved)
+
+    def close(self) -> None:
+        with self._lock:
+            peers, self._peers, self._by_conn = list(self._peers), {}, {}
+        for name in peers:
+            try:
+                self.agent.remove_remote_agent(name)
+            except Exception:
+                pass
+        try:
+            self.agent.deregister_memory(self._registration)
+        except Exception as exc:
+            log.debug("deregistering NIXL staging: %s", describe_error(exc))
+
+
+class NixlGate:
+    """Whether and when the server runs NIXL: 'on' (at start, or fail), 'auto' (on first use), 'off'."""
+
+    def __init__(self, server: MemkvServer, mode: str = "auto", staging_bytes: int = 256 * 1024 * 1024,
+                 chunk: int = 2 * 1024 * 1024) -> None:
+        if mode not in MODES:
+            raise InvalidArgument(f"nixl must be one of {', '.join(MODES)}, not {mode!r}")
+        self.server, self.mode = server, mode
+        self.staging_bytes, self.chunk = staging_bytes, chunk
+        self._service: NixlService | None = None
+        self._failure: str | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        if self.mode == "on":
+            self.service()
+
+    def service(self) -> NixlService:
+        with self._lock:
+            if self._service is not None:
+                return self._service
+            if self.mode == "off":
+                raise Unsupported("this server runs without NIXL (--nixl off); use memkv+tcp://")
+            if self._failure is not None:
+                raise Unsupported(self._failure)
+            try:
+                self._service = NixlService(self.server, self.staging_bytes, self.chunk)
+            except MemkvError as exc:
+                self._failure = f"this server cannot use NIXL: {exc.message}"
+                if self.mode == "on":
+                    raise
+                log.warning("%s; memkv+nixl clients fall back to TCP", self._failure)
+                raise Unsupported(self._failure) from None
+            return self._service
+
+    def handlers(self, conn: Connection) -> dict[Opcode, Handler]:
+        return {
+            Opcode.NIXL_HELLO: lambda header, reader: self.service().hello(conn, header, reader),
+            Opcode.NIXL_GET: lambda header, reader: self.service().get(conn, header, reader),
+            Opcode.NIXL_PUT: lambda header, reader: self.service().put(conn, header, reader),
+        }
+
+    def connection_closed(self, conn: Connection) -> None:
+        service = self._service
+        if service is not None:
+            service.connection_closed(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            service, self._service = self._service, None
+        if service is not None:
+            service.close()
+
+
+__all__ = ["MODES", "NixlGate", "NixlService", "metadata_agent_name"]
