@@ -27,6 +27,7 @@ from .blocks import MiB
 from .buffers import aligned_buffer
 from .errors import InvalidArgument, Unsupported
 from .progress import Progress
+from .store.device import preallocate
 from .units import format_size, parse_size
 
 DEFAULT_SIZES = (2 * MiB, 4 * MiB, 8 * MiB, 16 * MiB)
@@ -59,12 +60,17 @@ class BenchConfig:
     rounds: int = DEFAULT_ROUNDS
     directory: str | None = None
     keep: bool = False
+    io: tuple[str, ...] = ("auto",)
 
 
 class Target(abc.ABC):
-    """One backend's memkv path and its raw counterpart. Ops work on block slot `i` of a round."""
+    """One backend's memkv path(s) and its raw counterpart. Ops work on block slot `i` of a round.
+
+    `paths` names what `op` can run: one or more memkv paths, then "raw" last.
+    """
 
     description: dict[str, Any]
+    paths: tuple[str, ...] = PATHS
 
     @abc.abstractmethod
     def begin(self, size: int, count: int, round_no: int) -> None: ...
@@ -93,18 +99,26 @@ class FileTarget(Target):
         self.keep = config.keep
         largest = max(config.sizes)
         capacity = config.count * largest + 4 * largest + 8 * MiB
-        self.transport = FileTransport.open(os.path.join(self.root, "store"), "bench", capacity=capacity, unit=MiB)
-        device = self.transport.engine.device
+        # One store per I/O engine compared (--io both: io_uring and the thread pool side by side).
+        self.transports = {
+            _memkv_path(io, config.io): FileTransport.open(os.path.join(self.root, _memkv_path(io, config.io)), "bench",
+                                                           capacity=capacity, unit=MiB, io=io)
+            for io in config.io
+        }
+        self.paths = (*self.transports, "raw")
+        device = next(iter(self.transports.values())).engine.device
         self.direct = device.direct
         self.raw_path = os.path.join(self.root, "raw.img")
         fd = os.open(self.raw_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.posix_fallocate(fd, 0, config.count * largest)
+            preallocate(fd, config.count * largest)
         finally:
             os.close(fd)
         flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | (getattr(os, "O_DIRECT", 0) if self.direct else 0)
         self.raw_fd = os.open(self.raw_path, flags)
         self.description = {"dir": self.root, "direct_io": self.direct, "store_capacity_bytes": capacity,
+                            "io_engines": {path: t.engine.device.engine.describe()
+                                           for path, t in self.transports.items()},
                             "raw": "os.pwritev/os.preadv on a preallocated file in the same directory"
                                    + (", O_DIRECT" if self.direct else ", buffered")}
         self._buffers: dict[int, tuple[list[memoryview], list[memoryview]]] = {}
@@ -134,26 +148,33 @@ class FileTarget(Target):
     def op(self, path: str, op: str, i: int) -> None:
         src = self._src[i % len(self._src)]
         dst = self._dst[i % len(self._dst)]
-        if path == "memkv":
+        if path != "raw":
+            transport = self.transports[path]
             if op == "put":
-                self.transport.put([self._put_item(self._keys[i], src)])[0].raise_for_status()
+                transport.put([self._put_item(self._keys[i], src)])[0].raise_for_status()
             else:
-                self.transport.get_into([self._keys[i]], [dst])[0].raise_for_status()
+                transport.get_into([self._keys[i]], [dst])[0].raise_for_status()
         elif op == "put":
             _all(os.pwritev, self.raw_fd, src, i * self._size)
         else:
             _all(os.preadv, self.raw_fd, dst, i * self._size)
 
     def end(self) -> None:
-        self.transport.invalidate_keys(self._keys)
+        for transport in self.transports.values():
+            transport.invalidate_keys(self._keys)
 
     def close(self) -> None:
         try:
-            self.transport.close()
+            for transport in self.transports.values():
+                transport.close()
             os.close(self.raw_fd)
         finally:
             if not self.keep:
                 shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _memkv_path(io: str, compared: Sequence[str]) -> str:
+    return "memkv" if len(compared) == 1 else f"memkv-{io}"
 
 
 def _all(fn: Callable[[int, Sequence[memoryview], int], int], fd: int, buf: memoryview, offset: int) -> None:
@@ -211,7 +232,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> dict[str
         for round_no in range(config.rounds):
             for s_index, size in enumerate(config.sizes):
                 target.begin(size, config.count, round_no)
-                order = PATHS if round_no % 2 == 0 else PATHS[::-1]
+                order = target.paths if round_no % 2 == 0 else target.paths[::-1]
                 for path in order:
                     for op in OPS:
                         times = lat.setdefault((size, path, op), [])
@@ -227,18 +248,18 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> dict[str
                     progress.update(round_no * len(config.sizes) + s_index + 1,
                                     f"round {round_no + 1}/{config.rounds}, {format_size(size)}")
     finally:
-        description = target.description
+        description, paths = target.description, target.paths
         target.close()
     if progress is not None:
         progress.finish()
     results = []
     for size in config.sizes:
         for op in OPS:
-            entry: dict[str, Any] = {"size": size, "op": op}
-            for path in PATHS:
-                entry[path] = _summary(lat[(size, path, op)], rates[(size, path, op)])
-            entry["ratio"] = entry["memkv"]["gb_per_s"] / entry["raw"]["gb_per_s"]
-            results.append(entry)
+            for path in paths[:-1]:
+                memkv = _summary(lat[(size, path, op)], rates[(size, path, op)])
+                raw = _summary(lat[(size, "raw", op)], rates[(size, "raw", op)])
+                results.append({"size": size, "op": op, "path": path, "memkv": memkv, "raw": raw,
+                                "ratio": memkv["gb_per_s"] / raw["gb_per_s"]})
     target_rows = [r for r in results if r["size"] == TARGET_SIZE]
     return {
         "backend": config.backend, **description, "sizes": list(config.sizes), "count": config.count,
@@ -258,9 +279,10 @@ def format_report(report: dict[str, Any]) -> str:
     ]
     for r in report["results"]:
         m, w = r["memkv"], r["raw"]
+        label = "" if r["path"] == "memkv" else f"  {r['path']}"
         lines.append(f"{format_size(r['size']):>8} {r['op']:>4} {m['gb_per_s']:>11.2f} {w['gb_per_s']:>9.2f} "
                      f"{r['ratio']:>6.2f}  {m['p50_ms']:>8.2f}/{m['p99_ms']:<8.2f}  "
-                     f"{w['p50_ms']:>7.2f}/{w['p99_ms']:<7.2f}")
+                     f"{w['p50_ms']:>7.2f}/{w['p99_ms']:<7.2f}{label}")
     t = report["target"]
     if t["met"] is not None:
         lines.append(f"target: memkv >= {t['min_ratio']:.0%} of raw at {format_size(t['size'])}: "
@@ -280,6 +302,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
                         help=f"rounds, alternating which path goes first (default {DEFAULT_ROUNDS})")
     parser.add_argument("--dir", default=None, help="directory for the store and the raw file (default: a temp dir)")
+    parser.add_argument("--io", default="auto", choices=("auto", "uring", "threads", "both"),
+                        help="file backend: device I/O engine; both = io_uring and the thread pool side by side")
     parser.add_argument("--keep", action="store_true", help="keep the store and raw file afterwards")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -288,7 +312,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     config = BenchConfig(backend=args.backend, sizes=tuple(parse_sizes(args.sizes)), count=args.count,
-                         rounds=args.rounds, directory=args.dir, keep=args.keep)
+                         rounds=args.rounds, directory=args.dir, keep=args.keep,
+                         io=("uring", "threads") if args.io == "both" else (args.io,))
     progress = Progress(config.rounds * len(config.sizes), "memkv bench", enabled=not args.quiet)
     report = run_bench(config, progress)
     if args.json:

@@ -10,6 +10,7 @@ import pytest
 from memkv.bench import BenchConfig, format_report, parse_sizes, run_bench
 from memkv.cli import main
 from memkv.errors import InvalidArgument, Unsupported
+from memkv.native_io import uring_status
 
 KiB, MiB = 1024, 1024 * 1024
 
@@ -52,7 +53,7 @@ def test_bench_report_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 def test_bench_keep(tmp_path: Path) -> None:
     report = run_bench(BenchConfig(sizes=(64 * KiB,), count=2, rounds=1, directory=str(tmp_path), keep=True))
     kept = Path(report["dir"])
-    assert kept.parent == tmp_path and (kept / "raw.img").exists() and (kept / "store").is_dir()
+    assert kept.parent == tmp_path and (kept / "raw.img").exists() and (kept / "memkv").is_dir()
 
 
 def test_bench_backends(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,3 +69,18 @@ def test_bench_backends(monkeypatch: pytest.MonkeyPatch) -> None:
         run_bench(BenchConfig(backend="nixl"))
     with pytest.raises(InvalidArgument):
         run_bench(BenchConfig(count=0))
+
+
+@pytest.mark.skipif(not uring_status()[0], reason="io_uring is not usable here")
+def test_bench_compares_both_io_engines_in_one_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "--backend", "file", "--io", "both", "--sizes", "64KiB", "--count", "2", "--rounds", "2",
+            "--dir", str(tmp_path), "--json", "--quiet"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    rows = report["results"]
+    assert [(r["op"], r["path"]) for r in rows] == [("put", "memkv-uring"), ("put", "memkv-threads"),
+                                                   ("get", "memkv-uring"), ("get", "memkv-threads")]
+    assert set(report["io_engines"]) == {"memkv-uring", "memkv-threads"}
+    for row in rows:  # every memkv path is compared with the same raw measurements
+        assert row["raw"] == next(r["raw"] for r in rows if r["op"] == row["op"])
+        assert row["ratio"] == pytest.approx(row["memkv"]["gb_per_s"] / row["raw"]["gb_per_s"])

@@ -73,7 +73,7 @@ class Device:
     """Positional, aligned I/O on one file or block device."""
 
     def __init__(
-        self, path: str, size: int | None = None, create: bool = False, engine: IOEngine | None = None
+        self, path: str, size: int | None = None, create: bool = False, io: str | None = None
     ) -> None:
         self.path = path
         exists = os.path.exists(path)
@@ -91,8 +91,7 @@ class Device:
         self.fd, self.direct = open_direct(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
         self.size = os.lseek(self.fd, 0, os.SEEK_END)
         self._local = threading.local()
-        self._owns_engine = engine is None
-        self.engine = engine if engine is not None else select_engine()
+        self.engine: IOEngine = select_engine(io)  # io: uring | threads | auto; None reads MEMKV_IO
         self._map: mmap.mmap | None = None
         self._map_lock = threading.Lock()
 
@@ -186,8 +185,7 @@ class Device:
             except BufferError:  # a view is still alive somewhere; the mapping goes with it
                 pass
             self._map = None
-        if self._owns_engine:
-            self.engine.close()
+        self.engine.close()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

@@ -161,6 +161,7 @@ class StorageEngine:
         flush_interval_s: float = 1.0,
         format_device: bool = False,
         clock: Callable[[], float] = time.time,
+        io: str | None = None,
     ) -> None:
         self.directory = os.path.abspath(directory)
         os.makedirs(self.directory, exist_ok=True)
@@ -174,7 +175,7 @@ class StorageEngine:
         device: Device | None = None
         index: Index | None = None
         try:
-            device, self.superblock = self._open_device(device_path, capacity, unit, format_device)
+            device, self.superblock = self._open_device(device_path, capacity, unit, format_device, io)
             index = Index(os.path.join(self.directory, "index.sqlite"))
             self._bind_index(index, self.superblock)
             self._blocks: collections.OrderedDict[BlockId, _Live] = collections.OrderedDict()
@@ -211,14 +212,14 @@ class StorageEngine:
 
     # ---- opening ----------------------------------------------------------------------------
     def _open_device(self, device_path: str | None, capacity: int, unit: int,
-                     format_device: bool) -> tuple[Device, Superblock]:
+                     format_device: bool, io: str | None) -> tuple[Device, Superblock]:
         if unit % 4096 or unit <= 0:
             raise InvalidArgument("allocation unit must be a positive multiple of 4096")
         path = device_path or os.path.join(self.directory, "device.img")
         is_new_file = not os.path.exists(path)
         if is_new_file and capacity < 2 * unit + SUPERBLOCK_SIZE:
             raise InvalidArgument(f"capacity {capacity} is too small for allocation unit {unit}")
-        device = Device(path, size=capacity, create=device_path is None)
+        device = Device(path, size=capacity, create=device_path is None, io=io)
         header = aligned_buffer(SUPERBLOCK_SIZE)
         try:
             device.read_into(0, header)
