@@ -131,6 +131,10 @@ class Context:
         return self.caps.limits
 
     def namespace(self, prefix: str = "c") -> str:
+        allocate = getattr(self.target, "allocate_namespace", None)
+        allocated = allocate(prefix) if callable(allocate) else None
+        if isinstance(allocated, str):
+            return allocated
         return f"{prefix}-{_RUN_TAG}-{next(_NS_COUNTER)}"[:64]
 
     def transport(self, namespace: str | None = None) -> Transport:

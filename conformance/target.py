@@ -10,12 +10,14 @@ A target is named by a spec string:
 The checks only talk to `Target`; every hook beyond `connect` is optional and a check that
 needs a missing hook reports that the requirement cannot be demonstrated (a failure in a
 claimed profile). Hooks for the server's profiles (secure, admin) are declared here so a server
-target can offer them: `second_client`, `admin_url`.
+target can offer them: `allocate_namespace`, `credential`, `second_client`, `wire_address`,
+`admin_url`, `launch`. The memkv server's own target is `conformance.targets.server`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import os
 import shutil
@@ -23,7 +25,7 @@ import struct
 import tempfile
 import urllib.parse
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from memkv.errors import InvalidArgument
@@ -31,6 +33,15 @@ from memkv.transport import Capabilities, Transport
 
 DEFAULT_FILE_CAPACITY = 256 * 1024 * 1024
 DEFAULT_FILE_UNIT = 256 * 1024
+
+
+@dataclasses.dataclass
+class Launched:
+    """What `Target.launch` gives back: did the server start, what it printed, a target over it."""
+
+    started: bool
+    output: str
+    target: Target | None = None
 
 
 class Target:
@@ -84,8 +95,32 @@ class Target:
         """While stopped, rewrite the on-disk header with a newer format version (MKV-DUR-005)."""
         return False
 
+    def allocate_namespace(self, prefix: str = "c") -> str | None:
+        """A fresh namespace the target can serve (a server hands out test namespaces it has keys
+        for); None: the suite makes up unique names itself."""
+        return None
+
+    def credential(self, namespace: str, role: str) -> str | None:
+        """`<key id>:<secret>` of a key of role read, write or admin on `namespace` (profile secure,
+        admin); None when not offered."""
+        return None
+
     def second_client(self, namespace: str, credentials: dict[str, str]) -> Transport | None:
-        """A transport with other credentials (profile secure); None when not offered."""
+        """A transport of `namespace` with other credentials (profile secure): {"key": "<id>:<secret>"}
+        or {"role": "read"}; None when not offered. Authentication errors propagate."""
+        return None
+
+    def wire_address(self) -> tuple[str, int] | None:
+        """(host, port) of a memkv wire-protocol server, for raw-frame checks; None when none."""
+        return None
+
+    def launch(self, keys_file: str | None, insecure: bool = False, extra_args: Sequence[str] = (),
+               capacity: str | None = None, unit: str | None = None) -> Launched | None:
+        """Start another server of the same implementation with this keys file (None: the target's
+        own test keys; `insecure`: unauthenticated), extra server flags, capacity and allocation
+        unit, for the start-up requirements (MKV-NS-007, MKV-NS-008, MKV-ADM-002) and small
+        instances; None when not offered.
+        A started one is stopped when this target is closed (or by closing `Launched.target`)."""
         return None
 
     def close(self) -> None:
@@ -225,7 +260,13 @@ def load_target(spec: str) -> Target:
     """The target named by `spec`: a URL or module:factory[?options]."""
     if not spec:
         raise InvalidArgument("empty target")
+    if spec == "memkv-serve" or spec.startswith("memkv-serve?"):
+        spec = "conformance.targets.server:serve" + spec[len("memkv-serve"):]
     parsed = urllib.parse.urlsplit(spec)
+    if parsed.scheme in ("memkv+tcp", "memkv+nixl"):
+        from .targets.server import from_url
+
+        return from_url(spec)
     if parsed.scheme == "file":
         if not parsed.path:
             return FileTarget.temporary()
@@ -249,4 +290,4 @@ def load_target(spec: str) -> Target:
     raise InvalidArgument(f"factory {name} returned {type(made).__name__}, not a Target or callable")
 
 
-__all__ = ["FactoryTarget", "FileTarget", "Target", "URLTarget", "load_target", "redact"]
+__all__ = ["FactoryTarget", "FileTarget", "Launched", "Target", "URLTarget", "load_target", "redact"]

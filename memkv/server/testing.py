@@ -171,3 +171,29 @@ def closed(sock: socket.socket) -> bool:
         return sock.recv(1) == b""
     except ConnectionError:
         return True
+
+
+def open_raw_session(address: tuple[str, int], namespace: str, cred: str, timeout: float = 5.0
+                     ) -> tuple[socket.socket, bytes, bytes]:
+    """Like `raw_session`, for any server address (the conformance suite's raw-frame checks).
+
+    Returns the socket after a verified HELLO, and the client-to-server and server-to-client
+    connection keys (MKV-WIRE-011).
+    """
+    sock = socket.create_connection(address, timeout=timeout)
+    try:
+        frame, nonce = hello_bytes(namespace, cred)
+        sock.sendall(frame)
+        header, meta = read_frame(sock)
+        args = msg.MetaReader(meta, 0).args
+        if header.opcode is not Opcode.HELLO:
+            raise ConnectionError(f"HELLO refused: {header.opcode.name} {header.status} {args}")
+        server_nonce = bytes.fromhex(args["server_nonce"])
+        key_id, secret = parse_credential(cred)
+        tx = connection_key(secret, CLIENT_TO_SERVER, nonce, server_nonce, namespace, key_id)
+        rx = connection_key(secret, SERVER_TO_CLIENT, nonce, server_nonce, namespace, key_id)
+        verify(rx, header, meta)
+    except BaseException:
+        sock.close()
+        raise
+    return sock, tx, rx

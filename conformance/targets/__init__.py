@@ -1,0 +1,1 @@
+"""Targets that ship with the suite: the memkv server (running, or started by the suite)."""
