@@ -146,17 +146,7 @@ def hello_bytes(namespace: str, cred: str, timestamp_ms: int | None = None, nonc
 
 
 def raw_session(srv: MemkvServer, namespace: str, cred: str) -> tuple[socket.socket, bytes, bytes]:
-    sock = socket.create_connection(srv.address, timeout=5)
-    frame, nonce = hello_bytes(namespace, cred)
-    sock.sendall(frame)
-    header, meta = read_frame(sock)
-    assert header.opcode is Opcode.HELLO, msg.MetaReader(meta, 0).args
-    server_nonce = bytes.fromhex(msg.MetaReader(meta, 0).args["server_nonce"])
-    key_id, secret = parse_credential(cred)
-    tx = connection_key(secret, CLIENT_TO_SERVER, nonce, server_nonce, namespace, key_id)
-    rx = connection_key(secret, SERVER_TO_CLIENT, nonce, server_nonce, namespace, key_id)
-    verify(rx, header, meta)
-    return sock, tx, rx
+    return open_raw_session(srv.address, namespace, cred)
 
 
 def error_code(sock: socket.socket) -> ErrorCode:
