@@ -211,14 +211,27 @@ def test_worked_examples_of_the_keys_section() -> None:
         assert f'`"{tag.decode()}"` is the {len(tag)} ASCII bytes {tag.hex(" ")}' in text
 
 
-def test_tests_cite_only_known_requirements() -> None:
-    """A test (here or in the conformance suite) citing an unknown ID fails the build."""
+def _cited_by_tests() -> dict[str, set[str]]:
+    """Requirement IDs named by test markers (requirement(...), or a decorator alias like @req(...))."""
     cited: dict[str, set[str]] = {}
     for folder in ("tests", "conformance"):
         for path in (ROOT / folder).rglob("*.py"):
             source = path.read_text(encoding="utf-8")
-            for call in re.findall(r"requirement\(([^)]*)\)", source):
+            calls = re.findall(r"requirement\(([^)]*)\)", source) + re.findall(r"^\s*@[\w.]+\(([^)]*)\)", source, re.M)
+            for call in calls:
                 for rid in re.findall(r"[\"'](MKV-[A-Z]+-\d{3})[\"']", call):
                     cited.setdefault(rid, set()).add(str(path.relative_to(ROOT)))
-    unknown = {rid: sorted(paths) for rid, paths in cited.items() if rid not in BY_ID}
+    return cited
+
+
+def test_tests_cite_only_known_requirements() -> None:
+    """A test (here or in the conformance suite) citing an unknown ID fails the build."""
+    unknown = {rid: sorted(paths) for rid, paths in _cited_by_tests().items() if rid not in BY_ID}
     assert unknown == {}
+
+
+def test_every_must_is_named_by_a_test() -> None:
+    """Every MUST of the spec is checked by at least one test marker that names its ID."""
+    cited = _cited_by_tests()
+    untested = [r["id"] for r in REQUIREMENTS if r["level"] == "MUST" and r["id"] not in cited]
+    assert untested == []
