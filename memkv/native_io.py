@@ -20,6 +20,7 @@ Errors are `OSError` with the kernel's errno; the device layer maps them to spec
 from __future__ import annotations
 
 import abc
+import concurrent.futures
 import dataclasses
 import errno
 import mmap
@@ -274,7 +275,10 @@ class ThreadEngine(IOEngine):
         else:
             pool = self._executor()
             futures = [pool.submit(fn, fd, off, piece) for _, _, off, piece in pieces]
-            results = [f.result() for f in futures]  # first error propagates after all were queued
+            # Every piece settles before anything is raised: a caller that frees or reuses the
+            # buffer or the extents after an error must not race a piece still in flight.
+            concurrent.futures.wait(futures)
+            results = [f.result() for f in futures]
         for (i, start, _, piece), got in zip(pieces, results, strict=True):
             counts[i] += got
             if got < len(piece):

@@ -74,6 +74,7 @@ typedef struct {
     unsigned features;
     int have_rw; /* IORING_OP_READ / WRITE (5.6+); else READV / WRITEV */
     int broken;  /* io_uring_enter failed for the ring as a whole */
+    unsigned stranded; /* requests of a broken ring that never completed: their memory must stay */
     /* mappings */
     void *sq_map;
     size_t sq_map_len;
@@ -242,6 +243,25 @@ static void prep_sqe(Ring *r, int fd, int is_write, Slot *s, unsigned slot_index
 /*
  * Move all ops; runs without the GIL. Returns 0 or a positive errno.
  */
+/* Wait for `inflight` submitted requests to complete, discarding their results; returns how
+   many could not be waited for (the ring refuses even to wait). */
+static unsigned drain(Ring *r, unsigned inflight) {
+    int refusals = 0;
+    while (inflight && refusals < 3) {
+        if (sys_enter(r->ring_fd, 0, 1, IORING_ENTER_GETEVENTS) < 0 && errno != EINTR) {
+            refusals++;
+        }
+        unsigned head = *r->cq_head;
+        unsigned tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
+        while (head != tail && inflight) {
+            head++;
+            inflight--;
+        }
+        __atomic_store_n(r->cq_head, head, __ATOMIC_RELEASE);
+    }
+    return inflight;
+}
+
 static int run_ops(Ring *r, int fd, int is_write, Op *ops, Py_ssize_t nops) {
     unsigned depth = r->depth;
     Slot *slots = calloc(depth, sizeof(Slot));
@@ -290,10 +310,12 @@ static int run_ops(Ring *r, int fd, int is_write, Op *ops, Py_ssize_t nops) {
         if (ret < 0) {
             int e = errno;
             if (e != EINTR && e != EAGAIN && e != EBUSY) {
-                /* the ring itself failed (not one request): give up on it; the caller closes
-                   it, and the kernel keeps pages of requests still in flight pinned */
+                /* the ring itself failed (not one request): give up on it. Requests already
+                   submitted may still write into the caller's memory, so wait for them; what
+                   cannot be waited for is reported as stranded and its buffers are kept. */
                 error = error ? error : e;
                 r->broken = 1;
+                r->stranded = drain(r, inflight);
                 break;
             }
             /* nothing was consumed; reap whatever is ready below, then retry */
@@ -434,7 +456,10 @@ static PyObject *ring_transfer(Ring *r, PyObject *args, int is_write) {
         PyList_SET_ITEM(result, i, v);
     }
 done:
-    for (Py_ssize_t i = 0; i < got; i++) PyBuffer_Release(&views[i]);
+    /* Buffers of requests a broken ring never completed stay exported (deliberately leaked):
+       releasing them would let Python reuse memory the kernel may still write into. */
+    if (!r->stranded)
+        for (Py_ssize_t i = 0; i < got; i++) PyBuffer_Release(&views[i]);
     PyMem_Free(views);
     PyMem_Free(ops);
     Py_DECREF(offsets);

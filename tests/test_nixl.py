@@ -353,3 +353,21 @@ def test_chunk_pool_is_bounded() -> None:
     assert info.value.code is ErrorCode.LIMIT_EXCEEDED
     pool.release(a, 3 * MiB)
     assert pool.acquire(4 * MiB, 1)[0] == 0
+
+
+def test_round_trip_on_a_buffered_device(ucx_tcp: None, creds: tuple[str, dict[str, str]], tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store opened without O_DIRECT (tmpfs, MEMKV_DIRECT=0) is memory-mapped for TCP streaming;
+    NIXL must still move bytes through its registered staging, never through that mapping."""
+    monkeypatch.setenv("MEMKV_DIRECT", "0")
+    with _server(tmp_path, creds[0], "on") as proc:
+        t = memkv.connect(_url(proc, transport="nixl"), namespace=NS, key=creds[1]["w"])
+        try:
+            data, key = _data(3 * MiB, 7), _key()
+            assert t.put([PutItem(key, data)])[0].ok
+            out = np.zeros(3 * MiB, dtype=np.uint8)
+            result = t.get_into([key], [out])[0]
+            assert result.ok and result.length == 3 * MiB
+            assert np.array_equal(out, data)
+        finally:
+            t.close()

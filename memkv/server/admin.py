@@ -31,6 +31,9 @@ NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 SESSION_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 HEX32_RE = re.compile(r"[0-9a-fA-F]{32}")
 MAX_BODY = 64 * 1024
+MAX_ADMIN_CONNECTIONS = 64
+# Seconds a client may take to send its request line, headers or body (a silent client is cut).
+ADMIN_IO_TIMEOUT_S = 10.0
 MAX_INVALIDATE_KEYS = 256
 HTTP_STATUS = {ErrorCode.NOT_FOUND: 404, ErrorCode.UNKNOWN_SESSION: 404, ErrorCode.SESSION_EXPIRED: 404,
                ErrorCode.UNAUTHENTICATED: 401, ErrorCode.PERMISSION_DENIED: 403, ErrorCode.UNAVAILABLE: 503}
@@ -57,6 +60,7 @@ def session_json(info: SessionInfo, with_keys: bool) -> dict[str, Any]:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    timeout = ADMIN_IO_TIMEOUT_S
     server_version = f"memkv-admin/{__version__}"
     protocol_version = "HTTP/1.1"
     memkv: MemkvServer
@@ -336,11 +340,36 @@ def _raise_bad(name: str) -> Any:
     raise _bad(f"JSON constant {name} is not allowed")
 
 
+class _BoundedHTTPServer(ThreadingHTTPServer):
+    """At most MAX_ADMIN_CONNECTIONS handler threads; the rest are closed at once."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(MAX_ADMIN_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 class AdminServer:
     def __init__(self, server: MemkvServer, address: tuple[str, int]) -> None:
         handler = type("MemkvAdminHandler", (_Handler,), {"memkv": server})
-        self.httpd = ThreadingHTTPServer(address, handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _BoundedHTTPServer(address, handler)
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="memkv-admin", daemon=True)
 

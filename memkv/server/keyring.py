@@ -65,6 +65,9 @@ def parse_credential(text: str) -> tuple[str, bytes]:
     return key_id, parse_secret(secret)
 
 
+MAX_KEYS_FILE = 4 * 1024 * 1024
+
+
 class KeyRing:
     """The configured namespaces and their keys; lookups are by key id."""
 
@@ -110,13 +113,17 @@ class KeyRing:
 
     @classmethod
     def load(cls, path: str) -> KeyRing:
-        mode = os.stat(path).st_mode
-        if mode & stat.S_IROTH:
-            raise InvalidArgument(f"keys file {path} is readable by every user; chmod 600 it")
-        if mode & (stat.S_IRGRP | stat.S_IWGRP):
-            log.warning("keys file %s is accessible to its group; chmod 600 is recommended", path)
-        with open(path, "rb") as handle:
-            raw = handle.read()
+        with open(path, "rb") as handle:  # check the file actually read, not a path that may change
+            mode = os.fstat(handle.fileno()).st_mode
+            if mode & (stat.S_IROTH | stat.S_IWOTH):
+                raise InvalidArgument(f"keys file {path} is readable or writable by every user; chmod 600 it")
+            if mode & stat.S_IWGRP:
+                raise InvalidArgument(f"keys file {path} is writable by its group; chmod 600 it")
+            if mode & stat.S_IRGRP:
+                log.warning("keys file %s is readable by its group; chmod 600 is recommended", path)
+            raw = handle.read(MAX_KEYS_FILE + 1)
+        if len(raw) > MAX_KEYS_FILE:
+            raise InvalidArgument(f"keys file {path} is larger than {MAX_KEYS_FILE} bytes")
         try:
             data = tomllib.loads(raw.decode("utf-8")) if path.endswith(".toml") else yaml.safe_load(raw)
         except (tomllib.TOMLDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:

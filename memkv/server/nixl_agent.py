@@ -196,10 +196,11 @@ class NixlService:
             if peer.conns:
                 return
             del self._peers[peer.name]
-        try:
-            self.agent.remove_remote_agent(peer.name)
-        except Exception as exc:
-            log.debug("removing NIXL agent %s: %s", peer.name, describe_error(exc))
+            # Under the lock: a NIXL_HELLO of the same agent name must not bind in between.
+            try:
+                self.agent.remove_remote_agent(peer.name)
+            except Exception as exc:
+                log.debug("removing NIXL agent %s: %s", peer.name, describe_error(exc))
 
     # ---- transfers ----------------------------------------------------------------------------
     def _deadline(self, length: int) -> float:
@@ -224,7 +225,6 @@ class NixlService:
         infos = engine.stat(namespace, [d[0] for d in descs])
         results: list[GetResult | None] = [None] * len(descs)
         in_flight: collections.deque[_InFlight] = collections.deque()
-        dummy = bytearray(1)
         timeout = self.server.config.frame_timeout_s
 
         def finish(job: _InFlight) -> None:
@@ -237,11 +237,12 @@ class NixlService:
         try:
             for i, ((key, address, capacity, device_id, kind, _, _), info) in enumerate(
                     zip(descs, infos, strict=True)):
-                if info is None or capacity < info.length:
-                    result = engine.get_into(namespace, [key], [dummy])[0]  # NOT_FOUND or BUFFER_TOO_SMALL
-                    if info is None and result.status is ErrorCode.BUFFER_TOO_SMALL:
-                        result = GetResult(ErrorCode.NOT_FOUND, "no such block")
-                    results[i] = result
+                if info is None:
+                    results[i] = GetResult(ErrorCode.NOT_FOUND, f"no block {key.hex()} in namespace {namespace}")
+                    continue
+                if capacity < info.length:
+                    results[i] = GetResult(ErrorCode.BUFFER_TOO_SMALL,
+                                           f"block is {info.length} bytes, buffer {capacity}")
                     continue
                 if self._streams(engine):
                     results[i] = self._get_streamed(engine, namespace, peer, key, address, capacity, device_id, kind)
@@ -399,7 +400,7 @@ class NixlService:
                 self._move("WRITE", view, position[0], device_id, remote_type, peer, broken)
                 position[0] += len(view)
 
-            engine.read_stream(block, pieces, emit)
+            engine.read_stream(block, pieces, emit, use_mapping=False)  # pieces must be NIXL-registered
             return block.result()  # type: ignore[no-any-return]
         except MemkvError as exc:
             return GetResult(exc.code, exc.message)
@@ -428,7 +429,8 @@ class NixlService:
             position[0] += len(view)
 
         try:
-            return engine.put_stream(namespace, key, length, fill, pieces, meta, checksum)  # type: ignore[no-any-return]
+            return engine.put_stream(  # type: ignore[no-any-return]
+                namespace, key, length, fill, pieces, meta, checksum, use_mapping=False)  # pieces are NIXL-registered
         except MemkvError as exc:
             return ItemResult(exc.code, exc.message)
         finally:

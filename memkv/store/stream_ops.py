@@ -51,14 +51,16 @@ class StreamOps(EngineCore):
 
     def put_stream(self, namespace: str, key: bytes, length: int, fill: Callable[[memoryview], None],
                    buffers: Sequence[memoryview], meta: BlockMeta | None = None,
-                   checksum: int | None = None) -> ItemResult:
+                   checksum: int | None = None, use_mapping: bool = True) -> ItemResult:
         """Store one block whose bytes arrive piece by piece: the two-phase put of `put`, streamed.
 
         Extents are reserved first; then, for each piece, `fill(view)` must fill `view`
         completely (e.g. recv_into from a socket) and the piece is written to the device while
         the next one is filled; pieces rotate through `buffers` (at least two page-aligned
         buffers; the smallest sets the piece size). On a buffered device `fill` gets views of
-        the mapped device instead, so the bytes land in the page cache without a copy. Nothing
+        the mapped device instead, so the bytes land in the page cache without a copy, unless
+        `use_mapping` is false (a caller whose pieces must be its own memory, e.g. memory
+        registered with NIXL). Nothing
         is visible before the whole payload matches `checksum` and the index row is committed;
         on any failure the extents are freed.
 
@@ -80,7 +82,7 @@ class StreamOps(EngineCore):
             return self._reput_stream(key, reserved.row, length, fill, buffers[0][:piece], checksum)
         row = None
         writes: collections.deque[concurrent.futures.Future[None]] = collections.deque()
-        mapped = self.device.mapping()
+        mapped = self.device.mapping() if use_mapping else None
         try:
             hasher = payload_hasher()
             for k, (offset, size) in enumerate(self._piece_plan(reserved.extents, length, piece)):
@@ -121,12 +123,14 @@ class StreamOps(EngineCore):
             hasher.update(view)
         return _reput(key, row, length, hasher.intdigest(), declared)
 
-    def read_stream(self, block: BlockRead, buffers: Sequence[memoryview], emit: Callable[[memoryview], None]) -> None:
+    def read_stream(self, block: BlockRead, buffers: Sequence[memoryview], emit: Callable[[memoryview], None],
+                    use_mapping: bool = True) -> None:
         """Read a pinned block piece by piece and hand each piece to `emit` while the next ones are read.
 
         Pieces rotate through `buffers` (at least two; len(buffers) - 1 reads run ahead of
         `emit`). A piece's view is valid only during its `emit` call. On a buffered device the
-        pieces are views of the mapped device instead (no copy, no reads ahead). The bytes are
+        pieces are views of the mapped device instead (no copy, no reads ahead) unless
+        `use_mapping` is false. The bytes are
         hashed as they pass; when the whole block fails its checksum the block is removed and Corrupted
         is raised after every piece was emitted (a streaming receiver detects it by the
         checksum it was given). A device failure raises Unavailable part-way.
@@ -138,7 +142,7 @@ class StreamOps(EngineCore):
         plan = self._piece_plan(row.extents, row.length, piece)
         hasher = payload_hasher()
         queue: collections.deque[tuple[concurrent.futures.Future[None], memoryview]] = collections.deque()
-        mapped = self.device.mapping()
+        mapped = self.device.mapping() if use_mapping else None
         if mapped is not None:  # buffered device: hash and emit straight from the page cache
             plan, pieces = [], [mapped[offset : offset + size] for offset, size in plan]
             for view in pieces:
