@@ -168,7 +168,7 @@ def test_keys_file_must_not_be_world_readable(tmp_path: os.PathLike[str]) -> Non
     path = os.path.join(tmp_path, "keys.yaml")
     write_keys_file(path, {"ns": [("k", "read")]})
     os.chmod(path, 0o644)
-    with pytest.raises(memkv.MemkvError, match="readable by every user"):
+    with pytest.raises(memkv.MemkvError, match="readable or writable by every user"):
         KeyRing.load(path)
     os.chmod(path, 0o600)
     assert KeyRing.load(path).get("k") is not None
