@@ -126,9 +126,10 @@ class TcpConnection:
         return buf
 
     def _recv_into(self, view: memoryview) -> None:
-        pos = 0
-        while pos < len(view):
-            got = self.sock.recv_into(view[pos:])
+        pos, size = 0, len(view)
+        while pos < size:
+            # MSG_WAITALL: one call (and one wake-up of this thread) per view on a blocking socket
+            got = self.sock.recv_into(view[pos:] if pos else view, size - pos, socket.MSG_WAITALL)
             if got == 0:
                 raise Unavailable("server closed the connection")
             pos += got

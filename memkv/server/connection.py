@@ -19,6 +19,7 @@ import logging
 import os
 import select
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -70,6 +71,7 @@ FATAL_CODES = frozenset({ErrorCode.PROTOCOL_ERROR, ErrorCode.UNAUTHENTICATED, Er
                          ErrorCode.TIMEOUT})
 MIN_PAYLOAD_RATE = 1024 * 1024  # bytes/s a sender must sustain inside one frame
 POLL_TICK_S = 0.2
+TIMEOUT_QUANTUM_US = 10_000  # socket timeouts may end this much after a deadline
 _DISCARD = bytearray(256 * 1024)
 _ZEROS = bytes(256 * 1024)
 # Streamed put/get: piece size and piece buffers per request (the device works on one piece
@@ -160,6 +162,10 @@ class Connection:
         self.closing = False
         self._after_send: list[Callable[[], None]] = []
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Blocking socket; deadlines are kernel timeouts (SO_RCVTIMEO/SO_SNDTIMEO) set before a
+        # call: one syscall each instead of Python's non-blocking mode (fcntl, poll, then the call).
+        sock.settimeout(None)
+        self._kernel_timeouts = {socket.SO_RCVTIMEO: -1, socket.SO_SNDTIMEO: -1}
         self._handlers: dict[Opcode, Callable[[Header, msg.MetaReader], Response]] = {
             Opcode.PUT: self._put, Opcode.GET: self._get, Opcode.STAT: self._stat, Opcode.EXISTS: self._exists,
             Opcode.LOOKUP: self._lookup, Opcode.RELEASE_LEASE: self._release_lease, Opcode.DELETE: self._delete,
@@ -175,17 +181,27 @@ class Connection:
         self._handlers.update(server.nixl.handlers(self))  # NIXL_HELLO/GET/PUT (memkv/server/nixl_agent.py)
 
     # ---- socket plumbing ------------------------------------------------------------------
+    def _timeout(self, option: int, deadline: float) -> bool:
+        """Bound the next blocking call by `deadline`; False when it has passed."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        # rounded up to TIMEOUT_QUANTUM_US (never 0: that means "no timeout"), so most calls reuse it
+        usec = max(1, -(-int(remaining * 1e6) // TIMEOUT_QUANTUM_US)) * TIMEOUT_QUANTUM_US
+        if self._kernel_timeouts[option] != usec:
+            self.sock.setsockopt(socket.SOL_SOCKET, option, struct.pack("ll", *divmod(usec, 1_000_000)))
+            self._kernel_timeouts[option] = usec
+        return True
+
     def _recv_exact(self, view: memoryview, deadline: float) -> None:
         pos, size = 0, len(view)
         while pos < size:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if not self._timeout(socket.SO_RCVTIMEO, deadline):
                 raise Timeout("frame did not arrive in time")
-            self.sock.settimeout(remaining)
             try:
-                got = self.sock.recv_into(view[pos:], size - pos)
-            except TimeoutError:
-                raise Timeout("frame did not arrive in time") from None
+                got = self.sock.recv_into(view[pos:] if pos else view, size - pos, socket.MSG_WAITALL)
+            except (BlockingIOError, TimeoutError):
+                continue  # the kernel timeout ran out: the deadline check above decides
             except OSError as exc:
                 raise _Closed(str(exc)) from None
             if got == 0:
@@ -215,14 +231,12 @@ class Connection:
         deadline = self._payload_deadline(total)
         with self._send_lock:
             while pending:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if not self._timeout(socket.SO_SNDTIMEO, deadline):
                     raise _Closed("peer does not read its answers")
-                self.sock.settimeout(remaining)
                 try:
                     sent = self.sock.sendmsg(pending[:512])
-                except TimeoutError:
-                    raise _Closed("peer does not read its answers") from None
+                except (BlockingIOError, TimeoutError):
+                    continue  # the kernel timeout ran out: the deadline check above decides
                 except OSError as exc:
                     raise _Closed(str(exc)) from None
                 while sent and pending:

@@ -14,7 +14,7 @@ import hmac
 import struct
 
 from ..errors import LimitExceeded, ProtocolError, Unauthenticated, UnsupportedVersion
-from .opcodes import KNOWN_OPCODES, PAYLOAD_REQUESTS, PAYLOAD_RESPONSES, Opcode
+from .opcodes import PAYLOAD_REQUESTS, PAYLOAD_RESPONSES, Opcode
 
 MAGIC = b"MKVW"
 VERSION_MAJOR = 1
@@ -30,6 +30,8 @@ KNOWN_FLAGS = FLAG_RESPONSE
 # magic, major, minor, opcode, flags, request_id, meta_len, status, reserved, payload_len, mac
 _HEADER = struct.Struct("<4sBBBBQIHHQ32s")
 assert _HEADER.size == HEADER_SIZE
+
+_OPCODES = {int(op): op for op in Opcode}
 
 MiB = 1024 * 1024
 PRE_AUTH_MAX_META = 4096
@@ -90,13 +92,13 @@ def parse_header(raw: bytes | bytearray | memoryview, limits: WireLimits = WireL
     if major != VERSION_MAJOR:
         raise UnsupportedVersion(
             f"wire protocol {major}.{minor} is not supported; this build speaks {VERSION_MAJOR}.{VERSION_MINOR}")
-    if opcode not in KNOWN_OPCODES:
+    op = _OPCODES.get(opcode)
+    if op is None:
         raise ProtocolError(f"unknown opcode {opcode:#04x}")
     if flags & ~KNOWN_FLAGS:
         raise ProtocolError(f"unknown flag bits {flags:#04x}")
     if reserved:
         raise ProtocolError("reserved header field is not zero")
-    op = Opcode(opcode)
     if meta_len > limits.max_meta:
         raise LimitExceeded(f"frame metadata of {meta_len} bytes exceeds the limit {limits.max_meta}")
     if payload_len:
@@ -118,7 +120,8 @@ def sign(key: bytes | None, header: Header, meta: bytes | bytearray | memoryview
     """The header with its MAC set; with no key (unauthenticated mode) the MAC stays zero."""
     if key is None:
         return header
-    return dataclasses.replace(header, mac=compute_mac(key, header, meta))
+    return Header(header.opcode, header.request_id, header.meta_len, header.payload_len, header.flags,
+                  header.status, compute_mac(key, header, meta), header.major, header.minor)
 
 
 def verify(key: bytes | None, header: Header, meta: bytes | bytearray | memoryview) -> None:

@@ -34,8 +34,16 @@ def _json_reject_constant(name: str) -> Any:
     raise ProtocolError(f"JSON constant {name} is not allowed in frame metadata")
 
 
+# One decoder for every frame (json.loads with an option builds a new one per call).
+_JSON_DECODER = json.JSONDecoder(parse_constant=_json_reject_constant)
+_EMPTY_ARGS = b"{}"
+_EMPTY_ARGS_PREFIX = _U32.pack(len(_EMPTY_ARGS)) + _EMPTY_ARGS
+
+
 def encode_meta(args: dict[str, Any] | None = None, items: bytes = b"", count: int = 0) -> bytes:
-    raw_args = json.dumps(args or {}, separators=(",", ":"), sort_keys=True, allow_nan=False).encode("utf-8")
+    if not args:  # the data path's common case: no arguments, only items
+        return _EMPTY_ARGS_PREFIX + _U32.pack(count) + items
+    raw_args = json.dumps(args, separators=(",", ":"), sort_keys=True, allow_nan=False).encode("utf-8")
     return _U32.pack(len(raw_args)) + raw_args + _U32.pack(count) + items
 
 
@@ -48,7 +56,7 @@ class MetaReader:
         args_len = self._unpack(_U32)[0]
         raw_args = self._take(args_len)
         try:
-            args = json.loads(bytes(raw_args).decode("utf-8"), parse_constant=_json_reject_constant)
+            args = {} if raw_args == _EMPTY_ARGS else _JSON_DECODER.decode(bytes(raw_args).decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise ProtocolError(f"frame arguments are not valid JSON: {exc}") from None
         if not isinstance(args, dict):
