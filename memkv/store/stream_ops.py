@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..blocks import BlockMeta
 from ..checksum import payload_hasher
@@ -143,11 +144,16 @@ class StreamOps(EngineCore):
         hasher = payload_hasher()
         queue: collections.deque[tuple[concurrent.futures.Future[None], memoryview]] = collections.deque()
         mapped = self.device.mapping() if use_mapping else None
-        if mapped is not None:  # buffered device: hash and emit straight from the page cache
+        if mapped is not None:
+            # Buffered device: emit straight from the page cache while another thread hashes the
+            # same pages (both release the GIL); the pinned block keeps the pages in place.
             plan, pieces = [], [mapped[offset : offset + size] for offset, size in plan]
-            for view in pieces:
-                hasher.update(view)
-                emit(view)
+            hashing = self._io_pool.submit(_hash_pieces, hasher, pieces)
+            try:
+                for view in pieces:
+                    emit(view)
+            finally:
+                hashing.result()
 
         def submit(k: int) -> None:
             offset, size = plan[k]
@@ -178,3 +184,8 @@ class StreamOps(EngineCore):
             with self._lock:
                 self.counters.errors[ErrorCode.CORRUPTED.name] += 1
             raise
+
+
+def _hash_pieces(hasher: Any, pieces: Sequence[memoryview]) -> None:
+    for view in pieces:
+        hasher.update(view)
