@@ -83,6 +83,37 @@ def test_slow_loris_does_not_stall_others_and_is_cut(server: tuple[MemkvServer, 
     assert _closed(slow)
 
 
+@req("MKV-WIRE-013", "MKV-WIRE-018", "MKV-ERR-002")
+def test_a_payload_that_stalls_gets_one_timeout_and_the_connection_closes(
+        server: tuple[MemkvServer, dict[str, str]]) -> None:
+    srv, creds = server
+    sock, tx, _ = _raw_session(srv, "ns", creds["w"])
+    key = os.urandom(16)
+    meta = msg.encode_meta({}, msg.pack_put_item(key, 8192, 0, memkv.BlockMeta().encode()), 1)
+    sock.sendall(sign(tx, Header(Opcode.PUT, 1, len(meta), 8192), meta).pack() + meta + bytes(100))
+    header, _ = _read_frame(sock)  # the rest of the payload never comes: cut after the frame timeout
+    assert header.opcode is Opcode.ERROR and header.request_id == 1
+    assert ErrorCode(header.status) is ErrorCode.TIMEOUT
+    ping = msg.encode_meta({})
+    try:  # bytes sent now must not be read as the old payload and answered again
+        sock.sendall(bytes(8092) + sign(tx, Header(Opcode.PING, 2, len(ping)), ping).pack() + ping)
+    except OSError:
+        pass
+    assert _closed(sock)
+    assert srv.engine.exists("ns", [key]) == [False]
+
+
+@req("MKV-WIRE-004")
+def test_goodbye_is_answered_then_the_connection_closes(server: tuple[MemkvServer, dict[str, str]]) -> None:
+    srv, creds = server
+    sock, tx, _ = _raw_session(srv, "ns", creds["w"])
+    meta = msg.encode_meta({})
+    sock.sendall(sign(tx, Header(Opcode.GOODBYE, 1, len(meta)), meta).pack() + meta)
+    header, _ = _read_frame(sock)
+    assert header.opcode is Opcode.GOODBYE and header.request_id == 1 and header.status == 0
+    assert _closed(sock)
+
+
 @req("MKV-WIRE-019", "MKV-ERR-002")
 @pytest.mark.parametrize("garbage", [
     b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + b" " * 40,

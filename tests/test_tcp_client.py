@@ -231,3 +231,39 @@ def test_streamed_get_of_a_corrupted_block(tcp: Transport, server: tuple[MemkvSe
     assert second.status is ErrorCode.CORRUPTED
     assert tcp.get_into([bad], [bufs[1]])[0].status is ErrorCode.NOT_FOUND  # removed by the server
     assert tcp.get([good]) == [data[0]]  # the connection is still in step
+
+
+def test_a_late_answer_never_lands_in_a_buffer_after_timeout(server: tuple[MemkvServer, dict[str, str]],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """After TIMEOUT the caller owns its buffer again: the connection is abandoned, not read on."""
+    import threading
+    import time
+
+    from memkv.errors import Timeout
+
+    srv, creds = server
+    key, payload = os.urandom(16), os.urandom(64 * 1024)
+    writer = TcpTransport(*srv.address, namespace="team-a", key=creds["a-writer"])
+    assert writer.put([PutItem(key, payload)])[0].ok
+    writer.close()
+    release = threading.Event()
+    real_open_read = srv.engine.open_read
+
+    def slow_open_read(*args: Any, **kwargs: Any) -> Any:
+        release.wait(5)
+        return real_open_read(*args, **kwargs)
+
+    monkeypatch.setattr(srv.engine, "open_read", slow_open_read)
+    t = TcpTransport(*srv.address, namespace="team-a", key=creds["a-writer"], timeout=0.5)
+    try:
+        buf = bytearray(len(payload))
+        with pytest.raises(Timeout):
+            t.get_into([key], [buf])
+        release.set()
+        time.sleep(0.5)  # the server answers now, on a connection the client gave up
+        assert buf == bytearray(len(payload))
+        monkeypatch.setattr(srv.engine, "open_read", real_open_read)
+        assert t.get([key]) == [payload]  # the pool reconnects
+    finally:
+        release.set()
+        t.close()

@@ -15,6 +15,7 @@ import itertools
 import logging
 import os
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -91,7 +92,7 @@ class TcpConnection:
     """One authenticated connection; thread-safe; many requests may be in flight."""
 
     def __init__(self, host: str, port: int, namespace: str, credential: tuple[str, bytes] | None,
-                 connect_timeout: float = 10.0) -> None:
+                 connect_timeout: float = 10.0, send_timeout: float = 60.0) -> None:
         self.namespace = namespace
         try:
             self.sock = socket.create_connection((host, port), timeout=connect_timeout)
@@ -100,6 +101,7 @@ class TcpConnection:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._send_lock = threading.Lock()
         self._pending: dict[int, _Pending] = {}
+        self._delivering = False  # the reader is receiving an answer (maybe into a caller's buffer)
         self._pending_lock = threading.Lock()
         self._ids = itertools.count(1)
         self.closed = False
@@ -116,6 +118,9 @@ class TcpConnection:
                                  int(limits.get("max_payload", 256 * 1024 * 1024)),
                                  int(limits.get("max_items", 256)))
         self.sock.settimeout(None)
+        # A server that stops reading must not block a sender (and the send lock) forever.
+        seconds = max(1, int(send_timeout))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", seconds, 0))
         self._reader = threading.Thread(target=self._read_loop, name="memkv-tcp-reader", daemon=True)
         self._reader.start()
 
@@ -170,7 +175,8 @@ class TcpConnection:
 
     # ---- requests ----------------------------------------------------------------------------
     def in_flight(self) -> int:
-        return len(self._pending)
+        """Requests sent and not yet answered, counting one whose answer is being received."""
+        return len(self._pending) + self._delivering
 
     def request(self, opcode: Opcode, args: dict[str, Any] | None = None, items: bytes = b"", count: int = 0,
                 payload: Sequence[memoryview] = (), get_views: list[memoryview] | None = None
@@ -213,13 +219,17 @@ class TcpConnection:
                 verify(self.rx_key, header, meta)
                 with self._pending_lock:
                     pending = self._pending.pop(header.request_id, None)
+                    self._delivering = pending is not None
                 if pending is None:
                     if header.opcode is Opcode.ERROR:
                         reader = msg.MetaReader(meta, 0)
                         raise error_for(header.status or ErrorCode.PROTOCOL_ERROR,
                                         str(reader.args.get("message", "server closed the connection")))
                     raise ProtocolError(f"answer to unknown request id {header.request_id}")
-                self._deliver(header, meta, pending)
+                try:
+                    self._deliver(header, meta, pending)
+                finally:
+                    self._delivering = False
         except MemkvError as exc:
             self._fail(exc if exc.code is not ErrorCode.UNAVAILABLE else Unavailable(exc.message))
         except OSError as exc:
@@ -295,6 +305,14 @@ class TcpConnection:
         self._reader.join(timeout=5)
         self.sock.close()
 
+    def abandon(self, error: MemkvError) -> None:
+        """Give up on this connection after a request timed out: its stream cannot be resynchronised,
+        and once this returns the reader thread no longer writes into any caller's buffer."""
+        self._fail(error)
+        if threading.current_thread() is not self._reader:
+            self._reader.join(timeout=5)
+
+
 
 def _gather(futures: list[concurrent.futures.Future[T]], combine: Callable[[list[T]], Any]
             ) -> concurrent.futures.Future[Any]:
@@ -344,7 +362,8 @@ class TcpTransport(Transport):
         self.limits: Limits = self._caps.limits
 
     def _open(self) -> TcpConnection:
-        return TcpConnection(self.host, self.port, self.namespace, self._credential, self.connect_timeout)
+        return TcpConnection(self.host, self.port, self.namespace, self._credential, self.connect_timeout,
+                             send_timeout=self.timeout)
 
     def _connection(self) -> TcpConnection:
         with self._lock:
@@ -368,7 +387,15 @@ class TcpTransport(Transport):
         try:
             return future.result(timeout=self.timeout)
         except concurrent.futures.TimeoutError:
-            raise Timeout(f"no answer within {self.timeout} s; the outcome is unknown") from None
+            error = Timeout(f"no answer within {self.timeout} s; the outcome is unknown")
+            # The request's connection cannot be told apart from a merely busy one here, and no
+            # connection whose answer is late may keep reading into callers' buffers: give up
+            # on every connection with requests in flight (the pool reconnects on demand).
+            with self._lock:
+                stuck = [c for c in self._conns if c.in_flight()]
+            for conn in stuck:
+                conn.abandon(error)
+            raise error from None
 
     def _call(self, opcode: Opcode, args: dict[str, Any] | None = None, keys: Sequence[bytes] = ()) -> Reply:
         return self._wait(self._request(opcode, args, msg.pack_keys(keys), len(keys)))

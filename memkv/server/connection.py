@@ -291,11 +291,12 @@ class Connection:
                 pass
 
     def _readable(self, timeout: float) -> bool:
+        poller = select.poll()  # not select(): descriptors above 1023 must work too
         try:
-            ready, _, _ = select.select([self.sock], [], [], timeout)
+            poller.register(self.sock, select.POLLIN)
+            return bool(poller.poll(max(0, int(timeout * 1000))))
         except (OSError, ValueError):
             raise _Closed("socket closed") from None
-        return bool(ready)
 
     def _wait_for_frame(self) -> bool:
         """Wait for the first byte of the next frame; False on idle timeout or drain."""
@@ -362,15 +363,16 @@ class Connection:
         try:
             if self.server.draining.is_set():
                 raise Unavailable("server is shutting down")
-            if self.role < REQUIRED_ROLE[op]:
-                raise PermissionDenied(f"{op.name} needs the {REQUIRED_ROLE[op].name.lower()} role; "
+            needed = REQUIRED_ROLE.get(op)  # None: HELLO, ERROR and GOODBYE need no role
+            if needed is not None and self.role < needed:
+                raise PermissionDenied(f"{op.name} needs the {needed.name.lower()} role; "
                                        f"key {self.key_id} has {self.role.name.lower()}")
             reader = msg.MetaReader(meta, self.limits.max_items)
             args, items, count, payload = handler(header, reader)
         except MemkvError as exc:
             self._run_after_send()
             metrics.operations.labels(op.name, exc.code.name).inc()
-            if exc.code is ErrorCode.PROTOCOL_ERROR:
+            if exc.code in FATAL_CODES:  # e.g. a payload that stalled: the stream cannot be resynchronised
                 raise
             self._send_error(header, exc)
             self._discard_payload(self._payload_left)
@@ -398,6 +400,8 @@ class Connection:
         key_id = reader.arg("key_id", str, None, nullable=True)
         client_nonce = reader.hex_arg("client_nonce", 16)
         timestamp_ms = reader.arg("timestamp_ms", int)
+        if not 0 <= timestamp_ms < 2**53:
+            raise InvalidArgument("timestamp_ms must be milliseconds since the epoch")
         server = self.server
         if server.keyring is not None:
             key = server.keyring.get(key_id) if key_id else None
