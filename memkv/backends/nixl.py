@@ -53,7 +53,7 @@ from ..transport import Capabilities, GetResult, ItemResult, PutItem
 from ..units import parse_size
 from ..wire import messages as msg
 from ..wire.opcodes import Opcode
-from .tcp import DEFAULT_PORT, Reply, TcpConnection, TcpTransport, _parse_credential
+from .tcp import DEFAULT_PORT, Reply, TcpConnection, TcpTransport, _parse_credential, check_options, pop_credential
 
 log = logging.getLogger("memkv.nixl")
 
@@ -596,23 +596,14 @@ def _then(future: concurrent.futures.Future[Reply], combine: Callable[[Reply], A
 
 
 def open_nixl(url_host: str, url_port: int | None, namespace: str, options: dict[str, Any]) -> NixlTransport:
-    key = options.pop("key", None)
-    key_file = options.pop("key_file", None)
-    if key is None and key_file:
-        with open(key_file, encoding="utf-8") as handle:
-            key = handle.read().strip()
-    if key is None:
-        key = os.environ.get("MEMKV_KEY") or None
+    key = pop_credential(options)
     if "transport" not in options:
         options["transport"] = os.environ.get("MEMKV_TRANSPORT") or "auto"
     for name in ("register_cache", "bounce_cache"):
         if name in options and isinstance(options[name], str):
             options[name] = parse_size(options[name])
-    known = {"pool_size", "timeout", "connect_timeout", "transport", "register_cache", "bounce_cache"}
-    unknown = set(options) - known
-    if unknown:
-        known |= {"key", "key_file"}
-        raise InvalidArgument(f"unknown memkv+nixl option(s) {sorted(unknown)}; known: {sorted(known)}")
+    check_options("memkv+nixl", options,
+                  {"pool_size", "timeout", "connect_timeout", "transport", "register_cache", "bounce_cache"})
     return NixlTransport(url_host or "127.0.0.1", url_port or DEFAULT_PORT, namespace, _parse_credential(key),
                          **options)
 

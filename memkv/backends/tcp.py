@@ -635,19 +635,26 @@ def _json_float(value: float) -> float:
     return value
 
 
-def open_tcp(url_host: str, url_port: int | None, namespace: str, options: dict[str, Any]) -> TcpTransport:
+def pop_credential(options: dict[str, Any]) -> str | None:
+    """The client key from `key=`, else the file named by `key_file=`, else $MEMKV_KEY (id:secret)."""
     key = options.pop("key", None)
     key_file = options.pop("key_file", None)
     if key is None and key_file:
         with open(key_file, encoding="utf-8") as handle:
-            key = handle.read().strip()
-    if key is None:
-        key = os.environ.get("MEMKV_KEY") or None
-    known = {"pool_size", "timeout", "connect_timeout"}
+            key = handle.read(4096).strip()
+    return key or os.environ.get("MEMKV_KEY") or None
+
+
+def check_options(scheme: str, options: dict[str, Any], known: set[str]) -> None:
     unknown = set(options) - known
     if unknown:
-        known |= {"key", "key_file"}
-        raise InvalidArgument(f"unknown memkv+tcp option(s) {sorted(unknown)}; known: {sorted(known)}")
+        everything = sorted(known | {"key", "key_file"})
+        raise InvalidArgument(f"unknown {scheme} option(s) {sorted(unknown)}; known: {everything}")
+
+
+def open_tcp(url_host: str, url_port: int | None, namespace: str, options: dict[str, Any]) -> TcpTransport:
+    key = pop_credential(options)
+    check_options("memkv+tcp", options, {"pool_size", "timeout", "connect_timeout"})
     return TcpTransport(url_host or "127.0.0.1", url_port or DEFAULT_PORT, namespace, key, **options)
 
 
