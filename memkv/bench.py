@@ -24,10 +24,11 @@ from typing import Any
 import numpy as np
 
 from .blocks import MiB
-from .buffers import aligned_buffer
+from .buffers import BufferLike, aligned_buffer
 from .errors import InvalidArgument, Unsupported
 from .progress import Progress
 from .store.device import preallocate
+from .transport import PutItem, Transport
 from .units import format_size, parse_size
 
 DEFAULT_SIZES = (2 * MiB, 4 * MiB, 8 * MiB, 16 * MiB)
@@ -61,6 +62,25 @@ class BenchConfig:
     directory: str | None = None
     keep: bool = False
     io: tuple[str, ...] = ("auto",)
+
+
+def bench_buffers(size: int, count: int) -> tuple[list[memoryview], list[memoryview]]:
+    """Up to four page-aligned sources of random bytes, and as many destinations, of `size`."""
+    rng = np.random.default_rng(size)
+    sources = []
+    for _ in range(min(count, 4)):
+        buf = aligned_buffer(size)
+        np.frombuffer(buf, dtype=np.uint8)[:] = rng.integers(0, 256, size, dtype=np.uint8)
+        sources.append(buf)
+    return sources, [aligned_buffer(size) for _ in range(min(count, 4))]
+
+
+def memkv_op(transport: Transport, op: str, key: bytes, src: BufferLike, dst: BufferLike) -> None:
+    """One timed memkv operation: put `src` under `key`, or get `key` into `dst`."""
+    if op == "put":
+        transport.put([PutItem(key, src)])[0].raise_for_status()
+    else:
+        transport.get_into([key], [dst])[0].raise_for_status()
 
 
 class Target(abc.ABC):
@@ -127,33 +147,19 @@ class FileTarget(Target):
 
     def _bufs(self, size: int, count: int) -> tuple[list[memoryview], list[memoryview]]:
         if size not in self._buffers:
-            rng = np.random.default_rng(size)
-            sources = []
-            for _ in range(min(count, 4)):
-                buf = aligned_buffer(size)
-                np.frombuffer(buf, dtype=np.uint8)[:] = rng.integers(0, 256, size, dtype=np.uint8)
-                sources.append(buf)
-            dests = [aligned_buffer(size) for _ in range(min(count, 4))]
-            self._buffers = {size: (sources, dests)}  # keep only the current size's buffers
+            self._buffers = {size: bench_buffers(size, count)}  # keep only the current size's buffers
         return self._buffers[size]
 
     def begin(self, size: int, count: int, round_no: int) -> None:
         self._size = size
         self._src, self._dst = self._bufs(size, count)
         self._keys = [os.urandom(16) for _ in range(count)]
-        from .transport import PutItem
-
-        self._put_item = PutItem
 
     def op(self, path: str, op: str, i: int) -> None:
         src = self._src[i % len(self._src)]
         dst = self._dst[i % len(self._dst)]
         if path != "raw":
-            transport = self.transports[path]
-            if op == "put":
-                transport.put([self._put_item(self._keys[i], src)])[0].raise_for_status()
-            else:
-                transport.get_into([self._keys[i]], [dst])[0].raise_for_status()
+            memkv_op(self.transports[path], op, self._keys[i], src, dst)
         elif op == "put":
             _all(os.pwritev, self.raw_fd, src, i * self._size)
         else:

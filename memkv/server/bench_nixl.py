@@ -20,13 +20,10 @@ import tempfile
 import time
 from typing import Any
 
-import numpy as np
-
-from ..bench import BenchConfig, Target
+from ..bench import BenchConfig, Target, bench_buffers, memkv_op
 from ..blocks import MiB
 from ..buffers import MemoryRegion, address_of, aligned_buffer
 from ..nixl_support import Pump, make_agent, release_handle, transfer, wait_transfer
-from ..transport import PutItem
 
 
 class _RawPeer:
@@ -132,13 +129,7 @@ class NixlTarget(Target):
             for old_src, old_dst in self._buffers.values():
                 for buf in old_src + old_dst:
                     self.transport.deregister(MemoryRegion(address_of(buf), len(buf)))
-            rng = np.random.default_rng(size)
-            sources = []
-            for _ in range(min(count, 4)):
-                buf = aligned_buffer(size)
-                np.frombuffer(buf, dtype=np.uint8)[:] = rng.integers(0, 256, size, dtype=np.uint8)
-                sources.append(buf)
-            dests = [aligned_buffer(size) for _ in range(min(count, 4))]
+            sources, dests = bench_buffers(size, count)
             for buf in sources + dests:
                 region = MemoryRegion(address_of(buf), len(buf))
                 self.transport.register(region)
@@ -159,10 +150,7 @@ class NixlTarget(Target):
         assert self.peer is not None
         self.peer.pump(path == "raw")
         if path == "memkv":
-            if op == "put":
-                self.transport.put([PutItem(self._keys[i], src)])[0].raise_for_status()
-            else:
-                self.transport.get_into([self._keys[i]], [dst])[0].raise_for_status()
+            memkv_op(self.transport, op, self._keys[i], src, dst)
             return
         local = src if op == "put" else dst
         handle = transfer(self.raw_agent, "WRITE" if op == "put" else "READ", [(local.address, self._size, 0)],

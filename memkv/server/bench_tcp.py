@@ -33,12 +33,20 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection as Pipe
 from typing import IO, Any
 
-import numpy as np
-
-from ..bench import OPS, PATHS, TARGET_RATIO, TARGET_SIZE, BenchConfig, Target, parse_sizes, run_bench
+from ..bench import (
+    OPS,
+    PATHS,
+    TARGET_RATIO,
+    TARGET_SIZE,
+    BenchConfig,
+    Target,
+    bench_buffers,
+    memkv_op,
+    parse_sizes,
+    run_bench,
+)
 from ..blocks import MiB
 from ..buffers import aligned_buffer
-from ..transport import PutItem
 from ..units import format_size
 
 
@@ -166,13 +174,7 @@ class _Client:
 
     def _bufs(self, size: int, count: int) -> tuple[list[memoryview], list[memoryview]]:
         if size not in self._buffers:
-            rng = np.random.default_rng(size)
-            sources = []
-            for _ in range(min(count, 4)):
-                buf = aligned_buffer(size)
-                np.frombuffer(buf, dtype=np.uint8)[:] = rng.integers(0, 256, size, dtype=np.uint8)
-                sources.append(buf)
-            self._buffers = {size: (sources, [aligned_buffer(size) for _ in range(min(count, 4))])}
+            self._buffers = {size: bench_buffers(size, count)}
         return self._buffers[size]
 
     def begin(self, size: int, count: int) -> None:
@@ -184,10 +186,7 @@ class _Client:
         src = self._src[i % len(self._src)]
         dst = self._dst[i % len(self._dst)]
         if path == "memkv":
-            if op == "put":
-                self.transport.put([PutItem(self._keys[i], src)])[0].raise_for_status()
-            else:
-                self.transport.get_into([self._keys[i]], [dst])[0].raise_for_status()
+            memkv_op(self.transport, op, self._keys[i], src, dst)
             return
         head = (b"P" if op == "put" else b"G") + self._size.to_bytes(8, "little")
         if op == "put":
