@@ -19,6 +19,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--config", help="config file (YAML, or TOML by extension); flags override it")
     p.add_argument("--data", dest="data_dir", help="store directory (index, lock; device file unless --device)")
     p.add_argument("--device", help="file or block device holding block payloads")
+    p.add_argument("--format-device", dest="format_device", action="store_true", default=None,
+                   help="format --device if it holds no memkv store yet (DESTROYS what is on it); "
+                        "a device that already holds a store is opened as it is")
     p.add_argument("--capacity", help="store capacity for a new device file, e.g. 64GiB (default 1GiB)")
     p.add_argument("--unit", help="allocation unit, e.g. 1MiB")
     p.add_argument("--listen", help="wire protocol address (default 127.0.0.1:9900)")
@@ -43,8 +46,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def build_config(args: argparse.Namespace) -> ServerConfig:
     config = ServerConfig.from_file(args.config) if args.config else ServerConfig()
     overrides: dict[str, Any] = {name: getattr(args, name, None) for name in (
-        "data_dir", "device", "capacity", "unit", "listen", "admin_listen", "keys_file", "insecure_no_auth",
-        "max_connections", "buffer_memory", "idle_timeout_s", "frame_timeout_s", "nixl", "nixl_staging")}
+        "data_dir", "device", "format_device", "capacity", "unit", "listen", "admin_listen", "keys_file",
+        "insecure_no_auth", "max_connections", "buffer_memory", "idle_timeout_s", "frame_timeout_s", "nixl", "nixl_staging")}
     config.update(overrides)
     return config
 

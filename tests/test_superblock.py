@@ -104,12 +104,22 @@ def test_device_file_without_header_is_formatted(store_dir: Path) -> None:
         engine.close()
 
 
-def test_reformatted_device_forgets_the_old_index(store_dir: Path) -> None:
-    _store_with_block(store_dir)
-    engine = open_engine(store_dir, format_device=True)
+def test_format_device_formats_only_a_device_without_a_store(store_dir: Path, tmp_path: Path) -> None:
+    """A raw device (here a file given as device_path) holding foreign bytes is refused unless
+    format_device is set; with it set, a restart opens the store it made instead of wiping it."""
+    device = tmp_path / "nvme0n1.img"
+    device.write_bytes(b"\xa5" * (16 * MiB))
+    with pytest.raises(InvalidArgument, match="bad magic"):
+        open_engine(store_dir, device_path=str(device))
+    engine = open_engine(store_dir, device_path=str(device), format_device=True)
     try:
         assert engine.stats()["blocks"] == 0
-        assert engine.stats()["free_bytes"] == engine.stats()["capacity_bytes"]
+        assert engine.put("ns", [PutItem(key(1), payload(1, 100))])[0].ok
+    finally:
+        engine.close()
+    engine = open_engine(store_dir, device_path=str(device), format_device=True)
+    try:
+        assert engine.exists("ns", [key(1)]) == [True]
     finally:
         engine.close()
 

@@ -30,6 +30,7 @@ def split_address(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int
 class ServerConfig:
     data_dir: str = ""
     device: str | None = None
+    format_device: bool = False  # format --device when it holds no memkv store yet
     capacity: int = 1 * GiB
     unit: int = 1 * MiB
     listen: str = f"127.0.0.1:{DEFAULT_PORT}"

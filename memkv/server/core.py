@@ -49,7 +49,8 @@ class MemkvServer:
         self.keyring = keyring
         self.nixl = NixlGate(self, config.nixl, config.nixl_staging)  # checks the mode before the store opens
         self.engine = StorageEngine(config.data_dir, capacity=config.capacity, device_path=config.device,
-                                    unit=config.unit, flush_interval_s=config.flush_interval_s)
+                                    unit=config.unit, flush_interval_s=config.flush_interval_s,
+                                    format_device=config.format_device)
         self.metrics = ServerMetrics(self.engine.stats)
         self.budget = BufferBudget(config.buffer_memory)
         self.pool = BufferPool(min(config.buffer_memory // 4, 256 * 1024 * 1024))

@@ -40,7 +40,7 @@ from .allocator import Extent, ExtentAllocator
 from .device import Device
 from .index import BlockRow, Index, SessionRow
 from .lock import StoreLock
-from .superblock import SUPERBLOCK_SIZE, Superblock
+from .superblock import MAGIC, SUPERBLOCK_SIZE, Superblock
 
 DEFAULT_UNIT = 1 * MiB
 DEFAULT_LIMITS = Limits()
@@ -215,7 +215,10 @@ class EngineCore:
             # An all-zero header on our own device file: a process died between creating
             # the file and writing its superblock. Nothing was ever stored there.
             never_formatted = device_path is None and header == bytes(SUPERBLOCK_SIZE)
-            if is_new_file or format_device or never_formatted:
+            # format_device formats only a device that holds no memkv store: a restart with the
+            # same setting keeps the blocks; reformatting a store is a deliberate wipe (dd).
+            unformatted = bytes(header[: len(MAGIC)]) != MAGIC
+            if is_new_file or never_formatted or (format_device and unformatted):
                 superblock = Superblock.new(unit, device.size)
                 header[:] = superblock.encode()
                 device.write(0, header)

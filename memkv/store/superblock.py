@@ -45,7 +45,8 @@ class Superblock:
             raise Corrupted("superblock is truncated")
         magic, version, _flags, unit, size, data_offset, store_id, created = _LAYOUT.unpack_from(raw)
         if magic != MAGIC:
-            raise InvalidArgument("device does not hold a memkv store (bad magic)")
+            raise InvalidArgument("device does not hold a memkv store (bad magic); to format it, destroying "
+                                  "its contents, pass format_device (memkv serve --format-device)")
         if version > FORMAT_VERSION:
             raise UnsupportedVersion(
                 f"store format version {version} is newer than this build's {FORMAT_VERSION}")
