@@ -47,7 +47,8 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
     config = ServerConfig.from_file(args.config) if args.config else ServerConfig()
     overrides: dict[str, Any] = {name: getattr(args, name, None) for name in (
         "data_dir", "device", "format_device", "capacity", "unit", "listen", "admin_listen", "keys_file",
-        "insecure_no_auth", "max_connections", "buffer_memory", "idle_timeout_s", "frame_timeout_s", "nixl", "nixl_staging")}
+        "insecure_no_auth", "max_connections", "buffer_memory", "idle_timeout_s", "frame_timeout_s", "nixl",
+        "nixl_staging")}
     config.update(overrides)
     return config
 
