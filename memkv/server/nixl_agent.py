@@ -237,12 +237,13 @@ class NixlService:
         try:
             for i, ((key, address, capacity, device_id, kind, _, _), info) in enumerate(
                     zip(descs, infos, strict=True)):
-                if info is None:
-                    results[i] = GetResult(ErrorCode.NOT_FOUND, f"no block {key.hex()} in namespace {namespace}")
-                    continue
-                if capacity < info.length:
-                    results[i] = GetResult(ErrorCode.BUFFER_TOO_SMALL,
-                                           f"block is {info.length} bytes, buffer {capacity}")
+                if info is None or capacity < info.length:
+                    # Asked of the engine so its get/miss counters see it; an empty buffer never
+                    # receives bytes (blocks hold at least one): NOT_FOUND or BUFFER_TOO_SMALL.
+                    result = engine.get_into(namespace, [key], [bytearray(0)])[0]
+                    if info is None and result.status is ErrorCode.BUFFER_TOO_SMALL:
+                        result = GetResult(ErrorCode.NOT_FOUND, f"no block {key.hex()} in namespace {namespace}")
+                    results[i] = result
                     continue
                 if self._streams(engine):
                     results[i] = self._get_streamed(engine, namespace, peer, key, address, capacity, device_id, kind)
