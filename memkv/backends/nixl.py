@@ -35,13 +35,14 @@ import uuid
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from ..blocks import Limits
 from ..buffers import BufferLike, MemoryRegion, address_of, aligned_buffer, readable_view, writable_view
 from ..checksum import payload_checksum
 from ..errors import (
     ErrorCode,
+    Internal,
     InvalidArgument,
     MemkvError,
     ProtocolError,
@@ -56,6 +57,7 @@ from ..wire.opcodes import Opcode
 from .tcp import DEFAULT_PORT, Reply, TcpConnection, TcpTransport, _parse_credential, check_options, pop_credential
 
 log = logging.getLogger("memkv.nixl")
+R = TypeVar("R", ItemResult, GetResult)
 
 MiB = 1024 * 1024
 MODES = ("auto", "nixl")
@@ -440,59 +442,79 @@ class NixlTransport(TcpTransport):
         return buffer  # type: ignore[no-any-return]
 
     # ---- blocks ----------------------------------------------------------------------------------
+    def _nixl_batch(self, opcode: Opcode, count: int, prepare: Callable[[int], tuple[bytes, _Slot]],
+                    refused: Callable[[MemkvError], R],
+                    answers: Callable[[msg.MetaReader, list[int], list[_Slot]], list[R]]
+                    ) -> concurrent.futures.Future[list[R]]:
+        """Send one NIXL batch: `prepare(i)` gives item i's descriptor record and slot, or raises the
+        item's error (kept as `refused(error)`); `answers` reads the server's per-item results.
+        Slots are released once the answer is in, whatever it was."""
+        results: list[R | None] = [None] * count
+        slots: list[_Slot] = []
+        sent: list[int] = []
+        records: list[bytes] = []
+
+        def collect() -> list[R]:
+            return [r if r is not None else refused(Internal("no result")) for r in results]
+
+        try:
+            for i in range(count):
+                try:
+                    record, slot = prepare(i)
+                except MemkvError as exc:
+                    results[i] = refused(exc)
+                    continue
+                records.append(record)
+                slots.append(slot)
+                sent.append(i)
+            if not records:
+                return _done(collect())
+            future = self._nixl_request(opcode, records)
+        except BaseException:
+            _release(slots)
+            raise
+
+        def combine(reply: Reply) -> list[R]:
+            _, reader, _ = reply
+            got = answers(reader, sent, slots)
+            reader.finish()
+            if len(got) != len(sent):
+                raise ProtocolError(f"{opcode.name} answer has a different number of items than the request")
+            for i, answer in zip(sent, got, strict=True):
+                results[i] = answer
+            return collect()
+
+        return _then(future, combine, lambda: _release(slots))
+
     def put_async(self, items: Sequence[PutItem]) -> concurrent.futures.Future[list[ItemResult]]:
         if self._memory is None:
             return super().put_async([dataclasses.replace(i, payload=self._host_buffer(i.payload)) for i in items])
         items = list(items)
         self.limits.check_batch(len(items))
-        results: list[ItemResult | None] = [None] * len(items)
-        slots: list[_Slot] = []
-        sent: list[int] = []
-        records: list[bytes] = []
-        try:
-            for i, item in enumerate(items):
-                slot: _Slot | None = None
-                try:
-                    key = check_key(item.key)
-                    self.limits.check_payload_size(_length_of(item.payload))
-                    slot = self._slot(item.payload, writable=False)
-                    item.meta.validate(self.limits)
-                    checksum = item.checksum
-                    if checksum is None:
-                        if slot.kind != DRAM:
-                            raise InvalidArgument("a put from device memory needs the payload's XXH3-64 checksum "
-                                                  "(PutItem.checksum)")
-                        checksum = payload_checksum(slot.user if slot.user is not None else slot.host or b"")
-                    if slot.user is not None and slot.host is not None:
-                        slot.host[:] = slot.user
-                    records.append(msg.pack_nixl_put_item(key, slot.address, slot.length, slot.device_id, slot.kind,
-                                                          checksum, item.meta.encode()))
-                except MemkvError as exc:
-                    results[i] = ItemResult(exc.code, exc.message)
-                    if slot is not None:
-                        slot.done()
-                    continue
-                slots.append(slot)
-                sent.append(i)
-            if not records:
-                return _done([r or ItemResult(ErrorCode.INTERNAL) for r in results])
-            future = self._nixl_request(Opcode.NIXL_PUT, records)
-        except BaseException:
-            for slot in slots:
+
+        def prepare(i: int) -> tuple[bytes, _Slot]:
+            item = items[i]
+            key = check_key(item.key)
+            self.limits.check_payload_size(_length_of(item.payload))
+            slot = self._slot(item.payload, writable=False)
+            try:
+                item.meta.validate(self.limits)
+                checksum = item.checksum
+                if checksum is None:
+                    if slot.kind != DRAM:
+                        raise InvalidArgument("a put from device memory needs the payload's XXH3-64 checksum "
+                                              "(PutItem.checksum)")
+                    checksum = payload_checksum(slot.user if slot.user is not None else slot.host or b"")
+                if slot.user is not None and slot.host is not None:
+                    slot.host[:] = slot.user
+            except MemkvError:
                 slot.done()
-            raise
+                raise
+            return msg.pack_nixl_put_item(key, slot.address, slot.length, slot.device_id, slot.kind, checksum,
+                                          item.meta.encode()), slot
 
-        def combine(reply: Reply) -> list[ItemResult]:
-            _, reader, _ = reply
-            answers = reader.results()
-            reader.finish()
-            if len(answers) != len(sent):
-                raise ProtocolError("put answer has a different number of items than the request")
-            for i, answer in zip(sent, answers, strict=True):
-                results[i] = answer
-            return [r or ItemResult(ErrorCode.INTERNAL) for r in results]
-
-        return _then(future, combine, lambda: _release(slots))
+        return self._nixl_batch(Opcode.NIXL_PUT, len(items), prepare, lambda exc: ItemResult(exc.code, exc.message),
+                                lambda reader, sent, slots: reader.results())
 
     def get_into_async(self, keys: Sequence[bytes], buffers: Sequence[BufferLike]
                        ) -> concurrent.futures.Future[list[GetResult]]:
@@ -502,50 +524,20 @@ class NixlTransport(TcpTransport):
         self.limits.check_batch(len(keys))
         if len(keys) != len(buffers):
             raise InvalidArgument(f"{len(keys)} keys but {len(buffers)} buffers")
-        results: list[GetResult | None] = [None] * len(keys)
-        slots: list[_Slot] = []
-        sent: list[int] = []
-        records: list[bytes] = []
-        try:
-            for i, (key, buffer) in enumerate(zip(keys, buffers, strict=True)):
-                try:
-                    checked = check_key(key)
-                    slot = self._slot(buffer, writable=True)
-                except MemkvError as exc:
-                    results[i] = GetResult(exc.code, exc.message)
-                    continue
-                records.append(msg.pack_nixl_desc(checked, slot.address, slot.length, slot.device_id, slot.kind))
-                slots.append(slot)
-                sent.append(i)
-            if not records:
-                return _done([r or GetResult(ErrorCode.INTERNAL) for r in results])
-            future = self._nixl_request(Opcode.NIXL_GET, records)
-        except BaseException:
-            for slot in slots:
-                slot.done()
-            raise
 
-        def combine(reply: Reply) -> list[GetResult]:
-            _, reader, _ = reply
-            answers = reader.get_results(Limits(max_user_meta=msg.MAX_BLOCK_META))
-            reader.finish()
-            if len(answers) != len(sent):
-                raise ProtocolError("get answer has a different number of items than the request")
-            for i, slot, answer in zip(sent, slots, answers, strict=True):
-                if answer.ok:
-                    if answer.length > slot.length:
-                        raise ProtocolError("server reports more bytes than the buffer holds")
-                    if slot.host is not None:  # MKV-WIRE-021: verify what arrived before returning it
-                        arrived = slot.host[: answer.length]
-                        if payload_checksum(arrived) != answer.checksum:
-                            answer = GetResult(ErrorCode.CORRUPTED, "payload failed checksum verification after "
-                                                                    "transfer")
-                        elif slot.user is not None:
-                            slot.user[: answer.length] = arrived
-                results[i] = answer
-            return [r or GetResult(ErrorCode.INTERNAL) for r in results]
+        def prepare(i: int) -> tuple[bytes, _Slot]:
+            checked = check_key(keys[i])
+            slot = self._slot(buffers[i], writable=True)
+            return msg.pack_nixl_desc(checked, slot.address, slot.length, slot.device_id, slot.kind), slot
 
-        return _then(future, combine, lambda: _release(slots))
+        def answers(reader: msg.MetaReader, sent: list[int], slots: list[_Slot]) -> list[GetResult]:
+            got = reader.get_results(Limits(max_user_meta=msg.MAX_BLOCK_META))
+            if len(got) != len(sent):
+                raise ProtocolError("NIXL_GET answer has a different number of items than the request")
+            return [_arrived(slot, answer) for slot, answer in zip(slots, got, strict=True)]
+
+        return self._nixl_batch(Opcode.NIXL_GET, len(keys), prepare, lambda exc: GetResult(exc.code, exc.message),
+                                answers)
 
     # ---- target ----------------------------------------------------------------------------------
     def capabilities(self) -> Capabilities:
@@ -565,6 +557,22 @@ def _length_of(buffer: BufferLike | Any) -> int:
         return describe_memory(buffer)[1]
     except LookupError:
         return len(readable_view(buffer))
+
+
+def _arrived(slot: _Slot, answer: GetResult) -> GetResult:
+    """A get answer once its bytes are in the slot: verified, and copied to the caller's buffer
+    when they went through a bounce buffer (MKV-WIRE-021)."""
+    if not answer.ok:
+        return answer
+    if answer.length > slot.length:
+        raise ProtocolError("server reports more bytes than the buffer holds")
+    if slot.host is not None:
+        arrived = slot.host[: answer.length]
+        if payload_checksum(arrived) != answer.checksum:
+            return GetResult(ErrorCode.CORRUPTED, "payload failed checksum verification after transfer")
+        if slot.user is not None:
+            slot.user[: answer.length] = arrived
+    return answer
 
 
 def _release(slots: Sequence[_Slot]) -> None:
