@@ -78,3 +78,14 @@ def aligned_buffer(size: int) -> memoryview:
     if size <= 0:
         raise InvalidArgument("buffer size must be positive")
     return memoryview(mmap.mmap(-1, size))
+
+
+def advance(views: list[memoryview], sent: int) -> None:
+    """Drop `sent` bytes from the front of `views` in place (after a partial sendmsg)."""
+    while sent and views:
+        if sent >= len(views[0]):
+            sent -= len(views[0])
+            views.pop(0)
+        else:
+            views[0] = views[0][sent:]
+            sent = 0

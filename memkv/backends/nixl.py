@@ -333,26 +333,12 @@ class NixlTransport(TcpTransport):
 
     def register(self, buffer: BufferLike | Any) -> None:
         """Register memory (an engine's KV pool) once; buffers inside it then move without copies."""
-        memory = self._memory
-        if memory is None:
-            return
-        try:
-            address, length, device_id, kind, _ = describe_memory(buffer)
-        except LookupError:
-            view = readable_view(buffer)
-            address, length, device_id, kind = address_of(view), len(view), 0, DRAM
-        memory.register(address, length, device_id, kind)
+        if self._memory is not None:
+            self._memory.register(*_region_of(buffer))
 
     def deregister(self, buffer: BufferLike | Any) -> None:
-        memory = self._memory
-        if memory is None:
-            return
-        try:
-            address, length, device_id, kind, _ = describe_memory(buffer)
-        except LookupError:
-            view = readable_view(buffer)
-            address, length, device_id, kind = address_of(view), len(view), 0, DRAM
-        memory.deregister(address, length, device_id, kind)
+        if self._memory is not None:
+            self._memory.deregister(*_region_of(buffer))
 
     def _hello_if_needed(self, conn: TcpConnection) -> concurrent.futures.Future[Reply] | None:
         """Send this agent's metadata on `conn` unless it already carries every registration.
@@ -557,6 +543,16 @@ def _length_of(buffer: BufferLike | Any) -> int:
         return describe_memory(buffer)[1]
     except LookupError:
         return len(readable_view(buffer))
+
+
+def _region_of(buffer: BufferLike | Any) -> tuple[int, int, int, int]:
+    """(address, length, device id, memory kind) of a tensor, array, descriptor or plain buffer."""
+    try:
+        address, length, device_id, kind, _ = describe_memory(buffer)
+    except LookupError:
+        view = readable_view(buffer)
+        return address_of(view), len(view), 0, DRAM
+    return address, length, device_id, kind
 
 
 def _arrived(slot: _Slot, answer: GetResult) -> GetResult:

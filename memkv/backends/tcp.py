@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from .. import __version__
 from ..blocks import BlockMeta, Limits
-from ..buffers import BufferLike, readable_view, writable_view
+from ..buffers import BufferLike, advance, readable_view, writable_view
 from ..checksum import payload_checksum, payload_hasher
 from ..errors import (
     ErrorCode,
@@ -201,13 +201,7 @@ class TcpConnection:
         pending = [memoryview(v).cast("B") for v in views if len(v)]
         while pending:
             sent = self.sock.sendmsg(pending[:512])
-            while sent and pending:
-                if sent >= len(pending[0]):
-                    sent -= len(pending[0])
-                    pending.pop(0)
-                else:
-                    pending[0] = pending[0][sent:]
-                    sent = 0
+            advance(pending, sent)
 
     # ---- answers -----------------------------------------------------------------------------
     def _read_loop(self) -> None:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..blocks import BlockMeta
-from ..buffers import aligned_buffer
+from ..buffers import advance, aligned_buffer
 from ..errors import (
     BlockTooLarge,
     ErrorCode,
@@ -239,13 +239,7 @@ class Connection:
                     continue  # the kernel timeout ran out: the deadline check above decides
                 except OSError as exc:
                     raise _Closed(str(exc)) from None
-                while sent and pending:
-                    if sent >= len(pending[0]):
-                        sent -= len(pending[0])
-                        pending.pop(0)
-                    else:
-                        pending[0] = pending[0][sent:]
-                        sent = 0
+                advance(pending, sent)
 
     def _respond(self, request: Header, args: dict[str, Any], items: bytes = b"", count: int = 0,
                  payload: Sequence[memoryview] | _Streamed = (), opcode: Opcode | None = None,
