@@ -75,6 +75,29 @@ def bench_buffers(size: int, count: int) -> tuple[list[memoryview], list[memoryv
     return sources, [aligned_buffer(size) for _ in range(min(count, 4))]
 
 
+class BlockSlots:
+    """One round's keys, and source/destination buffers reused cyclically by block index."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[int, tuple[list[memoryview], list[memoryview]]] = {}
+        self.keys: list[bytes] = []
+        self.size = 0
+
+    def begin(self, size: int, count: int) -> None:
+        if size not in self._buffers:
+            self._buffers = {size: bench_buffers(size, count)}  # keep only the current size's buffers
+        self.size = size
+        self.keys = [os.urandom(16) for _ in range(count)]
+
+    def src(self, i: int) -> memoryview:
+        sources = self._buffers[self.size][0]
+        return sources[i % len(sources)]
+
+    def dst(self, i: int) -> memoryview:
+        dests = self._buffers[self.size][1]
+        return dests[i % len(dests)]
+
+
 def memkv_op(transport: Transport, op: str, key: bytes, src: BufferLike, dst: BufferLike) -> None:
     """One timed memkv operation: put `src` under `key`, or get `key` into `dst`."""
     if op == "put":
@@ -141,33 +164,23 @@ class FileTarget(Target):
                                            for path, t in self.transports.items()},
                             "raw": "os.pwritev/os.preadv on a preallocated file in the same directory"
                                    + (", O_DIRECT" if self.direct else ", buffered")}
-        self._buffers: dict[int, tuple[list[memoryview], list[memoryview]]] = {}
-        self._keys: list[bytes] = []
-        self._size = 0
-
-    def _bufs(self, size: int, count: int) -> tuple[list[memoryview], list[memoryview]]:
-        if size not in self._buffers:
-            self._buffers = {size: bench_buffers(size, count)}  # keep only the current size's buffers
-        return self._buffers[size]
+        self.slots = BlockSlots()
 
     def begin(self, size: int, count: int, round_no: int) -> None:
-        self._size = size
-        self._src, self._dst = self._bufs(size, count)
-        self._keys = [os.urandom(16) for _ in range(count)]
+        self.slots.begin(size, count)
 
     def op(self, path: str, op: str, i: int) -> None:
-        src = self._src[i % len(self._src)]
-        dst = self._dst[i % len(self._dst)]
+        slots = self.slots
         if path != "raw":
-            memkv_op(self.transports[path], op, self._keys[i], src, dst)
+            memkv_op(self.transports[path], op, slots.keys[i], slots.src(i), slots.dst(i))
         elif op == "put":
-            _all(os.pwritev, self.raw_fd, src, i * self._size)
+            _all(os.pwritev, self.raw_fd, slots.src(i), i * slots.size)
         else:
-            _all(os.preadv, self.raw_fd, dst, i * self._size)
+            _all(os.preadv, self.raw_fd, slots.dst(i), i * slots.size)
 
     def end(self) -> None:
         for transport in self.transports.values():
-            transport.invalidate_keys(self._keys)
+            transport.invalidate_keys(self.slots.keys)
 
     def close(self) -> None:
         try:
@@ -330,4 +343,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["BACKENDS", "BenchConfig", "FileTarget", "Target", "add_parser", "parse_sizes", "run", "run_bench"]
+__all__ = [
+    "BACKENDS", "BenchConfig", "BlockSlots", "FileTarget", "Target", "add_parser", "parse_sizes", "run", "run_bench",
+]

@@ -39,8 +39,8 @@ from ..bench import (
     TARGET_RATIO,
     TARGET_SIZE,
     BenchConfig,
+    BlockSlots,
     Target,
-    bench_buffers,
     memkv_op,
     parse_sizes,
     run_bench,
@@ -166,29 +166,18 @@ class _Client:
         self.raw = socket.create_connection(peer)
         self.raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.ack = memoryview(bytearray(1))
-        self._buffers: dict[int, tuple[list[memoryview], list[memoryview]]] = {}
-        self._keys: list[bytes] = []
-        self._size = 0
-        self._src: list[memoryview] = []
-        self._dst: list[memoryview] = []
-
-    def _bufs(self, size: int, count: int) -> tuple[list[memoryview], list[memoryview]]:
-        if size not in self._buffers:
-            self._buffers = {size: bench_buffers(size, count)}
-        return self._buffers[size]
+        self.slots = BlockSlots()
 
     def begin(self, size: int, count: int) -> None:
-        self._size = size
-        self._src, self._dst = self._bufs(size, count)
-        self._keys = [os.urandom(16) for _ in range(count)]
+        self.slots.begin(size, count)
 
     def op(self, path: str, op: str, i: int) -> None:
-        src = self._src[i % len(self._src)]
-        dst = self._dst[i % len(self._dst)]
+        slots = self.slots
+        src, dst = slots.src(i), slots.dst(i)
         if path == "memkv":
-            memkv_op(self.transport, op, self._keys[i], src, dst)
+            memkv_op(self.transport, op, slots.keys[i], src, dst)
             return
-        head = (b"P" if op == "put" else b"G") + self._size.to_bytes(8, "little")
+        head = (b"P" if op == "put" else b"G") + slots.size.to_bytes(8, "little")
         if op == "put":
             self.raw.sendmsg([head, src])
             _recv_into_all(self.raw, self.ack)
@@ -197,7 +186,7 @@ class _Client:
             _recv_into_all(self.raw, dst)
 
     def end(self) -> None:
-        self.transport.invalidate_keys(self._keys)
+        self.transport.invalidate_keys(self.slots.keys)
 
     def close(self) -> None:
         self.raw.close()
