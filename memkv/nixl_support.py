@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from .errors import InvalidArgument, LimitExceeded, MemkvError, Timeout, Unavailable, Unsupported
+from .nixl_libraries import prepare_environment
 
 _API_MODULES = ("nixl._api", "nixl_cu12._api", "nixl_cu13._api")
 INSTALL_HINT = "install it with `pip install --no-deps nixl-cu12 numpy` (or `pip install memkv[nixl]`)"
@@ -39,6 +40,8 @@ def load_api() -> Any:
         if _api_error is not None:
             raise Unsupported(_api_error)
         errors = []
+        # Before UCX loads: keep its modules from loading host copies of the wheel's libraries.
+        prepare_environment()
         for name in _API_MODULES:
             try:
                 module = importlib.import_module(name)

@@ -1,0 +1,173 @@
+"""Every memkv process that used NIXL exits with its normal status (MKV-WIRE-030, MKV-WIRE-020).
+
+On a host with rdma-core installed (CI installs it, as production has it) the NIXL wheel's EFA
+UCX module used to load the host's libibverbs and libnl beside the wheel's copies, and every
+such process died with SIGSEGV at interpreter exit after doing its work. These tests run real
+processes and check their exit status: a bare agent, a client, `memkv serve --nixl on` on
+SIGTERM, `memkv bench --backend nixl` and a conformance worker.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from memkv import nixl_libraries
+from memkv.nixl_support import availability
+from memkv.server.testing import ServerProcess, write_keys_file
+
+NIXL_OK, NIXL_REASON = availability()
+pytestmark = pytest.mark.skipif(not NIXL_OK, reason=f"NIXL unavailable: {NIXL_REASON}")
+NS = "exit-ns"
+TIMEOUT = 180
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, UCX_TLS="tcp", PYTHONUNBUFFERED="1")
+    env.pop("UCX_MODULES", None)  # memkv decides, as on a fresh host (this process may have set it)
+    return env
+
+
+def _run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT, env=_env(), **kwargs)  # type: ignore[call-overload, no-any-return]
+
+
+def _ok(proc: subprocess.CompletedProcess[str]) -> None:
+    assert proc.returncode == 0, f"exit status {proc.returncode}; stderr: {proc.stderr[-2000:]}"
+
+
+@pytest.fixture(scope="module")
+def creds(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, str]]:
+    keys = tmp_path_factory.mktemp("exit-keys") / "keys.yaml"
+    return str(keys), write_keys_file(keys, {NS: [("w", "write")]})
+
+
+def _serve(tmp_path: Path, keys: str | None, monkeypatch: pytest.MonkeyPatch) -> ServerProcess:
+    monkeypatch.setenv("UCX_TLS", "tcp")
+    monkeypatch.delenv("UCX_MODULES", raising=False)
+    return ServerProcess(str(tmp_path / "store"), keys, capacity="256MiB",
+                         extra=["--admin-listen", "off", "--nixl", "on", "--nixl-staging", "32MiB"])
+
+
+@pytest.fixture
+def server(tmp_path: Path, creds: tuple[str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+           ) -> Iterator[ServerProcess]:
+    with _serve(tmp_path, creds[0], monkeypatch) as proc:
+        yield proc
+
+
+@pytest.fixture
+def open_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ServerProcess]:
+    with _serve(tmp_path, None, monkeypatch) as proc:
+        yield proc
+
+
+CLIENT = """
+import sys, memkv, numpy as np
+from memkv.transport import PutItem
+t = memkv.connect(sys.argv[1], namespace=sys.argv[2], key=sys.argv[3])
+assert t.nixl_active
+data = np.arange(2 << 20, dtype=np.uint8)
+assert t.put([PutItem(b"k" * 16, data)])[0].ok
+out = np.zeros_like(data)
+assert t.get_into([b"k" * 16], [out])[0].ok and (out == data).all()
+t.close()
+print("client done")
+"""
+
+
+@pytest.mark.requirement("MKV-WIRE-030")
+def test_a_process_that_created_an_agent_exits_zero() -> None:
+    proc = _run([sys.executable, "-c", "from memkv.nixl_support import make_agent; make_agent('bare'); print('made')"])
+    _ok(proc)
+    assert "made" in proc.stdout
+
+
+@pytest.mark.requirement("MKV-WIRE-030", "MKV-WIRE-020")
+def test_client_exits_zero_and_server_exits_zero_on_sigterm(server: ServerProcess,
+                                                             creds: tuple[str, dict[str, str]]) -> None:
+    url = f"memkv+nixl://{server.host}:{server.port}?transport=nixl"
+    proc = _run([sys.executable, "-c", CLIENT, url, NS, creds[1]["w"]])
+    _ok(proc)
+    assert "client done" in proc.stdout
+    assert server.terminate() == 0, server.log_path.read_text()[-2000:]
+
+
+@pytest.mark.requirement("MKV-WIRE-030")
+def test_conformance_worker_exits_zero(open_server: ServerProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMKV_TRANSPORT", "nixl")  # strict: no silent fall-back to the TCP data path
+    url = f"memkv+nixl://{open_server.host}:{open_server.port}"
+    proc = _run([sys.executable, "-m", "conformance.worker", "history", "--target", url, "--namespace", NS,
+                 "--client", "0", "--seed", "1", "--ops", "20"])
+    _ok(proc)
+    assert proc.stdout.count("{") >= 20
+
+
+@pytest.mark.requirement("MKV-WIRE-030")
+def test_bench_nixl_exits_zero(tmp_path: Path) -> None:
+    proc = _run([sys.executable, "-m", "memkv.cli", "bench", "--backend", "nixl", "--sizes", "2MiB", "--count", "2",
+                 "--rounds", "1", "--dir", str(tmp_path), "--quiet", "--json"])
+    _ok(proc)
+    assert '"nixl"' in proc.stdout
+
+
+# ---- which UCX modules memkv keeps from loading ------------------------------------------------
+def _fake_sysfs(root: Path, devices: dict[str, str]) -> str:
+    drivers = root / "bus" / "drivers"
+    for name, driver in devices.items():
+        (drivers / driver).mkdir(parents=True, exist_ok=True)
+        dev = root / "devices" / name
+        dev.mkdir(parents=True)
+        (dev / "driver").symlink_to(drivers / driver)
+        link = root / "class" / "infiniband" / name
+        link.mkdir(parents=True)
+        (link / "device").symlink_to(dev)
+    return str(root)
+
+
+def _efa_conflict_here() -> bool:
+    libs = nixl_libraries.wheel_libs()
+    return libs is not None and any(c.module == "efa" for c in nixl_libraries.conflicts(libs, "/nonexistent"))
+
+
+needs_rdma_core = pytest.mark.skipif(nixl_libraries.host_library("libefa.so.1") is None,
+                                     reason="the host has no rdma-core (libefa.so.1): no module can conflict")
+
+
+@needs_rdma_core
+@pytest.mark.requirement("MKV-WIRE-030")
+def test_efa_module_is_excluded_without_an_efa_device(tmp_path: Path) -> None:
+    assert _efa_conflict_here()
+    sysfs = _fake_sysfs(tmp_path, {"mlx5_0": "mlx5_core"})
+    decided = nixl_libraries.plan({}, sysfs)
+    assert decided.exclude == ("efa",) and decided.needed == ()
+    assert decided.ucx_modules() == "^efa"  # ib and mlx5 (the device present) stay enabled
+
+
+@needs_rdma_core
+@pytest.mark.requirement("MKV-WIRE-030")
+def test_efa_module_stays_where_an_efa_device_exists(tmp_path: Path) -> None:
+    sysfs = _fake_sysfs(tmp_path, {"rdmap0s6": "efa"})
+    decided = nixl_libraries.plan({}, sysfs)
+    assert decided.exclude == () and [c.devices for c in decided.needed] == [("rdmap0s6",)]
+    assert decided.ucx_modules() is None
+
+
+def test_a_user_setting_of_ucx_modules_is_left_alone(tmp_path: Path) -> None:
+    env = {"UCX_MODULES": "^ib"}
+    decided = nixl_libraries.prepare_environment(env, _fake_sysfs(tmp_path, {}))
+    assert env == {"UCX_MODULES": "^ib"} and decided.user_setting == "^ib"
+
+
+def test_module_and_base_names() -> None:
+    assert nixl_libraries.module_name("libuct_ib_efa.so.0.0.0") == "efa"
+    assert nixl_libraries.module_name("libuct_cma.so.0.0.0") == "cma"
+    assert nixl_libraries.module_name("libucx_perftest_cuda.so.0.0.0") == "cuda"
+    assert nixl_libraries.module_name("libfoo.so") is None
+    assert nixl_libraries.base_name("libibverbs-1de1263b.so.1.14.48.0") == "libibverbs"
+    assert nixl_libraries.base_name("libnl-route-3.so.200") == "libnl-route-3"
