@@ -32,6 +32,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import nixl_libraries
+
 SCHEMA = "memkv.doctor/1"
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 READY, DEGRADED, NOT_READY = "ready", "degraded", "not-ready"
@@ -581,6 +583,63 @@ def check_nixl(finder: Callable[[], dict[str, Any] | None]) -> Check:
     return Check("nixl", OK, text, {"installed": True, **info})
 
 
+_HOST_BUILT = ("use a NIXL and UCX built against this host's rdma-core (the `nixl` package built from source "
+               "against the host's UCX, which memkv prefers over the wheel): docs/nixl.md, section "
+               "'Beside the host's rdma-core'")
+
+
+def check_nixl_libraries(sysfs_root: str, environ: dict[str, str],
+                         libs_finder: Callable[[], Path | None] = nixl_libraries.wheel_libs,
+                         host_dirs: tuple[str, ...] | None = None) -> Check:
+    """Would a NIXL process load two copies of libibverbs or libnl, or a mismatched rdma-core?"""
+    libs = libs_finder()
+    if libs is None:
+        return Check("nixl_libraries", SKIP, "no NIXL wheel with a bundled UCX is installed (a host-built NIXL "
+                     "links the host's libraries, so nothing can load twice)", {"wheel": False})
+    dirs = host_dirs if host_dirs is not None else nixl_libraries.HOST_DIRS
+    found = nixl_libraries.conflicts(libs, sysfs_root, dirs)
+    setting = environ.get("UCX_MODULES")
+    wheel_release, wheel_abi = nixl_libraries.bundled_rdma_core(libs)
+    host_release, host_abis = nixl_libraries.host_rdma_core(dirs)
+    providers = nixl_libraries.bundled_providers(libs)
+    devices = nixl_libraries.rdma_devices(sysfs_root)
+    details: dict[str, Any] = {
+        "wheel": str(libs), "UCX_MODULES": setting, "devices": devices,
+        "conflicting_modules": [dataclasses.asdict(c) for c in found],
+        "wheel_rdma_core": wheel_release, "wheel_provider_abi": wheel_abi, "bundled_providers": sorted(providers),
+        "host_rdma_core": host_release, "host_provider_abis": sorted(host_abis),
+    }
+    problems: list[str] = []
+    for c in found:
+        what = (f"UCX module {c.module} ({c.file}) needs {', '.join(c.via)} from the host, which loads a second "
+                f"copy of {', '.join(c.duplicates)}; NIXL processes would crash (SIGSEGV) at exit")
+        if c.devices:
+            problems.append(f"{what}, and device(s) {', '.join(c.devices)} need that module: {_HOST_BUILT}")
+        elif setting is not None and c.loads_under(setting):
+            problems.append(f"{what}: UCX_MODULES={setting} lets it load and no device needs it; add "
+                            f"{c.module} to the exclusions (UCX_MODULES=^{c.module}) or unset UCX_MODULES so "
+                            "memkv excludes it")
+    for device, driver in devices.items():
+        if driver and not any(driver.startswith(p) for p in providers) and not any(
+                driver.startswith(c.module) for c in found):
+            problems.append(f"RDMA device {device} (driver {driver}) has no verbs provider in the NIXL wheel: its "
+                            "libibverbs would load the host's provider and with it a second libibverbs; "
+                            + _HOST_BUILT)
+    if wheel_abi and host_abis and wheel_abi not in host_abis:
+        problems.append(f"the NIXL wheel's libibverbs (rdma-core {wheel_release}) expects {wheel_abi} verbs "
+                        f"providers, the host has {', '.join(sorted(host_abis))} (rdma-core {host_release}): "
+                        + _HOST_BUILT)
+    if problems:
+        return Check("nixl_libraries", FAIL, "; ".join(problems), details)
+    excluded = [c.module for c in found]
+    text = (f"one copy of each RDMA library: NIXL wheel rdma-core {wheel_release or '?'}, host rdma-core "
+            f"{host_release or 'not installed'}")
+    if excluded and setting is None:
+        text += (f"; memkv keeps UCX module(s) {', '.join(excluded)} from loading (they would load host copies; "
+                 "no device here needs them)")
+    return Check("nixl_libraries", OK, text, details)
+
+
 _RDMA_TLS = {"rc", "rc_verbs", "rc_mlx5", "ud", "ud_verbs", "ud_mlx5", "dc", "dc_mlx5"}
 
 
@@ -650,6 +709,7 @@ def run_checks(
         ("o_direct", lambda: check_data_path(procfs, data_path)),
         ("nixl", lambda: check_nixl(nixl_finder or find_nixl)),
         ("ucx", lambda: check_ucx(run, env)),
+        ("nixl_libraries", lambda: check_nixl_libraries(sysfs_root, env)),
     ]
     checks = []
     for name, step in steps:

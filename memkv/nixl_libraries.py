@@ -35,7 +35,7 @@ WHEEL_MODULES = ("nixl_cu12", "nixl_cu13")
 _FRAMEWORKS = ("ucx_perftest_", "uct_ib_", "uct_", "ucm_", "ucs_")
 _AUDITWHEEL_HASH = re.compile(r"^(lib[A-Za-z0-9_+.-]*?)-[0-9a-f]{8}\.so")
 _PLAIN = re.compile(r"^(lib[A-Za-z0-9_+.-]*?)\.so")
-_HOST_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu",
+HOST_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu",
               "/usr/lib/aarch64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib")
 _MAX_DEPTH = 4
 
@@ -76,7 +76,7 @@ def wheel_libs() -> Path | None:
     return None
 
 
-def host_library(soname: str, dirs: Iterable[str] = _HOST_DIRS) -> Path | None:
+def host_library(soname: str, dirs: Iterable[str] = HOST_DIRS) -> Path | None:
     for directory in dirs:
         candidate = Path(directory) / soname
         if candidate.exists():
@@ -111,6 +111,13 @@ class Conflict:
     via: tuple[str, ...]   # the unbundled sonames it needs, e.g. ("libefa.so.1",)
     duplicates: tuple[str, ...]  # bundled libraries that would load twice, e.g. ("libibverbs", ...)
     devices: tuple[str, ...]     # RDMA devices present that this module drives
+    parent: str | None = None    # the module that loads it ("ib" for the uct_ib modules)
+
+    def loads_under(self, setting: str | None) -> bool:
+        """Whether UCX loads this module with UCX_MODULES set to `setting` (None: not set)."""
+        if setting is None:
+            return True
+        return allowed_by(setting, self.module) and (self.parent is None or allowed_by(setting, self.parent))
 
 
 def module_name(filename: str) -> str | None:
@@ -141,7 +148,7 @@ def rdma_devices(sysfs_root: str = "/sys") -> dict[str, str]:
     return devices
 
 
-def conflicts(libs: Path, sysfs_root: str = "/sys", host_dirs: tuple[str, ...] = _HOST_DIRS) -> list[Conflict]:
+def conflicts(libs: Path, sysfs_root: str = "/sys", host_dirs: tuple[str, ...] = HOST_DIRS) -> list[Conflict]:
     """Bundled UCX modules whose unbundled dependencies pull host copies of bundled libraries."""
     bundled_files = {p.name for p in libs.iterdir()} | {p.name for p in (libs / "ucx").iterdir()}
     bundled_bases = {base_name(name) for name in bundled_files}
@@ -161,13 +168,54 @@ def conflicts(libs: Path, sysfs_root: str = "/sys", host_dirs: tuple[str, ...] =
                 duplicates |= clash
         if duplicates:
             served = tuple(dev for dev, driver in devices.items() if driver.startswith(name))
-            found.append(Conflict(name, path.name, tuple(via), tuple(sorted(duplicates)), served))
+            parent = "ib" if path.name.startswith("libuct_ib_") else None
+            found.append(Conflict(name, path.name, tuple(via), tuple(sorted(duplicates)), served, parent))
     return found
 
 
 # The C runtime and friends: always the host's, never bundled by a manylinux wheel.
 _SYSTEM_BASES = {"libc", "libm", "libdl", "libpthread", "librt", "libstdc++", "libgcc_s", "ld-linux-x86-64",
                  "ld-linux-aarch64"}
+
+
+def allowed_by(setting: str, module: str) -> bool:
+    """Whether a UCX_MODULES value ("^a,b" excludes; "a,b" or "all" allows) lets a module load."""
+    names = [n.strip() for n in setting.lstrip("^").split(",") if n.strip()]
+    if setting.startswith("^"):
+        return module not in names
+    return "all" in names or module in names
+
+
+_PROVIDER_ABI = re.compile(rb"lib%s-(rdmav\d+)\.so")
+_SONAME_VERSION = re.compile(r"\.so\.1\.\d+\.(\d+)\.\d+$")
+
+
+def bundled_rdma_core(libs: Path) -> tuple[str | None, str | None]:
+    """(rdma-core release, provider ABI) of the wheel's bundled libibverbs."""
+    for path in libs.glob("libibverbs-*.so*"):
+        release = _SONAME_VERSION.search(path.name)
+        abi = _PROVIDER_ABI.search(path.read_bytes())
+        return (release.group(1) if release else None), (abi.group(1).decode() if abi else None)
+    return None, None
+
+
+def host_rdma_core(host_dirs: tuple[str, ...] = HOST_DIRS) -> tuple[str | None, set[str]]:
+    """(rdma-core release of the host's libibverbs, the ABIs of the host's verbs providers)."""
+    library = host_library("libibverbs.so.1", host_dirs)
+    if library is None:
+        return None, set()
+    release = _SONAME_VERSION.search(library.resolve().name)
+    abis: set[str] = set()
+    for directory in host_dirs:
+        for provider in Path(directory, "libibverbs").glob("lib*-rdmav*.so"):
+            abis.add(provider.name.rsplit("-", 1)[1].removesuffix(".so"))
+    return (release.group(1) if release else None), abis
+
+
+def bundled_providers(libs: Path) -> set[str]:
+    """Verbs providers the wheel bundles (libmlx5-<hash>.so -> 'mlx5')."""
+    known = {"mlx4", "mlx5", "efa", "bnxt_re", "irdma", "rxe", "siw", "hns", "qedr", "mana", "erdma"}
+    return {base_name(p.name)[3:] for p in libs.iterdir() if base_name(p.name)[3:] in known}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,7 +234,7 @@ class Plan:
 
 
 def plan(environ: dict[str, str] | os._Environ[str] | None = None, sysfs_root: str = "/sys",
-         libs: Path | None = None, host_dirs: tuple[str, ...] = _HOST_DIRS) -> Plan:
+         libs: Path | None = None, host_dirs: tuple[str, ...] = HOST_DIRS) -> Plan:
     env = os.environ if environ is None else environ
     libs = libs if libs is not None else wheel_libs()
     found = conflicts(libs, sysfs_root, host_dirs) if libs is not None else []
@@ -209,5 +257,6 @@ def prepare_environment(environ: os._Environ[str] | dict[str, str] | None = None
     return decided
 
 
-__all__ = ["Conflict", "Plan", "base_name", "conflicts", "module_name", "needed", "plan", "prepare_environment",
+__all__ = ["HOST_DIRS", "Conflict", "Plan", "allowed_by", "base_name", "bundled_providers", "bundled_rdma_core",
+           "conflicts", "host_library", "host_rdma_core", "module_name", "needed", "plan", "prepare_environment",
            "rdma_devices", "wheel_libs"]

@@ -209,7 +209,8 @@ def test_json_schema_is_stable() -> None:
     assert data["verdict"] in (READY, DEGRADED, NOT_READY)
     assert set(data["summary"]) >= {"rdma", "nixl_transport", "io_engine", "errors", "warnings", "message"}
     assert set(data["host"]) == {"hostname", "kernel", "python", "memkv"}
-    assert [c["name"] for c in data["checks"]] == ["rdma", "nvme", "hugepages", "io_uring", "o_direct", "nixl", "ucx"]
+    assert [c["name"] for c in data["checks"]] == ["rdma", "nvme", "hugepages", "io_uring", "o_direct", "nixl", "ucx",
+                                                  "nixl_libraries"]
     for c in data["checks"]:
         assert set(c) == {"name", "status", "reason", "details"} and c["status"] in (OK, WARN, FAIL, SKIP)
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from memkv import nixl_libraries
 from memkv.nixl_support import availability
 from memkv.server.testing import ServerProcess, write_keys_file
 
@@ -114,60 +113,3 @@ def test_bench_nixl_exits_zero(tmp_path: Path) -> None:
                  "--rounds", "1", "--dir", str(tmp_path), "--quiet", "--json"])
     _ok(proc)
     assert '"nixl"' in proc.stdout
-
-
-# ---- which UCX modules memkv keeps from loading ------------------------------------------------
-def _fake_sysfs(root: Path, devices: dict[str, str]) -> str:
-    drivers = root / "bus" / "drivers"
-    for name, driver in devices.items():
-        (drivers / driver).mkdir(parents=True, exist_ok=True)
-        dev = root / "devices" / name
-        dev.mkdir(parents=True)
-        (dev / "driver").symlink_to(drivers / driver)
-        link = root / "class" / "infiniband" / name
-        link.mkdir(parents=True)
-        (link / "device").symlink_to(dev)
-    return str(root)
-
-
-def _efa_conflict_here() -> bool:
-    libs = nixl_libraries.wheel_libs()
-    return libs is not None and any(c.module == "efa" for c in nixl_libraries.conflicts(libs, "/nonexistent"))
-
-
-needs_rdma_core = pytest.mark.skipif(nixl_libraries.host_library("libefa.so.1") is None,
-                                     reason="the host has no rdma-core (libefa.so.1): no module can conflict")
-
-
-@needs_rdma_core
-@pytest.mark.requirement("MKV-WIRE-030")
-def test_efa_module_is_excluded_without_an_efa_device(tmp_path: Path) -> None:
-    assert _efa_conflict_here()
-    sysfs = _fake_sysfs(tmp_path, {"mlx5_0": "mlx5_core"})
-    decided = nixl_libraries.plan({}, sysfs)
-    assert decided.exclude == ("efa",) and decided.needed == ()
-    assert decided.ucx_modules() == "^efa"  # ib and mlx5 (the device present) stay enabled
-
-
-@needs_rdma_core
-@pytest.mark.requirement("MKV-WIRE-030")
-def test_efa_module_stays_where_an_efa_device_exists(tmp_path: Path) -> None:
-    sysfs = _fake_sysfs(tmp_path, {"rdmap0s6": "efa"})
-    decided = nixl_libraries.plan({}, sysfs)
-    assert decided.exclude == () and [c.devices for c in decided.needed] == [("rdmap0s6",)]
-    assert decided.ucx_modules() is None
-
-
-def test_a_user_setting_of_ucx_modules_is_left_alone(tmp_path: Path) -> None:
-    env = {"UCX_MODULES": "^ib"}
-    decided = nixl_libraries.prepare_environment(env, _fake_sysfs(tmp_path, {}))
-    assert env == {"UCX_MODULES": "^ib"} and decided.user_setting == "^ib"
-
-
-def test_module_and_base_names() -> None:
-    assert nixl_libraries.module_name("libuct_ib_efa.so.0.0.0") == "efa"
-    assert nixl_libraries.module_name("libuct_cma.so.0.0.0") == "cma"
-    assert nixl_libraries.module_name("libucx_perftest_cuda.so.0.0.0") == "cuda"
-    assert nixl_libraries.module_name("libfoo.so") is None
-    assert nixl_libraries.base_name("libibverbs-1de1263b.so.1.14.48.0") == "libibverbs"
-    assert nixl_libraries.base_name("libnl-route-3.so.200") == "libnl-route-3"
