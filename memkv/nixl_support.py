@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import mmap
 import os
+import struct
 import threading
 import time
 from typing import Any
@@ -130,6 +131,25 @@ class Pump:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+_MD_PREFIX = b"nixlSerDes|Agent"
+_U64 = struct.Struct("<Q")
+
+
+def metadata_agent_name(blob: bytes) -> str:
+    """The agent name a NIXL metadata blob carries (it must match the declared name)."""
+    start = len(_MD_PREFIX)
+    if not blob.startswith(_MD_PREFIX) or len(blob) < start + _U64.size:
+        raise InvalidArgument("NIXL metadata is not in the expected serialized form")
+    (size,) = _U64.unpack_from(blob, start)
+    begin = start + _U64.size
+    if size > 128 or begin + size > len(blob):
+        raise InvalidArgument("NIXL metadata names an agent of impossible length")
+    try:
+        return blob[begin : begin + size].decode("ascii")
+    except UnicodeDecodeError:
+        raise InvalidArgument("NIXL metadata names a non-ASCII agent") from None
 
 
 def mem_type(mem_kind: int) -> str:
@@ -267,4 +287,4 @@ class ChunkPool:
 
 
 __all__ = ["DEFAULT_CHUNK", "INSTALL_HINT", "ChunkPool", "Pump", "allocate_pinned", "availability", "load_api",
-           "make_agent", "mem_type", "release_handle", "transfer", "wait_transfer"]
+           "make_agent", "mem_type", "metadata_agent_name", "release_handle", "transfer", "wait_transfer"]

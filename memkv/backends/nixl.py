@@ -49,11 +49,12 @@ from ..errors import (
     Unsupported,
 )
 from ..keys import check_key
-from ..nixl_support import Pump, describe_error, make_agent
+from ..nixl_support import Pump, describe_error, make_agent, metadata_agent_name
 from ..transport import Capabilities, GetResult, ItemResult, PutItem
 from ..units import parse_size
 from ..wire import messages as msg
 from ..wire.opcodes import Opcode
+from .nixl_write import ClientDrivenPut
 from .tcp import DEFAULT_PORT, Reply, TcpConnection, TcpTransport, _parse_credential, check_options, pop_credential
 
 log = logging.getLogger("memkv.nixl")
@@ -61,6 +62,7 @@ R = TypeVar("R", ItemResult, GetResult)
 
 MiB = 1024 * 1024
 MODES = ("auto", "nixl")
+PUT_PATHS = ("auto", "read", "write")
 DRAM, VRAM = 0, 1
 PROBE_BYTES = 64
 DEFAULT_REGISTER_CACHE = 4096 * MiB
@@ -264,10 +266,16 @@ class NixlTransport(TcpTransport):
     def __init__(self, host: str, port: int = DEFAULT_PORT, namespace: str = "default",
                  key: str | tuple[str, bytes] | None = None, transport: str = "auto", pool_size: int = 4,
                  timeout: float = 120.0, connect_timeout: float = 10.0,
-                 register_cache: int = DEFAULT_REGISTER_CACHE, bounce_cache: int = DEFAULT_BOUNCE_CACHE) -> None:
+                 register_cache: int = DEFAULT_REGISTER_CACHE, bounce_cache: int = DEFAULT_BOUNCE_CACHE,
+                 put_path: str = "auto") -> None:
         if transport not in MODES:
             raise InvalidArgument(f"memkv+nixl transport must be one of {', '.join(MODES)}, not {transport!r}")
+        if put_path not in PUT_PATHS:
+            raise InvalidArgument(f"memkv+nixl put_path must be one of {', '.join(PUT_PATHS)}, not {put_path!r}")
         self.mode = transport
+        self.put_path = put_path
+        self.server_put_path = "read"  # what the server's NIXL_HELLO answer asks for (MKV-WIRE-035)
+        self._server_loaded = False
         self.agent_name = f"memkv-client-{uuid.uuid4().hex}"
         self._memory: _Memory | None = None
         self._agent: Any = None
@@ -318,6 +326,7 @@ class NixlTransport(TcpTransport):
             raise Unsupported("the NIXL probe transfer did not arrive (UCX cannot reach this client from the "
                               "server; check UCX_TLS and UCX_NET_DEVICES)")
         self.server_agent = reader.arg("agent", str)
+        self.server_put_path = reader.arg("put_path", str, "read")
         with self._hello_lock:
             self._sent_epoch[conn] = epoch
         self._memory = memory
@@ -472,35 +481,66 @@ class NixlTransport(TcpTransport):
 
         return _then(future, combine, lambda: _release(slots))
 
+    def _put_slot(self, item: PutItem) -> tuple[bytes, _Slot, int, bytes]:
+        """(key, slot holding the payload, its XXH3-64 checksum, encoded meta) of one put item."""
+        key = check_key(item.key)
+        self.limits.check_payload_size(_length_of(item.payload))
+        slot = self._slot(item.payload, writable=False)
+        try:
+            item.meta.validate(self.limits)
+            checksum = item.checksum
+            if checksum is None:
+                if slot.kind != DRAM:
+                    raise InvalidArgument("a put from device memory needs the payload's XXH3-64 checksum "
+                                          "(PutItem.checksum)")
+                checksum = payload_checksum(slot.user if slot.user is not None else slot.host or b"")
+            if slot.user is not None and slot.host is not None:
+                slot.host[:] = slot.user
+        except MemkvError:
+            slot.done()
+            raise
+        return key, slot, checksum, item.meta.encode()
+
+    def chosen_put_path(self) -> str:
+        """read (the server READs, NIXL_PUT) or write (NIXL_ALLOC, client WRITEs, NIXL_COMMIT)."""
+        return self.server_put_path if self.put_path == "auto" else self.put_path
+
     def put_async(self, items: Sequence[PutItem]) -> concurrent.futures.Future[list[ItemResult]]:
         if self._memory is None:
             return super().put_async([dataclasses.replace(i, payload=self._host_buffer(i.payload)) for i in items])
         items = list(items)
         self.limits.check_batch(len(items))
+        if self.chosen_put_path() == "write":
+            return _done(ClientDrivenPut(self, items).run())
 
         def prepare(i: int) -> tuple[bytes, _Slot]:
-            item = items[i]
-            key = check_key(item.key)
-            self.limits.check_payload_size(_length_of(item.payload))
-            slot = self._slot(item.payload, writable=False)
-            try:
-                item.meta.validate(self.limits)
-                checksum = item.checksum
-                if checksum is None:
-                    if slot.kind != DRAM:
-                        raise InvalidArgument("a put from device memory needs the payload's XXH3-64 checksum "
-                                              "(PutItem.checksum)")
-                    checksum = payload_checksum(slot.user if slot.user is not None else slot.host or b"")
-                if slot.user is not None and slot.host is not None:
-                    slot.host[:] = slot.user
-            except MemkvError:
-                slot.done()
-                raise
+            key, slot, checksum, meta = self._put_slot(items[i])
             return msg.pack_nixl_put_item(key, slot.address, slot.length, slot.device_id, slot.kind, checksum,
-                                          item.meta.encode()), slot
+                                          meta), slot
 
         return self._nixl_batch(Opcode.NIXL_PUT, len(items), prepare, lambda exc: ItemResult(exc.code, exc.message),
                                 lambda reader, sent, slots: reader.results())
+
+    # ---- client-driven put (spec/wire.md section 8.1) ----------------------------------------------
+    def load_server_agent(self) -> str:
+        """Load the server agent's metadata into this agent once (a WRITE initiator needs it)."""
+        with self._hello_lock:
+            if self._server_loaded:
+                assert self.server_agent is not None
+                return self.server_agent
+        _, reader, _ = self._wait(self._nixl_request(Opcode.NIXL_SERVER_AGENT, []))
+        name = reader.arg("agent", str)
+        if reader.count != 1:
+            raise ProtocolError("NIXL_SERVER_AGENT answers exactly one metadata item")
+        blob = msg.read_blob(reader)
+        reader.finish()
+        if name != self.server_agent or metadata_agent_name(blob) != name:
+            raise ProtocolError("NIXL_SERVER_AGENT answered metadata of another agent than the server's")
+        with self._hello_lock:
+            if not self._server_loaded:
+                self._agent.add_remote_agent(blob)
+                self._server_loaded = True
+        return str(name)
 
     def get_into_async(self, keys: Sequence[bytes], buffers: Sequence[BufferLike]
                        ) -> concurrent.futures.Future[list[GetResult]]:
@@ -606,10 +646,10 @@ def open_nixl(url_host: str, url_port: int | None, namespace: str, options: dict
     for name in ("register_cache", "bounce_cache"):
         if name in options and isinstance(options[name], str):
             options[name] = parse_size(options[name])
-    check_options("memkv+nixl", options,
-                  {"pool_size", "timeout", "connect_timeout", "transport", "register_cache", "bounce_cache"})
+    check_options("memkv+nixl", options, {"pool_size", "timeout", "connect_timeout", "transport", "register_cache",
+                                          "bounce_cache", "put_path"})
     return NixlTransport(url_host or "127.0.0.1", url_port or DEFAULT_PORT, namespace, _parse_credential(key),
                          **options)
 
 
-__all__ = ["MODES", "NixlTransport", "describe_memory", "open_nixl"]
+__all__ = ["MODES", "PUT_PATHS", "NixlTransport", "describe_memory", "open_nixl"]

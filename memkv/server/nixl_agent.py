@@ -26,7 +26,6 @@ import dataclasses
 import logging
 import os
 import re
-import struct
 import threading
 import time
 import uuid
@@ -44,11 +43,25 @@ from ..errors import (
     Unavailable,
     Unsupported,
 )
-from ..nixl_support import ChunkPool, describe_error, make_agent, mem_type, release_handle, transfer, wait_transfer
+from ..keys import check_key
+from ..nixl_libraries import rdma_devices
+from ..nixl_support import (
+    ChunkPool,
+    Pump,
+    describe_error,
+    make_agent,
+    mem_type,
+    metadata_agent_name,
+    release_handle,
+    transfer,
+    wait_transfer,
+)
 from ..transport import GetResult, ItemResult, PutItem
 from ..wire import messages as msg
+from ..wire import nixl_leases as lease_msg
 from ..wire.frames import Header
 from ..wire.opcodes import Opcode
+from .nixl_leases import LeaseTable
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -63,26 +76,9 @@ PIPELINE_DEPTH = 2
 STREAM_PIECES = 4          # staging pieces per streamed block: device and network overlap within a block
 MIN_PIECE = 256 * 1024
 MIN_RATE = 1024 * 1024  # bytes/s a transfer must sustain, as for wire payloads
-_MD_PREFIX = b"nixlSerDes|Agent"
-_U64 = struct.Struct("<Q")
 
 Response = tuple[dict[str, Any], bytes, int, list[memoryview]]
 Handler = Callable[[Header, msg.MetaReader], Response]
-
-
-def metadata_agent_name(blob: bytes) -> str:
-    """The agent name a NIXL metadata blob carries (it must match the declared name)."""
-    start = len(_MD_PREFIX)
-    if not blob.startswith(_MD_PREFIX) or len(blob) < start + _U64.size:
-        raise InvalidArgument("NIXL metadata is not in the expected serialized form")
-    (size,) = _U64.unpack_from(blob, start)
-    begin = start + _U64.size
-    if size > 128 or begin + size > len(blob):
-        raise InvalidArgument("NIXL metadata names an agent of impossible length")
-    try:
-        return blob[begin : begin + size].decode("ascii")
-    except UnicodeDecodeError:
-        raise InvalidArgument("NIXL metadata names a non-ASCII agent") from None
 
 
 @dataclasses.dataclass(slots=True)
@@ -120,6 +116,9 @@ class NixlService:
         self._peers: dict[str, _Peer] = {}
         self._by_conn: dict[int, str] = {}
         self._lock = threading.Lock()
+        self.pump = Pump(self.agent)
+        self.leases = LeaseTable(self.pool, self.pump, server.config.frame_timeout_s)
+        self.put_path = "read" if ucx_has_rdma(os.environ.get("UCX_TLS"), bool(rdma_devices())) else "write"
         log.info("NIXL agent %s up: staging %d MiB in %d KiB chunks%s", self.name, self.pool.size >> 20,
                  self.pool.chunk >> 10, " on hugepages" if self.pool.hugepages else "")
 
@@ -157,7 +156,7 @@ class NixlService:
             peer.conns.add(key)
             self._by_conn[key] = name
         answer: dict[str, Any] = {"agent": self.name, "chunk": self.pool.chunk, "staging_bytes": self.pool.size,
-                                  "hugepages": self.pool.hugepages, "epoch": peer.epoch}
+                                  "hugepages": self.pool.hugepages, "epoch": peer.epoch, "put_path": self.put_path}
         probe = reader.arg("probe_address", int, None, nullable=True)
         if probe is not None:
             answer["probe"] = self._probe(name, probe, reader.arg("probe_length", int, 64))
@@ -187,6 +186,7 @@ class NixlService:
         return str(name)
 
     def connection_closed(self, conn: Connection) -> None:
+        self.leases.drop_connection(id(conn))
         with self._lock:
             name = self._by_conn.pop(id(conn), None)
             peer = self._peers.get(name) if name is not None else None
@@ -349,6 +349,66 @@ class NixlService:
         self._count(header.opcode, final, "in", moved)
         return {}, msg.pack_results(final), len(final), []
 
+    # ---- client-driven put: NIXL_SERVER_AGENT, NIXL_ALLOC, (client WRITEs), NIXL_COMMIT ------------
+    def server_agent(self, conn: Connection, header: Header, reader: msg.MetaReader) -> Response:
+        self._peer_of(conn, reader)
+        reader.finish()
+        return {"agent": self.name}, msg.pack_blob(bytes(self.agent.get_agent_metadata())), 1, []
+
+    def alloc(self, conn: Connection, header: Header, reader: msg.MetaReader) -> Response:
+        self._peer_of(conn, reader)
+        limits = conn.engine.limits
+        items = reader.put_items(limits)
+        reader.finish()
+        results: list[ItemResult] = []
+        grants: list[lease_msg.Grant | None] = []
+        for key, length, checksum, meta in items:
+            try:
+                check_key(key)
+                if length == 0:
+                    raise InvalidArgument("payload is empty")
+                if length > limits.max_block_size:
+                    raise BlockTooLarge(f"payload of {length} bytes exceeds the maximum {limits.max_block_size}")
+                if isinstance(meta, MemkvError):
+                    raise meta
+                lease = self.leases.grant(id(conn), key, length, checksum, meta)
+            except MemkvError as exc:
+                results.append(ItemResult(exc.code, exc.message))
+                grants.append(None)
+                continue
+            results.append(ItemResult(ErrorCode.OK))
+            grants.append(lease_msg.Grant(lease.id, self.pool.address + lease.offset, 0, 0,
+                                          int(lease.lease_s * 1000)))
+        self._count(header.opcode, results, "in", 0)
+        return {"agent": self.name}, lease_msg.pack_alloc_answer(results, grants), len(results), []
+
+    def commit(self, conn: Connection, header: Header, reader: msg.MetaReader) -> Response:
+        self._peer_of(conn, reader)
+        items = lease_msg.read_commit_items(reader)
+        reader.finish()
+        results: list[ItemResult] = []
+        moved = 0
+        for lease_id, action in items:
+            lease = self.leases.take(id(conn), lease_id)
+            if lease is None:
+                results.append(ItemResult(ErrorCode.UNKNOWN_LEASE, f"no open NIXL lease {lease_id} on this "
+                                          "connection (never granted, already ended or expired)"))
+                continue
+            try:
+                if action == lease_msg.DISCARD:
+                    results.append(ItemResult(ErrorCode.OK))
+                elif action == lease_msg.STORE:
+                    item = PutItem(lease.key, lease.view, lease.meta, lease.checksum)
+                    result = conn.engine.put(conn.namespace, [item])[0]
+                    results.append(result)
+                    moved += lease.length if result.ok else 0
+                else:
+                    results.append(ItemResult(ErrorCode.INVALID_ARGUMENT, f"unknown NIXL_COMMIT action {action}"))
+            finally:
+                self.leases.release(lease)
+        self._count(header.opcode, results, "in", moved)
+        return {}, msg.pack_results(results), len(results), []
+
     # ---- streamed blocks: pieces through staging, device and network overlapping --------------------
     @staticmethod
     def _streams(engine: Any) -> bool:
@@ -451,6 +511,8 @@ class NixlService:
         metrics.bytes.labels(direction).inc(moved)
 
     def close(self) -> None:
+        self.leases.close()
+        self.pump.close()
         with self._lock:
             peers, self._peers, self._by_conn = list(self._peers), {}, {}
         for name in peers:
@@ -462,6 +524,19 @@ class NixlService:
             self.agent.deregister_memory(self._registration)
         except Exception as exc:
             log.debug("deregistering NIXL staging: %s", describe_error(exc))
+
+
+_RDMA_TLS = ("rc", "ud", "dc", "ib", "mlx5", "verbs")
+
+
+def ucx_has_rdma(ucx_tls: str | None, has_device: bool) -> bool:
+    """Whether UCX may pick an RDMA transport: a device exists and UCX_TLS does not rule them out."""
+    if not has_device:
+        return False
+    if not ucx_tls or ucx_tls.startswith("^"):
+        return True
+    names = [t.strip() for t in ucx_tls.split(",")]
+    return any(t == "all" or any(t.startswith(r) or t.endswith(r) for r in _RDMA_TLS) for t in names)
 
 
 class NixlGate:
@@ -504,6 +579,9 @@ class NixlGate:
             Opcode.NIXL_HELLO: lambda header, reader: self.service().hello(conn, header, reader),
             Opcode.NIXL_GET: lambda header, reader: self.service().get(conn, header, reader),
             Opcode.NIXL_PUT: lambda header, reader: self.service().put(conn, header, reader),
+            Opcode.NIXL_SERVER_AGENT: lambda header, reader: self.service().server_agent(conn, header, reader),
+            Opcode.NIXL_ALLOC: lambda header, reader: self.service().alloc(conn, header, reader),
+            Opcode.NIXL_COMMIT: lambda header, reader: self.service().commit(conn, header, reader),
         }
 
     def connection_closed(self, conn: Connection) -> None:
@@ -518,4 +596,4 @@ class NixlGate:
             service.close()
 
 
-__all__ = ["MODES", "NixlGate", "NixlService", "metadata_agent_name"]
+__all__ = ["MODES", "NixlGate", "NixlService", "metadata_agent_name", "ucx_has_rdma"]

@@ -38,6 +38,9 @@ class Opcode(enum.IntEnum):
     NIXL_HELLO = 0x40
     NIXL_PUT = 0x41
     NIXL_GET = 0x42
+    NIXL_ALLOC = 0x43
+    NIXL_COMMIT = 0x44
+    NIXL_SERVER_AGENT = 0x45
 
 
 KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
@@ -85,6 +88,9 @@ REQUIRED_ROLE: dict[Opcode, Role] = {
     Opcode.NIXL_HELLO: Role.READ,
     Opcode.NIXL_GET: Role.READ,
     Opcode.NIXL_PUT: Role.WRITE,
+    Opcode.NIXL_ALLOC: Role.WRITE,
+    Opcode.NIXL_COMMIT: Role.WRITE,
+    Opcode.NIXL_SERVER_AGENT: Role.READ,
 }
 
 # Opcodes whose frames may carry a bulk payload after the metadata (MKV-WIRE-006).
