@@ -365,8 +365,12 @@ class NixlTransport(TcpTransport):
             self._sent_epoch[conn] = epoch
             return future
 
-    def _nixl_request(self, opcode: Opcode, records: list[bytes]) -> concurrent.futures.Future[Reply]:
-        """Send a NIXL_PUT/NIXL_GET (after NIXL_HELLO where needed); the pump runs until it is answered."""
+    def _nixl_request(self, opcode: Opcode, records: list[bytes], pump_needed: bool = True
+                      ) -> concurrent.futures.Future[Reply]:
+        """Send a NIXL request (after NIXL_HELLO where needed); the pump runs until it is answered when
+        the server may move bytes into or out of this process meanwhile (NIXL_PUT, NIXL_GET)."""
+        if not pump_needed:
+            return self._send_nixl(opcode, records)
         pump = self._pump
         assert pump is not None
         pump.enter()
@@ -528,7 +532,7 @@ class NixlTransport(TcpTransport):
             if self._server_loaded:
                 assert self.server_agent is not None
                 return self.server_agent
-        _, reader, _ = self._wait(self._nixl_request(Opcode.NIXL_SERVER_AGENT, []))
+        _, reader, _ = self._wait(self._nixl_request(Opcode.NIXL_SERVER_AGENT, [], pump_needed=False))
         name = reader.arg("agent", str)
         if reader.count != 1:
             raise ProtocolError("NIXL_SERVER_AGENT answers exactly one metadata item")

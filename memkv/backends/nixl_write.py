@@ -59,7 +59,7 @@ class ClientDrivenPut:
         return records
 
     def _allocate(self, records: list[bytes]) -> list[lease_msg.Grant | None]:
-        _, reader, _ = self.transport._wait(self.transport._nixl_request(Opcode.NIXL_ALLOC, records))
+        _, reader, _ = self.transport._wait(self.transport._nixl_request(Opcode.NIXL_ALLOC, records, pump_needed=False))
         answers = lease_msg.read_alloc_answer(reader)
         reader.finish()
         if len(answers) != len(self.sent):
@@ -103,7 +103,8 @@ class ClientDrivenPut:
         if not decided:
             return
         records = [lease_msg.pack_commit_item(lease, action) for _, lease, action in decided]
-        _, reader, _ = self.transport._wait(self.transport._nixl_request(Opcode.NIXL_COMMIT, records))
+        request = self.transport._nixl_request(Opcode.NIXL_COMMIT, records, pump_needed=False)
+        _, reader, _ = self.transport._wait(request)
         answers = reader.results()
         reader.finish()
         if len(answers) != len(decided):

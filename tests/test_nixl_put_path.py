@@ -1,0 +1,263 @@
+"""The client-driven NIXL put: NIXL_SERVER_AGENT, NIXL_ALLOC, client WRITE, NIXL_COMMIT (spec/wire.md 8.1).
+
+A server subprocess with `--nixl on` and a memkv+nixl client here, UCX over TCP in both. The
+lease table is also tested on its own (expiry, cooling, a dropped connection) with a real
+staging pool and short times.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+import memkv
+from memkv.blocks import BlockMeta
+from memkv.checksum import payload_checksum
+from memkv.errors import ErrorCode, Unavailable
+from memkv.nixl_support import ChunkPool, availability, metadata_agent_name, release_handle, transfer, wait_transfer
+from memkv.server.nixl_agent import ucx_has_rdma
+from memkv.server.nixl_leases import LeaseTable
+from memkv.server.testing import ServerProcess, write_keys_file
+from memkv.transport import PutItem
+from memkv.wire import messages as msg
+from memkv.wire import nixl_leases as lease_msg
+from memkv.wire.opcodes import Opcode
+
+NIXL_OK, NIXL_REASON = availability()
+needs_nixl = pytest.mark.skipif(not NIXL_OK, reason=f"NIXL unavailable: {NIXL_REASON}")
+MiB = 1024 * 1024
+NS = "put-path"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, str]]:
+    if not NIXL_OK:
+        pytest.skip(NIXL_REASON)
+    tmp = tmp_path_factory.mktemp("put-path")
+    creds = write_keys_file(tmp / "keys.yaml", {NS: [("w", "write")]})
+    old = os.environ.get("UCX_TLS")
+    os.environ["UCX_TLS"] = "tcp"
+    try:
+        with ServerProcess(str(tmp / "store"), str(tmp / "keys.yaml"), capacity="256MiB",
+                           extra=["--admin-listen", "off", "--nixl", "on", "--nixl-staging", "32MiB"]) as proc:
+            yield proc, creds["w"]
+    finally:
+        if old is None:
+            os.environ.pop("UCX_TLS", None)
+        else:
+            os.environ["UCX_TLS"] = old
+
+
+def _connect(server: tuple[ServerProcess, str], put_path: str = "auto") -> Any:
+    proc, key = server
+    return memkv.connect(f"memkv+nixl://{proc.host}:{proc.port}?transport=nixl&put_path={put_path}",
+                         namespace=NS, key=key)
+
+
+@pytest.fixture(scope="module")
+def client(server: tuple[ServerProcess, str]) -> Iterator[Any]:
+    t = _connect(server)
+    yield t
+    t.close()
+
+
+def _data(size: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8)
+
+
+def _alloc(t: Any, items: list[tuple[bytes, int, int]]) -> list[tuple[Any, lease_msg.Grant | None]]:
+    records = [msg.pack_put_item(key, length, checksum, BlockMeta().encode()) for key, length, checksum in items]
+    _, reader, _ = t._wait(t._nixl_request(Opcode.NIXL_ALLOC, records, pump_needed=False))
+    answers = lease_msg.read_alloc_answer(reader)
+    reader.finish()
+    return answers
+
+
+def _commit(t: Any, leases: list[tuple[int, int]]) -> list[Any]:
+    records = [lease_msg.pack_commit_item(lease, action) for lease, action in leases]
+    _, reader, _ = t._wait(t._nixl_request(Opcode.NIXL_COMMIT, records, pump_needed=False))
+    results = reader.results()
+    reader.finish()
+    return results
+
+
+def _write(t: Any, data: np.ndarray, grant: lease_msg.Grant) -> None:
+    t.register(data)
+    handle = transfer(t._agent, "WRITE", [(int(data.ctypes.data), data.nbytes, 0)], "DRAM",
+                      [(grant.address, data.nbytes, 0)], "DRAM", t.load_server_agent())
+    try:
+        wait_transfer(t._agent, handle, time.monotonic() + 30)
+    finally:
+        release_handle(t._agent, handle)
+
+
+# ---- through the transport ---------------------------------------------------------------------
+@needs_nixl
+@pytest.mark.requirement("MKV-WIRE-032", "MKV-WIRE-033", "MKV-WIRE-035")
+@pytest.mark.parametrize("size", [2 * MiB, 16 * MiB])
+def test_auto_picks_the_write_path_over_tcp_and_round_trips(client: Any, size: int) -> None:
+    assert client.server_put_path == "write" and client.chosen_put_path() == "write"
+    data, key = _data(size, size), os.urandom(16)
+    assert client.put([PutItem(key, data, BlockMeta(user=b"m"))])[0].ok
+    out = np.zeros(size, np.uint8)
+    result = client.get_into([key], [out])[0]
+    assert result.ok and result.checksum == payload_checksum(data) and np.array_equal(out, data)
+    assert result.meta.user == b"m"
+
+
+@needs_nixl
+@pytest.mark.requirement("MKV-WIRE-035")
+def test_read_path_still_works_when_chosen(server: tuple[ServerProcess, str]) -> None:
+    t = _connect(server, "read")
+    try:
+        assert t.chosen_put_path() == "read"
+        data, key = _data(MiB, 3), os.urandom(16)
+        assert t.put([PutItem(key, data)])[0].ok and t.exists([key]) == [True]
+    finally:
+        t.close()
+
+
+@needs_nixl
+@pytest.mark.requirement("MKV-WIRE-032")
+def test_a_batch_mixes_granted_and_refused_items(client: Any) -> None:
+    good, key = _data(MiB, 4), os.urandom(16)
+    results = client.put([PutItem(key, good), PutItem(b"short", good), PutItem(os.urandom(16), _data(65 * MiB, 0))])
+    assert results[0].ok
+    assert results[1].status is ErrorCode.INVALID_KEY and results[2].status is ErrorCode.BLOCK_TOO_LARGE
+
+
+# ---- the frames ----------------------------------------------------------------------------------
+@needs_nixl
+@pytest.mark.requirement("MKV-WIRE-031")
+def test_server_agent_metadata_names_the_server_agent(client: Any) -> None:
+    _, reader, _ = client._wait(client._nixl_request(Opcode.NIXL_SERVER_AGENT, [], pump_needed=False))
+    blob = msg.read_blob(reader)
+    assert reader.arg("agent", str) == client.server_agent == metadata_agent_name(blob)
+
+
+@needs_nixl
+@pytest.mark.requirement("MKV-WIRE-032")
+def test_alloc_item_errors(client: Any) -> None:
+    answers = _alloc(client, [(os.urandom(16), 0, 0), (os.urandom(16), 65 * MiB, 0), (os.urandom(16), 40 * MiB, 0)])
+    assert [r.status for r, _ in answers] == [ErrorCode.INVALID_ARGUMENT, ErrorCode.BLOCK_TOO_LARGE,
+                                              ErrorCode.LIMIT_EXCEEDED]
+    assert all(grant is None for _, grant in answers)
+
+
+@needs_nixl
+@pytest.mark.requirement("MKV-WIRE-032", "MKV-WIRE-033")
+def test_grant_write_commit_then_the_lease_is_gone(client: Any) -> None:
+    data, key = _data(MiB, 5), os.urandom(16)
+    [(result, grant)] = _alloc(client, [(key, data.nbytes, payload_checksum(data))])
+    assert result.ok and grant is not None and grant.lease != 0 and grant.lease_ms >= 1000
+    _write(client, data, grant)
+    assert _commit(client, [(grant.lease, lease_msg.STORE)])[0].ok
+    assert client.exists([key]) == [True]
+    again = _commit(client, [(grant.lease, lease_msg.STORE)])[0]
+    assert again.status is ErrorCode.UNKNOWN_LEASE
+
+
+@needs_nixl
+@pytest.mark.requirement("MKV-WIRE-033")
+def test_wrong_bytes_are_a_checksum_mismatch_and_nothing_is_stored(client: Any) -> None:
+    data, key = _data(MiB, 6), os.urandom(16)
+    [(_, grant)] = _alloc(client, [(key, data.nbytes, payload_checksum(data) ^ 1)])
+    assert grant is not None
+    _write(client, data, grant)
+    assert _commit(client, [(grant.lease, lease_msg.STORE)])[0].status is ErrorCode.CHECKSUM_MISMATCH
+    assert client.exists([key]) == [False]
+
+
+@needs_nixl
+@pytest.mark.requirement("MKV-WIRE-033")
+def test_discard_unknown_foreign_and_bad_action(client: Any, server: tuple[ServerProcess, str]) -> None:
+    key = os.urandom(16)
+    [(_, kept)], [(_, bad)] = _alloc(client, [(key, MiB, 0)]), _alloc(client, [(os.urandom(16), MiB, 0)])
+    assert kept is not None and bad is not None
+    other = _connect(server)
+    try:  # another connection (and agent) cannot commit this connection's lease
+        assert _commit(other, [(kept.lease, lease_msg.STORE)])[0].status is ErrorCode.UNKNOWN_LEASE
+    finally:
+        other.close()
+    results = _commit(client, [(kept.lease, lease_msg.DISCARD), (bad.lease, 7), (999_999, lease_msg.STORE)])
+    assert [r.status for r in results] == [ErrorCode.OK, ErrorCode.INVALID_ARGUMENT, ErrorCode.UNKNOWN_LEASE]
+    assert client.exists([key]) == [False]
+    assert _commit(client, [(bad.lease, lease_msg.STORE)])[0].status is ErrorCode.UNKNOWN_LEASE  # ended
+
+
+def test_ucx_has_rdma_rule() -> None:
+    assert not ucx_has_rdma(None, False) and ucx_has_rdma(None, True)
+    assert not ucx_has_rdma("tcp", True) and not ucx_has_rdma("tcp,shm", True)
+    assert ucx_has_rdma("rc,tcp", True) and ucx_has_rdma("all", True) and ucx_has_rdma("^tcp", True)
+    assert ucx_has_rdma("rc_mlx5,dc_mlx5", True)
+
+
+# ---- the lease table (MKV-WIRE-034) --------------------------------------------------------------
+class _CountingPump:
+    def __init__(self) -> None:
+        self.busy = 0
+
+    def enter(self) -> None:
+        self.busy += 1
+
+    def leave(self) -> None:
+        self.busy -= 1
+
+
+def _table(frame_timeout: float) -> tuple[LeaseTable, ChunkPool, _CountingPump]:
+    pool = ChunkPool(4 * MiB, MiB, hugepages=False)
+    pump = _CountingPump()
+    return LeaseTable(pool, pump, frame_timeout), pool, pump  # type: ignore[arg-type]
+
+
+@pytest.mark.requirement("MKV-WIRE-034")
+def test_an_expired_lease_ends_and_its_staging_cools_before_reuse() -> None:
+    table, pool, pump = _table(0.2)
+    lease = table.grant(1, b"k" * 16, MiB, 0, BlockMeta())
+    assert table.lease_time(MiB) == pytest.approx(1.2) and pump.busy == 1
+    lease.expires = time.monotonic()  # its lease time has passed
+    table.reap()
+    assert table.take(1, lease.id) is None and pump.busy == 0
+    assert pool.in_use() == MiB  # cooling: not lent again yet
+    table._cooling[0] = (time.monotonic(), lease.offset, lease.length)  # one more lease time has passed
+    table.reap()
+    assert pool.in_use() == 0
+    table.close()
+
+
+@pytest.mark.requirement("MKV-WIRE-034")
+def test_the_reaper_ends_leases_nobody_asks_about() -> None:
+    table, pool, pump = _table(0.05)
+    table.grant(1, b"k" * 16, 1024, 0, BlockMeta())  # lease time 0.05 s + 1 ms
+    deadline = time.monotonic() + 10
+    while pool.in_use() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert pool.in_use() == 0 and pump.busy == 0 and table.open_count() == 0
+    table.close()
+
+
+@pytest.mark.requirement("MKV-WIRE-034")
+def test_a_closed_connection_drops_its_leases_only() -> None:
+    table, pool, pump = _table(5.0)
+    mine = table.grant(1, b"a" * 16, MiB, 0, BlockMeta())
+    theirs = table.grant(2, b"b" * 16, MiB, 0, BlockMeta())
+    table.drop_connection(1)
+    assert table.take(1, mine.id) is None and pump.busy == 1 and pool.in_use() == 2 * MiB
+    taken = table.take(2, theirs.id)
+    assert taken is not None
+    table.release(taken)
+    assert pool.in_use() == MiB  # the dropped lease still cools
+    table.close()
+
+
+def test_no_staging_in_time_is_unavailable() -> None:
+    table, _, _ = _table(0.1)
+    table.grant(1, b"a" * 16, 4 * MiB, 0, BlockMeta())
+    with pytest.raises(Unavailable):
+        table.grant(1, b"b" * 16, MiB, 0, BlockMeta())
+    table.close()
