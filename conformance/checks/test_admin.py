@@ -27,6 +27,7 @@ import pytest
 
 from conformance.requirements import SPEC_DIR
 from conformance.support import Context, check, fail, kept, payload, put_ok, read
+from conformance.timing import scaled
 from memkv.blocks import BlockMeta
 
 OPENAPI = SPEC_DIR / "openapi.yaml"
@@ -135,7 +136,7 @@ def test_not_ready_at_the_connection_limit(memkv: Context) -> None:
         check("MKV-ADM-001", health_status == 200 and state == "degraded",
               "health at the connection limit is degraded (200)", "200 degraded", f"{health_status} {state}")
         t.close()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + scaled(10)
         while time.monotonic() < deadline and _http(url + "/v1/ready")[0] != 200:
             time.sleep(0.1)
         check("MKV-ADM-002", _http(url + "/v1/ready")[0] == 200, "ready again once the connection closed", 200,
@@ -396,7 +397,7 @@ def test_answers_conform_to_the_openapi_description(memkv: Context) -> None:
             [cli, "run", str(OPENAPI), "--url", url, "-H", f"Authorization: Bearer {token}",
              "--checks", ",".join(SCHEMATHESIS_CHECKS), "--max-examples", str(max(5, memkv.examples)),
              "--seed", str(memkv.seed), "--report-dir", report],
-            capture_output=True, text=True, timeout=400, env=os.environ | {"NO_COLOR": "1"}, cwd=report)
+            capture_output=True, text=True, timeout=scaled(400), env=os.environ | {"NO_COLOR": "1"}, cwd=report)
     finally:
         shutil.rmtree(report, ignore_errors=True)
     if result.returncode != 0:

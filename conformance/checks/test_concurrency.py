@@ -12,6 +12,7 @@ import pytest
 
 from conformance.history import check_history
 from conformance.support import Context, fail
+from conformance.timing import scaled
 
 CLIENTS = 3
 
@@ -27,7 +28,7 @@ def test_parallel_clients_history(memkv: Context) -> None:
              for c in range(CLIENTS)]
     history: list[dict[str, Any]] = []
     for proc in procs:
-        out, err = proc.communicate(timeout=240)
+        out, err = proc.communicate(timeout=scaled(240))
         if proc.returncode != 0:
             pytest.fail(f"a client process failed: {err[-1500:]}")
         history.extend(json.loads(line) for line in out.splitlines() if line.startswith("{"))

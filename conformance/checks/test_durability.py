@@ -12,6 +12,7 @@ import time
 import pytest
 
 from conformance.support import Context, check, expect_code, fail, kept, payload, put_ok, read
+from conformance.timing import scaled
 from conformance.worker import crash_key, crash_size
 from memkv.blocks import BlockMeta
 from memkv.errors import ErrorCode, MemkvError
@@ -103,7 +104,7 @@ def _crash_run(memkv: Context, kill_after: int) -> tuple[Context, str, int, set[
                 break
     finally:
         proc.send_signal(signal.SIGKILL)
-        _, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=scaled(30))
     if flushed < 0:
         pytest.fail(f"the writer did not reach its flush: {err[-2000:]}")
     small.target.start()
@@ -172,7 +173,7 @@ def test_second_process_is_refused_with_store_locked(memkv: Context) -> None:
         pytest.skip("the target is not an exclusively opened store (Target.exclusive)")
     small.transport()
     proc = _child("open", "--target", small.target.spec)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=scaled(60))
     try:
         answer = json.loads(out.strip().splitlines()[-1])
     except (ValueError, IndexError):
