@@ -14,6 +14,7 @@ import os
 import struct
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .errors import InvalidArgument, LimitExceeded, MemkvError, Timeout, Unavailable, Unsupported
@@ -93,8 +94,9 @@ def make_agent(name: str, progress_thread: bool = False) -> Any:
 class Pump:
     """Progresses an agent's UCX worker from a thread, only while someone has work in flight."""
 
-    def __init__(self, agent: Any) -> None:
+    def __init__(self, agent: Any, on_notifs: Callable[[dict[str, list[bytes]]], None] | None = None) -> None:
         self.agent = agent
+        self.on_notifs = on_notifs  # gets the notifications each poll drains (else they are dropped)
         self._busy = 0
         self._closed = False
         self._cond = threading.Condition()
@@ -120,9 +122,12 @@ class Pump:
                     return
             while self._busy > 0 and not self._closed:
                 try:
-                    self.agent.get_new_notifs()  # progresses the worker (no progress thread)
+                    notifs = self.agent.get_new_notifs()  # progresses the worker (no progress thread)
                 except Exception:
                     time.sleep(0.001)
+                    continue
+                if notifs and self.on_notifs is not None:
+                    self.on_notifs(notifs)
                 time.sleep(0)
 
     def close(self) -> None:
@@ -187,11 +192,12 @@ def release_handle(agent: Any, handle: Any) -> bool:
 
 
 def transfer(agent: Any, op: str, local: list[tuple[int, int, int]], local_type: str,
-             remote: list[tuple[int, int, int]], remote_type: str, peer: str) -> Any:
-    """Post a READ or WRITE; returns the handle (wait with wait_transfer, then release_handle)."""
+             remote: list[tuple[int, int, int]], remote_type: str, peer: str, notif: bytes = b"") -> Any:
+    """Post a READ or WRITE (the peer gets `notif` once it is done, when given); returns the handle
+    (wait with wait_transfer, then release_handle)."""
     local_descs = agent.get_xfer_descs(local, local_type)
     remote_descs = agent.get_xfer_descs(remote, remote_type)
-    handle = agent.initialize_xfer(op, local_descs, remote_descs, peer, b"")
+    handle = agent.initialize_xfer(op, local_descs, remote_descs, peer, notif)
     try:
         state = agent.transfer(handle)
     except BaseException:

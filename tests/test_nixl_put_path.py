@@ -21,9 +21,9 @@ from memkv.checksum import payload_checksum
 from memkv.errors import ErrorCode, Unavailable
 from memkv.nixl_support import ChunkPool, availability, metadata_agent_name, release_handle, transfer, wait_transfer
 from memkv.server.nixl_agent import ucx_has_rdma
-from memkv.server.nixl_leases import LeaseTable
+from memkv.server.nixl_leases import Lease, LeaseTable
 from memkv.server.testing import ServerProcess, write_keys_file
-from memkv.transport import PutItem
+from memkv.transport import ItemResult, PutItem
 from memkv.wire import messages as msg
 from memkv.wire import nixl_leases as lease_msg
 from memkv.wire.opcodes import Opcode
@@ -87,13 +87,17 @@ def _commit(t: Any, leases: list[tuple[int, int]]) -> list[Any]:
 
 
 def _write(t: Any, data: np.ndarray, grant: lease_msg.Grant) -> None:
+    """WRITE a payload into its grant piece by piece, each with its notification (spec 8.1)."""
     t.register(data)
-    handle = transfer(t._agent, "WRITE", [(int(data.ctypes.data), data.nbytes, 0)], "DRAM",
-                      [(grant.address, data.nbytes, 0)], "DRAM", t.load_server_agent())
-    try:
-        wait_transfer(t._agent, handle, time.monotonic() + 30)
-    finally:
-        release_handle(t._agent, handle)
+    for k, start in enumerate(range(0, data.nbytes, grant.piece)):
+        size = min(grant.piece, data.nbytes - start)
+        handle = transfer(t._agent, "WRITE", [(int(data.ctypes.data) + start, size, 0)], "DRAM",
+                          [(grant.address + start, size, 0)], "DRAM", t.load_server_agent(),
+                          lease_msg.notification(grant.lease, k))
+        try:
+            wait_transfer(t._agent, handle, time.monotonic() + 30)
+        finally:
+            release_handle(t._agent, handle)
 
 
 # ---- through the transport ---------------------------------------------------------------------
@@ -210,21 +214,25 @@ class _CountingPump:
 
 
 def _table(frame_timeout: float) -> tuple[LeaseTable, ChunkPool, _CountingPump]:
-    pool = ChunkPool(4 * MiB, MiB, hugepages=False)
+    pool = ChunkPool(8 * MiB, MiB, hugepages=False)
     pump = _CountingPump()
     return LeaseTable(pool, pump, frame_timeout), pool, pump  # type: ignore[arg-type]
+
+
+def _grant(table: LeaseTable, conn: int, length: int, store: Any = None) -> Lease:
+    return table.grant(conn, "peer", os.urandom(16), length, 0, BlockMeta(), store)
 
 
 @pytest.mark.requirement("MKV-WIRE-034")
 def test_an_expired_lease_ends_and_its_staging_cools_before_reuse() -> None:
     table, pool, pump = _table(0.2)
-    lease = table.grant(1, b"k" * 16, MiB, 0, BlockMeta())
+    lease = _grant(table, 1, MiB)
     assert table.lease_time(MiB) == pytest.approx(1.2) and pump.busy == 1
     lease.expires = time.monotonic()  # its lease time has passed
     table.reap()
     assert table.take(1, lease.id) is None and pump.busy == 0
-    assert pool.in_use() == MiB  # cooling: not lent again yet
-    table._cooling[0] = (time.monotonic(), lease.offset, lease.length)  # one more lease time has passed
+    assert pool.in_use() == lease.size  # cooling: not lent again yet
+    table._cooling[0] = (time.monotonic(), lease.offset, lease.size)  # one more lease time has passed
     table.reap()
     assert pool.in_use() == 0
     table.close()
@@ -233,7 +241,7 @@ def test_an_expired_lease_ends_and_its_staging_cools_before_reuse() -> None:
 @pytest.mark.requirement("MKV-WIRE-034")
 def test_the_reaper_ends_leases_nobody_asks_about() -> None:
     table, pool, pump = _table(0.05)
-    table.grant(1, b"k" * 16, 1024, 0, BlockMeta())  # lease time 0.05 s + 1 ms
+    _grant(table, 1, 1024)  # lease time 0.05 s + 1 ms, then as long again cooling
     deadline = time.monotonic() + 10
     while pool.in_use() and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -244,20 +252,69 @@ def test_the_reaper_ends_leases_nobody_asks_about() -> None:
 @pytest.mark.requirement("MKV-WIRE-034")
 def test_a_closed_connection_drops_its_leases_only() -> None:
     table, pool, pump = _table(5.0)
-    mine = table.grant(1, b"a" * 16, MiB, 0, BlockMeta())
-    theirs = table.grant(2, b"b" * 16, MiB, 0, BlockMeta())
+    mine, theirs = _grant(table, 1, MiB), _grant(table, 2, MiB)
     table.drop_connection(1)
-    assert table.take(1, mine.id) is None and pump.busy == 1 and pool.in_use() == 2 * MiB
+    assert table.take(1, mine.id) is None and pump.busy == 1 and pool.in_use() == mine.size + theirs.size
     taken = table.take(2, theirs.id)
-    assert taken is not None
-    table.release(taken)
-    assert pool.in_use() == MiB  # the dropped lease still cools
+    assert taken is not None and table.finish(taken, lease_msg.DISCARD).ok and pump.busy == 0
+    assert pool.in_use() == mine.size  # the dropped lease still cools
     table.close()
 
 
 def test_no_staging_in_time_is_unavailable() -> None:
     table, _, _ = _table(0.1)
-    table.grant(1, b"a" * 16, 4 * MiB, 0, BlockMeta())
+    _grant(table, 1, 6 * MiB)
     with pytest.raises(Unavailable):
-        table.grant(1, b"b" * 16, MiB, 0, BlockMeta())
+        _grant(table, 1, MiB)
+    table.close()
+
+
+@pytest.mark.requirement("MKV-WIRE-033", "MKV-WIRE-034")
+def test_pieces_are_stored_as_they_arrive_and_the_last_waits_for_the_commit() -> None:
+    table, _, _ = _table(5.0)
+    payload = os.urandom(2 * MiB)
+    stored: list[bytes] = []
+
+    def store(lease: Lease, fill: Any) -> Any:
+        out = bytearray()
+        for start in range(0, lease.length, 256 * 1024):
+            view = lease.buffers[0][: min(256 * 1024, lease.length - start)]
+            fill(view)
+            out += view
+            stored.append(bytes(view))
+        return ItemResult()
+
+    lease = _grant(table, 1, len(payload), store)
+    assert lease.piece == 512 * 1024 and lease.pieces == 4
+    lease.landing[:] = payload
+    table.arrived({"peer": [lease_msg.notification(lease.id, 0), lease_msg.notification(lease.id, 1)],
+                   "intruder": [lease_msg.notification(lease.id, 2)], "other": [b"unrelated"]})
+    deadline = time.monotonic() + 5
+    while len(stored) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(stored) == 4  # pieces 0 and 1 stored; piece 2 came from another agent
+    table.arrived({"peer": [lease_msg.notification(lease.id, 2), lease_msg.notification(lease.id, 3)]})
+    time.sleep(0.2)
+    assert len(stored) == 7 and lease.stream is not None and not lease.stream.done()  # the last bytes wait
+    taken = table.take(1, lease.id)
+    assert taken is lease and table.finish(lease, lease_msg.STORE).ok
+    assert b"".join(stored) == payload
+    table.close()
+
+
+@pytest.mark.requirement("MKV-WIRE-033")
+def test_a_discarded_stream_stores_nothing() -> None:
+    table, pool, _ = _table(5.0)
+    reached_end: list[bool] = []
+
+    def store(lease: Lease, fill: Any) -> Any:
+        fill(lease.landing)
+        reached_end.append(True)
+        return ItemResult()
+
+    lease = _grant(table, 1, MiB, store)
+    table.arrived({"peer": [lease_msg.notification(lease.id, k) for k in range(lease.pieces)]})
+    taken = table.take(1, lease.id)
+    assert taken is not None and table.finish(taken, lease_msg.DISCARD).ok
+    assert reached_end == [] and pool.in_use() == 0
     table.close()

@@ -74,21 +74,28 @@ class ClientDrivenPut:
     def _write(self, server: str, grants: list[lease_msg.Grant | None]) -> list[tuple[int, int, int]]:
         """Post every WRITE, then wait for each: (item index, lease id, action) per grant."""
         agent = self.transport._agent
-        posted: list[tuple[int, lease_msg.Grant, Any, str | None]] = []
+        posted: list[tuple[int, lease_msg.Grant, list[Any], str | None]] = []
         for i, slot, grant in zip(self.sent, self.slots, grants, strict=True):
             if grant is None:
                 continue
+            handles: list[Any] = []
+            error: str | None = None
             try:
-                handle = transfer(agent, "WRITE", [(slot.address, slot.length, slot.device_id)], mem_type(slot.kind),
-                                  [(grant.address, slot.length, grant.device_id)], mem_type(grant.mem_kind), server)
-                posted.append((i, grant, handle, None))
+                for k, start in enumerate(range(0, slot.length, grant.piece)):
+                    size = min(grant.piece, slot.length - start)
+                    handles.append(transfer(agent, "WRITE", [(slot.address + start, size, slot.device_id)],
+                                            mem_type(slot.kind), [(grant.address + start, size, grant.device_id)],
+                                            mem_type(grant.mem_kind), server, lease_msg.notification(grant.lease, k)))
             except Exception as exc:
-                posted.append((i, grant, None, describe_error(exc)))
+                error = describe_error(exc)
+            posted.append((i, grant, handles, error))
         decided = []
-        for i, grant, handle, error in posted:
-            if handle is not None:
+        for i, grant, handles, error in posted:
+            deadline = time.monotonic() + grant.lease_ms / 1000
+            for handle in handles:
                 try:
-                    wait_transfer(agent, handle, time.monotonic() + grant.lease_ms / 1000)
+                    if error is None:
+                        wait_transfer(agent, handle, deadline)
                 except MemkvError as exc:
                     error = exc.message
                 finally:

@@ -61,7 +61,7 @@ from ..wire import messages as msg
 from ..wire import nixl_leases as lease_msg
 from ..wire.frames import Header
 from ..wire.opcodes import Opcode
-from .nixl_leases import LeaseTable
+from .nixl_leases import Lease, LeaseTable
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -116,7 +116,7 @@ class NixlService:
         self._peers: dict[str, _Peer] = {}
         self._by_conn: dict[int, str] = {}
         self._lock = threading.Lock()
-        self.pump = Pump(self.agent)
+        self.pump = Pump(self.agent, lambda notifs: self.leases.arrived(notifs))
         self.leases = LeaseTable(self.pool, self.pump, server.config.frame_timeout_s)
         self.put_path = "read" if ucx_has_rdma(os.environ.get("UCX_TLS"), bool(rdma_devices())) else "write"
         log.info("NIXL agent %s up: staging %d MiB in %d KiB chunks%s", self.name, self.pool.size >> 20,
@@ -356,7 +356,7 @@ class NixlService:
         return {"agent": self.name}, msg.pack_blob(bytes(self.agent.get_agent_metadata())), 1, []
 
     def alloc(self, conn: Connection, header: Header, reader: msg.MetaReader) -> Response:
-        self._peer_of(conn, reader)
+        peer = self._peer_of(conn, reader)
         limits = conn.engine.limits
         items = reader.put_items(limits)
         reader.finish()
@@ -371,14 +371,14 @@ class NixlService:
                     raise BlockTooLarge(f"payload of {length} bytes exceeds the maximum {limits.max_block_size}")
                 if isinstance(meta, MemkvError):
                     raise meta
-                lease = self.leases.grant(id(conn), key, length, checksum, meta)
+                lease = self.leases.grant(id(conn), peer, key, length, checksum, meta, self._storer(conn))
             except MemkvError as exc:
                 results.append(ItemResult(exc.code, exc.message))
                 grants.append(None)
                 continue
             results.append(ItemResult(ErrorCode.OK))
             grants.append(lease_msg.Grant(lease.id, self.pool.address + lease.offset, 0, 0,
-                                          int(lease.lease_s * 1000)))
+                                          int(lease.lease_s * 1000), lease.piece))
         self._count(header.opcode, results, "in", 0)
         return {"agent": self.name}, lease_msg.pack_alloc_answer(results, grants), len(results), []
 
@@ -394,20 +394,31 @@ class NixlService:
                 results.append(ItemResult(ErrorCode.UNKNOWN_LEASE, f"no open NIXL lease {lease_id} on this "
                                           "connection (never granted, already ended or expired)"))
                 continue
-            try:
-                if action == lease_msg.DISCARD:
-                    results.append(ItemResult(ErrorCode.OK))
-                elif action == lease_msg.STORE:
-                    item = PutItem(lease.key, lease.view, lease.meta, lease.checksum)
-                    result = conn.engine.put(conn.namespace, [item])[0]
-                    results.append(result)
-                    moved += lease.length if result.ok else 0
-                else:
-                    results.append(ItemResult(ErrorCode.INVALID_ARGUMENT, f"unknown NIXL_COMMIT action {action}"))
-            finally:
-                self.leases.release(lease)
+            if action not in (lease_msg.STORE, lease_msg.DISCARD):
+                self.leases.finish(lease, lease_msg.DISCARD)
+                results.append(ItemResult(ErrorCode.INVALID_ARGUMENT, f"unknown NIXL_COMMIT action {action}"))
+                continue
+            result = self.leases.finish(lease, action)
+            results.append(result)
+            moved += lease.length if result.ok and action == lease_msg.STORE else 0
         self._count(header.opcode, results, "in", moved)
         return {}, msg.pack_results(results), len(results), []
+
+    def _storer(self, conn: Connection) -> Callable[[Lease, Callable[[memoryview], None]], ItemResult]:
+        """How a lease's block is stored: streamed piece by piece (written while later pieces arrive)
+        where the engine can, else as one put once every piece is in."""
+        engine, namespace = conn.engine, conn.namespace
+        streams = self._streams(engine)
+
+        def store(lease: Lease, fill: Callable[[memoryview], None]) -> ItemResult:
+            if streams:
+                return engine.put_stream(  # type: ignore[no-any-return]  # pwrite: no page faults of a mapping
+                    namespace, lease.key, lease.length, fill, lease.buffers, lease.meta, lease.checksum,
+                    use_mapping=False)
+            fill(lease.landing)  # waits for every piece and the commit
+            return engine.put(namespace, [PutItem(lease.key, lease.landing, lease.meta, lease.checksum)])[0]
+
+        return store
 
     # ---- streamed blocks: pieces through staging, device and network overlapping --------------------
     @staticmethod

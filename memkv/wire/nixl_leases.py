@@ -14,9 +14,14 @@ from ..errors import ErrorCode, ProtocolError
 from ..transport import ItemResult
 from . import messages as msg
 
-_GRANT = struct.Struct("<QQIBI")   # lease id, staging address, device id, memory kind, lease time ms
+_GRANT = struct.Struct("<QQIBII")  # lease id, staging address, device id, memory kind, lease time ms, piece
 _COMMIT = struct.Struct("<QB")     # lease id, action
 STORE, DISCARD = 1, 0
+
+
+def notification(lease: int, piece: int) -> bytes:
+    """What the WRITE of piece `piece` of lease `lease` carries to the server."""
+    return b"memkv-lease:%d:%d" % (lease, piece)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -26,6 +31,7 @@ class Grant:
     device_id: int
     mem_kind: int
     lease_ms: int
+    piece: int  # bytes per WRITE; WRITE k carries the notification memkv-lease:<lease>:<k>
 
 
 def pack_alloc_answer(results: list[ItemResult], grants: list[Grant | None]) -> bytes:
@@ -34,7 +40,7 @@ def pack_alloc_answer(results: list[ItemResult], grants: list[Grant | None]) -> 
         out.append(msg.pack_results([result]))
         if result.ok:
             assert grant is not None
-            out.append(_GRANT.pack(grant.lease, grant.address, grant.device_id, grant.mem_kind, grant.lease_ms))
+            out.append(_GRANT.pack(*dataclasses.astuple(grant)))
     return b"".join(out)
 
 
@@ -44,8 +50,8 @@ def read_alloc_answer(reader: msg.MetaReader) -> list[tuple[ItemResult, Grant | 
         status, msg_len = reader._unpack(msg._RESULT)
         result = ItemResult(msg._code(status), reader._message(msg_len))
         grant = Grant(*reader._unpack(_GRANT)) if result.status is ErrorCode.OK else None
-        if grant is not None and grant.lease == 0:
-            raise ProtocolError("a NIXL_ALLOC grant has lease id 0")
+        if grant is not None and (grant.lease == 0 or grant.piece == 0):
+            raise ProtocolError("a NIXL_ALLOC grant has lease id 0 or piece size 0")
         out.append((result, grant))
     return out
 
@@ -58,5 +64,5 @@ def read_commit_items(reader: msg.MetaReader) -> list[tuple[int, int]]:
     return [reader._unpack(_COMMIT) for _ in range(reader.count)]  # type: ignore[misc]
 
 
-__all__ = ["DISCARD", "STORE", "Grant", "pack_alloc_answer", "pack_commit_item", "read_alloc_answer",
+__all__ = ["DISCARD", "STORE", "Grant", "notification", "pack_alloc_answer", "pack_commit_item", "read_alloc_answer",
            "read_commit_items"]
