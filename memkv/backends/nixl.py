@@ -275,6 +275,7 @@ class NixlTransport(TcpTransport):
         self.mode = transport
         self.put_path = put_path
         self.server_put_path = "read"  # what the server's NIXL_HELLO answer asks for (MKV-WIRE-035)
+        self.server_staging, self.server_chunk = 0, 1  # the server's staging pool (NIXL_HELLO answer)
         self._server_loaded = False
         self.agent_name = f"memkv-client-{uuid.uuid4().hex}"
         self._memory: _Memory | None = None
@@ -327,6 +328,8 @@ class NixlTransport(TcpTransport):
                               "server; check UCX_TLS and UCX_NET_DEVICES)")
         self.server_agent = reader.arg("agent", str)
         self.server_put_path = reader.arg("put_path", str, "read")
+        self.server_staging = reader.arg("staging_bytes", int, 0)
+        self.server_chunk = reader.arg("chunk", int, 1)
         with self._hello_lock:
             self._sent_epoch[conn] = epoch
         self._memory = memory

@@ -31,22 +31,23 @@ class ClientDrivenPut:
         self.results: list[ItemResult | None] = [None] * len(items)
         self.slots: list[_Slot] = []
         self.sent: list[int] = []
+        self.records: list[bytes] = []
 
     def run(self) -> list[ItemResult]:
         try:
-            records = self._prepare()
-            if records:
+            self._prepare()
+            if self.records:
                 server = self.transport.load_server_agent()
-                grants = self._allocate(records)
-                self._commit(self._write(server, grants))
+                for round_ in self._rounds():
+                    grants = self._allocate(round_)
+                    self._commit(self._write(server, round_, grants))
         finally:
             for slot in self.slots:
                 slot.done()
         return [r if r is not None else ItemResult(ErrorCode.INTERNAL, Internal("no result").message)
                 for r in self.results]
 
-    def _prepare(self) -> list[bytes]:
-        records = []
+    def _prepare(self) -> None:
         for i, item in enumerate(self.items):
             try:
                 key, slot, checksum, meta = self.transport._put_slot(item)
@@ -55,27 +56,47 @@ class ClientDrivenPut:
                 continue
             self.slots.append(slot)
             self.sent.append(i)
-            records.append(msg.pack_put_item(key, slot.length, checksum, meta))
-        return records
+            self.records.append(msg.pack_put_item(key, slot.length, checksum, meta))
 
-    def _allocate(self, records: list[bytes]) -> list[lease_msg.Grant | None]:
-        _, reader, _ = self.transport._wait(self.transport._nixl_request(Opcode.NIXL_ALLOC, records, pump_needed=False))
+    def _rounds(self) -> list[list[int]]:
+        """Positions in `sent`, in rounds that need at most a quarter of the server's staging each
+        (a lease takes its block rounded up to the staging chunk, plus about a chunk to store from),
+        so one batch never waits for staging that only its own later commits would free."""
+        chunk = max(1, self.transport.server_chunk)
+        budget = max(chunk, self.transport.server_staging // 4)
+        rounds: list[list[int]] = [[]]
+        used = 0
+        for position, slot in enumerate(self.slots):
+            cost = (-(-slot.length // chunk) + 1) * chunk
+            if rounds[-1] and used + cost > budget:
+                rounds.append([])
+                used = 0
+            rounds[-1].append(position)
+            used += cost
+        return rounds
+
+    def _allocate(self, round_: list[int]) -> list[lease_msg.Grant | None]:
+        request = self.transport._nixl_request(Opcode.NIXL_ALLOC, [self.records[p] for p in round_],
+                                               pump_needed=False)
+        _, reader, _ = self.transport._wait(request)
         answers = lease_msg.read_alloc_answer(reader)
         reader.finish()
-        if len(answers) != len(self.sent):
+        if len(answers) != len(round_):
             raise ProtocolError("NIXL_ALLOC answer has a different number of items than the request")
         grants: list[lease_msg.Grant | None] = []
-        for i, (result, grant) in zip(self.sent, answers, strict=True):
+        for position, (result, grant) in zip(round_, answers, strict=True):
             if not result.ok:
-                self.results[i] = result
+                self.results[self.sent[position]] = result
             grants.append(grant)
         return grants
 
-    def _write(self, server: str, grants: list[lease_msg.Grant | None]) -> list[tuple[int, int, int]]:
+    def _write(self, server: str, round_: list[int], grants: list[lease_msg.Grant | None]
+               ) -> list[tuple[int, int, int]]:
         """Post every WRITE, then wait for each: (item index, lease id, action) per grant."""
         agent = self.transport._agent
         posted: list[tuple[int, lease_msg.Grant, list[Any], str | None]] = []
-        for i, slot, grant in zip(self.sent, self.slots, grants, strict=True):
+        for position, grant in zip(round_, grants, strict=True):
+            i, slot = self.sent[position], self.slots[position]
             if grant is None:
                 continue
             handles: list[Any] = []

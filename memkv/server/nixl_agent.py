@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..blocks import BlockMeta, Limits
 from ..buffers import address_of
 from ..errors import (
     BlockTooLarge,
@@ -79,6 +80,18 @@ MIN_RATE = 1024 * 1024  # bytes/s a transfer must sustain, as for wire payloads
 
 Response = tuple[dict[str, Any], bytes, int, list[memoryview]]
 Handler = Callable[[Header, msg.MetaReader], Response]
+
+
+def check_put_item(length: int, meta: BlockMeta | MemkvError, limits: Limits) -> BlockMeta:
+    """The item errors a NIXL put or allocation shares (empty, too large, undecodable metadata);
+    the metadata when there is none."""
+    if length == 0:
+        raise InvalidArgument("payload is empty")
+    if length > limits.max_block_size:
+        raise BlockTooLarge(f"payload of {length} bytes exceeds the maximum {limits.max_block_size}")
+    if isinstance(meta, MemkvError):
+        raise meta
+    return meta
 
 
 @dataclasses.dataclass(slots=True)
@@ -308,19 +321,13 @@ class NixlService:
                 self._retire(job)
 
         try:
-            for i, (key, address, length, device_id, kind, checksum, meta) in enumerate(descs):
+            for i, (key, address, length, device_id, kind, checksum, decoded) in enumerate(descs):
                 try:
-                    if length == 0:
-                        raise InvalidArgument("payload is empty")
-                    if length > limits.max_block_size:
-                        raise BlockTooLarge(f"payload of {length} bytes exceeds the maximum {limits.max_block_size}")
-                    if isinstance(meta, MemkvError):
-                        raise meta
+                    meta = check_put_item(length, decoded, limits)
                     remote_type = mem_type(kind)
                     if address <= 0:
                         raise InvalidArgument("source address must be positive")
                     if self._streams(engine):
-                        assert not isinstance(meta, MemkvError)
                         streamed = self._put_streamed(engine, namespace, peer, key, address, length, device_id,
                                                       remote_type, checksum, meta)
                         results[i] = streamed
@@ -362,16 +369,13 @@ class NixlService:
         reader.finish()
         results: list[ItemResult] = []
         grants: list[lease_msg.Grant | None] = []
+        deadline = time.monotonic() + self.server.config.frame_timeout_s  # one wait for the whole request
         for key, length, checksum, meta in items:
             try:
                 check_key(key)
-                if length == 0:
-                    raise InvalidArgument("payload is empty")
-                if length > limits.max_block_size:
-                    raise BlockTooLarge(f"payload of {length} bytes exceeds the maximum {limits.max_block_size}")
-                if isinstance(meta, MemkvError):
-                    raise meta
-                lease = self.leases.grant(id(conn), peer, key, length, checksum, meta, self._storer(conn))
+                checked = check_put_item(length, meta, limits)
+                lease = self.leases.grant(id(conn), peer, key, length, checksum, checked, self._storer(conn),
+                                          deadline)
             except MemkvError as exc:
                 results.append(ItemResult(exc.code, exc.message))
                 grants.append(None)

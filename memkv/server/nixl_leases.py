@@ -95,15 +95,15 @@ class LeaseTable:
 
     # ---- granting and storing -------------------------------------------------------------------
     def grant(self, conn: int, peer: str, key: bytes, length: int, checksum: int, meta: BlockMeta,
-              store: Storer | None = None) -> Lease:
+              store: Storer | None = None, deadline: float | None = None) -> Lease:
         # store(lease, fill) puts the block; fill(view) waits for the bytes of `view` (the last ones
         # also for the commit) and copies them there from the landing region
         """Staging for one block, its stream started when `store` is given; Unavailable when no
-        staging frees up within the frame timeout."""
+        staging frees up by `deadline` (default: within the frame timeout)."""
         piece = piece_size(length)
         landing = -(-length // ALIGN) * ALIGN
         size = landing + 2 * piece  # the landing region, then two aligned pieces the stream stores from
-        deadline = time.monotonic() + self.frame_timeout_s
+        deadline = deadline if deadline is not None else time.monotonic() + self.frame_timeout_s
         while True:
             self.reap()
             try:
