@@ -7,6 +7,7 @@ staging pool and short times.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import time
 from collections.abc import Iterator
@@ -145,6 +146,15 @@ def test_a_batch_larger_than_the_staging_goes_in_rounds(client: Any) -> None:
     assert all(r.ok for r in results), [r.message for r in results if not r.ok][:3]
     out = [bytearray(64 * 1024) for _ in keys]
     assert all(r.ok for r in client.get_into(keys, out)) and out == [bytearray(d) for d in datas]
+
+
+@needs_nixl
+@pytest.mark.requirement("MKV-WIRE-033")
+def test_concurrent_puts_commit_on_the_connection_that_allocated(client: Any) -> None:
+    keys = [os.urandom(16) for _ in range(12)]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:  # the transport pools several connections
+        results = list(pool.map(lambda k: client.put([PutItem(k, _data(MiB, k[0]))])[0], keys))
+    assert all(r.ok for r in results), [r.message for r in results if not r.ok][:3]
 
 
 # ---- the frames ----------------------------------------------------------------------------------

@@ -368,12 +368,13 @@ class NixlTransport(TcpTransport):
             self._sent_epoch[conn] = epoch
             return future
 
-    def _nixl_request(self, opcode: Opcode, records: list[bytes], pump_needed: bool = True
-                      ) -> concurrent.futures.Future[Reply]:
-        """Send a NIXL request (after NIXL_HELLO where needed); the pump runs until it is answered when
-        the server may move bytes into or out of this process meanwhile (NIXL_PUT, NIXL_GET)."""
+    def _nixl_request(self, opcode: Opcode, records: list[bytes], pump_needed: bool = True,
+                      conn: TcpConnection | None = None) -> concurrent.futures.Future[Reply]:
+        """Send a NIXL request (after NIXL_HELLO where needed), on `conn` or any pooled connection; the
+        pump runs until it is answered when the server may move bytes into or out of this process
+        meanwhile (NIXL_PUT, NIXL_GET)."""
         if not pump_needed:
-            return self._send_nixl(opcode, records)
+            return self._send_nixl(opcode, records, conn)
         pump = self._pump
         assert pump is not None
         pump.enter()
@@ -385,8 +386,9 @@ class NixlTransport(TcpTransport):
         future.add_done_callback(lambda _: pump.leave())
         return future
 
-    def _send_nixl(self, opcode: Opcode, records: list[bytes]) -> concurrent.futures.Future[Reply]:
-        conn = self._connection()
+    def _send_nixl(self, opcode: Opcode, records: list[bytes], conn: TcpConnection | None = None
+                   ) -> concurrent.futures.Future[Reply]:
+        conn = conn if conn is not None else self._connection()
         hello = self._hello_if_needed(conn)
         future = conn.request(opcode, {"agent": self.agent_name}, b"".join(records), len(records))
         if hello is None:

@@ -32,6 +32,7 @@ class ClientDrivenPut:
         self.slots: list[_Slot] = []
         self.sent: list[int] = []
         self.records: list[bytes] = []
+        self.conn = transport._connection()  # leases belong to the connection that allocated them
 
     def run(self) -> list[ItemResult]:
         try:
@@ -77,7 +78,7 @@ class ClientDrivenPut:
 
     def _allocate(self, round_: list[int]) -> list[lease_msg.Grant | None]:
         request = self.transport._nixl_request(Opcode.NIXL_ALLOC, [self.records[p] for p in round_],
-                                               pump_needed=False)
+                                               pump_needed=False, conn=self.conn)
         _, reader, _ = self.transport._wait(request)
         answers = lease_msg.read_alloc_answer(reader)
         reader.finish()
@@ -131,7 +132,7 @@ class ClientDrivenPut:
         if not decided:
             return
         records = [lease_msg.pack_commit_item(lease, action) for _, lease, action in decided]
-        request = self.transport._nixl_request(Opcode.NIXL_COMMIT, records, pump_needed=False)
+        request = self.transport._nixl_request(Opcode.NIXL_COMMIT, records, pump_needed=False, conn=self.conn)
         _, reader, _ = self.transport._wait(request)
         answers = reader.results()
         reader.finish()
