@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,3 +79,13 @@ def test_admin_wait_gives_up_with_the_address(capsys: pytest.CaptureFixture[str]
         free = int(probe.getsockname()[1])
     assert cli.main(["admin", "--url", f"http://127.0.0.1:{free}", "--wait", "0.3", "health"]) == 2
     assert f"127.0.0.1:{free}" in capsys.readouterr().err
+
+
+@req("MKV-ADM-023")
+def test_metrics_export_no_created_series(admin_server: tuple[str, dict[str, str], Path]) -> None:
+    url, creds, _ = admin_server
+    request = urllib.request.Request(url + "/metrics", headers={"Authorization": f"Bearer {creds['a-admin']}"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        text = answer.read().decode()
+    assert "memkv_operations_total" in text or "memkv_request_seconds" in text
+    assert "_created" not in text
