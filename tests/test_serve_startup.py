@@ -50,7 +50,6 @@ def admin_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
     srv.shutdown()
 
 
-@req("MKV-ADM-021")
 def test_admin_invalidate_prints_json_only_when_asked(
         admin_server: tuple[str, dict[str, str], Path], capsys: pytest.CaptureFixture[str]) -> None:
     url, _, key_file = admin_server
@@ -61,7 +60,6 @@ def test_admin_invalidate_prints_json_only_when_asked(
     assert json.loads(capsys.readouterr().out) == {"namespace": "team-a", "invalidated": 0}
 
 
-@req("MKV-ADM-022")
 def test_a_refused_admin_key_names_the_key_file_and_variable(
         admin_server: tuple[str, dict[str, str], Path], capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
