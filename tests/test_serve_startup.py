@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import memkv
 from memkv import cli
+from memkv.errors import ErrorCode, MemkvError
 from memkv.server.testing import in_process_server, write_keys_file
 
 req = pytest.mark.requirement
@@ -87,3 +90,18 @@ def test_metrics_export_no_created_series(admin_server: tuple[str, dict[str, str
         text = answer.read().decode()
     assert "memkv_operations_total" in text or "memkv_request_seconds" in text
     assert "_created" not in text
+
+
+@req("MKV-WIRE-100")
+def test_a_wire_client_at_the_admin_port_is_told_at_once(admin_server: tuple[str, dict[str, str], Path]) -> None:
+    url, creds, _ = admin_server
+    port = int(url.rsplit(":", 1)[1])
+    started = time.monotonic()
+    with pytest.raises(MemkvError) as caught:
+        memkv.connect(f"memkv+tcp://127.0.0.1:{port}", namespace="team-a", key=creds["a-admin"], connect_timeout=10)
+    assert time.monotonic() - started < 5
+    assert caught.value.code is ErrorCode.PROTOCOL_ERROR
+    assert f"127.0.0.1:{port} is an HTTP endpoint" in caught.value.message
+    # and the admin API still answers HTTP on the same port
+    with urllib.request.urlopen(url + "/v1/health", timeout=10) as answer:
+        assert json.loads(answer.read())["status"] == "healthy"

@@ -94,6 +94,7 @@ class TcpConnection:
     def __init__(self, host: str, port: int, namespace: str, credential: tuple[str, bytes] | None,
                  connect_timeout: float = 10.0, send_timeout: float = 60.0) -> None:
         self.namespace = namespace
+        self.address = (host, port)
         try:
             self.sock = socket.create_connection((host, port), timeout=connect_timeout)
         except OSError as exc:
@@ -149,7 +150,11 @@ class TcpConnection:
         self.sock.settimeout(timeout)
         try:
             self.sock.sendall(header.pack() + meta)
-            reply = parse_header(self._recv_exact(HEADER_SIZE), WireLimits(max_meta=64 * 1024, max_payload=0))
+            first = self._recv_exact(HEADER_SIZE)
+            if first.startswith(b"HTTP/"):
+                raise ProtocolError(f"{self.address[0]}:{self.address[1]} is an HTTP endpoint (the admin API?), "
+                                    "not a memkv wire protocol port")
+            reply = parse_header(first, WireLimits(max_meta=64 * 1024, max_payload=0))
             reply_meta = self._recv_exact(reply.meta_len)
         except TimeoutError:
             raise Timeout("server did not answer HELLO in time") from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import threading
 import time
 import urllib.parse
@@ -59,6 +60,11 @@ def session_json(info: SessionInfo, with_keys: bool) -> dict[str, Any]:
     return out
 
 
+WIRE_MAGIC = b"MKVW"
+WIRE_CLIENT_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n"
+                      b"X-Memkv: this is the admin HTTP API of a memkv server, not its wire protocol\r\n\r\n")
+
+
 class _Handler(BaseHTTPRequestHandler):
     timeout = ADMIN_IO_TIMEOUT_S
     server_version = f"memkv-admin/{__version__}"
@@ -67,6 +73,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
+
+    def handle(self) -> None:
+        # A memkv wire client sent to this port by mistake would wait for an answer to its HELLO
+        # (HTTP waits for a line that never comes): tell it at once where it is.
+        try:
+            first = self.connection.recv(len(WIRE_MAGIC), socket.MSG_PEEK)
+        except OSError:
+            return
+        if first == WIRE_MAGIC:
+            self.wfile.write(WIRE_CLIENT_ANSWER)
+            self.close_connection = True
+            return
+        super().handle()
 
     # ---- plumbing -------------------------------------------------------------------------------
     def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
