@@ -51,10 +51,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _token(args: argparse.Namespace) -> str | None:
+    from .backends.tcp import checked_credential
+
     if args.key_file:
         with open(args.key_file, encoding="utf-8") as handle:
-            return handle.read().strip()
-    return os.environ.get("MEMKV_ADMIN_KEY") or None
+            return checked_credential(handle.read().strip(), f"--key-file {args.key_file}")
+    from_environment = os.environ.get("MEMKV_ADMIN_KEY")
+    return checked_credential(from_environment, "MEMKV_ADMIN_KEY") if from_environment else None
 
 
 def request(url: str, path: str, token: str | None, body: Any = None, raw: bool = False) -> Any:

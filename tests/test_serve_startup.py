@@ -105,3 +105,26 @@ def test_a_wire_client_at_the_admin_port_is_told_at_once(admin_server: tuple[str
     # and the admin API still answers HTTP on the same port
     with urllib.request.urlopen(url + "/v1/health", timeout=10) as answer:
         assert json.loads(answer.read())["status"] == "healthy"
+
+
+def test_secret_errors_name_the_key_and_the_file(tmp_path: Path) -> None:
+    from memkv.server.keyring import KeyRing
+
+    keys = tmp_path / "keys.yaml"
+    keys.write_text("namespaces:\n  team-a:\n    - {id: a-writer, secret: 'abc', role: write}\n")
+    keys.chmod(0o600)
+    with pytest.raises(MemkvError) as caught:
+        KeyRing.load(str(keys))
+    assert str(keys) in caught.value.message and "'a-writer'" in caught.value.message
+    client_key = tmp_path / "client.key"
+    client_key.write_text("a-writer:nothex\n")
+    with pytest.raises(MemkvError) as caught:
+        memkv.connect(f"memkv+tcp://127.0.0.1:9?key_file={client_key}")
+    assert f"key_file {client_key}" in caught.value.message and "'a-writer'" in caught.value.message
+
+
+def test_a_malformed_admin_key_names_its_source(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMKV_ADMIN_KEY", "a-admin:short")
+    assert cli.main(["admin", "--url", "http://127.0.0.1:9", "status"]) == 2
+    assert "MEMKV_ADMIN_KEY" in capsys.readouterr().err
