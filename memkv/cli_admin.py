@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import sys
 import time
 import urllib.error
@@ -14,6 +15,7 @@ from typing import Any
 
 from .errors import ErrorCode as _Code
 from .errors import InvalidArgument, MemkvError, Unauthenticated, Unavailable, error_for
+from .server.tls import client_context
 from .units import format_size
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9901"
@@ -26,6 +28,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--url", default=os.environ.get("MEMKV_ADMIN_URL", DEFAULT_ADMIN_URL),
                    help=f"admin endpoint (default $MEMKV_ADMIN_URL or {DEFAULT_ADMIN_URL})")
     p.add_argument("--key-file", help="file holding '<key id>:<secret>' of an admin key (default $MEMKV_ADMIN_KEY)")
+    p.add_argument("--ca-file", default=os.environ.get("MEMKV_ADMIN_CA"),
+                   help="CA certificate (PEM) that signed an https:// admin endpoint's certificate "
+                        "(default $MEMKV_ADMIN_CA, else the system's trust store)")
     p.add_argument("--json", action="store_true", help="print the raw JSON answer")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="wait up to SECONDS for the server to answer (a server that is still starting)")
@@ -60,7 +65,8 @@ def _token(args: argparse.Namespace) -> str | None:
     return checked_credential(from_environment, "MEMKV_ADMIN_KEY") if from_environment else None
 
 
-def request(url: str, path: str, token: str | None, body: Any = None, raw: bool = False) -> Any:
+def request(url: str, path: str, token: str | None, body: Any = None, raw: bool = False,
+            context: ssl.SSLContext | None = None) -> Any:
     data = None if body is None else json.dumps(body).encode("utf-8")
     req = urllib.request.Request(url.rstrip("/") + path, data=data, method="POST" if data else "GET")
     if data:
@@ -68,7 +74,7 @@ def request(url: str, path: str, token: str | None, body: Any = None, raw: bool 
     if token:
         req.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
+        with urllib.request.urlopen(req, timeout=30, context=context) as resp:
             payload = resp.read()
     except urllib.error.HTTPError as exc:
         payload = exc.read()
@@ -92,12 +98,12 @@ def request(url: str, path: str, token: str | None, body: Any = None, raw: bool 
     return payload.decode("utf-8") if raw else json.loads(payload)
 
 
-def wait_until_up(url: str, seconds: float) -> None:
+def wait_until_up(url: str, seconds: float, context: ssl.SSLContext | None = None) -> None:
     """Poll /v1/health until the admin API answers; Unavailable (with the last reason) after `seconds`."""
     deadline = time.monotonic() + seconds
     while True:
         try:
-            request(url, "/v1/health", None)
+            request(url, "/v1/health", None, context=context)
             return
         except Unavailable:
             if time.monotonic() >= deadline:
@@ -107,22 +113,27 @@ def wait_until_up(url: str, seconds: float) -> None:
 
 def run(args: argparse.Namespace) -> int:
     token = _token(args)
+    context = client_context(args.ca_file) if args.url.startswith("https:") else None
     if args.wait > 0:
-        wait_until_up(args.url, args.wait)
+        wait_until_up(args.url, args.wait, context)
+
+    def call(path: str, token: str | None, body: Any = None, raw: bool = False) -> Any:
+        return request(args.url, path, token, body, raw, context)
+
     action = args.admin_command
     if action == "health":
-        out = request(args.url, "/v1/health", None)
+        out = call("/v1/health", None)
     elif action == "metrics":
-        sys.stdout.write(request(args.url, "/metrics", token, raw=True))
+        sys.stdout.write(call("/metrics", token, raw=True))
         return 0
     elif action == "status":
-        out = request(args.url, "/v1/status", token)
+        out = call("/v1/status", token)
     elif action == "sessions":
         ns = urllib.parse.quote(args.namespace, safe="")
-        out = request(args.url, f"/v1/namespaces/{ns}/sessions?limit={args.limit}", token)
+        out = call(f"/v1/namespaces/{ns}/sessions?limit={args.limit}", token)
     elif action == "session":
         ns, sid = urllib.parse.quote(args.namespace, safe=""), urllib.parse.quote(args.session_id, safe="")
-        out = request(args.url, f"/v1/namespaces/{ns}/sessions/{sid}", token)
+        out = call(f"/v1/namespaces/{ns}/sessions/{sid}", token)
     elif action == "invalidate":
         ns = urllib.parse.quote(args.namespace, safe="")
         body: dict[str, Any]
@@ -136,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
             body = {"fingerprint": args.fingerprint}
         else:
             body = {"all": True}
-        out = request(args.url, f"/v1/namespaces/{ns}/invalidate", token, body)
+        out = call(f"/v1/namespaces/{ns}/invalidate", token, body)
     else:
         raise InvalidArgument(f"unknown admin action {action}")
     if args.json or action not in ("status", "sessions", "invalidate", "health"):

@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     host, port = server.address
     admin = server.admin_address
-    admin_text = f"http://{admin[0]}:{admin[1]}" if admin else "off"
+    scheme = "https" if server.admin is not None and server.admin.tls else "http"
+    admin_text = f"{scheme}://{admin[0]}:{admin[1]}" if admin else "off"
     auth = "on" if server.keyring is not None else "OFF"
     print(f"memkv serve: listening on {host}:{port} admin {admin_text} auth {auth}", flush=True)
     while not stop.wait(0.5):

@@ -9,6 +9,7 @@ import json
 import logging
 import re
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -75,6 +76,14 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
     def handle(self) -> None:
+        if isinstance(self.connection, ssl.SSLSocket):
+            try:  # here, in the request's thread, so that a slow client never holds up the accept loop
+                self.connection.do_handshake()
+            except (ssl.SSLError, OSError) as exc:
+                log.debug("admin TLS handshake with %s failed: %s", self.address_string(), exc)
+                return
+            super().handle()
+            return
         # A memkv wire client sent to this port by mistake would wait for an answer to its HELLO
         # (HTTP waits for a line that never comes): tell it at once where it is.
         try:
@@ -386,9 +395,12 @@ class _BoundedHTTPServer(ThreadingHTTPServer):
 
 
 class AdminServer:
-    def __init__(self, server: MemkvServer, address: tuple[str, int]) -> None:
+    def __init__(self, server: MemkvServer, address: tuple[str, int], tls: ssl.SSLContext | None = None) -> None:
         handler = type("MemkvAdminHandler", (_Handler,), {"memkv": server})
         self.httpd = _BoundedHTTPServer(address, handler)
+        self.tls = tls is not None
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True, do_handshake_on_connect=False)
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="memkv-admin", daemon=True)
 

@@ -45,6 +45,8 @@ class ServerConfig:
     flush_interval_s: float = 1.0
     nixl: str = "auto"  # NIXL data path for memkv+nixl:// clients: auto (on first use), on, off
     nixl_staging: int = 256 * MiB  # registered DRAM staging pool of the NIXL data path
+    admin_tls_cert: str | None = None  # PEM certificate and key: the admin API serves HTTPS
+    admin_tls_key: str | None = None
 
     def update(self, values: dict[str, Any]) -> None:
         names = {f.name for f in dataclasses.fields(self)}

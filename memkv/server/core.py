@@ -46,8 +46,16 @@ def _bind(what: str, address: tuple[str, int]) -> socket.socket:
 def _bind_admin(server: MemkvServer, address: tuple[str, int]) -> Any:
     from .admin import AdminServer
 
+    config = server.config
+    tls = None
+    if config.admin_tls_cert or config.admin_tls_key:
+        from .tls import server_context
+
+        if not (config.admin_tls_cert and config.admin_tls_key):
+            raise InvalidArgument("admin TLS needs both a certificate (--admin-tls-cert) and its key (--admin-tls-key)")
+        tls = server_context(config.admin_tls_cert, config.admin_tls_key)
     try:
-        return AdminServer(server, address)
+        return AdminServer(server, address, tls)
     except OSError as exc:
         raise Unavailable(f"cannot listen on {address[0]}:{address[1]} (admin API, --admin-listen): "
                           f"{exc.strerror or exc}") from None

@@ -17,7 +17,7 @@ import typing
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -78,10 +78,19 @@ class ServeSettings(BaseSettings):
                                                                    "(start on first use), on (fail at start "
                                                                    "without NIXL), off")
     nixl_staging: Size = Field(256 * 1024**2, description="registered DRAM staging pool of the NIXL data path")
+    admin_tls_cert: str | None = Field(None, description="PEM certificate (chain) of the admin API: with "
+                                                         "--admin-tls-key it serves HTTPS only")
+    admin_tls_key: str | None = Field(None, description="PEM private key of --admin-tls-cert (keep it chmod 600)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="log level (case does not matter)")
     log_format: Literal["text", "json"] = Field("text", description="log lines as text or as one JSON object each")
     quiet: bool = Field(False, description="log warnings and errors only (also NIXL's and UCX's INFO lines)")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServeSettings:
+        if (self.admin_tls_cert is None) != (self.admin_tls_key is None):
+            raise ValueError("admin_tls_cert and admin_tls_key go together")
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -105,7 +114,7 @@ class ServeSettings(BaseSettings):
             buffer_memory=self.buffer_memory, max_frame_payload=self.max_frame_payload,
             idle_timeout_s=self.idle_timeout, frame_timeout_s=self.frame_timeout, hello_window_s=self.hello_window,
             shutdown_grace_s=self.shutdown_grace, flush_interval_s=self.flush_interval, nixl=self.nixl,
-            nixl_staging=self.nixl_staging)
+            nixl_staging=self.nixl_staging, admin_tls_cert=self.admin_tls_cert, admin_tls_key=self.admin_tls_key)
 
 
 def read_config_file(path: str) -> dict[str, Any]:
