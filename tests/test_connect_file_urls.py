@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -22,9 +23,10 @@ def _refused(url: str, **options: object) -> MemkvError:
 @pytest.mark.requirement("MKV-CAP-033")
 def test_a_relative_path_is_refused_not_read_as_a_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    error = _refused("file://relative/store?capacity=8MiB")
-    assert "file:relative/store" in error.message and "three" in error.message
-    assert not (tmp_path / "relative").exists() and not Path("/store").exists()
+    name = f"memkv-test-{uuid.uuid4().hex}"  # today's code would create /<name> at the root
+    error = _refused(f"file://relative/{name}?capacity=8MiB")
+    assert f"file:relative/{name}" in error.message and "three" in error.message
+    assert not (tmp_path / "relative").exists() and not Path("/", name).exists()
 
 
 @pytest.mark.requirement("MKV-CAP-033")
