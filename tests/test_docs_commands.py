@@ -10,6 +10,9 @@ Convention (for whoever writes documentation):
 - A block whose line right above the opening fence is `<!-- not-runnable: REASON -->` is not
   run (RDMA hardware, root-owned paths, the network, the test suite itself...). REASON must say
   why; an empty reason fails.
+- A block marked `<!-- slow: REASON -->` (a run of minutes; REASON names what covers the same
+  path in every CI run) runs only on demand, with MEMKV_DOCS_SLOW=1 (600 s); otherwise it is
+  reported as skipped with its reason.
 - A block that starts a server runs it in the background (`memkv serve ... &`) and waits for
   it with `memkv admin --wait 30 health` before talking to it. When the block ends, every
   background job it started gets SIGTERM and must exit with status 0 within 15 s (a server
@@ -35,7 +38,9 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 NOT_RUNNABLE = re.compile(r"^<!--\s*not-runnable:(?P<reason>.*?)-->\s*$")
+SLOW = re.compile(r"^<!--\s*slow:(?P<reason>.*?)-->\s*$")
 BLOCK_SECONDS = 120
+SLOW_BLOCK_SECONDS = 600
 DOC_PORTS = (9900, 9901)
 
 # Runs the block; on exit (success or not) stops what it left in the background and fails on a job
@@ -72,6 +77,7 @@ class ShellBlock:
     line: int  # 1-based line of the opening fence
     text: str
     not_runnable: str | None  # the reason, when the block is marked
+    slow: str | None = None  # the reason, when the block runs only on demand
 
     @property
     def name(self) -> str:
@@ -89,9 +95,11 @@ def shell_blocks(document: pathlib.Path) -> list[ShellBlock]:
             while end < len(lines) and lines[end].strip() != "```":
                 end += 1
             assert end < len(lines), f"{document}:{start + 1}: ```sh block is never closed"
-            marker = NOT_RUNNABLE.match(lines[start - 1].strip()) if start > 0 else None
-            reason = marker.group("reason").strip() if marker else None
-            blocks.append(ShellBlock(document, start + 1, "\n".join(lines[start + 1:end]), reason))
+            previous = lines[start - 1].strip() if start > 0 else ""
+            marker, slow = NOT_RUNNABLE.match(previous), SLOW.match(previous)
+            blocks.append(ShellBlock(document, start + 1, "\n".join(lines[start + 1:end]),
+                                     marker.group("reason").strip() if marker else None,
+                                     slow.group("reason").strip() if slow else None))
             index = end
         index += 1
     return blocks
@@ -107,9 +115,10 @@ def test_blocks_are_found() -> None:
     assert sum(1 for b in ALL_BLOCKS if b.not_runnable is None) >= 5
 
 
-@pytest.mark.parametrize("block", [b for b in ALL_BLOCKS if b.not_runnable is not None], ids=lambda b: b.name)
-def test_not_runnable_blocks_say_why(block: ShellBlock) -> None:
-    assert block.not_runnable, f"{block.name}: <!-- not-runnable: REASON --> needs a reason"
+@pytest.mark.parametrize("block", [b for b in ALL_BLOCKS if b.not_runnable is not None or b.slow is not None],
+                         ids=lambda b: b.name)
+def test_marked_blocks_say_why(block: ShellBlock) -> None:
+    assert block.not_runnable or block.slow, f"{block.name}: a <!-- not-runnable/slow: REASON --> needs a reason"
 
 
 def _port_free(port: int) -> bool:
@@ -124,6 +133,9 @@ def _port_free(port: int) -> bool:
 
 @pytest.mark.parametrize("block", [b for b in ALL_BLOCKS if b.not_runnable is None], ids=lambda b: b.name)
 def test_documented_command_runs(block: ShellBlock, tmp_path: pathlib.Path) -> None:
+    if block.slow is not None and os.environ.get("MEMKV_DOCS_SLOW") != "1":
+        pytest.skip(f"slow block, run with MEMKV_DOCS_SLOW=1: {block.slow}")
+    seconds = SLOW_BLOCK_SECONDS if block.slow is not None else BLOCK_SECONDS
     if "memkv serve" in block.text or "990" in block.text:
         busy = [port for port in DOC_PORTS if not _port_free(port)]
         assert not busy, f"{block.name} uses the documented ports, but 127.0.0.1:{busy} is busy on this machine"
@@ -134,11 +146,11 @@ def test_documented_command_runs(block: ShellBlock, tmp_path: pathlib.Path) -> N
     process = subprocess.Popen(["bash", "-c", script], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        stdout, stderr = process.communicate(timeout=BLOCK_SECONDS)
+        stdout, stderr = process.communicate(timeout=seconds)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)  # the block's shell and every server it started
         stdout, stderr = process.communicate()
-        pytest.fail(f"{block.name} ran past {BLOCK_SECONDS} s\n--- stdout ---\n{stdout[-4000:]}\n"
+        pytest.fail(f"{block.name} ran past {seconds} s\n--- stdout ---\n{stdout[-4000:]}\n"
                     f"--- stderr ---\n{stderr[-4000:]}")
     assert process.returncode == 0, (
         f"{block.name} failed with status {process.returncode}\n--- block ---\n{block.text}\n"
