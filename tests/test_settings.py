@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,3 +130,26 @@ def test_quiet_silences_info_lines_also_of_nixl(restore_logging: None, capsys: p
     assert "not shown" not in capsys.readouterr().err
     assert os.environ["NIXL_LOG_LEVEL"] == "WARN" and os.environ["UCX_LOG_LEVEL"] == "warn"
     assert not logging.getLogger("nixl").isEnabledFor(logging.INFO)
+
+
+def test_quiet_server_prints_no_nixl_info_lines(tmp_path: Path) -> None:
+    if importlib.util.find_spec("nixl_cu12") is None and importlib.util.find_spec("nixl") is None:
+        pytest.skip("NIXL is not installed (pip install --no-deps 'nixl-cu12>=1.5.1')")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMKV_", "NIXL_", "UCX_LOG"))}
+    outputs = {}
+    for quiet in (False, True):
+        args = [sys.executable, "-m", "memkv.server", "--data", str(tmp_path / f"d{quiet}"), "--capacity", "64MiB",
+                "--insecure-no-auth", "--listen", "127.0.0.1:0", "--nixl", "on", "--nixl-staging", "16MiB"]
+        process = subprocess.Popen([*args, *(["--quiet"] if quiet else [])], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, env=env | {"UCX_TLS": "tcp"})
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if "listening on" in line:
+                break
+        process.send_signal(signal.SIGTERM)
+        rest, _ = process.communicate(timeout=60)  # its exit status is issue 8's (NIXL teardown)
+        outputs[quiet] = "".join(lines) + rest
+    assert "NIXL INFO" in outputs[False], outputs[False]  # the lines --quiet must remove do exist
+    assert "NIXL INFO" not in outputs[True] and " INFO " not in outputs[True], outputs[True]
