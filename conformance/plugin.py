@@ -111,10 +111,19 @@ def requirement_ids(item: pytest.Item) -> list[str]:
     return ids
 
 
+def target_error(config: pytest.Config) -> str | None:
+    """Why the target could not be loaded (None when it was): a setup error ends the run before any check."""
+    return config.stash.get(_LOAD_ERROR_KEY, None)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     state = run_state(config)
-    load_error = config.stash.get(_LOAD_ERROR_KEY, None)
-    if state is None and load_error is None:
+    load_error = target_error(config)
+    if load_error is not None:  # every check would fail the same way: run none, say it once, whole
+        config.hook.pytest_deselected(items=list(items))
+        items[:] = []
+        return
+    if state is None:
         return
     for item in items:
         ids = requirement_ids(item)

@@ -48,6 +48,7 @@ class Collector:
         self.total = 0
         self.done = 0
         self.state: Any = None
+        self.setup_error: str | None = None
         self.select: tuple[str, ...] = ()
 
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -59,10 +60,11 @@ class Collector:
             items[:] = keep
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        from .plugin import run_state
+        from .plugin import run_state, target_error
 
         self.total = len(session.items)
         self.state = run_state(session.config)
+        self.setup_error = target_error(session.config)
         if not self.quiet:
             print(f"memkv conformance: {self.total} checks", file=self.stream, flush=True)
 
@@ -209,6 +211,7 @@ def summarise(collector: Collector, options: Options, seed: int, examples: int |
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - duration)),
         "duration_s": round(duration, 2),
         "pytest_exit_code": exit_code,
+        "setup_error": collector.setup_error,
         "totals": totals,
         "blocking": [r["id"] for r in bad] + [r["id"] for r in untested],
         "profiles": profiles,

@@ -306,7 +306,7 @@ def format_report(report: dict[str, Any]) -> str:
     if t["met"] is not None:
         lines.append(f"target: memkv >= {t['min_ratio']:.0%} of raw at {format_size(t['size'])}: "
                      + ("met" if t["met"] else "NOT met"))
-    lines.append(f"{report['wall_s']:.1f} s")
+    lines.append(f"wall time: {report['wall_s']:.1f} s (both paths, every round)")
     return "\n".join(lines)
 
 
@@ -325,6 +325,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="file backend: device I/O engine; both = io_uring and the thread pool side by side")
     parser.add_argument("--keep", action="store_true", help="keep the store and raw file afterwards")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--html", metavar="FILE", help="also write the report with throughput and latency plots "
+                                                      "(memkv against raw, per size) to FILE; needs the plot "
+                                                      "extra (matplotlib)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return parser
 
@@ -335,11 +338,17 @@ def run(args: argparse.Namespace) -> int:
                          io=("uring", "threads") if args.io == "both" else (args.io,))
     progress = Progress(config.rounds * len(config.sizes), "memkv bench", enabled=not args.quiet)
     report = run_bench(config, progress)
+    text = format_report(report)
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        print(format_report(report))
+        print(text)
+    if args.html:
+        from .bench_html import write_html
+
+        write_html(report, text, args.html)
+        print(f"memkv bench: wrote {args.html}", file=sys.stderr)
     return 0
 
 

@@ -51,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
             tag = "" if req["claimed"] else " (profile not claimed)"
             print(f"  {req['status'].upper()} {req['id']}{tag}: {first['message']} (expected {first['expected']}, "
                   f"got {first['actual']})"[:300], file=out)
+    if doc.get("setup_error"):
+        print(f"setup error (no check was run): {doc['setup_error']}", file=out)
     print(f"verdict: {doc['verdict']}", file=out)
     if args.report:
         print(f"reports: {args.report}/results.json, junit.xml, report.html", file=out)

@@ -15,6 +15,9 @@ DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".local", "share", "mem
 
 _FILE_OPTIONS: dict[str, Callable[[str], Any]] = {"capacity": parse_size, "unit": parse_size, "device": str,
                  "flush_interval": float}
+# keyword arguments connect() passes on to the embedded engine
+FILE_ENGINE_OPTIONS = frozenset({"capacity", "unit", "device_path", "flush_interval_s", "format_device", "limits",
+                                 "clock", "io"})
 
 
 def _file_options(query: dict[str, list[str]]) -> dict[str, Any]:
@@ -30,17 +33,48 @@ def _file_options(query: dict[str, list[str]]) -> dict[str, Any]:
     return {renamed.get(k, k): v for k, v in options.items()}
 
 
+def _store_directory(url: str, parsed: urllib.parse.SplitResult) -> str:
+    if parsed.netloc not in ("", "localhost"):
+        # file://relative/path reads "relative" as a host name: refuse rather than open /path
+        raise InvalidArgument(f"{url!r}: a file:// URL names an absolute path (file:///var/lib/memkv, three "
+                              f"slashes); for a path relative to the current directory write "
+                              f"file:{parsed.netloc}{parsed.path}")
+    path = urllib.parse.unquote(parsed.path)
+    if not path:
+        raise InvalidArgument("file:// URL needs a directory path, e.g. file:///var/lib/memkv")
+    return path
+
+
+def _connect_file(url: str, parsed: urllib.parse.SplitResult, namespace: str, options: dict[str, Any]) -> Transport:
+    from .backends.file import FileTransport
+
+    path = _store_directory(url, parsed)
+    engine_options = _file_options(urllib.parse.parse_qs(parsed.query)) | options
+    unknown = sorted(set(engine_options) - FILE_ENGINE_OPTIONS)
+    if unknown:
+        extra = " (an embedded store has no authentication: key is for memkv+tcp:// and memkv+nixl://)" \
+            if {"key", "key_file"} & set(unknown) else ""
+        raise InvalidArgument(f"file:// does not take {', '.join(unknown)}{extra}; "
+                              f"it takes {sorted(_FILE_OPTIONS)}")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise InvalidArgument(f"cannot create the store directory {path}: {exc.strerror or exc}") from None
+    transport = FileTransport.open(path, namespace, **engine_options)
+    requested = engine_options.get("capacity")
+    actual = transport.engine.device.size
+    if requested is not None and requested != actual:
+        transport.close()
+        raise InvalidArgument(f"the store in {path} has a capacity of {actual} bytes; capacity={requested} cannot "
+                              f"change it (omit capacity to open it as it is, or use a new directory)")
+    return transport
+
+
 def connect(url: str, namespace: str = "default", **options: Any) -> Transport:
     """Open a transport. Schemes: file:// (embedded), memkv+tcp://, memkv+nixl://."""
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme == "file":
-        from .backends.file import FileTransport
-
-        path = urllib.parse.unquote(parsed.path)
-        if not path:
-            raise InvalidArgument("file:// URL needs a directory path, e.g. file:///var/lib/memkv")
-        engine_options = _file_options(urllib.parse.parse_qs(parsed.query)) | options
-        return FileTransport.open(path, namespace, **engine_options)
+        return _connect_file(url, parsed, namespace, options)
     if parsed.scheme in ("memkv+tcp", "memkv+nixl"):
         tcp_options: dict[str, Any] = {name: values[-1] for name, values in urllib.parse.parse_qs(parsed.query).items()}
         try:

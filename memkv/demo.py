@@ -74,7 +74,7 @@ class ModelSpec:
         return self.kv_tensors * self.layers * self.kv_width * self.bytes_per_element
 
 
-_70B_RATE = "~2,500 tokens/s per H100-class GPU for 70B-class prefill (research/economics.md)"
+_70B_RATE = "~2,500 tokens/s per H100-class GPU for 70B-class prefill (an estimate; --prefill-rate overrides)"
 
 
 def _scaled(params_b: float) -> str:

@@ -114,6 +114,14 @@ class Transport(abc.ABC):
     def put(self, items: Sequence[PutItem]) -> list[ItemResult]:
         """Store blocks. Each is visible only once fully written and verified (MKV-OPS-002)."""
 
+    def put_chain(self, fingerprint: bytes, chain: Sequence[bytes], payloads: Sequence[BufferLike], start: int = 0,
+                  meta: BlockMeta = DEFAULT_META) -> list[ItemResult]:
+        """Store chain[start:] (payloads[i] is the block of chain[start + i]) with fingerprint and parent set
+        from the chain, so that invalidation by model and by prefix finds every block."""
+        from .chains import chain_items
+
+        return self.put(chain_items(fingerprint, chain, payloads, start, meta))
+
     @abc.abstractmethod
     def get_into(self, keys: Sequence[bytes], buffers: Sequence[BufferLike]) -> list[GetResult]:
         """Read blocks into caller buffers (one per key, at least the block's length)."""

@@ -318,7 +318,7 @@ class ServerTarget(Target):
         return Launched(True, log_text, target)
 
     def make_small(self, capacity: int) -> Target | None:
-        if self.pool is None and not self.launcher:
+        if not self.launcher:  # launch() starts nothing without launcher=memkv
             return None
         launched = self.launch(self.pool.keys_file if self.pool else None, insecure=self.pool is None,
                                capacity=str(capacity + SMALL_UNIT), unit=str(SMALL_UNIT))

@@ -94,6 +94,7 @@ class TcpConnection:
     def __init__(self, host: str, port: int, namespace: str, credential: tuple[str, bytes] | None,
                  connect_timeout: float = 10.0, send_timeout: float = 60.0) -> None:
         self.namespace = namespace
+        self.address = (host, port)
         try:
             self.sock = socket.create_connection((host, port), timeout=connect_timeout)
         except OSError as exc:
@@ -149,7 +150,11 @@ class TcpConnection:
         self.sock.settimeout(timeout)
         try:
             self.sock.sendall(header.pack() + meta)
-            reply = parse_header(self._recv_exact(HEADER_SIZE), WireLimits(max_meta=64 * 1024, max_payload=0))
+            first = self._recv_exact(HEADER_SIZE)
+            if first.startswith(b"HTTP/"):
+                raise ProtocolError(f"{self.address[0]}:{self.address[1]} is an HTTP endpoint (the admin API?), "
+                                    "not a memkv wire protocol port")
+            reply = parse_header(first, WireLimits(max_meta=64 * 1024, max_payload=0))
             reply_meta = self._recv_exact(reply.meta_len)
         except TimeoutError:
             raise Timeout("server did not answer HELLO in time") from None
@@ -629,14 +634,28 @@ def _json_float(value: float) -> float:
     return value
 
 
-def pop_credential(options: dict[str, Any]) -> str | None:
+def pop_credential(options: dict[str, Any]) -> str | tuple[str, bytes] | None:
     """The client key from `key=`, else the file named by `key_file=`, else $MEMKV_KEY (id:secret)."""
     key = options.pop("key", None)
     key_file = options.pop("key_file", None)
-    if key is None and key_file:
+    if key is not None:
+        return key  # type: ignore[no-any-return]
+    if key_file:
         with open(key_file, encoding="utf-8") as handle:
-            key = handle.read(4096).strip()
-    return key or os.environ.get("MEMKV_KEY") or None
+            return checked_credential(handle.read(4096).strip(), f"key_file {key_file}")
+    from_environment = os.environ.get("MEMKV_KEY")
+    return checked_credential(from_environment, "MEMKV_KEY") if from_environment else None
+
+
+def checked_credential(text: str, source: str) -> str:
+    """`text` when it is a well-formed `<key id>:<secret>`; else InvalidArgument naming where it came from."""
+    from ..server.keyring import parse_credential
+
+    try:
+        parse_credential(text)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{source}: {exc.message}") from None
+    return text
 
 
 def check_options(scheme: str, options: dict[str, Any], known: set[str]) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -59,6 +61,11 @@ def session_json(info: SessionInfo, with_keys: bool) -> dict[str, Any]:
     return out
 
 
+WIRE_MAGIC = b"MKVW"
+WIRE_CLIENT_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n"
+                      b"X-Memkv: this is the admin HTTP API of a memkv server, not its wire protocol\r\n\r\n")
+
+
 class _Handler(BaseHTTPRequestHandler):
     timeout = ADMIN_IO_TIMEOUT_S
     server_version = f"memkv-admin/{__version__}"
@@ -67,6 +74,27 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
+
+    def handle(self) -> None:
+        if isinstance(self.connection, ssl.SSLSocket):
+            try:  # here, in the request's thread, so that a slow client never holds up the accept loop
+                self.connection.do_handshake()
+            except (ssl.SSLError, OSError) as exc:
+                log.debug("admin TLS handshake with %s failed: %s", self.address_string(), exc)
+                return
+            super().handle()
+            return
+        # A memkv wire client sent to this port by mistake would wait for an answer to its HELLO
+        # (HTTP waits for a line that never comes): tell it at once where it is.
+        try:
+            first = self.connection.recv(len(WIRE_MAGIC), socket.MSG_PEEK)
+        except OSError:
+            return
+        if first == WIRE_MAGIC:
+            self.wfile.write(WIRE_CLIENT_ANSWER)
+            self.close_connection = True
+            return
+        super().handle()
 
     # ---- plumbing -------------------------------------------------------------------------------
     def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
@@ -367,9 +395,12 @@ class _BoundedHTTPServer(ThreadingHTTPServer):
 
 
 class AdminServer:
-    def __init__(self, server: MemkvServer, address: tuple[str, int]) -> None:
+    def __init__(self, server: MemkvServer, address: tuple[str, int], tls: ssl.SSLContext | None = None) -> None:
         handler = type("MemkvAdminHandler", (_Handler,), {"memkv": server})
         self.httpd = _BoundedHTTPServer(address, handler)
+        self.tls = tls is not None
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True, do_handshake_on_connect=False)
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="memkv-admin", daemon=True)
 

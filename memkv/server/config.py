@@ -1,12 +1,9 @@
-"""Server configuration: a config file (YAML or TOML) overlaid by command-line flags."""
+"""The server's internal configuration (memkv/server/settings.py reads it from file, environment and flags)."""
 
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from typing import Any
-
-import yaml
 
 from ..errors import InvalidArgument
 from ..units import parse_size
@@ -48,18 +45,8 @@ class ServerConfig:
     flush_interval_s: float = 1.0
     nixl: str = "auto"  # NIXL data path for memkv+nixl:// clients: auto (on first use), on, off
     nixl_staging: int = 256 * MiB  # registered DRAM staging pool of the NIXL data path
-
-    @classmethod
-    def from_file(cls, path: str) -> ServerConfig:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-        try:
-            data = tomllib.loads(raw.decode("utf-8")) if path.endswith(".toml") else yaml.safe_load(raw)
-        except (tomllib.TOMLDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise InvalidArgument(f"cannot read config file {path}: {exc}") from None
-        config = cls()
-        config.update(data or {})
-        return config
+    admin_tls_cert: str | None = None  # PEM certificate and key: the admin API serves HTTPS
+    admin_tls_key: str | None = None
 
     def update(self, values: dict[str, Any]) -> None:
         names = {f.name for f in dataclasses.fields(self)}

@@ -34,6 +34,33 @@ INSECURE_BANNER = """
 """
 
 
+def _bind(what: str, address: tuple[str, int]) -> socket.socket:
+    try:
+        listener = socket.create_server(address, backlog=512, reuse_port=False)
+    except OSError as exc:
+        raise Unavailable(f"cannot listen on {address[0]}:{address[1]} ({what}): {exc.strerror or exc}") from None
+    listener.settimeout(0.2)
+    return listener
+
+
+def _bind_admin(server: MemkvServer, address: tuple[str, int]) -> Any:
+    from .admin import AdminServer
+
+    config = server.config
+    tls = None
+    if config.admin_tls_cert or config.admin_tls_key:
+        from .tls import server_context
+
+        if not (config.admin_tls_cert and config.admin_tls_key):
+            raise InvalidArgument("admin TLS needs both a certificate (--admin-tls-cert) and its key (--admin-tls-key)")
+        tls = server_context(config.admin_tls_cert, config.admin_tls_key)
+    try:
+        return AdminServer(server, address, tls)
+    except OSError as exc:
+        raise Unavailable(f"cannot listen on {address[0]}:{address[1]} (admin API, --admin-listen): "
+                          f"{exc.strerror or exc}") from None
+
+
 class MemkvServer:
     def __init__(self, config: ServerConfig, keyring: KeyRing | None = None) -> None:
         if keyring is None and not config.insecure_no_auth:
@@ -48,9 +75,19 @@ class MemkvServer:
         self.config = config
         self.keyring = keyring
         self.nixl = NixlGate(self, config.nixl, config.nixl_staging)  # checks the mode before the store opens
-        self.engine = StorageEngine(config.data_dir, capacity=config.capacity, device_path=config.device,
-                                    unit=config.unit, flush_interval_s=config.flush_interval_s,
-                                    format_device=config.format_device)
+        self.admin: Any = None
+        # Ports first: a busy port must not cost a preallocated store (MKV-CAP-031).
+        self._listener: socket.socket | None = _bind("wire protocol", config.listen_address())
+        try:
+            admin_address = config.admin_address()
+            if admin_address is not None:
+                self.admin = _bind_admin(self, admin_address)
+            self.engine = StorageEngine(config.data_dir, capacity=config.capacity, device_path=config.device,
+                                        unit=config.unit, flush_interval_s=config.flush_interval_s,
+                                        format_device=config.format_device)
+        except BaseException:
+            self._close_ports()
+            raise
         self.metrics = ServerMetrics(self.engine.stats)
         self.budget = BufferBudget(config.buffer_memory)
         self.pool = BufferPool(min(config.buffer_memory // 4, 256 * 1024 * 1024))
@@ -60,26 +97,17 @@ class MemkvServer:
         self._conns: dict[Connection, threading.Thread] = {}
         self._lock = threading.Lock()
         self._nonces: dict[bytes, float] = {}
-        self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
-        self.admin: Any = None
 
     # ---- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
         try:
-            host, port = self.config.listen_address()
-            listener = socket.create_server((host, port), backlog=512, reuse_port=False)
-            listener.settimeout(0.2)
-            self._listener = listener
             self.nixl.start()  # --nixl on: the agent and its staging pool now, or fail
-            admin_address = self.config.admin_address()
-            if admin_address is not None:
-                from .admin import AdminServer
-
-                self.admin = AdminServer(self, admin_address)
+            if self.admin is not None:
                 self.admin.start()
         except BaseException:
             self.engine.close()
+            self._close_ports()
             raise
         self._accept_thread = threading.Thread(target=self._accept_loop, name="memkv-accept", daemon=True)
         self._accept_thread.start()
@@ -87,6 +115,13 @@ class MemkvServer:
             banner = INSECURE_BANNER.format(address=f"{self.address[0]}:{self.address[1]}")
             log.warning("authentication is OFF (--insecure-no-auth): local development only")
             print(banner, file=sys.stderr, flush=True)
+
+    def _close_ports(self) -> None:
+        """Release the ports of a server that never started serving."""
+        if self._listener is not None:
+            self._listener.close()
+        if self.admin is not None:
+            self.admin.httpd.server_close()
 
     @property
     def address(self) -> tuple[str, int]:

@@ -62,7 +62,10 @@ def parse_credential(text: str) -> tuple[str, bytes]:
     key_id, sep, secret = text.partition(":")
     if not sep or not key_id:
         raise InvalidArgument("a credential is '<key id>:<secret>'")
-    return key_id, parse_secret(secret)
+    try:
+        return key_id, parse_secret(secret)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"credential of key {key_id!r}: {exc.message}") from None
 
 
 MAX_KEYS_FILE = 4 * 1024 * 1024
@@ -108,7 +111,11 @@ class KeyRing:
                     role = Role.parse(str(entry["role"]))
                 except ValueError as exc:
                     raise InvalidArgument(str(exc)) from None
-                keys.append(ApiKey(str(entry["id"]), str(namespace), parse_secret(str(entry["secret"])), role))
+                try:
+                    secret = parse_secret(str(entry["secret"]))
+                except InvalidArgument as exc:
+                    raise InvalidArgument(f"key {entry['id']!r} of namespace {namespace}: {exc.message}") from None
+                keys.append(ApiKey(str(entry["id"]), str(namespace), secret, role))
         return cls(keys, [str(ns) for ns in data["namespaces"]])
 
     @classmethod
@@ -128,7 +135,10 @@ class KeyRing:
             data = tomllib.loads(raw.decode("utf-8")) if path.endswith(".toml") else yaml.safe_load(raw)
         except (tomllib.TOMLDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
             raise InvalidArgument(f"cannot read keys file {path}: {exc}") from None
-        return cls.from_mapping(data)
+        try:
+            return cls.from_mapping(data)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"keys file {path}: {exc.message}") from None
 
 
 def generate_secret() -> str:

@@ -167,7 +167,7 @@ class EngineCore:
         try:
             device, self.superblock = self._open_device(device_path, capacity, unit, format_device, io)
             index = Index(os.path.join(self.directory, "index.sqlite"))
-            self._bind_index(index, self.superblock)
+            self._bind_index(index, self.superblock, self._formatted_now, device.path)
             self._blocks: collections.OrderedDict[BlockId, _Live] = collections.OrderedDict()
             used: list[Extent] = []
             for row in index.all_blocks():
@@ -218,7 +218,8 @@ class EngineCore:
             # format_device formats only a device that holds no memkv store: a restart with the
             # same setting keeps the blocks; reformatting a store is a deliberate wipe (dd).
             unformatted = bytes(header[: len(MAGIC)]) != MAGIC
-            if is_new_file or never_formatted or (format_device and unformatted):
+            self._formatted_now = is_new_file or never_formatted or (format_device and unformatted)
+            if self._formatted_now:
                 superblock = Superblock.new(unit, device.size)
                 header[:] = superblock.encode()
                 device.write(0, header)
@@ -231,7 +232,7 @@ class EngineCore:
             raise
 
     @staticmethod
-    def _bind_index(index: Index, superblock: Superblock) -> None:
+    def _bind_index(index: Index, superblock: Superblock, formatted_now: bool, device_path: str) -> None:
         """Tie the index to this device; an index left from another device lists no blocks."""
         store_id = superblock.store_id.hex()
         bound = index.get_meta("store_id")
@@ -241,6 +242,10 @@ class EngineCore:
             log.warning("index %s belongs to device %s, not %s: forgetting its blocks",
                         index.path, bound, store_id)
             index.clear_blocks()
+        elif not formatted_now:
+            log.warning("device %s holds a memkv store, but the data directory %s has no index for it: "
+                        "blocks stored there before are not reachable (reuse the --data directory it was "
+                        "created with to keep them)", device_path, os.path.dirname(index.path))
         index.set_meta("store_id", store_id)
 
     @contextlib.contextmanager

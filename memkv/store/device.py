@@ -14,8 +14,9 @@ import stat
 import threading
 
 from ..buffers import PAGE, address_of, aligned_buffer
-from ..errors import InvalidArgument, Unavailable
+from ..errors import CapacityExceeded, InvalidArgument, Unavailable
 from ..native_io import IOEngine, select_engine
+from ..units import format_size
 
 ALIGN = 4096
 BOUNCE_SIZE = 4 * 1024 * 1024
@@ -83,11 +84,7 @@ class Device:
         if not exists:
             if size is None or size <= 0:
                 raise InvalidArgument("a new device file needs a positive size")
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                preallocate(fd, size)
-            finally:
-                os.close(fd)
+            create_device_file(path, size)
         self.fd, self.direct = open_direct(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
         self.size = os.lseek(self.fd, 0, os.SEEK_END)
         self._local = threading.local()
@@ -189,6 +186,34 @@ class Device:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def create_device_file(path: str, size: int) -> None:
+    """Create and preallocate a device file, or leave nothing behind (MKV-CAP-030)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if size > _free_bytes(folder):
+        raise _does_not_fit(size, folder)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        preallocate(fd, size)
+    except BaseException as exc:
+        os.close(fd)
+        os.unlink(path)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # another writer took the space meanwhile
+            raise _does_not_fit(size, folder) from None
+        raise
+    os.close(fd)
+
+
+def _free_bytes(folder: str) -> int:
+    vfs = os.statvfs(folder)
+    return vfs.f_bavail * vfs.f_frsize
+
+
+def _does_not_fit(size: int, folder: str) -> CapacityExceeded:
+    free = _free_bytes(folder)
+    return CapacityExceeded(f"capacity {format_size(size)} ({size} bytes) does not fit in the {format_size(free)} "
+                            f"({free} bytes) free on {folder}; choose a smaller capacity")
 
 
 def preallocate(fd: int, size: int) -> None:
