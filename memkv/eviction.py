@@ -133,10 +133,17 @@ class ChainOrder(Generic[K]):
         self._parent[block] = parent
         if parent is not None:
             self._children.setdefault(parent, set()).add(block)
-        if self._children.get(block):
-            # Blocks stored before their parent: they stay cut (evicted early) until used again.
+        below = self._children.get(block)
+        if below:
             self._flush()
         self._place(block)
+        if below and self._staged_queue is self._rooted:
+            # Blocks stored before this one were cut; their chain is complete again. They become
+            # the first complete blocks to go (older than anything used since), tail first.
+            for node in reversed(self._subtrees(below)):
+                self._cut.pop(node, None)
+                self._rooted[node] = None
+                self._rooted.move_to_end(node, last=False)
 
     def use(self, block: K) -> None:
         if block in self._parent:
@@ -162,6 +169,13 @@ class ChainOrder(Generic[K]):
 
     def _cut_below(self, heads: set[K]) -> None:
         """Move the subtrees of `heads` to the end of the cut queue, descendants first."""
+        for node in self._subtrees(heads):
+            self._rooted.pop(node, None)
+            self._cut.pop(node, None)
+            self._cut[node] = None
+
+    def _subtrees(self, heads: set[K]) -> list[K]:
+        """The stored blocks of the subtrees under `heads`, each after every block below it."""
         postorder: list[K] = []
         stack: list[tuple[K, bool]] = [(head, False) for head in heads]
         seen: set[K] = set()
@@ -175,10 +189,7 @@ class ChainOrder(Generic[K]):
             seen.add(node)
             stack.append((node, True))
             stack.extend((child, False) for child in self._children.get(node, ()))
-        for node in postorder:
-            self._rooted.pop(node, None)
-            self._cut.pop(node, None)
-            self._cut[node] = None
+        return postorder
 
     def candidates(self, keep: Callable[[K], bool] = _never) -> Iterator[K]:
         held: set[K] = set()
