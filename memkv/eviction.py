@@ -167,6 +167,15 @@ class ChainOrder(Generic[K]):
             self._flush()
             self._cut_below(orphans)
 
+    def discard_subtree(self, block: K) -> int:
+        """Remove `block` and every stored block chained after it, tail first; how many went."""
+        if block not in self._parent:
+            return 0
+        gone = self._subtrees({block})
+        for node in gone:
+            self.discard(node)
+        return len(gone)
+
     def _cut_below(self, heads: set[K]) -> None:
         """Move the subtrees of `heads` to the end of the cut queue, descendants first."""
         for node in self._subtrees(heads):

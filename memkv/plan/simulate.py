@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 
 from ..errors import InvalidArgument
-from ..eviction import POLICIES, PolicyName, make_order
+from ..eviction import POLICIES, ChainOrder, EvictionOrder, PolicyName, make_order
 from ..workload import TRACE_BLOCK_TOKENS, TraceRequest
 
 
@@ -97,6 +97,22 @@ def _agent_chains(request: TraceRequest, agents: int, shared: int) -> Iterable[t
         yield tuple(h * agents + (agent if i >= shared else 0) for i, h in enumerate(request.hash_ids))
 
 
+def _expire(order: EvictionOrder[int], ids: Sequence[int], last_use: dict[int, float], cutoff: float,
+            result: SimResult) -> None:
+    """Drop the request's blocks last used before `cutoff`.
+
+    A block is used whenever a block chained after it is, so everything chained after an expired
+    block has expired too: chain order drops the whole subtree at once (none of it is left cut).
+    """
+    for block in ids:
+        if block in order and last_use[block] < cutoff:
+            if isinstance(order, ChainOrder):
+                result.expirations += order.discard_subtree(block)
+            else:
+                order.discard(block)
+                result.expirations += 1
+
+
 def simulate(requests: Iterable[TraceRequest], config: SimConfig, record_evictions: bool = False) -> SimResult:
     """Replay `requests` (in the given order) through a cache as `config` describes."""
     config.check()
@@ -105,6 +121,7 @@ def simulate(requests: Iterable[TraceRequest], config: SimConfig, record_evictio
     last_use: dict[int, float] = {}
     ttl = config.ttl_s
     result = SimResult(config, evicted=[] if record_evictions else None)
+    use = order.use
     first = True
     for request in requests:
         if first:
@@ -116,24 +133,17 @@ def simulate(requests: Iterable[TraceRequest], config: SimConfig, record_evictio
             result.tokens_total += request.input_length
             result.output_tokens += request.output_length
             result.references += len(ids)
-            prefix_open = True
-            for position, block in enumerate(ids):
-                present = block in order
-                if present and ttl is not None and now + config.pause_s - last_use[block] > ttl:
-                    order.discard(block)
-                    result.expirations += 1
-                    present = False
-                if present:
-                    result.block_hits += 1
-                    if prefix_open:
-                        result.prefix_hits += 1
-                        result.tokens_avoided += request.block_tokens_at(position, config.block_tokens)
-                else:
-                    prefix_open = False
+            if ttl is not None:
+                _expire(order, ids, last_use, now + config.pause_s - ttl, result)
+            hits = [block in order for block in ids]
+            prefix = hits.index(False) if False in hits else len(hits)
+            result.block_hits += sum(hits)
+            result.prefix_hits += prefix
+            result.tokens_avoided += min(request.input_length, prefix * config.block_tokens)
             parent: int | None = None
             for block in ids:
                 if block in order:
-                    order.use(block)
+                    use(block)
                 elif capacity is None or capacity > 0:
                     while capacity is not None and len(order) >= capacity:
                         victim = next(order.candidates())
