@@ -39,6 +39,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                    help="NIXL data path for memkv+nixl:// clients: auto (start on first use, default), on (fail "
                         "at start without NIXL), off")
     p.add_argument("--nixl-staging", help="registered DRAM staging pool of the NIXL data path (default 256MiB)")
+    p.add_argument("--access-log", help="record one trace line per lookup for `memkv plan` (no payloads, keys or "
+                                        "namespace names: keyed hashes only)")
+    p.add_argument("--access-log-max-bytes", help="rotate the access log at this size, one older file kept "
+                                                  "(default 64MiB)")
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -48,7 +52,7 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
     overrides: dict[str, Any] = {name: getattr(args, name, None) for name in (
         "data_dir", "device", "format_device", "capacity", "unit", "listen", "admin_listen", "keys_file",
         "insecure_no_auth", "max_connections", "buffer_memory", "idle_timeout_s", "frame_timeout_s", "nixl",
-        "nixl_staging")}
+        "nixl_staging", "access_log", "access_log_max_bytes")}
     config.update(overrides)
     return config
 

@@ -48,6 +48,8 @@ class ServerConfig:
     flush_interval_s: float = 1.0
     nixl: str = "auto"  # NIXL data path for memkv+nixl:// clients: auto (on first use), on, off
     nixl_staging: int = 256 * MiB  # registered DRAM staging pool of the NIXL data path
+    access_log: str | None = None  # trace-format log of lookups for `memkv plan` (MKV-CAP-009)
+    access_log_max_bytes: int = 64 * MiB  # rotated at this size, one older file kept
 
     @classmethod
     def from_file(cls, path: str) -> ServerConfig:
@@ -69,7 +71,8 @@ class ServerConfig:
                 raise InvalidArgument(f"unknown server setting {name!r}; known: {sorted(names)}")
             if value is None:
                 continue
-            if name in ("capacity", "unit", "buffer_memory", "max_frame_payload", "nixl_staging"):
+            if name in ("capacity", "unit", "buffer_memory", "max_frame_payload", "nixl_staging",
+                        "access_log_max_bytes"):
                 value = parse_size(value)
             elif name.endswith("_s"):
                 value = float(value)

@@ -15,6 +15,7 @@ from ..transport import Capabilities
 from ..wire import messages as msg
 from ..wire.frames import FLAG_RESPONSE, Header
 from ..wire.opcodes import Opcode, Role
+from .access_log import AccessLog
 from .config import ServerConfig
 from .connection import BufferBudget, BufferPool, Connection
 from .keyring import KeyRing
@@ -48,6 +49,7 @@ class MemkvServer:
         self.config = config
         self.keyring = keyring
         self.nixl = NixlGate(self, config.nixl, config.nixl_staging)  # checks the mode before the store opens
+        self.access_log = AccessLog(config.access_log, config.access_log_max_bytes) if config.access_log else None
         self.engine = StorageEngine(config.data_dir, capacity=config.capacity, device_path=config.device,
                                     unit=config.unit, flush_interval_s=config.flush_interval_s,
                                     format_device=config.format_device)
@@ -186,6 +188,8 @@ class MemkvServer:
         finally:
             if self.admin is not None:
                 self.admin.stop()
+            if self.access_log is not None:
+                self.access_log.close()
             self.stopped.set()
             log.info("memkv server stopped")
 
