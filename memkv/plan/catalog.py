@@ -78,7 +78,8 @@ class Assumptions:
         rows: list[dict[str, Any]] = [
             {"name": "model", "value": m.name, "unit": "", "source": m.source},
             {"name": "kv_bytes_per_token", "value": m.bytes_per_token, "unit": "B", "source": m.source},
-            {"name": "usd_per_gpu_hour", "value": self.usd_per_gpu_hour, "unit": "$/h", "source": self.sources["price"]},
+            {"name": "usd_per_gpu_hour", "value": self.usd_per_gpu_hour, "unit": "$/h",
+             "source": self.sources["price"]},
             {"name": "prefill_tokens_per_s", "value": self.prefill_tokens_per_s, "unit": "tokens/s/GPU",
              "source": self.sources["prefill"]},
             {"name": "decode_tokens_per_s", "value": self.decode_tokens_per_s, "unit": "tokens/s/GPU",
@@ -91,7 +92,8 @@ class Assumptions:
                          "unit": "$/TB-month", "source": tier.source})
             rows.append({"name": f"{tier.name}_gb_per_s_per_node", "value": tier.gb_per_s_per_node,
                          "unit": "GB/s", "source": tier.source})
-        rows.append({"name": "gpus_per_node", "value": self.gpus_per_node, "unit": "", "source": self.sources["deployment"]})
+        rows.append({"name": "gpus_per_node", "value": self.gpus_per_node, "unit": "",
+                     "source": self.sources["deployment"]})
         return rows
 
 

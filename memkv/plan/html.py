@@ -47,12 +47,12 @@ def render_html(plan: dict[str, Any], text: str) -> str:
     low, high = 1.0, 6.0
     prices = [low + (high - low) * i / 20 for i in range(21)]
     e = plan["economics"]
+    price = next(a["value"] for a in plan["assumptions"] if a["name"] == "usd_per_gpu_hour")
     for policy in sorted({row["policy"] for row in plan["sweep"]}):
         best = max((r for r in plan["sweep"] if r["policy"] == policy), key=lambda r: r["capacity_bytes"])
-        per_dollar = best["gpu_usd_per_year"] / next(a["value"] for a in plan["assumptions"]
-                                                   if a["name"] == "usd_per_gpu_hour")
+        per_dollar = best["gpu_usd_per_year"] / price
         ax.plot(prices, [per_dollar * p for p in prices], label=f"{policy}, largest swept capacity")
-    per_dollar_main = e["usd_per_year"] / next(a["value"] for a in plan["assumptions"] if a["name"] == "usd_per_gpu_hour")
+    per_dollar_main = e["usd_per_year"] / price
     ax.plot(prices, [per_dollar_main * p - e["storage_usd_per_year"] for p in prices], linestyle="--",
             label=f"{plan['policy']}, configured cache, net of storage")
     ax.set_xlabel("GPU price ($/GPU-hour)")

@@ -237,7 +237,8 @@ def make_plan(requests: Sequence[TraceRequest], opts: PlanOptions, source: dict[
                   "distinct_blocks": p.unbounded.peak_blocks if opts.ttl_s is None else None,
                   "unbounded_block_hit_ratio": p.unbounded.block_hit_ratio,
                   "unbounded_prefix_hit_ratio": p.unbounded.prefix_hit_ratio},
-        "assumptions": a.table() + [
+        "assumptions": [
+            *a.table(),
             {"name": "traffic_scale", "value": p.scale, "unit": "x trace",
              "source": "--gpus" if opts.gpus is not None else ("--scale" if opts.scale else "the trace as recorded")},
             {"name": "block_tokens", "value": opts.block_tokens, "unit": "tokens", "source": "the trace format"}],

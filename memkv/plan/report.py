@@ -41,14 +41,16 @@ def format_plan(p: dict[str, Any]) -> str:
         "  tier         capacity      prefix hit   saved $/year   storage $/year   net $/year   payback",
     ]
     for tier in p["tiers"]:
-        lines.append(f"  {tier['tier']:<12} {format_size(int(tier['capacity_bytes'])):>12}  {tier['prefix_hit_ratio']:>10.1%}"
+        size = format_size(int(tier["capacity_bytes"]))
+        lines.append(f"  {tier['tier']:<12} {size:>12}  {tier['prefix_hit_ratio']:>10.1%}"
                      f"   {_usd(tier['usd_per_year']):>12}   {_usd(tier['storage_usd_per_year']):>14}"
                      f"   {_usd(tier['net_usd_per_year']):>10}   {_months(tier['payback_months'])}")
     if p["sensitivity"]:
         lines += ["", "  sensitivity (net $/year of the configured cache when one assumption moves):"]
         for s in p["sensitivity"]:
             lines.append(f"    {s['assumption']:<18} {s['low']:>8} -> {_usd(s['net_usd_per_year_low']):>12}   "
-                         f"{s['high']:>8} -> {_usd(s['net_usd_per_year_high']):>12}   swing {_usd(s['swing_usd_per_year'])}")
+                         f"{s['high']:>8} -> {_usd(s['net_usd_per_year_high']):>12}   "
+                         f"swing {_usd(s['swing_usd_per_year'])}")
     lines += ["", f"  the claim    {c['gpus']} GPUs from {c['utilization_before']:.0%} to {c['utilization_after']:.0%} "
                   f"utilization free {c['gpus_freed']:.1f} GPUs = {_usd(c['usd_per_year'])}/year at "
                   f"${c['usd_per_gpu_hour']:g}/GPU-hour: it needs the cache to remove {c['required_share']:.1%} "
@@ -59,7 +61,8 @@ def format_plan(p: dict[str, Any]) -> str:
     if p["sweep"]:
         lines += ["", "  capacity sweep (prefix hit ratio):"]
         for row in p["sweep"]:
-            lines.append(f"    {row['policy']:<6} {row['capacity_blocks']:>9,} blocks {format_size(int(row['capacity_bytes'])):>12}"
+            size = format_size(int(row["capacity_bytes"]))
+            lines.append(f"    {row['policy']:<6} {row['capacity_blocks']:>9,} blocks {size:>12}"
                          f"  block {row['block_hit_ratio']:6.1%}  prefix {row['prefix_hit_ratio']:6.1%}"
                          f"  {_usd(row['gpu_usd_per_year']):>12}/year")
     lines += ["", "  assumptions (docs/plan.md; override on the command line):"]

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 
 from ..errors import InvalidArgument
-from ..eviction import POLICIES, ChainOrder, EvictionOrder, PolicyName, make_order
+from ..eviction import POLICIES, ChainOrder, EvictionOrder, LruOrder, PolicyName, make_order
 from ..workload import TRACE_BLOCK_TOKENS, TraceRequest
 
 
@@ -116,7 +116,7 @@ def _expire(order: EvictionOrder[int], ids: Sequence[int], last_use: dict[int, f
 def simulate(requests: Iterable[TraceRequest], config: SimConfig, record_evictions: bool = False) -> SimResult:
     """Replay `requests` (in the given order) through a cache as `config` describes."""
     config.check()
-    order = make_order(config.policy)
+    order: LruOrder[int] | ChainOrder[int] = make_order(config.policy)
     capacity = config.capacity_blocks
     last_use: dict[int, float] = {}
     ttl = config.ttl_s

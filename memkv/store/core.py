@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 
 from ..blocks import Limits, MiB
 from ..buffers import aligned_buffer
-from ..eviction import ChainOrder
 from ..errors import (
     BufferTooSmall,
     CapacityExceeded,
@@ -34,6 +33,7 @@ from ..errors import (
     NotFound,
     Unavailable,
 )
+from ..eviction import ChainOrder
 from ..keys import ROOT_PARENT, check_key
 from ..sessions import PINNING_STATES, SessionEvent, SessionInfo, SessionState, next_state
 from ..transport import GetResult, ItemResult
