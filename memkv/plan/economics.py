@@ -72,6 +72,14 @@ def savings(sim: SimResult, a: Assumptions, scale: float) -> Savings:
                    freed / busy if busy else 0.0, avoided_per_s * a.model.bytes_per_token)
 
 
+def prefill_value(tokens: int, a: Assumptions) -> dict[str, Any]:
+    """GPU time and dollars of prefilling `tokens` (what reloading them instead saves)."""
+    seconds = tokens / a.prefill_tokens_per_s
+    return {"gpu_seconds_saved": seconds, "gpu_hours_saved": seconds / 3600,
+            "usd_saved": seconds / 3600 * a.usd_per_gpu_hour, "usd_per_gpu_hour": a.usd_per_gpu_hour,
+            "price_source": a.sources["price"]}
+
+
 def nodes_for(gpus: float, a: Assumptions) -> int:
     return max(1, math.ceil(gpus / a.gpus_per_node))
 
@@ -118,5 +126,5 @@ def claim_for_workload(share: float, a: Assumptions) -> float:
 
 
 __all__ = ["ClaimCheck", "Savings", "TB", "Traffic", "block_bytes", "claim_for_workload", "gpus_busy",
-           "nodes_for", "payback_months", "reload_bar_bytes_per_s", "reproduce_claim", "savings",
+           "nodes_for", "payback_months", "prefill_value", "reload_bar_bytes_per_s", "reproduce_claim", "savings",
            "storage_usd_per_year"]
