@@ -167,3 +167,17 @@ def test_plan_runs_on_the_shared_traces(name: str, capsys: pytest.CaptureFixture
     assert 0 < plan["prefix_hit_ratio"] == plan["block_hit_ratio"] < unbounded
     assert plan["economics"]["usd_per_year"] > 0 and plan["sweep"] and plan["sensitivity"]
     assert plan["recommendation"]["reason"]
+
+
+def test_demo_prices_prefill_with_the_plan_catalog() -> None:
+    from memkv.demo import MODELS
+    from memkv.plan.catalog import assumptions
+    from memkv.plan.economics import prefill_value
+
+    a = assumptions("llama-3.1-70b")
+    assert MODELS["llama-3.1-70b"].bytes_per_token == a.model.bytes_per_token == 327680
+    assert MODELS["llama-3.1-70b"].prefill_tokens_per_s == a.prefill_tokens_per_s
+    value = prefill_value(9_000_000, a)
+    assert value["gpu_hours_saved"] == pytest.approx(1.0)
+    assert value["usd_saved"] == pytest.approx(a.usd_per_gpu_hour)
+    assert "research" not in MODELS["llama-3.1-70b"].prefill_source
