@@ -124,7 +124,7 @@ def test_agents_share_only_the_shared_prefix() -> None:
 
 def test_plan_economics_and_claim_on_a_small_trace() -> None:
     requests = synthetic_trace(300, seed=1)
-    plan = make_plan(requests, PlanOptions(capacity_blocks=50, sweep_points=3))
+    plan = make_plan(requests, PlanOptions(SimConfig(50), sweep_points=3))
     e = plan["economics"]
     assert e["usd_per_year"] == pytest.approx(e["gpu_hours_per_year"] * 3.0)
     assert e["reload_bar_bytes_per_s_per_gpu"] == 2500 * 327680

@@ -20,6 +20,7 @@ from ..workload import TRACE_BLOCK_TOKENS, TRACE_NAMES, find_trace, read_trace
 from .catalog import model_names
 from .planner import PlanOptions, make_plan
 from .report import format_plan
+from .simulate import SimConfig
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -66,12 +67,13 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidArgument(f"trace file {trace} does not exist")
     prices = {name: value for name, value in (("dram", args.dram_price), ("nvme", args.nvme_price))
               if value is not None}
+    simulation = SimConfig(args.capacity_blocks, args.policy, args.ttl, args.pause, args.agents, args.shared_blocks,
+                           args.block_tokens)
     opts = PlanOptions(
-        capacity_blocks=args.capacity_blocks, capacity_bytes=args.capacity, policy=args.policy, ttl_s=args.ttl,
-        pause_s=args.pause, agents=args.agents, shared_blocks=args.shared_blocks, block_tokens=args.block_tokens,
-        model=args.model, gpu=args.gpu, gpu_price=args.gpu_price, prefill_rate=args.prefill_rate,
-        decode_rate=args.decode_rate, tier_prices=prices, scale=args.scale, gpus=args.gpus, tier=args.tier,
-        sweep_points=args.sweep, sensitivity=not args.no_sensitivity)
+        simulation=simulation, capacity_bytes=args.capacity, model=args.model, gpu=args.gpu,
+        gpu_price=args.gpu_price, prefill_rate=args.prefill_rate, decode_rate=args.decode_rate, tier_prices=prices,
+        scale=args.scale, gpus=args.gpus, tier=args.tier, sweep_points=args.sweep,
+        sensitivity=not args.no_sensitivity)
     requests = list(read_trace(trace, limit=args.limit, block_tokens=args.block_tokens))
     plan = make_plan(requests, opts, {"trace": os.path.abspath(trace)})
     text = format_plan(plan)

@@ -58,9 +58,6 @@ class Savings:
     """Share of all GPU time (prefill and decode) that the cache removes."""
     reload_bytes_per_s: float
 
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 def savings(sim: SimResult, a: Assumptions, scale: float) -> Savings:
     traffic = Traffic.of(sim)
@@ -105,9 +102,6 @@ class ClaimCheck:
     usd_per_year: float
     required_share: float
     """Share of GPU time the cache must remove for the claim's utilization jump."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def reproduce_claim(a: Assumptions) -> ClaimCheck:

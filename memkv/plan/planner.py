@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import InvalidArgument
-from ..eviction import POLICIES, PolicyName
-from ..workload import TRACE_BLOCK_TOKENS, TraceRequest
+from ..eviction import POLICIES
+from ..workload import TraceRequest
 from .catalog import Assumptions, Tier, assumptions
 from .economics import (
     TB,
@@ -39,15 +39,10 @@ HUMAN_PAUSE_S = 600.0
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PlanOptions:
-    capacity_blocks: int | None = None
+    simulation: SimConfig = dataclasses.field(default_factory=SimConfig)
+    """The cache to simulate; its capacity in blocks, or None for `capacity_bytes` or unbounded."""
     capacity_bytes: int | None = None
     """Cache size of the whole deployment in bytes (full-size KV blocks of the model)."""
-    policy: PolicyName = "chain"
-    ttl_s: float | None = None
-    pause_s: float = 0.0
-    agents: int = 1
-    shared_blocks: int = 1
-    block_tokens: int = TRACE_BLOCK_TOKENS
     model: str = "llama-3.1-70b"
     gpu: str = "h100"
     gpu_price: float | None = None
@@ -61,7 +56,8 @@ class PlanOptions:
     sensitivity: bool = True
 
     def check(self) -> None:
-        if self.capacity_blocks is not None and self.capacity_bytes is not None:
+        self.simulation.check()
+        if self.simulation.capacity_blocks is not None and self.capacity_bytes is not None:
             raise InvalidArgument("give the capacity in blocks or in bytes, not both")
         if self.capacity_bytes is not None and self.capacity_bytes < 0:
             raise InvalidArgument("capacity must be non-negative")
@@ -78,9 +74,8 @@ class PlanOptions:
 class _Planner:
     def __init__(self, requests: Sequence[TraceRequest], opts: PlanOptions, a: Assumptions) -> None:
         self.requests, self.opts, self.a = requests, opts, a
-        self.base = SimConfig(None, opts.policy, opts.ttl_s, opts.pause_s, opts.agents, opts.shared_blocks,
-                              opts.block_tokens).check()
-        self.block_bytes = block_bytes(a, opts.block_tokens)
+        self.base = dataclasses.replace(opts.simulation, capacity_blocks=None)
+        self.block_bytes = block_bytes(a, self.base.block_tokens)
         self._runs: dict[SimConfig, SimResult] = {}
         self.unbounded = self.run(None)
         traffic = Traffic.of(self.unbounded)
@@ -112,7 +107,7 @@ class _Planner:
         available = nodes * tier.gb_per_s_per_node * 1e9 if tier else math.inf
         per_gpu = tier.gb_per_s_per_node * 1e9 / self.a.gpus_per_node if tier else math.inf
         return {
-            **s.as_dict(), "tier": tier.name if tier else "gpu", "capacity_bytes": capacity,
+            **dataclasses.asdict(s), "tier": tier.name if tier else "gpu", "capacity_bytes": capacity,
             "storage_usd_per_year": cost, "net_usd_per_year": s.usd_per_year - cost, "capex_usd": capex,
             "payback_months": payback_months(capex, s.usd_per_year), "nodes": nodes,
             "bandwidth_available_bytes_per_s": available if tier else None,
@@ -214,7 +209,7 @@ class _Planner:
             usd = claim_for_workload(share, self.a)
             rows.append({"workload": label, "recompute_share": share, "usd_per_year": usd,
                          "holds": share >= check.required_share})
-        return {**check.as_dict(), "claimed_usd_per_year": self.a.claim.claimed_usd_per_year,
+        return {**dataclasses.asdict(check), "claimed_usd_per_year": self.a.claim.claimed_usd_per_year,
                 "source": self.a.claim.source, "workloads": rows}
 
 
@@ -224,7 +219,7 @@ def make_plan(requests: Sequence[TraceRequest], opts: PlanOptions, source: dict[
     opts.check()
     a = assumptions(opts.model, opts.gpu, opts.gpu_price, opts.prefill_rate, opts.decode_rate, opts.tier_prices)
     p = _Planner(requests, opts, a)
-    blocks = opts.capacity_blocks
+    blocks = opts.simulation.capacity_blocks
     if blocks is None and opts.capacity_bytes is not None:
         blocks = p.blocks_for(opts.capacity_bytes)
     main = p.run(blocks)
@@ -234,14 +229,14 @@ def make_plan(requests: Sequence[TraceRequest], opts: PlanOptions, source: dict[
         **main.as_dict(),
         "trace": {**(source or {}), "requests": traffic.requests, "input_tokens": traffic.tokens_total,
                   "output_tokens": traffic.output_tokens, "duration_s": traffic.duration_s,
-                  "distinct_blocks": p.unbounded.peak_blocks if opts.ttl_s is None else None,
+                  "distinct_blocks": p.unbounded.peak_blocks if p.base.ttl_s is None else None,
                   "unbounded_block_hit_ratio": p.unbounded.block_hit_ratio,
                   "unbounded_prefix_hit_ratio": p.unbounded.prefix_hit_ratio},
         "assumptions": [
             *a.table(),
             {"name": "traffic_scale", "value": p.scale, "unit": "x trace",
              "source": "--gpus" if opts.gpus is not None else ("--scale" if opts.scale else "the trace as recorded")},
-            {"name": "block_tokens", "value": opts.block_tokens, "unit": "tokens", "source": "the trace format"}],
+            {"name": "block_tokens", "value": p.base.block_tokens, "unit": "tokens", "source": "the trace format"}],
         "economics": {**p.economics(main, a.tiers[opts.tier]),
                       "block_bytes": p.block_bytes,
                       "reload_bar_bytes_per_s_per_gpu": reload_bar_bytes_per_s(a)},
