@@ -128,6 +128,7 @@ def test_plan_economics_and_claim_on_a_small_trace() -> None:
     e = plan["economics"]
     assert e["usd_per_year"] == pytest.approx(e["gpu_hours_per_year"] * 3.0)
     assert e["reload_bar_bytes_per_s_per_gpu"] == 2500 * 327680
+    assert e["bytes_reloaded"] == plan["tokens_avoided"] * 327680
     assert plan["claim"]["usd_per_year"] == pytest.approx(128 * (1 - 0.5 / 0.9) * 8760 * 4.0)
     assert plan["recommendation"]["tier"] in ("GPU memory only", "host DRAM", "NVMe tier", "not worth it")
     assert {row["policy"] for row in plan["sweep"]} == {"lru", "chain"}

@@ -239,6 +239,7 @@ def make_plan(requests: Sequence[TraceRequest], opts: PlanOptions, source: dict[
             {"name": "block_tokens", "value": p.base.block_tokens, "unit": "tokens", "source": "the trace format"}],
         "economics": {**p.economics(main, a.tiers[opts.tier]),
                       "block_bytes": p.block_bytes,
+                      "bytes_reloaded": main.tokens_avoided * a.model.bytes_per_token * p.scale,
                       "reload_bar_bytes_per_s_per_gpu": reload_bar_bytes_per_s(a)},
         "tiers": tiers,
         "recommendation": p.recommend(tiers),

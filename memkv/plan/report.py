@@ -29,7 +29,8 @@ def format_plan(p: dict[str, Any]) -> str:
         f"{p['evictions']:,} evictions, {p['expirations']:,} expirations",
         f"  prefill      {p['tokens_avoided']:,} of {p['tokens_total']:,} input tokens not recomputed "
         f"({e['recompute_share']:.1%} of all GPU time)",
-        f"  bytes        {format_size(int(e['reload_bytes_per_s']))}/s reloaded on average "
+        f"  bytes        {format_size(int(e['bytes_reloaded']))} reloaded in all, "
+        f"{format_size(int(e['reload_bytes_per_s']))}/s on average "
         f"(blocks of {format_size(e['block_bytes'])})",
         f"  savings      {e['gpus_freed']:.2f} of {e['gpus_busy']:.1f} GPUs freed = {e['gpu_hours_per_year']:,.0f} "
         f"GPU-hours = {_usd(e['usd_per_year'])}/year; storage {_usd(e['storage_usd_per_year'])}/year; "
