@@ -20,11 +20,16 @@ CATALOG_FILE = "catalog.yaml"
 class Model:
     name: str
     layers: int
-    kv_width: int
+    kv_heads: int
+    head_dim: int
     kv_tensors: int
     dtype_bytes: int
     params_b: float
     source: str
+
+    @property
+    def kv_width(self) -> int:
+        return self.kv_heads * self.head_dim
 
     @property
     def bytes_per_token(self) -> int:
