@@ -31,6 +31,9 @@ from .buffers import aligned_buffer
 from .connect import DEFAULT_DATA_DIR, connect
 from .errors import ErrorCode, InvalidArgument, MemkvError
 from .keys import key_from_sequence_hash, model_fingerprint
+from .plan.catalog import assumptions as plan_assumptions
+from .plan.catalog import model_names
+from .plan.economics import prefill_value
 from .progress import Progress
 from .transport import PutItem, Transport
 from .units import format_size, parse_size
@@ -74,20 +77,15 @@ class ModelSpec:
         return self.kv_tensors * self.layers * self.kv_width * self.bytes_per_element
 
 
-_70B_RATE = "~2,500 tokens/s per H100-class GPU for 70B-class prefill (an estimate; --prefill-rate overrides)"
+def _model_spec(name: str) -> ModelSpec:
+    """A model of the planner's economics catalog (memkv/plan/catalog.yaml; sources in docs/plan.md)."""
+    a = plan_assumptions(name)
+    m = a.model
+    return ModelSpec(m.layers, m.kv_width, m.kv_tensors, a.prefill_tokens_per_s, a.sources["prefill"],
+                     m.dtype_bytes)
 
 
-def _scaled(params_b: float) -> str:
-    return f"estimate: the 70B rate x 70/{params_b:g} (prefill FLOPs scale with parameters)"
-
-
-MODELS: dict[str, ModelSpec] = {
-    "llama-3.1-8b": ModelSpec(32, 8 * 128, 2, 2_500 * 70 / 8, _scaled(8)),
-    "llama-3.1-70b": ModelSpec(80, 8 * 128, 2, 2_500, _70B_RATE),
-    "qwen2.5-7b": ModelSpec(28, 4 * 128, 2, 2_500 * 70 / 7, _scaled(7)),
-    "qwen2.5-72b": ModelSpec(80, 8 * 128, 2, 2_500 * 70 / 72, _scaled(72)),
-    "deepseek-v3": ModelSpec(61, 576, 1, 2_500 * 70 / 37, _scaled(37) + "; 37B active"),
-}
+MODELS: dict[str, ModelSpec] = {name: _model_spec(name) for name in model_names()}
 DEFAULT_MODEL = "llama-3.1-70b"
 
 
@@ -386,7 +384,7 @@ def _report(config: DemoConfig, t: _Tally, source: dict[str, Any], requests: Seq
                        "read_gb_per_s": t.bytes_reloaded / t.read_s / 1e9 if t.read_s else 0.0},
         "prefill": {"tokens_total": t.tokens_total, "tokens_not_recomputed": t.tokens_saved,
                     "assumed_tokens_per_s": rate, "rate_source": rate_source,
-                    "gpu_seconds_saved": t.tokens_saved / rate},
+                    **prefill_value(t.tokens_saved, plan_assumptions(config.model, prefill_tokens_per_s=rate))},
         "sessions": {"agents": t.agents, "turns": t.turns, "forked": t.forks, "suspended": t.suspended,
                      "resumed": t.resumed, "pinned_blocks_peak": t.pinned_peak,
                      "resumed_blocks": t.resumed_blocks, "resumed_blocks_expected": t.resumed_blocks_expected,
@@ -415,8 +413,8 @@ def format_report(r: dict[str, Any]) -> str:
         f"  throughput  {tp['requests_per_s']:.1f} requests/s over {tp['wall_s']:.1f} s; "
         f"write {tp['write_gb_per_s']:.2f} GB/s, reload {tp['read_gb_per_s']:.2f} GB/s",
         f"  prefill     {p['tokens_not_recomputed']:,} of {p['tokens_total']:,} input tokens not recomputed "
-        f"= {p['gpu_seconds_saved']:.0f} GPU-seconds at {p['assumed_tokens_per_s']:,.0f} tokens/s "
-        f"({p['rate_source']})",
+        f"= {p['gpu_seconds_saved']:.0f} GPU-seconds = ${p['usd_saved']:,.2f} at {p['assumed_tokens_per_s']:,.0f} "
+        f"tokens/s and ${p['usd_per_gpu_hour']:g}/GPU-hour (memkv plan's catalog: docs/plan.md)",
         f"  sessions    {se['agents']} agents, {se['turns']} follow-up turns, {se['forked']} forks, "
         f"{se['suspended']} suspended (peak {se['pinned_blocks_peak']} pinned blocks), {se['resumed']} resumed "
         f"with {se['resumed_blocks']}/{se['resumed_blocks_expected']} blocks intact, {se['closed']} closed"

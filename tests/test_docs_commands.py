@@ -20,6 +20,9 @@ Convention (for whoever writes documentation):
 - Servers in the docs use the documented defaults 127.0.0.1:9900 (admin 9901). The test checks
   those ports are free first and fails with that message if not (never a silent skip).
 - A block has 120 s.
+- The shared workload traces sit beside the checkout (`../shared/traces/`, as in a developer's
+  tree): the block's directory has a `../shared` link to them, and a block that names
+  `../shared/` is skipped, saying so, only where they are absent (as the trace tests are).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ SLOW = re.compile(r"^<!--\s*slow:(?P<reason>.*?)-->\s*$")
 BLOCK_SECONDS = 120
 SLOW_BLOCK_SECONDS = 600
 DOC_PORTS = (9900, 9901)
+SHARED = REPO.parent / "shared"
 
 # Runs the block; on exit (success or not) stops what it left in the background and fails on a job
 # that did not end cleanly. `wait PID` gives the job's exit status (143 = died of our SIGTERM
@@ -135,15 +139,21 @@ def _port_free(port: int) -> bool:
 def test_documented_command_runs(block: ShellBlock, tmp_path: pathlib.Path) -> None:
     if block.slow is not None and os.environ.get("MEMKV_DOCS_SLOW") != "1":
         pytest.skip(f"slow block, run with MEMKV_DOCS_SLOW=1: {block.slow}")
+    if "../shared/" in block.text and not SHARED.is_dir():
+        pytest.skip(f"{block.name} reads the shared traces, and {SHARED} is absent")
     seconds = SLOW_BLOCK_SECONDS if block.slow is not None else BLOCK_SECONDS
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    if SHARED.is_dir():
+        (tmp_path / "shared").symlink_to(SHARED, target_is_directory=True)
     if "memkv serve" in block.text or "990" in block.text:
         busy = [port for port in DOC_PORTS if not _port_free(port)]
         assert not busy, f"{block.name} uses the documented ports, but 127.0.0.1:{busy} is busy on this machine"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMKV_")}
-    env.update(HOME=str(tmp_path), MEMKV_REPO=str(REPO), PYTHONUNBUFFERED="1",
+    env.update(HOME=str(workdir), MEMKV_REPO=str(REPO), PYTHONUNBUFFERED="1",
                PATH=os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")]))
     script = _WRAPPER % block.text
-    process = subprocess.Popen(["bash", "-c", script], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+    process = subprocess.Popen(["bash", "-c", script], cwd=workdir, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         stdout, stderr = process.communicate(timeout=seconds)

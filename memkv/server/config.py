@@ -47,6 +47,8 @@ class ServerConfig:
     nixl_staging: int = 256 * MiB  # registered DRAM staging pool of the NIXL data path
     admin_tls_cert: str | None = None  # PEM certificate and key: the admin API serves HTTPS
     admin_tls_key: str | None = None
+    access_log: str | None = None  # trace-format log of lookups for `memkv plan` (MKV-CAP-009)
+    access_log_max_bytes: int = 64 * MiB  # rotated at this size, one older file kept
 
     def update(self, values: dict[str, Any]) -> None:
         names = {f.name for f in dataclasses.fields(self)}
@@ -56,7 +58,8 @@ class ServerConfig:
                 raise InvalidArgument(f"unknown server setting {name!r}; known: {sorted(names)}")
             if value is None:
                 continue
-            if name in ("capacity", "unit", "buffer_memory", "max_frame_payload", "nixl_staging"):
+            if name in ("capacity", "unit", "buffer_memory", "max_frame_payload", "nixl_staging",
+                        "access_log_max_bytes"):
                 value = parse_size(value)
             elif name.endswith("_s"):
                 value = float(value)

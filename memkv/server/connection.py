@@ -566,7 +566,10 @@ class Connection:
         lease_ms = reader.arg("lease_ms", int, 0)
         keys = reader.keys()
         reader.finish()
-        return msg.lookup_args(self.engine.lookup(self.namespace, keys, lease_ms)), b"", 0, []
+        result = self.engine.lookup(self.namespace, keys, lease_ms)
+        if self.server.access_log is not None:
+            self.server.access_log.lookup(self.namespace, keys)
+        return msg.lookup_args(result), b"", 0, []
 
     def _release_lease(self, header: Header, reader: msg.MetaReader) -> Response:
         self.engine.release_lease(self.namespace, reader.arg("lease_id", str))

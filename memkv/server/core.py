@@ -15,6 +15,7 @@ from ..transport import Capabilities
 from ..wire import messages as msg
 from ..wire.frames import FLAG_RESPONSE, Header
 from ..wire.opcodes import Opcode, Role
+from .access_log import AccessLog
 from .config import ServerConfig
 from .connection import BufferBudget, BufferPool, Connection
 from .keyring import KeyRing
@@ -76,6 +77,7 @@ class MemkvServer:
         self.keyring = keyring
         self.nixl = NixlGate(self, config.nixl, config.nixl_staging)  # checks the mode before the store opens
         self.admin: Any = None
+        self.access_log = AccessLog(config.access_log, config.access_log_max_bytes) if config.access_log else None
         # Ports first: a busy port must not cost a preallocated store (MKV-CAP-031).
         self._listener: socket.socket | None = _bind("wire protocol", config.listen_address())
         try:
@@ -221,6 +223,8 @@ class MemkvServer:
         finally:
             if self.admin is not None:
                 self.admin.stop()
+            if self.access_log is not None:
+                self.access_log.close()
             self.stopped.set()
             log.info("memkv server stopped")
 

@@ -78,6 +78,10 @@ class ServeSettings(BaseSettings):
                                                                    "(start on first use), on (fail at start "
                                                                    "without NIXL), off")
     nixl_staging: Size = Field(256 * 1024**2, description="registered DRAM staging pool of the NIXL data path")
+    access_log: str | None = Field(None, description="record one trace line per lookup for `memkv plan` (no "
+                                                     "payloads, keys or namespace names: keyed hashes only)")
+    access_log_max_bytes: Size = Field(64 * 1024**2, description="rotate the access log at this size, one older "
+                                                                 "file kept")
     admin_tls_cert: str | None = Field(None, description="PEM certificate (chain) of the admin API: with "
                                                          "--admin-tls-key it serves HTTPS only")
     admin_tls_key: str | None = Field(None, description="PEM private key of --admin-tls-cert (keep it chmod 600)")
@@ -114,7 +118,8 @@ class ServeSettings(BaseSettings):
             buffer_memory=self.buffer_memory, max_frame_payload=self.max_frame_payload,
             idle_timeout_s=self.idle_timeout, frame_timeout_s=self.frame_timeout, hello_window_s=self.hello_window,
             shutdown_grace_s=self.shutdown_grace, flush_interval_s=self.flush_interval, nixl=self.nixl,
-            nixl_staging=self.nixl_staging, admin_tls_cert=self.admin_tls_cert, admin_tls_key=self.admin_tls_key)
+            nixl_staging=self.nixl_staging, access_log=self.access_log,
+            access_log_max_bytes=self.access_log_max_bytes, admin_tls_cert=self.admin_tls_cert, admin_tls_key=self.admin_tls_key)
 
 
 def read_config_file(path: str) -> dict[str, Any]:

@@ -33,7 +33,8 @@ from ..errors import (
     NotFound,
     Unavailable,
 )
-from ..keys import check_key
+from ..eviction import ChainOrder
+from ..keys import ROOT_PARENT, check_key
 from ..sessions import PINNING_STATES, SessionEvent, SessionInfo, SessionState, next_state
 from ..transport import GetResult, ItemResult
 from .allocator import Extent, ExtentAllocator
@@ -68,6 +69,12 @@ def _reput(key: bytes, row: BlockRow, length: int, checksum: int, declared: int 
     if row.checksum == checksum and row.length == length:
         return ItemResult()
     raise KeyConflict(f"key {key.hex()} holds different bytes; blocks are immutable")
+
+
+def _parent_of(row: BlockRow) -> BlockId | None:
+    """The block `row` is chained after (MKV-CAP-006), None for the head of a chain."""
+    parent = row.meta.parent
+    return None if parent == ROOT_PARENT or parent == row.key else (row.namespace, parent)
 
 
 def _check_declared(checksum: int, declared: int | None) -> None:
@@ -169,9 +176,11 @@ class EngineCore:
             index = Index(os.path.join(self.directory, "index.sqlite"))
             self._bind_index(index, self.superblock, self._formatted_now, device.path)
             self._blocks: collections.OrderedDict[BlockId, _Live] = collections.OrderedDict()
+            self._order: ChainOrder[BlockId] = ChainOrder()
             used: list[Extent] = []
             for row in index.all_blocks():
                 self._blocks[(row.namespace, row.key)] = _Live(row)
+                self._order.add((row.namespace, row.key), _parent_of(row))
                 used.extend(row.extents)
             sb = self.superblock
             self.allocator = ExtentAllocator(sb.data_offset, sb.size, sb.unit, used)
@@ -292,11 +301,15 @@ class EngineCore:
     def _protected(self, block_id: BlockId) -> bool:
         return block_id in self._pins or block_id in self._leased
 
+    def _unevictable(self, block_id: BlockId) -> bool:
+        return self._protected(block_id) or self._blocks[block_id].readers > 0
+
     def _remove(self, block_id: BlockId) -> bool:
         live = self._blocks.pop(block_id, None)
         if live is None:
             return False
         self.index.delete_block(*block_id)
+        self._order.discard(block_id)
         self._touched.pop(block_id, None)
         live.removed = True
         if live.readers == 0:
@@ -310,7 +323,7 @@ class EngineCore:
         return removed
 
     def _allocate(self, size: int) -> list[Extent]:
-        """Reserve extents, evicting least recently used unprotected blocks when needed.
+        """Reserve extents, evicting unprotected blocks in chain order when needed (MKV-CAP-006..009).
 
         The victims are chosen on a copy of the allocator; only when the block then fits are
         they removed, so a put that cannot fit evicts nothing (MKV-CAP-003), even when free
@@ -325,10 +338,8 @@ class EngineCore:
         need = self.allocator.rounded(size)
         trial = self.allocator.copy()
         victims: list[BlockId] = []
-        for block_id, live in self._blocks.items():
-            if self._protected(block_id) or live.readers:
-                continue
-            trial.free(live.row.extents)
+        for block_id in self._order.candidates(self._unevictable):
+            trial.free(self._blocks[block_id].row.extents)
             victims.append(block_id)
             if trial.free_bytes >= need and trial.allocate(size) is not None:
                 break
@@ -377,6 +388,7 @@ class EngineCore:
                 with self._lock:
                     self.index.insert_block(row)
                     self._blocks[block_id] = _Live(row)
+                    self._order.add(block_id, _parent_of(row))
                     committed = True
                     self.counters.puts += 1
                     self.counters.bytes_written += row.length
@@ -433,7 +445,7 @@ class EngineCore:
             self.counters.hits += 1
             live.readers += 1
             self._io_active += 1
-            self._blocks.move_to_end(block_id)
+            self._order.use(block_id)
             self._touched[block_id] = self.clock()
         return BlockRead(namespace, key, live)
 
