@@ -220,6 +220,9 @@ class MemkvServer:
                                   "max_connections": self.config.max_connections}
         if self.stopped.is_set():
             return "unhealthy", checks
+        if self.engine.failure is not None:  # fail-stop (MKV-DUR-009): say why
+            checks["storage"] = self.engine.failure
+            return "unhealthy", checks
         try:
             stats = self.engine.stats()
         except Exception:

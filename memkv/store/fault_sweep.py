@@ -200,7 +200,10 @@ def run_once(directory: str, plan: FaultPlan, io: str | None) -> Outcome:
             outcome.violations.append(f"space accounting: {problem}")
         before = checker.state()
     finally:
-        engine.close()
+        try:
+            engine.close()
+        except MemkvError:  # the closing flush met the storage's failure; the restart shows the rest
+            outcome.failed_steps += 1
     reopened = open_store(directory, io)
     try:
         checker.engine = reopened

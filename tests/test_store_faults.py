@@ -1,0 +1,199 @@
+"""Storage faults: memory never ahead of the index, fail-stop, spec errors (MKV-DUR-008/009, MKV-ERR-010).
+
+The faults come from memkv/store/faultinject.py, which sits under the real I/O engine and the
+real SQLite connection and fails the Nth operation of a kind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers_store import KiB, check_space, key, open_engine, payload
+
+from memkv.errors import ErrorCode
+from memkv.native_io import uring_status
+from memkv.store.engine import StorageEngine
+from memkv.store.fault_sweep import sweep
+from memkv.store.faultinject import FaultPlan, interpose
+from memkv.transport import PutItem
+
+SIZE = 300 * KiB
+ENGINES = ["threads", pytest.param("uring", marks=pytest.mark.skipif(
+    not uring_status()[0], reason="io_uring is not available here"))]
+
+
+def _fail_next(plan: FaultPlan, kind: str, fault: str, after: int = 1) -> None:
+    """Arm `plan` to fail the `after`-th next operation of `kind`."""
+    plan.kind, plan.fault, plan.at, plan.fired = kind, fault, plan.counts[kind] + after, False
+
+
+def _code(outcome: object) -> object:
+    """The error code of an item result or of a raised spec error."""
+    return getattr(outcome, "status", getattr(outcome, "code", None))
+
+
+def _put(engine: StorageEngine, *ids: int) -> None:
+    results = engine.put("ns", [PutItem(key(i), payload(i, SIZE)) for i in ids])
+    assert all(r.ok for r in results), results
+
+
+def _reads_back(engine: StorageEngine, i: int) -> bool:
+    dest = bytearray(SIZE)
+    result = engine.get_into("ns", [key(i)], [dest])[0]
+    return result.ok and bytes(dest) == payload(i, SIZE)
+
+
+REMOVALS = {
+    "delete": lambda e: e.delete("ns", [key(1)])[0],
+    "invalidate": lambda e: e.invalidate_keys("ns", [key(1)]),
+    "invalidate-namespace": lambda e: e.invalidate_namespace("ns"),
+}
+
+
+@pytest.mark.requirement("MKV-DUR-008", "MKV-ERR-010", "MKV-ERR-002")
+@pytest.mark.parametrize("fault", ["sqlite-full", "sqlite-ioerr"])
+@pytest.mark.parametrize("path", sorted(REMOVALS))
+def test_a_removal_whose_commit_fails_changes_nothing(store_dir: Path, path: str, fault: str) -> None:
+    """The index's COMMIT fails: the block stays, its extents are not reused, it survives a restart."""
+    engine = open_engine(store_dir)
+    plan = FaultPlan()
+    interpose(engine, plan)
+    _put(engine, 1, 2)
+    _fail_next(plan, "index", fault, after=2)  # DELETE, then the COMMIT that fails
+    try:
+        outcome = REMOVALS[path](engine)
+    except Exception as exc:  # noqa: BLE001 - the spec error is what is checked
+        outcome = exc
+    assert plan.fired
+    assert _code(outcome) is ErrorCode.UNAVAILABLE, outcome
+    assert engine.exists("ns", [key(1), key(2)]) == [True, True]
+    check_space(engine)
+    if fault == "sqlite-full":  # a full index disk is transient: writes go on, elsewhere
+        _put(engine, 3)
+        assert _reads_back(engine, 3)
+    engine.close()
+    engine = open_engine(store_dir)
+    try:
+        assert _reads_back(engine, 1) and _reads_back(engine, 2)
+        check_space(engine)
+    finally:
+        engine.close()
+
+
+@pytest.mark.requirement("MKV-DUR-008", "MKV-ERR-010")
+def test_an_eviction_whose_commit_fails_evicts_nothing(store_dir: Path) -> None:
+    engine = open_engine(store_dir, capacity=2 * 1024 * KiB, unit=64 * KiB)
+    plan = FaultPlan()
+    interpose(engine, plan)
+    stored = []
+    for i in range(100):
+        if engine.stats()["free_bytes"] < SIZE:
+            break
+        _put(engine, i)
+        stored.append(i)
+    _fail_next(plan, "index", "sqlite-full", after=2)
+    result = engine.put("ns", [PutItem(key(500), payload(500, SIZE))])[0]
+    assert plan.fired and result.status is ErrorCode.UNAVAILABLE
+    assert all(engine.exists("ns", [key(i) for i in stored]))
+    check_space(engine)
+    engine.close()
+    engine = open_engine(store_dir, capacity=2 * 1024 * KiB, unit=64 * KiB)
+    try:
+        assert all(_reads_back(engine, i) for i in stored)
+        assert engine.exists("ns", [key(500)]) == [False]
+    finally:
+        engine.close()
+
+
+@pytest.mark.requirement("MKV-DUR-008")
+def test_a_session_change_whose_commit_fails_moves_no_pin(store_dir: Path) -> None:
+    engine = open_engine(store_dir)
+    plan = FaultPlan()
+    interpose(engine, plan)
+    try:
+        _put(engine, 1)
+        info = engine.open_session("ns", 60.0, [key(1)])
+        _fail_next(plan, "index", "sqlite-full")
+        with pytest.raises(Exception) as raised:
+            engine.suspend("ns", info.session_id, 60.0)
+        assert _code(raised.value) is ErrorCode.UNAVAILABLE
+        assert engine.session_info("ns", info.session_id).state == info.state
+        assert not engine._pins
+    finally:
+        engine.close()
+
+
+@pytest.mark.requirement("MKV-DUR-009")
+def test_a_failed_fdatasync_stops_writes_for_good(store_dir: Path) -> None:
+    engine = open_engine(store_dir)
+    plan = FaultPlan()
+    interpose(engine, plan)
+    try:
+        _put(engine, 1)
+        _fail_next(plan, "sync", "eio")
+        with pytest.raises(Exception) as raised:
+            engine.flush()
+        assert _code(raised.value) is ErrorCode.UNAVAILABLE
+        assert engine.failure is not None and "fdatasync" in engine.failure
+        refused = engine.put("ns", [PutItem(key(2), payload(2, SIZE))])[0]
+        assert refused.status is ErrorCode.UNAVAILABLE and "fdatasync" in refused.message
+        assert engine.delete("ns", [key(1)])[0].status is ErrorCode.UNAVAILABLE
+        assert _reads_back(engine, 1), "reads of committed blocks go on"
+        syncs = plan.counts["sync"]
+        engine.flush()  # never retried: a second fsync could lie
+        assert plan.counts["sync"] == syncs and engine.failure is not None
+    finally:
+        engine.close()
+    engine = open_engine(store_dir)  # a restart clears it
+    try:
+        assert engine.failure is None and _reads_back(engine, 1)
+    finally:
+        engine.close()
+
+
+@pytest.mark.requirement("MKV-ERR-010")
+@pytest.mark.parametrize("io", ENGINES)
+def test_a_device_read_error_is_unavailable_and_keeps_the_block(store_dir: Path, io: str) -> None:
+    engine = open_engine(store_dir, io=io)
+    plan = FaultPlan()
+    interpose(engine, plan)
+    try:
+        _put(engine, 1)
+        _fail_next(plan, "read", "eio")
+        result = engine.get_into("ns", [key(1)], [bytearray(SIZE)])[0]
+        assert plan.fired and result.status is ErrorCode.UNAVAILABLE
+        assert engine.exists("ns", [key(1)]) == [True] and _reads_back(engine, 1)
+    finally:
+        engine.close()
+
+
+@pytest.mark.requirement("MKV-ERR-010", "MKV-ERR-002")
+@pytest.mark.parametrize("fault", ["eio", "enospc", "short"])
+@pytest.mark.parametrize("io", ENGINES)
+def test_a_failed_payload_write_is_unavailable_and_frees_its_space(store_dir: Path, io: str, fault: str) -> None:
+    engine = open_engine(store_dir, io=io)
+    plan = FaultPlan()
+    interpose(engine, plan)
+    try:
+        _fail_next(plan, "write", fault)
+        result = engine.put("ns", [PutItem(key(1), payload(1, SIZE))])[0]
+        assert plan.fired and result.status is ErrorCode.UNAVAILABLE
+        assert engine.stats()["used_bytes"] == 0 and engine.exists("ns", [key(1)]) == [False]
+        check_space(engine)
+        _put(engine, 1)
+        assert _reads_back(engine, 1)
+    finally:
+        engine.close()
+
+
+@pytest.mark.requirement("MKV-DUR-008", "MKV-DUR-009", "MKV-ERR-010", "MKV-DUR-001")
+@pytest.mark.parametrize("io", ENGINES)
+def test_fault_sweep_over_every_operation(io: str, tmp_path: Path) -> None:
+    """Every fault at every device write, read, fdatasync and index change of the scenario."""
+    report = sweep(io, scratch=str(tmp_path))
+    assert report.counts["write"] >= 10 and report.counts["index"] >= 20, report.counts
+    assert report.runs >= sum(report.counts.values()) and report.faults_fired >= report.runs * 3 // 4
+    assert report.failed_steps > 0
+    assert report.violations == []
+    assert (report.lost, report.resurrected, report.corrupt) == (0, 0, 0)
