@@ -63,7 +63,7 @@ def test_a_removal_whose_commit_fails_changes_nothing(store_dir: Path, path: str
     _fail_next(plan, "index", fault, after=2)  # DELETE, then the COMMIT that fails
     try:
         outcome = REMOVALS[path](engine)
-    except Exception as exc:  # noqa: BLE001 - the spec error is what is checked
+    except Exception as exc:
         outcome = exc
     assert plan.fired
     assert _code(outcome) is ErrorCode.UNAVAILABLE, outcome
