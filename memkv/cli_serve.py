@@ -25,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--capacity", help="store capacity for a new device file, e.g. 64GiB (default 1GiB)")
     p.add_argument("--unit", help="allocation unit, e.g. 1MiB")
     p.add_argument("--listen", help="wire protocol address (default 127.0.0.1:9900)")
-    p.add_argument("--admin-listen", help="admin HTTP address (default: listen port + 1; 'off' disables)")
+    p.add_argument("--admin-listen", help="admin HTTP address (default: 127.0.0.1, listen port + 1; 'off' disables)")
     p.add_argument("--keys", dest="keys_file", help="keys file: namespaces and their keys (never secrets on "
                                                    "the command line)")
     p.add_argument("--insecure-no-auth", action="store_true", default=None,
