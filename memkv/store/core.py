@@ -46,6 +46,8 @@ from .storage_errors import describe, is_fatal, unavailable
 from .superblock import MAGIC, SUPERBLOCK_SIZE, Superblock
 
 DEFAULT_UNIT = 1 * MiB
+SUPERBLOCK_RECORD = "superblock"
+SUPERBLOCK_RECORD_BYTES = 64
 DEFAULT_LIMITS = Limits()
 DEFAULT_CAPACITY = 1024 * MiB
 MAX_TTL_S = 30 * 24 * 3600.0
@@ -182,12 +184,15 @@ class EngineCore:
             sb = self.superblock
             self.allocator = ExtentAllocator(sb.data_offset, sb.size, sb.unit, used)
             sessions = index.sessions()
-        except BaseException:
+        except BaseException as exc:
             if index is not None:
                 index.close()
             if device is not None:
                 device.close()
             self._store_lock.release()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise DamagedStore(f"index {os.path.join(self.directory, 'index.sqlite')} cannot be read ({exc}); "
+                                   f"nothing was modified. Inspect it with `memkv fsck {self.directory}`") from None
             raise
         self.device, self.index = device, index
         self._inflight: dict[BlockId, threading.Event] = {}
@@ -253,6 +258,8 @@ class EngineCore:
         store_id = superblock.store_id.hex()
         bound = index.get_meta("store_id")
         if bound == store_id:
+            if index.get_meta(SUPERBLOCK_RECORD) is None:
+                index.set_meta(SUPERBLOCK_RECORD, superblock.encode()[:SUPERBLOCK_RECORD_BYTES].hex())
             return
         if bound is not None:
             count = index.block_count()
@@ -266,6 +273,8 @@ class EngineCore:
                             device_path, count, index.path)
             index.clear_blocks()
         index.set_meta("store_id", store_id)
+        # A copy of the header, from which `memkv fsck --repair` can rewrite a zeroed one.
+        index.set_meta(SUPERBLOCK_RECORD, superblock.encode()[:SUPERBLOCK_RECORD_BYTES].hex())
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
