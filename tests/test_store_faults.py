@@ -197,3 +197,70 @@ def test_fault_sweep_over_every_operation(io: str, tmp_path: Path) -> None:
     assert report.failed_steps > 0
     assert report.violations == []
     assert (report.lost, report.resurrected, report.corrupt) == (0, 0, 0)
+
+
+@pytest.mark.requirement("MKV-DUR-009", "MKV-ADM-001")
+def test_the_server_reports_a_fail_stop_on_health_and_refuses_writes(tmp_path: Path) -> None:
+    import json
+    import urllib.error
+    import urllib.request
+
+    import memkv
+    from memkv.server.testing import in_process_server
+
+    srv = in_process_server(str(tmp_path / "data"), None, insecure_no_auth=True, admin_listen="127.0.0.1:0",
+                            unit="64KiB")
+    try:
+        plan = FaultPlan()
+        interpose(srv.engine, plan)
+        client = memkv.connect(f"memkv+tcp://{srv.address[0]}:{srv.address[1]}", namespace="ns")
+        try:
+            assert client.put([PutItem(key(1), payload(1, SIZE))])[0].ok
+            _fail_next(plan, "sync", "eio")
+            with pytest.raises(Exception):
+                srv.engine.flush()
+            refused = client.put([PutItem(key(2), payload(2, SIZE))])[0]
+            assert refused.status is ErrorCode.UNAVAILABLE and "fdatasync" in refused.message
+            assert client.get([key(1)]) == [payload(1, SIZE)], "the connection and reads go on"
+        finally:
+            client.close()
+        host, port = srv.admin_address or ("", 0)
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(f"http://{host}:{port}/v1/health", timeout=5)
+        assert answer.value.code == 503
+        body = json.loads(answer.value.read())
+        assert body["status"] == "unhealthy" and "fdatasync" in body["checks"]["storage"]
+    finally:
+        srv.shutdown()
+
+
+@pytest.mark.requirement("MKV-ERR-010")
+def test_a_sparse_device_on_tmpfs_is_never_memory_mapped(tmp_path: Path) -> None:
+    """A hole written through a mapping on a full tmpfs is SIGBUS; through pwrite it is ENOSPC."""
+    import os
+    import uuid
+
+    sparse = Path("/dev/shm") / f"memkv-sparse-{uuid.uuid4().hex}.img"
+    with sparse.open("wb") as handle:
+        handle.truncate(16 * 1024 * 1024)
+    try:
+        engine = open_engine(tmp_path / "store", device_path=str(sparse), format_device=True)
+        try:
+            assert not engine.device.direct, "tmpfs is buffered"
+            assert engine.device.mapping() is None
+            _put(engine, 1)
+            assert _reads_back(engine, 1)
+        finally:
+            engine.close()
+        fd = os.open(sparse, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, 16 * 1024 * 1024)
+        finally:
+            os.close(fd)
+        engine = open_engine(tmp_path / "store", device_path=str(sparse))
+        try:
+            assert engine.device.mapping() is not None, "a fully allocated tmpfs device is still mapped"
+        finally:
+            engine.close()
+    finally:
+        sparse.unlink()
