@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers_store import KiB, check_space, key, open_engine, payload
 
-from memkv.errors import ErrorCode
+from memkv.errors import ErrorCode, Unavailable
 from memkv.native_io import uring_status
 from memkv.store.engine import StorageEngine
 from memkv.store.fault_sweep import sweep
@@ -217,7 +217,7 @@ def test_the_server_reports_a_fail_stop_on_health_and_refuses_writes(tmp_path: P
         try:
             assert client.put([PutItem(key(1), payload(1, SIZE))])[0].ok
             _fail_next(plan, "sync", "eio")
-            with pytest.raises(Exception):
+            with pytest.raises(Unavailable):
                 srv.engine.flush()
             refused = client.put([PutItem(key(2), payload(2, SIZE))])[0]
             assert refused.status is ErrorCode.UNAVAILABLE and "fdatasync" in refused.message
