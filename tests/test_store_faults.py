@@ -28,6 +28,14 @@ def _fail_next(plan: FaultPlan, kind: str, fault: str, after: int = 1) -> None:
     plan.kind, plan.fault, plan.at, plan.fired = kind, fault, plan.counts[kind] + after, False
 
 
+def _faulty(directory: Path, **options: object) -> tuple[StorageEngine, FaultPlan]:
+    """An engine whose storage goes through a fault plan that fails nothing until armed."""
+    engine = open_engine(directory, **options)
+    plan = FaultPlan()
+    interpose(engine, plan)
+    return engine, plan
+
+
 def _code(outcome: object) -> object:
     """The error code of an item result or of a raised spec error."""
     return getattr(outcome, "status", getattr(outcome, "code", None))
@@ -56,9 +64,7 @@ REMOVALS = {
 @pytest.mark.parametrize("path", sorted(REMOVALS))
 def test_a_removal_whose_commit_fails_changes_nothing(store_dir: Path, path: str, fault: str) -> None:
     """The index's COMMIT fails: the block stays, its extents are not reused, it survives a restart."""
-    engine = open_engine(store_dir)
-    plan = FaultPlan()
-    interpose(engine, plan)
+    engine, plan = _faulty(store_dir)
     _put(engine, 1, 2)
     _fail_next(plan, "index", fault, after=2)  # DELETE, then the COMMIT that fails
     try:
@@ -83,9 +89,7 @@ def test_a_removal_whose_commit_fails_changes_nothing(store_dir: Path, path: str
 
 @pytest.mark.requirement("MKV-DUR-008", "MKV-ERR-010")
 def test_an_eviction_whose_commit_fails_evicts_nothing(store_dir: Path) -> None:
-    engine = open_engine(store_dir, capacity=2 * 1024 * KiB, unit=64 * KiB)
-    plan = FaultPlan()
-    interpose(engine, plan)
+    engine, plan = _faulty(store_dir, capacity=2 * 1024 * KiB, unit=64 * KiB)
     stored = []
     for i in range(100):
         if engine.stats()["free_bytes"] < SIZE:
@@ -108,16 +112,13 @@ def test_an_eviction_whose_commit_fails_evicts_nothing(store_dir: Path) -> None:
 
 @pytest.mark.requirement("MKV-DUR-008")
 def test_a_session_change_whose_commit_fails_moves_no_pin(store_dir: Path) -> None:
-    engine = open_engine(store_dir)
-    plan = FaultPlan()
-    interpose(engine, plan)
+    engine, plan = _faulty(store_dir)
     try:
         _put(engine, 1)
         info = engine.open_session("ns", 60.0, [key(1)])
         _fail_next(plan, "index", "sqlite-full")
-        with pytest.raises(Exception) as raised:
+        with pytest.raises(Unavailable):
             engine.suspend("ns", info.session_id, 60.0)
-        assert _code(raised.value) is ErrorCode.UNAVAILABLE
         assert engine.session_info("ns", info.session_id).state == info.state
         assert not engine._pins
     finally:
@@ -126,15 +127,12 @@ def test_a_session_change_whose_commit_fails_moves_no_pin(store_dir: Path) -> No
 
 @pytest.mark.requirement("MKV-DUR-009")
 def test_a_failed_fdatasync_stops_writes_for_good(store_dir: Path) -> None:
-    engine = open_engine(store_dir)
-    plan = FaultPlan()
-    interpose(engine, plan)
+    engine, plan = _faulty(store_dir)
     try:
         _put(engine, 1)
         _fail_next(plan, "sync", "eio")
-        with pytest.raises(Exception) as raised:
+        with pytest.raises(Unavailable):
             engine.flush()
-        assert _code(raised.value) is ErrorCode.UNAVAILABLE
         assert engine.failure is not None and "fdatasync" in engine.failure
         refused = engine.put("ns", [PutItem(key(2), payload(2, SIZE))])[0]
         assert refused.status is ErrorCode.UNAVAILABLE and "fdatasync" in refused.message
@@ -155,9 +153,7 @@ def test_a_failed_fdatasync_stops_writes_for_good(store_dir: Path) -> None:
 @pytest.mark.requirement("MKV-ERR-010")
 @pytest.mark.parametrize("io", ENGINES)
 def test_a_device_read_error_is_unavailable_and_keeps_the_block(store_dir: Path, io: str) -> None:
-    engine = open_engine(store_dir, io=io)
-    plan = FaultPlan()
-    interpose(engine, plan)
+    engine, plan = _faulty(store_dir, io=io)
     try:
         _put(engine, 1)
         _fail_next(plan, "read", "eio")
@@ -172,9 +168,7 @@ def test_a_device_read_error_is_unavailable_and_keeps_the_block(store_dir: Path,
 @pytest.mark.parametrize("fault", ["eio", "enospc", "short"])
 @pytest.mark.parametrize("io", ENGINES)
 def test_a_failed_payload_write_is_unavailable_and_frees_its_space(store_dir: Path, io: str, fault: str) -> None:
-    engine = open_engine(store_dir, io=io)
-    plan = FaultPlan()
-    interpose(engine, plan)
+    engine, plan = _faulty(store_dir, io=io)
     try:
         _fail_next(plan, "write", fault)
         result = engine.put("ns", [PutItem(key(1), payload(1, SIZE))])[0]
