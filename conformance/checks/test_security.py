@@ -512,3 +512,26 @@ def test_keys_files_are_checked_at_start_up(memkv: Context) -> None:
         import shutil
 
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.requirement("MKV-SEC-052")
+def test_a_malformed_keys_file_is_refused_without_quoting_its_secret(memkv: Context) -> None:
+    directory = tempfile.mkdtemp(prefix="memkv-cf-keys-")
+    secret = os.urandom(32).hex()
+    path = os.path.join(directory, "broken-keys.yaml")
+    try:
+        with open(path, "w", encoding="utf-8") as handle:  # an unclosed flow mapping after the secret
+            handle.write(f'namespaces:\n  memkv-cf-keys:\n    - {{id: k, secret: "{secret}", role: admin\n'
+                         f"      oops: [\n")
+        os.chmod(path, 0o600)
+        launched = _launch(memkv, path)
+        if launched.target is not None:
+            launched.target.close()
+        check("MKV-SEC-052", not launched.started, "a malformed keys file is refused", "refused", "the server started")
+        leaked = [secret[i : i + 6] for i in range(len(secret) - 6) if secret[i : i + 6] in launched.output]
+        check("MKV-SEC-052", not leaked, "the refusal quotes no part of the secret", "no 6 characters of it",
+              f"{len(leaked)} pieces, e.g. {leaked[:1]}")
+    finally:
+        import shutil
+
+        shutil.rmtree(directory, ignore_errors=True)
