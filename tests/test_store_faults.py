@@ -6,6 +6,8 @@ real SQLite connection and fails the Nth operation of a kind.
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -258,3 +260,24 @@ def test_a_sparse_device_on_tmpfs_is_never_memory_mapped(tmp_path: Path) -> None
             engine.close()
     finally:
         sparse.unlink()
+
+
+@pytest.mark.requirement("MKV-DUR-002", "MKV-DUR-009")
+def test_the_background_flush_survives_a_full_index_disk(store_dir: Path) -> None:
+    """A transient SQLITE_FULL in the flusher's round must not end the flusher (only closing does)."""
+    engine, plan = _faulty(store_dir)
+    flusher = threading.Thread(target=engine._flush_loop, args=(0.05,))  # the engine's own one sleeps an hour
+    try:
+        _put(engine, 1)
+        assert _reads_back(engine, 1)  # a read records an access time: the next flush writes it first
+        _fail_next(plan, "index", "sqlite-full")
+        syncs = plan.counts["sync"]
+        flusher.start()
+        deadline = time.monotonic() + 10
+        while plan.counts["sync"] <= syncs + 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert plan.fired and plan.counts["sync"] > syncs + 1, "the flusher stopped after a transient error"
+        assert engine.failure is None
+    finally:
+        engine.close()
+        flusher.join()

@@ -466,7 +466,9 @@ class EngineCore:
                 try:
                     self._commit_removal([(block.namespace, block.key)])
                 except Unavailable as exc:
-                    log.error("corrupted block %s stays listed: %s", block.key.hex(), exc.message)
+                    log.error("block %s in namespace %s failed checksum verification and stays listed: %s",
+                              block.key.hex(), block.namespace, exc.message)
+                    raise Corrupted(f"block {block.key.hex()} failed checksum verification") from None
         log.error("block %s in namespace %s failed checksum verification; removed",
                   block.key.hex(), block.namespace)
         raise Corrupted(f"block {block.key.hex()} failed checksum verification and was removed")
@@ -629,8 +631,11 @@ class EngineCore:
             for step in (self.sweep, self.flush):
                 try:
                     step()
-                except Unavailable:
-                    return  # closing
+                except Unavailable as exc:
+                    if self._closing:
+                        return
+                    # A full index disk is retried next round; after a fail-stop flush does nothing.
+                    log.error("memkv background %s failed: %s", step.__name__, exc.message)
                 except Exception:  # upkeep must not die; the next round retries
                     log.exception("memkv background %s failed; retrying in %.1f s", step.__name__, interval)
 
