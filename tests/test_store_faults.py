@@ -281,3 +281,29 @@ def test_the_background_flush_survives_a_full_index_disk(store_dir: Path) -> Non
     finally:
         engine.close()
         flusher.join()
+
+
+@pytest.mark.requirement("MKV-ERR-010")
+def test_a_device_read_error_in_a_streamed_get_is_unavailable_not_corrupted(tmp_path: Path) -> None:
+    """The server's get streams from the device; a read error part-way used to be padded with
+    zeros, so the client reported CORRUPTED for a block that was kept and reads fine later."""
+    import memkv
+    from memkv.server.testing import in_process_server
+
+    srv = in_process_server(str(tmp_path / "data"), None, insecure_no_auth=True, admin_listen="off", unit="64KiB")
+    try:
+        big = payload(7, 6 * 1024 * KiB)
+        plan = FaultPlan()
+        interpose(srv.engine, plan)
+        client = memkv.connect(f"memkv+tcp://{srv.address[0]}:{srv.address[1]}", namespace="ns", timeout=10)
+        try:
+            assert client.put([PutItem(key(7), big)])[0].ok
+            _fail_next(plan, "read", "eio", after=2)  # the second piece: the answer has started
+            with pytest.raises(Unavailable):
+                client.get_into([key(7)], [bytearray(len(big))])
+            assert plan.fired
+            assert client.get([key(7)]) == [big], "the block is kept and the client reconnects"
+        finally:
+            client.close()
+    finally:
+        srv.shutdown()

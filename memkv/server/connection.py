@@ -543,10 +543,15 @@ class Connection:
         try:
             self.engine.read_stream(block, buffers, emit)
         except MemkvError as exc:
-            # The answer already promised these bytes. Whatever is left goes out as zeros: the
-            # client's checksum check reports the item CORRUPTED (MKV-WIRE-021).
             log.error("get of %s failed after its answer started: %s", block.key.hex(), exc)
             self.server.metrics.errors.labels(exc.code.name).inc()
+            if exc.code is not ErrorCode.CORRUPTED:
+                # A device error, not bad bytes: zeros would make the client report CORRUPTED for
+                # a block that is kept and may read fine next time. Closing the connection makes
+                # it UNAVAILABLE (MKV-ERR-010); the client's pool reconnects.
+                raise _Closed(f"device error while sending {block.key.hex()}") from None
+            # The answer already promised these bytes. Whatever is left goes out as zeros: the
+            # client's checksum check reports the item CORRUPTED (MKV-WIRE-021).
             left = block.result().length - sent[0]
             while left > 0:
                 piece = min(left, len(_ZEROS))
