@@ -180,3 +180,17 @@ def test_a_malformed_keys_file_never_quotes_its_secret(tmp_path: Path, suffix: s
     message = str(refused.value)
     assert str(path) in message
     assert not any(secret[i : i + 6] in message for i in range(len(secret) - 6)), message
+
+
+@req("MKV-SEC-050")
+def test_a_content_length_of_thousands_of_digits_is_400(server: tuple[MemkvServer, dict[str, str]]) -> None:
+    srv, creds = server
+    address = srv.admin_address
+    assert address is not None
+    with socket.create_connection(address, timeout=5) as sock:
+        sock.sendall(b"POST /v1/namespaces/ns/invalidate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                     + creds["adm"].encode() + b"\r\nContent-Length: " + HUGE.encode() + b"\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    assert answer.split(b"\r\n", 1)[0].split()[1] == b"400", answer[:200]

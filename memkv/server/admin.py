@@ -146,6 +146,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._body_error = _bad("chunked bodies are not supported; send Content-Length")
             return
         try:
+            if len(length_text) > 20:  # bounded before conversion (MKV-SEC-050)
+                raise ValueError("Content-Length too long")
             length = int(length_text)
         except ValueError:
             self.close_connection = True
