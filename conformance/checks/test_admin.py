@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from conformance.requirements import SPEC_DIR
-from conformance.support import Context, check, fail, kept, payload, put_ok, read
+from conformance.support import Context, check, fail, kept, launch_or_skip, payload, put_ok, read
 from memkv.blocks import BlockMeta
 
 OPENAPI = SPEC_DIR / "openapi.yaml"
@@ -409,20 +409,11 @@ def test_answers_conform_to_the_openapi_description(memkv: Context) -> None:
              f"{','.join(SCHEMATHESIS_CHECKS)} --max-examples {max(5, memkv.examples)} --seed {memkv.seed}")
 
 
-def _launch_admin(memkv: Context, extra_args: list[str]) -> Any:
-    hook = getattr(memkv.target, "launch", None)
-    launched = hook(None, extra_args=extra_args) if callable(hook) else None
-    if launched is None:
-        pytest.skip("the target cannot start further servers (Target.launch); with a running memkv server add "
-                    "launcher=memkv to the target URL")
-    return launched
-
-
 @pytest.mark.requirement("MKV-ADM-030")
 def test_the_admin_api_stays_on_loopback_when_the_data_port_listens_everywhere(memkv: Context) -> None:
     import urllib.parse
 
-    launched = _launch_admin(memkv, ["--listen", "0.0.0.0:0"])
+    launched = launch_or_skip(memkv, None, extra_args=["--listen", "0.0.0.0:0"])
     check("MKV-ADM-030", launched.started, "a server with --listen 0.0.0.0:0 starts", "started", launched.output[-500:])
     try:
         host = urllib.parse.urlsplit(str(launched.target.admin_url)).hostname
@@ -437,7 +428,7 @@ def test_slow_admin_clients_of_one_address_leave_health_answering(memkv: Context
     import socket
     import urllib.parse
 
-    launched = _launch_admin(memkv, [])
+    launched = launch_or_skip(memkv, None)
     check("MKV-ADM-031", launched.started, "a server starts", "started", launched.output[-500:])
     idle: list[socket.socket] = []
     try:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from conformance.support import Context, check, expect_code, fail, kept, payload, put_ok, read
+from conformance.support import Context, check, expect_code, fail, kept, launch_or_skip, payload, put_ok, read
 from memkv.blocks import BlockMeta
 from memkv.checksum import payload_checksum
 from memkv.errors import ErrorCode, MemkvError
@@ -435,12 +435,7 @@ def test_a_secure_server_refuses_unauthenticated_clients(memkv: Context) -> None
 
 
 def _launch(memkv: Context, keys_file: str | None, **kwargs: Any) -> Any:
-    hook = getattr(memkv.target, "launch", None)
-    launched = hook(keys_file, **kwargs) if callable(hook) else None
-    if launched is None:
-        pytest.skip("the target cannot start further servers of the implementation (Target.launch); with a running "
-                    "memkv server add launcher=memkv to the target URL")
-    return launched
+    return launch_or_skip(memkv, keys_file, **kwargs)
 
 
 @pytest.mark.requirement("MKV-NS-007")
