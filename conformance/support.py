@@ -199,3 +199,13 @@ def kept(requirement: str, t: Transport, key: bytes, data: bytes, what: str, rep
     check(requirement, got is not None, what, "present", "absent", repro)
     check("MKV-OPS-001", got == data, f"{what}: get returns exactly the bytes put", f"{len(data)} bytes put",
           "other bytes", repro)
+
+
+def launch_or_skip(memkv: Any, keys_file: str | None, **kwargs: Any) -> Any:
+    """Another server of the target's implementation (Target.launch), or a skip saying how to get one."""
+    hook = getattr(memkv.target, "launch", None)
+    launched = hook(keys_file, **kwargs) if callable(hook) else None
+    if launched is None:
+        pytest.skip("the target cannot start further servers of the implementation (Target.launch); with a running "
+                    "memkv server add launcher=memkv to the target URL")
+    return launched

@@ -20,6 +20,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "memkv.demo", "memkv.bench", "memkv.cli_serve", "memkv.cli_admin", "memkv.cli_doctor", "memkv.cli_conformance",
     "memkv.cli_completion",
     "memkv.plan.cli",
+    "memkv.cli_fsck", "memkv.cli_torture",
 )
 EXIT_MEMKV_ERROR = 2
 EXIT_IO_ERROR = 1

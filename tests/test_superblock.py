@@ -89,15 +89,14 @@ def test_engine_refuses_an_index_with_a_newer_version(store_dir: Path) -> None:
 
 
 def test_device_file_without_header_is_formatted(store_dir: Path) -> None:
-    """A process that died between creating device.img and writing its header left zeros."""
-    _store_with_block(store_dir)
+    """A process that died between creating device.img and writing its header left zeros; its
+    index lists no block. (With blocks listed the open is refused: tests/test_store_damage.py.)"""
+    open_engine(store_dir).close()
     image = store_dir / "device.img"
     with image.open("r+b") as f:
         f.write(bytes(SUPERBLOCK_SIZE))
     engine = open_engine(store_dir)
     try:
-        # the old index belonged to another device: its blocks are forgotten, not misread
-        assert engine.exists("ns", [key(1)]) == [False]
         assert engine.stats()["used_bytes"] == 0
         assert engine.put("ns", [PutItem(key(2), payload(2, 10))])[0].ok
     finally:

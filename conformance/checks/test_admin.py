@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from conformance.requirements import SPEC_DIR
-from conformance.support import Context, check, fail, kept, payload, put_ok, read
+from conformance.support import Context, check, fail, kept, launch_or_skip, payload, put_ok, read
 from conformance.timing import scaled
 from memkv.blocks import BlockMeta
 
@@ -408,3 +408,47 @@ def test_answers_conform_to_the_openapi_description(memkv: Context) -> None:
              f"exit 0 with checks {', '.join(SCHEMATHESIS_CHECKS)}", summary,
              f"schemathesis run spec/openapi.yaml --url {url} -H 'Authorization: Bearer <admin key>' --checks "
              f"{','.join(SCHEMATHESIS_CHECKS)} --max-examples {max(5, memkv.examples)} --seed {memkv.seed}")
+
+
+@pytest.mark.requirement("MKV-ADM-030")
+def test_the_admin_api_stays_on_loopback_when_the_data_port_listens_everywhere(memkv: Context) -> None:
+    import urllib.parse
+
+    launched = launch_or_skip(memkv, None, extra_args=["--listen", "0.0.0.0:0"])
+    check("MKV-ADM-030", launched.started, "a server with --listen 0.0.0.0:0 starts", "started", launched.output[-500:])
+    try:
+        host = urllib.parse.urlsplit(str(launched.target.admin_url)).hostname
+        check("MKV-ADM-030", host in ("127.0.0.1", "::1", "localhost"),
+              "the admin API's address without --admin-listen", "loopback", host)
+    finally:
+        launched.target.close()
+
+
+@pytest.mark.requirement("MKV-ADM-031")
+def test_slow_admin_clients_of_one_address_leave_health_answering(memkv: Context) -> None:
+    import socket
+    import urllib.parse
+
+    launched = launch_or_skip(memkv, None)
+    check("MKV-ADM-031", launched.started, "a server starts", "started", launched.output[-500:])
+    idle: list[socket.socket] = []
+    try:
+        parts = urllib.parse.urlsplit(str(launched.target.admin_url))
+        address = (str(parts.hostname), int(parts.port or 80))
+        if address[0] != "127.0.0.1":
+            pytest.skip("the launched admin API is not on 127.0.0.1; two loopback source addresses are needed")
+        idle = [socket.create_connection(address, timeout=5, source_address=("127.0.0.1", 0)) for _ in range(16)]
+        time.sleep(0.3)
+        with socket.create_connection(address, timeout=5, source_address=("127.0.0.2", 0)) as other:
+            other.sendall(b"GET /v1/health HTTP/1.1\r\nHost: memkv\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while chunk := other.recv(4096):
+                answer += chunk
+        status_line = answer.split(b"\r\n", 1)[0].decode("latin-1")
+        check("MKV-ADM-031", " 200 " in status_line,
+              "GET /v1/health from another address while one address holds 16 idle admin connections",
+              "200", status_line or "closed without an answer")
+    finally:
+        for sock in idle:
+            sock.close()
+        launched.target.close()

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from conformance.support import Context, check, expect_code, fail, kept, payload, put_ok, read
+from conformance.support import Context, check, expect_code, fail, kept, launch_or_skip, payload, put_ok, read
 from memkv.blocks import BlockMeta
 from memkv.checksum import payload_checksum
 from memkv.errors import ErrorCode, MemkvError
@@ -435,12 +435,7 @@ def test_a_secure_server_refuses_unauthenticated_clients(memkv: Context) -> None
 
 
 def _launch(memkv: Context, keys_file: str | None, **kwargs: Any) -> Any:
-    hook = getattr(memkv.target, "launch", None)
-    launched = hook(keys_file, **kwargs) if callable(hook) else None
-    if launched is None:
-        pytest.skip("the target cannot start further servers of the implementation (Target.launch); with a running "
-                    "memkv server add launcher=memkv to the target URL")
-    return launched
+    return launch_or_skip(memkv, keys_file, **kwargs)
 
 
 @pytest.mark.requirement("MKV-NS-007")
@@ -508,6 +503,29 @@ def test_keys_files_are_checked_at_start_up(memkv: Context) -> None:
         check("MKV-NS-008", launched.started, "the same keys file, chmod 600, is accepted (control)", "started",
               launched.output[-500:])
         launched.target.close()
+    finally:
+        import shutil
+
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.requirement("MKV-SEC-052")
+def test_a_malformed_keys_file_is_refused_without_quoting_its_secret(memkv: Context) -> None:
+    directory = tempfile.mkdtemp(prefix="memkv-cf-keys-")
+    secret = os.urandom(32).hex()
+    path = os.path.join(directory, "broken-keys.yaml")
+    try:
+        with open(path, "w", encoding="utf-8") as handle:  # an unclosed flow mapping after the secret
+            handle.write(f'namespaces:\n  memkv-cf-keys:\n    - {{id: k, secret: "{secret}", role: admin\n'
+                         f"      oops: [\n")
+        os.chmod(path, 0o600)
+        launched = _launch(memkv, path)
+        if launched.target is not None:
+            launched.target.close()
+        check("MKV-SEC-052", not launched.started, "a malformed keys file is refused", "refused", "the server started")
+        leaked = [secret[i : i + 6] for i in range(len(secret) - 6) if secret[i : i + 6] in launched.output]
+        check("MKV-SEC-052", not leaked, "the refusal quotes no part of the secret", "no 6 characters of it",
+              f"{len(leaked)} pieces, e.g. {leaked[:1]}")
     finally:
         import shutil
 

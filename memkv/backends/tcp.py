@@ -210,6 +210,7 @@ class TcpConnection:
 
     # ---- answers -----------------------------------------------------------------------------
     def _read_loop(self) -> None:
+        current: _Pending | None = None  # popped from _pending while its answer is received
         try:
             while True:
                 header = parse_header(self._recv_exact(HEADER_SIZE),
@@ -225,16 +226,21 @@ class TcpConnection:
                         raise error_for(header.status or ErrorCode.PROTOCOL_ERROR,
                                         str(reader.args.get("message", "server closed the connection")))
                     raise ProtocolError(f"answer to unknown request id {header.request_id}")
+                current = pending
                 try:
                     self._deliver(header, meta, pending)
                 finally:
                     self._delivering = False
+                current = None
         except MemkvError as exc:
-            self._fail(exc if exc.code is not ErrorCode.UNAVAILABLE else Unavailable(exc.message))
+            error: MemkvError = exc if exc.code is not ErrorCode.UNAVAILABLE else Unavailable(exc.message)
         except OSError as exc:
-            self._fail(Unavailable(f"connection lost: {exc}"))
+            error = Unavailable(f"connection lost: {exc}")
         except Exception as exc:
-            self._fail(ProtocolError(f"client reader failed: {exc!r}"))
+            error = ProtocolError(f"client reader failed: {exc!r}")
+        self._fail(error)
+        if current is not None and not current.future.done():  # the connection died inside its answer
+            current.future.set_exception(error_for(error.code, error.message))
 
     def _deliver(self, header: Header, meta: bytearray, pending: _Pending) -> None:
         if header.opcode is Opcode.ERROR:

@@ -5,6 +5,7 @@ admin key: `Authorization: Bearer <key id>:<secret>`; an admin key covers its ow
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import re
@@ -14,11 +15,11 @@ import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .. import __version__
+from .. import __version__, bounded_json
 from ..errors import ErrorCode, MemkvError
 from ..sessions import SessionInfo
 from ..wire.opcodes import Role
@@ -34,6 +35,9 @@ SESSION_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 HEX32_RE = re.compile(r"[0-9a-fA-F]{32}")
 MAX_BODY = 64 * 1024
 MAX_ADMIN_CONNECTIONS = 64
+# One peer holds at most this many admin connections, so slow clients from one address cannot
+# take every slot and /v1/health keeps answering for the others (MKV-ADM-031).
+MAX_ADMIN_PER_PEER = 16
 # Seconds a client may take to send its request line, headers or body (a silent client is cut).
 ADMIN_IO_TIMEOUT_S = 10.0
 MAX_INVALIDATE_KEYS = 256
@@ -170,6 +174,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._body_error = _bad("chunked bodies are not supported; send Content-Length")
             return
         try:
+            if len(length_text) > 20:  # bounded before conversion (MKV-SEC-050)
+                raise ValueError("Content-Length too long")
             length = int(length_text)
         except ValueError:
             self.close_connection = True
@@ -190,8 +196,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._raw_body:
             raise _bad("a JSON body is needed")
         try:
-            return json.loads(self._raw_body.decode("utf-8"), parse_constant=_raise_bad)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            return _JSON_DECODER.decode(self._raw_body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):  # JSONDecodeError is a ValueError
             raise _bad("body is not valid JSON") from None
 
     # ---- routing --------------------------------------------------------------------------------
@@ -364,34 +370,52 @@ def _allowed_methods(parts: list[str]) -> str:
     return ""
 
 
-def _raise_bad(name: str) -> Any:
-    raise _bad(f"JSON constant {name} is not allowed")
+def _refuse_json(reason: str) -> NoReturn:
+    raise _bad(reason)
+
+
+_JSON_DECODER = bounded_json.decoder(_refuse_json)
 
 
 class _BoundedHTTPServer(ThreadingHTTPServer):
-    """At most MAX_ADMIN_CONNECTIONS handler threads; the rest are closed at once."""
+    """At most MAX_ADMIN_CONNECTIONS handler threads, MAX_ADMIN_PER_PEER per peer; the rest are closed at once."""
 
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         super().__init__(address, handler)
-        self._slots = threading.BoundedSemaphore(MAX_ADMIN_CONNECTIONS)
+        self._held: collections.Counter[str] = collections.Counter()
+        self._held_lock = threading.Lock()
+
+    def _take(self, peer: str) -> bool:
+        with self._held_lock:
+            if sum(self._held.values()) >= MAX_ADMIN_CONNECTIONS or self._held[peer] >= MAX_ADMIN_PER_PEER:
+                return False
+            self._held[peer] += 1
+            return True
+
+    def _give_back(self, peer: str) -> None:
+        with self._held_lock:
+            self._held[peer] -= 1
+            if self._held[peer] <= 0:
+                del self._held[peer]
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
+        peer = str(client_address[0])
+        if not self._take(peer):
             self.shutdown_request(request)
             return
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._slots.release()
+            self._give_back(peer)
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._slots.release()
+            self._give_back(str(client_address[0]))
 
 
 class AdminServer:

@@ -31,7 +31,7 @@ class ServerConfig:
     capacity: int = 1 * GiB
     unit: int = 1 * MiB
     listen: str = f"127.0.0.1:{DEFAULT_PORT}"
-    admin_listen: str | None = None  # default: listen port + 1; "off" disables
+    admin_listen: str | None = None  # default: 127.0.0.1, listen port + 1; "off" disables
     keys_file: str | None = None
     insecure_no_auth: bool = False
     namespaces: list[str] = dataclasses.field(default_factory=lambda: ["default"])
@@ -41,6 +41,12 @@ class ServerConfig:
     idle_timeout_s: float = 300.0
     frame_timeout_s: float = 10.0
     hello_window_s: float = 60.0
+    # Connections that have not authenticated get a smaller budget and a short deadline, so they
+    # can never take the slots of authenticated clients (MKV-SEC-051).
+    max_unauthenticated: int = 64
+    max_unauthenticated_per_peer: int = 32
+    hello_timeout_s: float = 2.0
+    max_connections_per_peer: int = 0  # 0: no cap beyond max_connections
     shutdown_grace_s: float = 10.0
     flush_interval_s: float = 1.0
     nixl: str = "auto"  # NIXL data path for memkv+nixl:// clients: auto (on first use), on, off
@@ -63,7 +69,7 @@ class ServerConfig:
                 value = parse_size(value)
             elif name.endswith("_s"):
                 value = float(value)
-            elif name == "max_connections":
+            elif name.startswith("max_connections") or name.startswith("max_unauthenticated"):
                 value = int(value)
             elif name == "namespaces":
                 value = [str(v) for v in value]
@@ -75,7 +81,7 @@ class ServerConfig:
     def admin_address(self) -> tuple[str, int] | None:
         if self.admin_listen in ("off", "none", ""):
             return None
-        host, port = self.listen_address()
-        if self.admin_listen is None:
-            return host, (port + 1 if port else 0)
+        _, port = self.listen_address()
+        if self.admin_listen is None:  # loopback unless configured: --listen 0.0.0.0 is for data (MKV-ADM-030)
+            return "127.0.0.1", (port + 1 if port else 0)
         return split_address(self.admin_listen, port + 1)

@@ -295,7 +295,7 @@ class Connection:
     def _wait_for_frame(self) -> bool:
         """Wait for the first byte of the next frame; False on idle timeout or drain."""
         deadline = time.monotonic() + (self.config.idle_timeout_s if self.authenticated
-                                       else self.config.frame_timeout_s)
+                                       else self.config.hello_timeout_s)
         while True:
             if self.server.draining.is_set():
                 return self._readable(0)
@@ -313,8 +313,11 @@ class Connection:
         started = time.monotonic()
         held = 0
         framed = False
+        # Before HELLO the whole frame must arrive within the short hello deadline (MKV-SEC-051).
+        frame_deadline = started + (self.config.frame_timeout_s if self.authenticated
+                                    else min(self.config.frame_timeout_s, self.config.hello_timeout_s))
         try:
-            self._recv_exact(memoryview(raw), started + self.config.frame_timeout_s)
+            self._recv_exact(memoryview(raw), frame_deadline)
             header = parse_header(raw, self.limits)
             if header.is_response:
                 raise ProtocolError("a client sends requests, not responses")
@@ -322,7 +325,7 @@ class Connection:
                 self.server.budget.acquire(header.meta_len, self.config.frame_timeout_s)
                 held = header.meta_len
             meta = bytearray(header.meta_len)
-            self._recv_exact(memoryview(meta), started + self.config.frame_timeout_s)
+            self._recv_exact(memoryview(meta), frame_deadline)
             self._payload_left = header.payload_len
             if not self.authenticated:
                 if header.opcode is not Opcode.HELLO:
@@ -540,10 +543,15 @@ class Connection:
         try:
             self.engine.read_stream(block, buffers, emit)
         except MemkvError as exc:
-            # The answer already promised these bytes. Whatever is left goes out as zeros: the
-            # client's checksum check reports the item CORRUPTED (MKV-WIRE-021).
             log.error("get of %s failed after its answer started: %s", block.key.hex(), exc)
             self.server.metrics.errors.labels(exc.code.name).inc()
+            if exc.code is not ErrorCode.CORRUPTED:
+                # A device error, not bad bytes: zeros would make the client report CORRUPTED for
+                # a block that is kept and may read fine next time. Closing the connection makes
+                # it UNAVAILABLE (MKV-ERR-010); the client's pool reconnects.
+                raise _Closed(f"device error while sending {block.key.hex()}") from None
+            # The answer already promised these bytes. Whatever is left goes out as zeros: the
+            # client's checksum check reports the item CORRUPTED (MKV-WIRE-021).
             left = block.result().length - sent[0]
             while left > 0:
                 piece = min(left, len(_ZEROS))

@@ -148,7 +148,7 @@ class MemkvServer:
                 time.sleep(0.05)
                 continue
             with self._lock:
-                full = len(self._conns) >= self.config.max_connections
+                full = self._over_budget(str(peer[0]))
                 if not full:
                     conn = Connection(self, sock, peer)
                     thread = threading.Thread(target=self._run_connection, args=(conn,),
@@ -159,6 +159,19 @@ class MemkvServer:
                 self._refuse(sock)
                 continue
             thread.start()
+
+    def _over_budget(self, host: str) -> bool:
+        """Whether one more connection from `host` is refused (caller holds the lock, MKV-SEC-051)."""
+        config = self.config
+        if len(self._conns) >= config.max_connections:
+            return True
+        pending = [c for c in self._conns if not c.authenticated]
+        if len(pending) >= config.max_unauthenticated:
+            return True
+        if sum(1 for c in pending if str(c.peer[0]) == host) >= config.max_unauthenticated_per_peer:
+            return True
+        per_peer = config.max_connections_per_peer
+        return per_peer > 0 and sum(1 for c in self._conns if str(c.peer[0]) == host) >= per_peer
 
     def _refuse(self, sock: socket.socket) -> None:
         try:
@@ -258,6 +271,9 @@ class MemkvServer:
                                   "connections": self.connection_count(),
                                   "max_connections": self.config.max_connections}
         if self.stopped.is_set():
+            return "unhealthy", checks
+        if self.engine.failure is not None:  # fail-stop (MKV-DUR-009): say why
+            checks["storage"] = self.engine.failure
             return "unhealthy", checks
         try:
             stats = self.engine.stats()

@@ -19,6 +19,7 @@ import dataclasses
 import hmac
 import logging
 import os
+import re
 import stat
 import tomllib
 from collections.abc import Iterable
@@ -134,11 +135,22 @@ class KeyRing:
         try:
             data = tomllib.loads(raw.decode("utf-8")) if path.endswith(".toml") else yaml.safe_load(raw)
         except (tomllib.TOMLDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise InvalidArgument(f"cannot read keys file {path}: {exc}") from None
+            raise InvalidArgument(f"cannot read keys file {path}: {_where(exc)}") from None
         try:
             return cls.from_mapping(data)
         except InvalidArgument as exc:
             raise InvalidArgument(f"keys file {path}: {exc.message}") from None
+
+
+def _where(exc: Exception) -> str:
+    """Where a keys file fails to parse, without quoting it: the quote could hold a secret (MKV-SEC-052)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 at byte {exc.start}"
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        return f"YAML syntax error at line {mark.line + 1}, column {mark.column + 1}"
+    at = re.search(r"\(at line \d+, column \d+\)|\(at end of document\)", str(exc))
+    return f"TOML syntax error {at.group(0)[1:-1] if at else '(position unknown)'}"
 
 
 def generate_secret() -> str:

@@ -58,8 +58,9 @@ class ServeSettings(BaseSettings):
     capacity: Size = Field(1024**3, description="capacity of a new device file, e.g. 64GiB")
     unit: Size = Field(1024**2, description="allocation unit of a new store, a multiple of 4096, e.g. 1MiB")
     listen: str = Field("127.0.0.1:9900", description="wire protocol address, host:port")
-    admin_listen: str | None = Field(None, description="admin HTTP address, host:port (default: the listen port "
-                                                       "+ 1); off disables the admin API")
+    admin_listen: str | None = Field(None, description="admin HTTP address, host:port (default: 127.0.0.1 and the "
+                                                       "listen port + 1, even when --listen is on every interface); "
+                                                       "off disables the admin API")
     keys: str | None = Field(None, description="keys file: namespaces and their keys (secrets never go on the "
                                                "command line)")
     insecure_no_auth: bool = Field(False, description="accept unauthenticated clients on every namespace: local "
@@ -72,6 +73,13 @@ class ServeSettings(BaseSettings):
                                                          "per MiB of payload)")
     hello_window: float = Field(60.0, gt=0, description="seconds a HELLO timestamp may differ from the server "
                                                         "clock")
+    max_unauthenticated: int = Field(64, gt=0, description="connections that have not completed HELLO, in all "
+                                                           "(inside max_connections)")
+    max_unauthenticated_per_peer: int = Field(32, gt=0, description="connections that have not completed HELLO, "
+                                                                    "from one address")
+    hello_timeout: float = Field(2.0, gt=0, description="seconds a new connection has to deliver a complete HELLO")
+    max_connections_per_peer: int = Field(0, ge=0, description="connections from one address (0: no cap beyond "
+                                                               "max_connections)")
     shutdown_grace: float = Field(10.0, ge=0, description="seconds in-flight requests get to finish on SIGTERM")
     flush_interval: float = Field(1.0, gt=0, description="seconds between index flushes")
     nixl: Literal["auto", "on", "off"] = Field("auto", description="NIXL data path for memkv+nixl:// clients: auto "
@@ -117,9 +125,12 @@ class ServeSettings(BaseSettings):
             insecure_no_auth=self.insecure_no_auth, max_connections=self.max_connections,
             buffer_memory=self.buffer_memory, max_frame_payload=self.max_frame_payload,
             idle_timeout_s=self.idle_timeout, frame_timeout_s=self.frame_timeout, hello_window_s=self.hello_window,
-            shutdown_grace_s=self.shutdown_grace, flush_interval_s=self.flush_interval, nixl=self.nixl,
-            nixl_staging=self.nixl_staging, access_log=self.access_log,
-            access_log_max_bytes=self.access_log_max_bytes, admin_tls_cert=self.admin_tls_cert, admin_tls_key=self.admin_tls_key)
+            max_unauthenticated=self.max_unauthenticated,
+            max_unauthenticated_per_peer=self.max_unauthenticated_per_peer, hello_timeout_s=self.hello_timeout,
+            max_connections_per_peer=self.max_connections_per_peer, shutdown_grace_s=self.shutdown_grace,
+            flush_interval_s=self.flush_interval, nixl=self.nixl, nixl_staging=self.nixl_staging,
+            access_log=self.access_log, access_log_max_bytes=self.access_log_max_bytes,
+            admin_tls_cert=self.admin_tls_cert, admin_tls_key=self.admin_tls_key)
 
 
 def read_config_file(path: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import os
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -41,9 +42,13 @@ from .allocator import Extent, ExtentAllocator
 from .device import Device
 from .index import BlockRow, Index, SessionRow
 from .lock import StoreLock
+from .open_checks import DamagedStore, check_device_length, open_index, refuse_zeroed_header
+from .storage_errors import describe, is_fatal, unavailable
 from .superblock import MAGIC, SUPERBLOCK_SIZE, Superblock
 
 DEFAULT_UNIT = 1 * MiB
+SUPERBLOCK_RECORD = "superblock"
+SUPERBLOCK_RECORD_BYTES = 64
 DEFAULT_LIMITS = Limits()
 DEFAULT_CAPACITY = 1024 * MiB
 MAX_TTL_S = 30 * 24 * 3600.0
@@ -171,10 +176,13 @@ class EngineCore:
         self._store_lock = StoreLock(os.path.join(self.directory, "lock"))
         device: Device | None = None
         index: Index | None = None
+        # Set when a write may not have reached stable storage; from then on writes are refused.
+        self.failure: str | None = None
         try:
-            device, self.superblock = self._open_device(device_path, capacity, unit, format_device, io)
-            index = Index(os.path.join(self.directory, "index.sqlite"))
-            self._bind_index(index, self.superblock, self._formatted_now, device.path)
+            index = open_index(os.path.join(self.directory, "index.sqlite"), self.directory)
+            device, self.superblock, formatted = self._open_device(device_path, capacity, unit, format_device,
+                                                                   io, index)
+            self._bind_index(index, self.superblock, formatted, device.path)
             self._blocks: collections.OrderedDict[BlockId, _Live] = collections.OrderedDict()
             self._order: ChainOrder[BlockId] = ChainOrder()
             used: list[Extent] = []
@@ -185,12 +193,15 @@ class EngineCore:
             sb = self.superblock
             self.allocator = ExtentAllocator(sb.data_offset, sb.size, sb.unit, used)
             sessions = index.sessions()
-        except BaseException:
+        except BaseException as exc:
             if index is not None:
                 index.close()
             if device is not None:
                 device.close()
             self._store_lock.release()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise DamagedStore(f"index {os.path.join(self.directory, 'index.sqlite')} cannot be read ({exc}); "
+                                   f"nothing was modified. Inspect it with `memkv fsck {self.directory}`") from None
             raise
         self.device, self.index = device, index
         self._inflight: dict[BlockId, threading.Event] = {}
@@ -209,8 +220,8 @@ class EngineCore:
                                          name="memkv-flush", daemon=True)
         self._flusher.start()
 
-    def _open_device(self, device_path: str | None, capacity: int, unit: int,
-                     format_device: bool, io: str | None) -> tuple[Device, Superblock]:
+    def _open_device(self, device_path: str | None, capacity: int, unit: int, format_device: bool,
+                     io: str | None, index: Index) -> tuple[Device, Superblock, bool]:
         if unit % 4096 or unit <= 0:
             raise InvalidArgument("allocation unit must be a positive multiple of 4096")
         path = device_path or os.path.join(self.directory, "device.img")
@@ -220,42 +231,63 @@ class EngineCore:
         device = Device(path, size=capacity, create=device_path is None, io=io)
         header = aligned_buffer(SUPERBLOCK_SIZE)
         try:
+            check_device_length(device.path, device.size, SUPERBLOCK_SIZE, self.directory)
             device.read_into(0, header)
-            # An all-zero header on our own device file: a process died between creating
-            # the file and writing its superblock. Nothing was ever stored there.
-            never_formatted = device_path is None and header == bytes(SUPERBLOCK_SIZE)
+            indexed = index.block_count()
+            # An all-zero header on our own device file with an empty index: a process died
+            # between creating the file and writing its superblock. Nothing was ever stored there.
+            # With blocks in the index the header was destroyed: refuse (MKV-DUR-010).
+            zeroed = header == bytes(SUPERBLOCK_SIZE)
+            never_formatted = device_path is None and zeroed and indexed == 0
             # format_device formats only a device that holds no memkv store: a restart with the
             # same setting keeps the blocks; reformatting a store is a deliberate wipe (dd).
             unformatted = bytes(header[: len(MAGIC)]) != MAGIC
-            self._formatted_now = is_new_file or never_formatted or (format_device and unformatted)
-            if self._formatted_now:
+            if is_new_file or never_formatted or (format_device and unformatted):
                 superblock = Superblock.new(unit, device.size)
                 header[:] = superblock.encode()
                 device.write(0, header)
                 device.sync()
-            else:
+                return device, superblock, True
+            if zeroed:
+                refuse_zeroed_header(device.path, indexed, self.directory)
+            try:
                 superblock = Superblock.decode(bytes(header))
-            return device, superblock
+            except MemkvError as exc:
+                raise type(exc)(f"device {device.path}: {exc.message}; nothing was modified; "
+                                f"inspect it with `memkv fsck {self.directory}`") from None
+            check_device_length(device.path, device.size, superblock.size, self.directory)
+            return device, superblock, False
         except BaseException:
             device.close()
             raise
 
-    @staticmethod
-    def _bind_index(index: Index, superblock: Superblock, formatted_now: bool, device_path: str) -> None:
-        """Tie the index to this device; an index left from another device lists no blocks."""
+    def _bind_index(self, index: Index, superblock: Superblock, formatted: bool, device_path: str) -> None:
+        """Tie the index to this device. An index of another store that lists blocks is refused
+        (MKV-DUR-010) unless the device was just formatted on purpose, which forgets them."""
         store_id = superblock.store_id.hex()
         bound = index.get_meta("store_id")
         if bound == store_id:
+            if index.get_meta(SUPERBLOCK_RECORD) is None:
+                index.set_meta(SUPERBLOCK_RECORD, superblock.encode()[:SUPERBLOCK_RECORD_BYTES].hex())
             return
         if bound is not None:
-            log.warning("index %s belongs to device %s, not %s: forgetting its blocks",
-                        index.path, bound, store_id)
+            count = index.block_count()
+            if count and not formatted:
+                raise DamagedStore(
+                    f"index {index.path} lists {count} blocks of store {bound} but device {device_path} "
+                    f"holds store {store_id}; nothing was modified. Inspect with `memkv fsck "
+                    f"{self.directory}`; to keep the device's store, move the index away")
+            if count:
+                log.warning("device %s was formatted: forgetting the %d blocks index %s listed",
+                            device_path, count, index.path)
             index.clear_blocks()
-        elif not formatted_now:
+        elif not formatted:
             log.warning("device %s holds a memkv store, but the data directory %s has no index for it: "
                         "blocks stored there before are not reachable (reuse the --data directory it was "
                         "created with to keep them)", device_path, os.path.dirname(index.path))
         index.set_meta("store_id", store_id)
+        # A copy of the header, from which `memkv fsck --repair` can rewrite a zeroed one.
+        index.set_meta(SUPERBLOCK_RECORD, superblock.encode()[:SUPERBLOCK_RECORD_BYTES].hex())
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
@@ -263,7 +295,30 @@ class EngineCore:
         with self._lock:
             if self._closing:
                 raise Unavailable("store is closed")
-            yield
+            try:
+                yield
+            except sqlite3.Error as exc:
+                raise self._storage_failed(exc, "index update") from None
+
+    def _storage_failed(self, exc: BaseException, doing: str) -> Unavailable:
+        """The spec error for a storage failure; one that leaves durability unknown stops writes."""
+        if is_fatal(exc):
+            self._fail_stop(f"{doing}: {describe(exc)}")
+        return unavailable(exc, doing)
+
+    def _fail_stop(self, reason: str) -> None:
+        """Stop taking writes for good (MKV-DUR-009): a retried fsync can report success for
+        pages the kernel already dropped, so only a restart (and its checks) clears this."""
+        with self._lock:
+            if self.failure is None:
+                self.failure = reason
+                log.critical("memkv store %s stops taking writes: %s; restart it once the storage "
+                             "is repaired", self.directory, reason)
+
+    def _check_writable(self) -> None:
+        if self.failure is not None:
+            raise Unavailable(f"store stopped taking writes after a storage failure ({self.failure}); "
+                              f"reads still work; restart once the storage is repaired")
 
     def _io_finished(self) -> None:
         """Caller holds the lock."""
@@ -277,8 +332,8 @@ class EngineCore:
             return fn()
         except MemkvError as exc:
             error = exc
-        except OSError as exc:
-            error = Unavailable(f"device I/O failed: {exc}")
+        except (OSError, sqlite3.Error) as exc:
+            error = self._storage_failed(exc, "device I/O" if isinstance(exc, OSError) else "index update")
         with self._lock:
             self.counters.errors[error.code.name] += 1
         return wrap(error)
@@ -304,23 +359,35 @@ class EngineCore:
     def _unevictable(self, block_id: BlockId) -> bool:
         return self._protected(block_id) or self._blocks[block_id].readers > 0
 
-    def _remove(self, block_id: BlockId) -> bool:
-        live = self._blocks.pop(block_id, None)
-        if live is None:
-            return False
-        self.index.delete_block(*block_id)
-        self._order.discard(block_id)
-        self._touched.pop(block_id, None)
-        live.removed = True
-        if live.readers == 0:
-            self.allocator.free(live.row.extents)
-        return True
+    def _commit_removal(self, block_ids: Sequence[BlockId], also: Callable[[], None] | None = None) -> None:
+        """Delete the rows (and run `also` in the same transaction); only once that commits are the
+        blocks dropped from memory and their extents freed (MKV-DUR-008). Caller holds the lock."""
+        if not block_ids and also is None:
+            return
+        self._check_writable()
+        try:
+            # Durable before the extents can be reused: a power cut must not bring back a
+            # removed block over another block's bytes (MKV-DUR-002, found by powercut.py).
+            with self.index.durable(), self.index.atomic():
+                for block_id in block_ids:
+                    self.index.delete_block(*block_id)
+                if also is not None:
+                    also()
+        except sqlite3.Error as exc:
+            raise self._storage_failed(exc, "index update") from None
+        for block_id in block_ids:
+            live = self._blocks.pop(block_id)
+            self._order.discard(block_id)
+            self._touched.pop(block_id, None)
+            live.removed = True
+            if live.readers == 0:
+                self.allocator.free(live.row.extents)
 
-    def _remove_many(self, block_ids: Iterable[BlockId]) -> int:
-        with self.index.atomic():
-            removed = sum(1 for block_id in list(block_ids) if self._remove(block_id))
-        self.counters.invalidations += removed
-        return removed
+    def _remove_many(self, block_ids: Iterable[BlockId], also: Callable[[], None] | None = None) -> int:
+        present = [block_id for block_id in dict.fromkeys(block_ids) if block_id in self._blocks]
+        self._commit_removal(present, also)
+        self.counters.invalidations += len(present)
+        return len(present)
 
     def _allocate(self, size: int) -> list[Extent]:
         """Reserve extents, evicting unprotected blocks in chain order when needed (MKV-CAP-006..009).
@@ -348,9 +415,7 @@ class EngineCore:
                 f"block of {size} bytes does not fit: {self.allocator.free_bytes} bytes free, "
                 f"{trial.free_bytes - self.allocator.free_bytes} evictable; pinned, leased and "
                 f"blocks being read are never evicted")
-        with self.index.atomic():
-            for victim in victims:
-                self._remove(victim)
+        self._commit_removal(victims)
         self.counters.evictions += len(victims)
         extents = self.allocator.allocate(size)
         if extents is None:  # pragma: no cover - the trial allocator said it fits
@@ -368,6 +433,7 @@ class EngineCore:
         """
         while True:
             with self._guard():
+                self._check_writable()
                 live = self._blocks.get(block_id)
                 pending = self._inflight.get(block_id)
                 if live is not None:
@@ -386,7 +452,11 @@ class EngineCore:
         try:
             if row is not None:
                 with self._lock:
-                    self.index.insert_block(row)
+                    self._check_writable()
+                    try:
+                        self.index.insert_block(row)
+                    except sqlite3.Error as exc:
+                        raise self._storage_failed(exc, "index update") from None
                     self._blocks[block_id] = _Live(row)
                     self._order.add(block_id, _parent_of(row))
                     committed = True
@@ -409,7 +479,12 @@ class EngineCore:
         with self._lock:
             # Remove this block only: the key may already hold a newer one.
             if self._blocks.get((block.namespace, block.key)) is block.live:
-                self._remove((block.namespace, block.key))
+                try:
+                    self._commit_removal([(block.namespace, block.key)])
+                except Unavailable as exc:
+                    log.error("block %s in namespace %s failed checksum verification and stays listed: %s",
+                              block.key.hex(), block.namespace, exc.message)
+                    raise Corrupted(f"block {block.key.hex()} failed checksum verification") from None
         log.error("block %s in namespace %s failed checksum verification; removed",
                   block.key.hex(), block.namespace)
         raise Corrupted(f"block {block.key.hex()} failed checksum verification and was removed")
@@ -477,8 +552,7 @@ class EngineCore:
                 self._pinned_until.pop((namespace, session_id), None)
                 continue
             if now >= row.expires_at:
-                self._transition(row, SessionEvent.EXPIRE)
-                self.index.save_session(row)
+                self._expire_session(row)
             else:
                 self._pinned_until[(namespace, session_id)] = row.expires_at
 
@@ -490,14 +564,31 @@ class EngineCore:
         return SessionInfo(row.session_id, row.state, row.keys, row.ttl, row.expires_at,
                            row.parent_id, row.fingerprint)
 
-    def _transition(self, row: SessionRow, event: SessionEvent) -> None:
-        new_state = next_state(row.state, event)
-        was_pinning, now_pinning = row.state in PINNING_STATES, new_state in PINNING_STATES
-        if was_pinning and not now_pinning:
-            self._pin(row, -1)
-        row.state = new_state
-        if now_pinning and not was_pinning:
-            self._pin(row, +1)
+    def _commit_session(self, old: SessionRow | None, new: SessionRow | None) -> None:
+        """Write a session change (new None: deletion) to the index first; only once it is committed
+        do the pins follow (MKV-DUR-008). Caller holds the lock."""
+        self._check_writable()
+        try:
+            if new is not None:
+                self.index.save_session(new)
+            elif old is not None:
+                self.index.delete_session(old.namespace, old.session_id)
+        except sqlite3.Error as exc:
+            raise self._storage_failed(exc, "index update") from None
+        if old is not None and old.state in PINNING_STATES:
+            self._pin(old, -1)
+        if new is not None and new.state in PINNING_STATES:
+            self._pin(new, +1)
+
+    @staticmethod
+    def _transition(row: SessionRow, event: SessionEvent) -> SessionRow:
+        """A copy of `row` after `event`; the caller commits it with _commit_session."""
+        return dataclasses.replace(row, state=next_state(row.state, event))
+
+    def _expire_session(self, row: SessionRow) -> SessionRow:
+        expired = self._transition(row, SessionEvent.EXPIRE)
+        self._commit_session(row, expired)
+        return expired
 
     def sweep(self) -> None:
         """Expire sessions and leases whose time ran out; drop old expired session records."""
@@ -508,13 +599,14 @@ class EngineCore:
         now = self.clock()
         with self._lock:
             self._expire_leases(now)
+            if self.failure is not None:
+                return
             for row in self.index.sessions():
                 if row.state is SessionState.EXPIRED:
                     if now >= row.expires_at + EXPIRED_SESSION_RETENTION_S:
-                        self.index.delete_session(row.namespace, row.session_id)
+                        self._commit_session(row, None)
                 elif now >= row.expires_at:
-                    self._transition(row, SessionEvent.EXPIRE)
-                    self.index.save_session(row)
+                    self._expire_session(row)
 
     def flush(self) -> None:
         """Make every committed block durable: payload synced, then the index (MKV-DUR-002)."""
@@ -527,22 +619,39 @@ class EngineCore:
                 self._io_finished()
 
     def _flush(self) -> None:
+        """Payloads first, then the index. A failure stops writes (MKV-DUR-009): never retried."""
+        if self.failure is not None:
+            return
         with self._lock:
             touched, self._touched = self._touched, {}
             if touched:
-                with self.index.atomic():
-                    self.index.touch((t, ns, k) for (ns, k), t in touched.items())
-        self.device.sync()
+                try:
+                    with self.index.atomic():
+                        self.index.touch((t, ns, k) for (ns, k), t in touched.items())
+                except sqlite3.Error as exc:
+                    raise self._storage_failed(exc, "recording access times") from None
+        try:
+            self.device.sync()
+        except OSError as exc:
+            self._fail_stop(f"fdatasync of device {self.device.path}: {describe(exc)}")
+            raise unavailable(exc, "flush") from None
         with self._lock:
-            self.index.checkpoint()
+            try:
+                self.index.checkpoint()
+            except sqlite3.Error as exc:
+                self._fail_stop(f"checkpoint of index {self.index.path}: {describe(exc)}")
+                raise unavailable(exc, "flush") from None
 
     def _flush_loop(self, interval: float) -> None:
         while not self._closed.wait(interval):
             for step in (self.sweep, self.flush):
                 try:
                     step()
-                except Unavailable:
-                    return  # closing
+                except Unavailable as exc:
+                    if self._closing:
+                        return
+                    # A full index disk is retried next round; after a fail-stop flush does nothing.
+                    log.error("memkv background %s failed: %s", step.__name__, exc.message)
                 except Exception:  # upkeep must not die; the next round retries
                     log.exception("memkv background %s failed; retrying in %.1f s", step.__name__, interval)
 

@@ -102,6 +102,10 @@ class Device:
         """
         if self.direct or os.environ.get("MEMKV_MMAP", "1") == "0" or self.size <= 0:
             return None
+        if not self.is_block_device and os.fstat(self.fd).st_blocks * 512 < self.size:
+            # A sparse file: a store into a hole of a full filesystem would be SIGBUS through a
+            # mapping, where pwrite answers ENOSPC (UNAVAILABLE, MKV-ERR-010). Never map it.
+            return None
         with self._map_lock:
             if self._map is None:
                 self._map = mmap.mmap(self.fd, self.size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)

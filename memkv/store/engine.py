@@ -235,13 +235,16 @@ class StorageEngine(SessionOps, StreamOps):
     def invalidate_namespace(self, namespace: str) -> int:
         check_namespace(namespace)
         with self._guard():
-            for row in self.index.sessions(namespace):
+            sessions = self.index.sessions(namespace)
+            removed = self._remove_many([(namespace, k) for k in self.index.keys_where(namespace)],
+                                        also=lambda: self.index.delete_namespace_sessions(namespace))
+            # Committed: now memory follows (MKV-DUR-008).
+            for row in sessions:
                 if row.state in PINNING_STATES:
                     self._pin(row, -1)
-            self.index.delete_namespace_sessions(namespace)
             for lease_id in [i for i, lease in self._leases.items() if lease.namespace == namespace]:
                 self._drop_lease(lease_id)
-            return self._remove_many([(namespace, k) for k in self.index.keys_where(namespace)])
+            return removed
 
 
 __all__ = ["EXPIRED_SESSION_RETENTION_S", "MAX_TTL_S", "BlockRead", "StorageEngine", "check_namespace", "check_ttl"]

@@ -126,6 +126,9 @@ class Index:
     def set_meta(self, name: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
 
+    def block_count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM blocks").fetchone()[0])
+
     def clear_blocks(self) -> None:
         self.db.execute("DELETE FROM blocks")
 
@@ -197,14 +200,24 @@ class Index:
 
     @contextlib.contextmanager
     def atomic(self) -> Iterator[None]:
-        """Group statements into one atomic commit."""
+        """Group statements into one atomic commit; any failure, the COMMIT's included, rolls back."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:  # SQLite may already have rolled back (SQLITE_FULL, IOERR)
+                self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def durable(self) -> Iterator[None]:
+        """Commits inside are synced to stable storage before they return (WAL fsync)."""
+        self.db.execute("PRAGMA synchronous=FULL")
+        try:
+            yield
+        finally:
+            self.db.execute("PRAGMA synchronous=NORMAL")
 
     def checkpoint(self) -> None:
         self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")

@@ -35,8 +35,7 @@ class SessionOps(EngineCore):
         if row is None:
             raise UnknownSession(f"no session {session_id!r} in namespace {namespace}")
         if row.state not in (SessionState.EXPIRED, SessionState.CLOSED) and self.clock() >= row.expires_at:
-            self._transition(row, SessionEvent.EXPIRE)
-            self.index.save_session(row)
+            return self._expire_session(row)
         return row
 
     def _check_present(self, namespace: str, keys: Sequence[bytes]) -> tuple[bytes, ...]:
@@ -56,7 +55,7 @@ class SessionOps(EngineCore):
         with self._guard():
             row = SessionRow(namespace, uuid.uuid4().hex, SessionState.OPEN,
                              self._check_present(namespace, keys), ttl, self.clock() + ttl, None, fingerprint)
-            self.index.save_session(row)
+            self._commit_session(None, row)
             return self._info(row)
 
     def append(self, namespace: str, session_id: str, keys: Sequence[bytes]) -> SessionInfo:
@@ -66,33 +65,32 @@ class SessionOps(EngineCore):
             added = self._check_present(namespace, keys)
             if len(row.keys) + len(added) > self.limits.max_session_blocks:
                 raise LimitExceeded(f"a session holds at most {self.limits.max_session_blocks} blocks")
-            self._transition(row, SessionEvent.APPEND)
-            row.keys += added
-            row.expires_at = self.clock() + row.ttl
-            self.index.save_session(row)
-            return self._info(row)
+            new = self._transition(row, SessionEvent.APPEND)
+            new.keys += added
+            new.expires_at = self.clock() + row.ttl
+            self._commit_session(row, new)
+            return self._info(new)
 
     def suspend(self, namespace: str, session_id: str, pause_ttl_s: float) -> SessionInfo:
         pause = check_ttl(pause_ttl_s, "pause_ttl_s")
         with self._guard():
             row = self._load_session(namespace, session_id)
-            next_state(row.state, SessionEvent.SUSPEND)
-            row.expires_at = self.clock() + pause
-            self._transition(row, SessionEvent.SUSPEND)
-            self.index.save_session(row)
-            return self._info(row)
+            new = self._transition(row, SessionEvent.SUSPEND)
+            new.expires_at = self.clock() + pause
+            self._commit_session(row, new)
+            return self._info(new)
 
     def resume(self, namespace: str, session_id: str) -> ResumeResult:
         with self._guard():
             row = self._load_session(namespace, session_id)
-            self._transition(row, SessionEvent.RESUME)
+            new = self._transition(row, SessionEvent.RESUME)
             valid = 0
-            while valid < len(row.keys) and self._present(namespace, row.keys[valid]):
+            while valid < len(new.keys) and self._present(namespace, new.keys[valid]):
                 valid += 1
-            row.keys = row.keys[:valid]
-            row.expires_at = self.clock() + row.ttl
-            self.index.save_session(row)
-            info = self._info(row)
+            new.keys = new.keys[:valid]
+            new.expires_at = self.clock() + new.ttl
+            self._commit_session(row, new)
+            info = self._info(new)
             return ResumeResult(info, info.keys)
 
     def fork(self, namespace: str, session_id: str, prefix_len: int | None = None,
@@ -106,15 +104,15 @@ class SessionOps(EngineCore):
             ttl = parent.ttl if ttl_s is None else check_ttl(ttl_s)
             child = SessionRow(namespace, uuid.uuid4().hex, SessionState.OPEN, parent.keys[:count],
                                ttl, self.clock() + ttl, parent.session_id, parent.fingerprint)
-            self.index.save_session(child)
+            self._commit_session(None, child)
             return self._info(child)
 
     def close_session(self, namespace: str, session_id: str) -> SessionInfo:
         with self._guard():
             row = self._load_session(namespace, session_id)
-            self._transition(row, SessionEvent.CLOSE)
-            self.index.delete_session(namespace, session_id)
-            return self._info(row)
+            closed = self._transition(row, SessionEvent.CLOSE)
+            self._commit_session(row, None)
+            return self._info(closed)
 
     def session_info(self, namespace: str, session_id: str) -> SessionInfo:
         with self._guard():

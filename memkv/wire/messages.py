@@ -10,8 +10,9 @@ import json
 import math
 import struct
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
+from .. import bounded_json
 from ..blocks import BlockMeta, Limits
 from ..errors import ErrorCode, InvalidArgument, LimitExceeded, MemkvError, ProtocolError
 from ..keys import KEY_SIZE
@@ -30,12 +31,12 @@ MAX_MESSAGE = 1024
 MAX_BLOCK_META = 4096
 
 
-def _json_reject_constant(name: str) -> Any:
-    raise ProtocolError(f"JSON constant {name} is not allowed in frame metadata")
+def _json_refuse(reason: str) -> NoReturn:
+    raise ProtocolError(f"frame metadata: {reason}")
 
 
 # One decoder for every frame (json.loads with an option builds a new one per call).
-_JSON_DECODER = json.JSONDecoder(parse_constant=_json_reject_constant)
+_JSON_DECODER = bounded_json.decoder(_json_refuse)
 _EMPTY_ARGS = b"{}"
 _EMPTY_ARGS_PREFIX = _U32.pack(len(_EMPTY_ARGS)) + _EMPTY_ARGS
 
@@ -57,7 +58,7 @@ class MetaReader:
         raw_args = self._take(args_len)
         try:
             args = {} if raw_args == _EMPTY_ARGS else _JSON_DECODER.decode(bytes(raw_args).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
             raise ProtocolError(f"frame arguments are not valid JSON: {exc}") from None
         if not isinstance(args, dict):
             raise ProtocolError("frame arguments must be a JSON object")
