@@ -78,6 +78,8 @@ _ZEROS = bytes(256 * 1024)
 # while the socket moves another).
 STREAM_PIECE = 1024 * 1024
 STREAM_BUFFERS = 3
+HELLO_REFUSED = "unknown key or bad signature"
+_NO_SUCH_KEY = os.urandom(32)  # signs nothing; checked against when a HELLO names an unknown key id
 
 
 class _Closed(Exception):
@@ -399,13 +401,19 @@ class Connection:
         server = self.server
         if server.keyring is not None:
             key = server.keyring.get(key_id) if key_id else None
+            # An unknown key id costs the same HMAC and gets the same answer as a bad signature,
+            # so the answer never tells whether a key id exists (MKV-SEC-001).
+            try:
+                verify(key.secret if key is not None else _NO_SUCH_KEY, header, meta)
+            except Unauthenticated:
+                key = None
             if key is None:
-                raise Unauthenticated("unknown key or bad signature")
-            verify(key.secret, header, meta)
+                raise Unauthenticated(HELLO_REFUSED)
             if abs(time.time() * 1000 - timestamp_ms) > self.config.hello_window_s * 1000:
                 raise Unauthenticated("HELLO timestamp is outside the accepted window (check clocks)")
             if not server.remember_nonce(client_nonce):
                 raise Unauthenticated("HELLO nonce was already used (replay)")
+            check_namespace(namespace)  # the form before the grant (MKV-NS-009)
             if key.namespace != namespace:
                 raise PermissionDenied(f"key {key.key_id} grants nothing on namespace {namespace}")
             server_nonce = os.urandom(16)
@@ -425,7 +433,8 @@ class Connection:
         self._respond(header, {
             "server_nonce": server_nonce.hex(), "version": f"{VERSION_MAJOR}.{min(header.minor, VERSION_MINOR)}",
             "auth": server.keyring is not None, "role": self.role.name.lower(), "namespace": namespace,
-            "limits": self.limits.to_dict(), "server": f"memkv/{__version__}", "spec_version": SPEC_VERSION,
+            "limits": self.limits.to_dict(), "idle_timeout_s": self.config.idle_timeout_s,
+            "server": f"memkv/{__version__}", "spec_version": SPEC_VERSION,
         })
 
     # ---- data path -----------------------------------------------------------------------------
@@ -646,7 +655,7 @@ class Connection:
         return caps.to_dict() | {"wire_limits": self.limits.to_dict()}, b"", 0, []
 
     def _stats(self, header: Header, reader: msg.MetaReader) -> Response:
-        return self.server.namespace_stats(self.namespace, self.role), b"", 0, []
+        return self.server.namespace_stats(self.namespace), b"", 0, []
 
     def _ping(self, header: Header, reader: msg.MetaReader) -> Response:
         return {}, b"", 0, []

@@ -7,8 +7,9 @@ A keys file (YAML, or TOML by extension) maps each namespace to its keys:
         - {id: a-writer, secret: "<64 hex chars>", role: write}
         - {id: a-admin, secret: "base64:<...>", role: admin}
 
-Key ids are unique across the file. Secrets are at least 16 bytes (32 recommended), written
-as hex or as `base64:...`. A keys file readable by other users is refused.
+Key ids are unique across the file and match KEY_ID_RE (MKV-SEC-002). Secrets are at least 16
+bytes (32 recommended), written as hex digits or as `base64:...` with padding (MKV-SEC-003). A
+keys file readable by other users is refused.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import dataclasses
 import hmac
 import logging
 import os
+import re
 import stat
 import tomllib
 from collections.abc import Iterable
@@ -33,6 +35,8 @@ from ..wire.opcodes import Role
 log = logging.getLogger("memkv.server")
 
 MIN_SECRET_BYTES = 16
+KEY_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_HEX_SECRET_RE = re.compile(r"(?:[0-9a-fA-F]{2})+")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -49,9 +53,14 @@ class ApiKey:
 def parse_secret(text: str) -> bytes:
     text = text.strip()
     try:
-        raw = base64.b64decode(text[7:], validate=True) if text.startswith("base64:") else bytes.fromhex(text)
+        if text.startswith("base64:"):
+            raw = base64.b64decode(text[7:], validate=True)
+        elif _HEX_SECRET_RE.fullmatch(text):
+            raw = bytes.fromhex(text)
+        else:
+            raise ValueError(text)
     except (ValueError, binascii.Error):
-        raise InvalidArgument("a key secret must be hex or base64:<...>") from None
+        raise InvalidArgument("a key secret must be hex digits or base64:<...>") from None
     if len(raw) < MIN_SECRET_BYTES:
         raise InvalidArgument(f"a key secret must be at least {MIN_SECRET_BYTES} bytes")
     return raw
@@ -104,6 +113,8 @@ class KeyRing:
             for entry in entries or []:
                 if not isinstance(entry, dict) or not {"id", "secret", "role"} <= set(entry):
                     raise InvalidArgument(f"each key of namespace {namespace} needs id, secret and role")
+                if not KEY_ID_RE.fullmatch(str(entry["id"])):
+                    raise InvalidArgument(f"key id {entry['id']!r} must match {KEY_ID_RE.pattern}")
                 try:
                     role = Role.parse(str(entry["role"]))
                 except ValueError as exc:

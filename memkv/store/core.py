@@ -157,6 +157,7 @@ class EngineCore:
         os.makedirs(self.directory, exist_ok=True)
         self.limits = limits
         self.clock = clock
+        self.flush_interval_s = flush_interval_s  # the flush window capabilities declare (MKV-OPS-016)
         self._lock = threading.RLock()
         self._io_done = threading.Condition(self._lock)
         self._io_active = 0

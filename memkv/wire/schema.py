@@ -68,6 +68,8 @@ def check_args(schema: dict[str, Any], opcode: str, side: str, args: dict[str, A
             continue
         if not _type_ok(spec["type"], args[name]):
             problems.append(f"{opcode} {side}: argument {name!r} is not {spec['type']}: {args[name]!r}")
+    if part.get("open"):
+        return problems
     known = {spec["name"] for spec in part["args"]}
     problems += [f"{opcode} {side}: argument {name!r} is not in the schema" for name in sorted(set(args) - known)]
     return problems
@@ -97,7 +99,7 @@ def _arg_table(args: list[dict[str, Any]]) -> list[str]:
     for a in args:
         lines.append(f"| `{a['name']}` | {_cell(a['type'])} | {'yes' if a['required'] else 'no'} | "
                      f"{_cell(a['bounds'])} | {_cell(a['meaning'])} |")
-    return lines + [""]
+    return [*lines, ""]
 
 
 def _side(title: str, part: dict[str, Any] | None) -> list[str]:
@@ -105,7 +107,10 @@ def _side(title: str, part: dict[str, Any] | None) -> list[str]:
         return [f"*{title}*: none (ERROR is only an answer).", ""]
     items = "no items" if part["items"] == "none" else f"items: `{part['items']}` records, one per batch entry"
     payload = "a payload: the items' bytes in item order" if part["payload"] else "no payload"
-    return [f"*{title}*: {items}; {payload}.", "", *_arg_table(part["args"])]
+    lines = [f"*{title}*: {items}; {payload}.", "", *_arg_table(part["args"])]
+    if part.get("open"):
+        lines += ["Further fields may follow these (target-wide totals).", ""]
+    return lines
 
 
 def render_tables(schema: dict[str, Any]) -> str:
