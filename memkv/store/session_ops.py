@@ -60,6 +60,7 @@ class SessionOps(EngineCore):
             return self._info(row)
 
     def append(self, namespace: str, session_id: str, keys: Sequence[bytes]) -> SessionInfo:
+        keys = [check_key(k) for k in keys]  # the form of the arguments before the session (MKV-NS-009)
         with self._guard():
             row = self._load_session(namespace, session_id)
             next_state(row.state, SessionEvent.APPEND)
@@ -97,13 +98,17 @@ class SessionOps(EngineCore):
 
     def fork(self, namespace: str, session_id: str, prefix_len: int | None = None,
              ttl_s: float | None = None) -> SessionInfo:
+        if prefix_len is not None and (isinstance(prefix_len, bool) or not isinstance(prefix_len, int)
+                                       or prefix_len < 0):
+            raise InvalidArgument("prefix_len must be a non-negative integer")  # before the session (MKV-NS-009)
+        ttl_checked = None if ttl_s is None else check_ttl(ttl_s)
         with self._guard():
             parent = self._load_session(namespace, session_id)
             next_state(parent.state, SessionEvent.FORK)
             count = len(parent.keys) if prefix_len is None else prefix_len
             if not isinstance(count, int) or not 0 <= count <= len(parent.keys):
                 raise InvalidArgument(f"prefix_len must be in 0..{len(parent.keys)}")
-            ttl = parent.ttl if ttl_s is None else check_ttl(ttl_s)
+            ttl = parent.ttl if ttl_checked is None else ttl_checked
             child = SessionRow(namespace, uuid.uuid4().hex, SessionState.OPEN, parent.keys[:count],
                                ttl, self.clock() + ttl, parent.session_id, parent.fingerprint)
             self.index.save_session(child)
