@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("memkv.admin")
 
 NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-SESSION_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+SESSION_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 HEX32_RE = re.compile(r"[0-9a-fA-F]{32}")
 MAX_BODY = 64 * 1024
 MAX_ADMIN_CONNECTIONS = 64
@@ -128,7 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _session_id(self, raw: str) -> str:
         session_id = urllib.parse.unquote(raw, errors="strict") if "%" in raw else raw
         if not SESSION_RE.fullmatch(session_id):
-            raise _bad("session id must match ^[A-Za-z0-9_-]{1,128}$")
+            raise _bad("session id must match ^[A-Za-z0-9_-]{1,64}$")
         return session_id
 
     def _read_body(self) -> None:
@@ -315,7 +315,7 @@ class _Handler(BaseHTTPRequestHandler):
                      else engine.invalidate_model(namespace, raw))
         elif field == "session_id":
             if not isinstance(value, str) or not SESSION_RE.fullmatch(value):
-                raise _bad("session_id must match ^[A-Za-z0-9_-]{1,128}$")
+                raise _bad("session_id must match ^[A-Za-z0-9_-]{1,64}$")
             count = engine.invalidate_session(namespace, value)
         elif field == "all":
             if value is not True:
