@@ -6,6 +6,8 @@ A keys file (YAML, or TOML by extension) maps each namespace to its keys:
       team-a:
         - {id: a-writer, secret: "<64 hex chars>", role: write}
         - {id: a-admin, secret: "base64:<...>", role: admin}
+    operators:                      # optional: global admin of the admin API (MKV-ADM-009)
+      - {id: ops, secret: "<64 hex chars>"}
 
 Key ids are unique across the file and match KEY_ID_RE (MKV-SEC-002). Secrets are at least 16
 bytes (32 recommended), written as hex digits or as `base64:...` with padding (MKV-SEC-003). A
@@ -45,6 +47,10 @@ class ApiKey:
     namespace: str
     secret: bytes = dataclasses.field(repr=False)
     role: Role
+    operator: bool = False  # an operator administers every namespace on the admin API, nothing on the wire
+
+    def administers(self, namespace: str) -> bool:
+        return self.operator or (self.namespace == namespace and self.role >= Role.ADMIN)
 
     def grants(self, role: Role) -> bool:
         return self.role >= role
@@ -80,16 +86,23 @@ MAX_KEYS_FILE = 4 * 1024 * 1024
 class KeyRing:
     """The configured namespaces and their keys; lookups are by key id."""
 
-    def __init__(self, keys: Iterable[ApiKey] = (), namespaces: Iterable[str] = ()) -> None:
+    def __init__(self, keys: Iterable[ApiKey] = (), namespaces: Iterable[str] = (),
+                 operators: Iterable[ApiKey] = ()) -> None:
         self.by_id: dict[str, ApiKey] = {}
+        self.operators: dict[str, ApiKey] = {}
         self.namespaces: set[str] = {check_namespace(ns) for ns in namespaces}
         for key in keys:
             if key.key_id in self.by_id:
                 raise InvalidArgument(f"key id {key.key_id!r} appears twice")
             self.by_id[key.key_id] = key
             self.namespaces.add(key.namespace)
+        for key in operators:
+            if key.key_id in self.by_id or key.key_id in self.operators:
+                raise InvalidArgument(f"key id {key.key_id!r} appears twice")
+            self.operators[key.key_id] = key
 
     def get(self, key_id: str) -> ApiKey | None:
+        """A namespace key (operators grant nothing on the wire, MKV-ADM-009)."""
         return self.by_id.get(key_id)
 
     def check_bearer(self, token: str) -> ApiKey | None:
@@ -98,7 +111,7 @@ class KeyRing:
             key_id, secret = parse_credential(token)
         except InvalidArgument:
             return None
-        key = self.by_id.get(key_id)
+        key = self.by_id.get(key_id) or self.operators.get(key_id)
         if key is None or not hmac.compare_digest(key.secret, secret):
             return None
         return key
@@ -120,7 +133,7 @@ class KeyRing:
                 except ValueError as exc:
                     raise InvalidArgument(str(exc)) from None
                 keys.append(ApiKey(str(entry["id"]), str(namespace), parse_secret(str(entry["secret"])), role))
-        return cls(keys, [str(ns) for ns in data["namespaces"]])
+        return cls(keys, [str(ns) for ns in data["namespaces"]], _operators(data.get("operators")))
 
     @classmethod
     def load(cls, path: str) -> KeyRing:
@@ -140,6 +153,21 @@ class KeyRing:
         except (tomllib.TOMLDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
             raise InvalidArgument(f"cannot read keys file {path}: {exc}") from None
         return cls.from_mapping(data)
+
+
+def _operators(entries: Any) -> list[ApiKey]:
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        raise InvalidArgument("operators is a list of {id, secret}")
+    operators = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not {"id", "secret"} <= set(entry):
+            raise InvalidArgument("each operator needs id and secret")
+        if not KEY_ID_RE.fullmatch(str(entry["id"])):
+            raise InvalidArgument(f"key id {entry['id']!r} must match {KEY_ID_RE.pattern}")
+        operators.append(ApiKey(str(entry["id"]), "", parse_secret(str(entry["secret"])), Role.ADMIN, operator=True))
+    return operators
 
 
 def generate_secret() -> str:

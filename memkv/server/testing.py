@@ -35,11 +35,16 @@ from .keyring import KeyRing, generate_secret, parse_credential
 _LISTEN = re.compile(r"listening on (\S+):(\d+) admin (\S+)")
 
 
-def write_keys_file(path: str | os.PathLike[str], namespaces: Mapping[str, Iterable[tuple[str, str]]]
-                    ) -> dict[str, str]:
-    """Write a keys file with fresh secrets; returns key id -> "<id>:<secret>" credentials."""
+def write_keys_file(path: str | os.PathLike[str], namespaces: Mapping[str, Iterable[tuple[str, str]]],
+                    operators: Iterable[str] = ()) -> dict[str, str]:
+    """Write a keys file with fresh secrets (and operator keys of these ids, MKV-ADM-009); returns
+    key id -> "<id>:<secret>" credentials."""
     data: dict[str, Any] = {"namespaces": {}}
     creds: dict[str, str] = {}
+    for key_id in operators:
+        secret = generate_secret()
+        data.setdefault("operators", []).append({"id": key_id, "secret": secret})
+        creds[key_id] = f"{key_id}:{secret}"
     for ns, keys in namespaces.items():
         entries = []
         for key_id, role in keys:

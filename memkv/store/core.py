@@ -87,6 +87,19 @@ def check_ttl(ttl_s: float, what: str = "ttl_s") -> float:
     return float(ttl_s)
 
 
+def make_private_dirs(path: str) -> None:
+    """Create `path` and its missing parents readable by their owner only (MKV-SEC-004)."""
+    missing = []
+    while path and not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            continue
+
+
 @dataclasses.dataclass(slots=True)
 class _Live:
     """A committed block while the engine holds it: its row plus readers still using its extents."""
@@ -154,7 +167,7 @@ class EngineCore:
         io: str | None = None,
     ) -> None:
         self.directory = os.path.abspath(directory)
-        os.makedirs(self.directory, exist_ok=True)
+        make_private_dirs(self.directory)
         self.limits = limits
         self.clock = clock
         self.flush_interval_s = flush_interval_s  # the flush window capabilities declare (MKV-OPS-016)
