@@ -52,6 +52,8 @@ class MemkvServer:
         self.engine = StorageEngine(config.data_dir, capacity=config.capacity, device_path=config.device,
                                     unit=config.unit, flush_interval_s=config.flush_interval_s,
                                     format_device=config.format_device)
+        if keyring is not None:
+            self.engine.quotas = keyring.quotas
         self.metrics = ServerMetrics(self.engine.stats)
         self.budget = BufferBudget(config.buffer_memory)
         self.pool = BufferPool(min(config.buffer_memory // 4, 256 * 1024 * 1024))

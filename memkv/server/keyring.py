@@ -8,6 +8,8 @@ A keys file (YAML, or TOML by extension) maps each namespace to its keys:
         - {id: a-admin, secret: "base64:<...>", role: admin}
     operators:                      # optional: global admin of the admin API (MKV-ADM-009)
       - {id: ops, secret: "<64 hex chars>"}
+    quotas:                         # optional, per namespace, every field optional (MKV-NS-010)
+      team-a: {bytes: 64GiB, pinned_bytes: 8GiB, sessions: 1000, leases: 10000}
 
 Key ids are unique across the file and match KEY_ID_RE (MKV-SEC-002). Secrets are at least 16
 bytes (32 recommended), written as hex digits or as `base64:...` with padding (MKV-SEC-003). A
@@ -32,6 +34,7 @@ import yaml
 
 from ..errors import InvalidArgument
 from ..store.engine import check_namespace
+from ..store.quotas import Quota, parse_quotas
 from ..wire.opcodes import Role
 
 log = logging.getLogger("memkv.server")
@@ -87,8 +90,9 @@ class KeyRing:
     """The configured namespaces and their keys; lookups are by key id."""
 
     def __init__(self, keys: Iterable[ApiKey] = (), namespaces: Iterable[str] = (),
-                 operators: Iterable[ApiKey] = ()) -> None:
+                 operators: Iterable[ApiKey] = (), quotas: dict[str, Quota] | None = None) -> None:
         self.by_id: dict[str, ApiKey] = {}
+        self.quotas = dict(quotas or {})
         self.operators: dict[str, ApiKey] = {}
         self.namespaces: set[str] = {check_namespace(ns) for ns in namespaces}
         for key in keys:
@@ -133,7 +137,11 @@ class KeyRing:
                 except ValueError as exc:
                     raise InvalidArgument(str(exc)) from None
                 keys.append(ApiKey(str(entry["id"]), str(namespace), parse_secret(str(entry["secret"])), role))
-        return cls(keys, [str(ns) for ns in data["namespaces"]], _operators(data.get("operators")))
+        quotas = parse_quotas(data.get("quotas"))
+        unknown = sorted(set(quotas) - set(map(str, data["namespaces"])))
+        if unknown:
+            raise InvalidArgument(f"quotas name namespaces the keys file does not have: {unknown}")
+        return cls(keys, [str(ns) for ns in data["namespaces"]], _operators(data.get("operators")), quotas)
 
     @classmethod
     def load(cls, path: str) -> KeyRing:

@@ -54,6 +54,7 @@ class SessionOps(EngineCore):
         if len(keys) > self.limits.max_session_blocks:
             raise LimitExceeded(f"a session holds at most {self.limits.max_session_blocks} blocks")
         with self._guard():
+            self._check_session_quota(namespace)
             row = SessionRow(namespace, uuid.uuid4().hex, SessionState.OPEN,
                              self._check_present(namespace, keys), ttl, self.clock() + ttl, None, fingerprint)
             self.index.save_session(row)
@@ -78,6 +79,7 @@ class SessionOps(EngineCore):
         with self._guard():
             row = self._load_session(namespace, session_id)
             next_state(row.state, SessionEvent.SUSPEND)
+            self._check_pinned_quota(namespace, row.keys)
             row.expires_at = self.clock() + pause
             self._transition(row, SessionEvent.SUSPEND)
             self.index.save_session(row)
@@ -109,6 +111,7 @@ class SessionOps(EngineCore):
             if not isinstance(count, int) or not 0 <= count <= len(parent.keys):
                 raise InvalidArgument(f"prefix_len must be in 0..{len(parent.keys)}")
             ttl = parent.ttl if ttl_checked is None else ttl_checked
+            self._check_session_quota(namespace)
             child = SessionRow(namespace, uuid.uuid4().hex, SessionState.OPEN, parent.keys[:count],
                                ttl, self.clock() + ttl, parent.session_id, parent.fingerprint)
             self.index.save_session(child)
@@ -124,6 +127,12 @@ class SessionOps(EngineCore):
     def session_info(self, namespace: str, session_id: str) -> SessionInfo:
         with self._guard():
             return self._info(self._load_session(namespace, session_id))
+
+    def _check_session_quota(self, namespace: str) -> None:
+        if self.quotas.get(namespace) is not None:
+            live = sum(1 for row in self.index.sessions(namespace) if row.state in (SessionState.OPEN,
+                                                                                  SessionState.SUSPENDED))
+            self._check_count_quota(namespace, "sessions", live)
 
     def sessions(self, namespace: str | None = None) -> list[SessionInfo]:
         with self._guard():
