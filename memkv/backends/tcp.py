@@ -32,7 +32,6 @@ from ..errors import (
     MemkvError,
     ProtocolError,
     Timeout,
-    Unauthenticated,
     Unavailable,
     error_for,
 )
@@ -49,14 +48,13 @@ from ..transport import (
     Transport,
 )
 from ..wire import messages as msg
+from ..wire.connection import Connection as WireConnection
+from ..wire.connection import Credential, Side
 from ..wire.frames import (
-    CLIENT_TO_SERVER,
     DEFAULT_MAX_META,
     HEADER_SIZE,
-    SERVER_TO_CLIENT,
     Header,
     WireLimits,
-    connection_key,
     parse_header,
     sign,
     verify,
@@ -140,38 +138,22 @@ class TcpConnection:
             pos += got
 
     def _hello(self, credential: tuple[str, bytes] | None, timeout: float) -> dict[str, Any]:
-        client_nonce = os.urandom(16)
-        args = {"namespace": self.namespace, "key_id": credential[0] if credential else None,
-                "client_nonce": client_nonce.hex(), "timestamp_ms": int(time.time() * 1000),
-                "client": f"memkv-py/{__version__}"}
-        meta = msg.encode_meta(args)
-        header = sign(credential[1] if credential else None, Header(Opcode.HELLO, 0, len(meta)), meta)
+        """The handshake of memkv.wire.connection (sans-IO) over this socket."""
+        wire = WireConnection(Side.CLIENT)
+        frame = wire.client_hello(self.namespace, None if credential is None else Credential(*credential),
+                                  f"memkv-py/{__version__}")
         self.sock.settimeout(timeout)
         try:
-            self.sock.sendall(header.pack() + meta)
+            self.sock.sendall(frame)
             reply = parse_header(self._recv_exact(HEADER_SIZE), WireLimits(max_meta=64 * 1024, max_payload=0))
             reply_meta = self._recv_exact(reply.meta_len)
         except TimeoutError:
             raise Timeout("server did not answer HELLO in time") from None
         except OSError as exc:
             raise Unavailable(f"connection failed during HELLO: {exc}") from None
-        reader = msg.MetaReader(reply_meta, 0)
-        if reply.opcode is Opcode.ERROR:
-            raise error_for(reply.status or ErrorCode.PROTOCOL_ERROR, str(reader.args.get("message", "")))
-        if reply.opcode is not Opcode.HELLO or not reply.is_response:
-            raise ProtocolError("server did not answer HELLO")
-        server_nonce = reader.hex_arg("server_nonce", 16)
-        if reader.args.get("auth"):
-            if credential is None:
-                raise Unauthenticated("server requires a key")
-            key_id, secret = credential
-            self.tx_key = connection_key(secret, CLIENT_TO_SERVER, client_nonce, server_nonce, self.namespace, key_id)
-            self.rx_key = connection_key(secret, SERVER_TO_CLIENT, client_nonce, server_nonce, self.namespace, key_id)
-        elif credential is not None:
-            raise Unauthenticated("server runs without authentication but this client was given a key; "
-                                  "refusing an unauthenticated connection")
-        verify(self.rx_key, reply, reply_meta)
-        return reader.args
+        args = wire.client_hello_answer(reply, reply_meta)
+        self.tx_key, self.rx_key = wire.tx_key, wire.rx_key
+        return args
 
     # ---- requests ----------------------------------------------------------------------------
     def in_flight(self) -> int:
