@@ -27,10 +27,13 @@ OPCODES = {"HELLO": 0x01, "PUT": 0x02, "GET": 0x03, "STAT": 0x04, "EXISTS": 0x05
            "RELEASE_LEASE": 0x07, "DELETE": 0x08, "SESSION_OPEN": 0x10, "SESSION_INFO": 0x16,
            "INVALIDATE_NAMESPACE": 0x24, "CAPABILITIES": 0x30, "STATS": 0x31, "PING": 0x32, "GOODBYE": 0x33,
            "NIXL_HELLO": 0x40, "ERROR": 0x7F}
-# Error codes of spec/memkv-spec.md section 10 that the wire checks name.
-CODES = {"INVALID_ARGUMENT": 3, "NAMESPACE_NOT_FOUND": 12, "UNAUTHENTICATED": 13, "PERMISSION_DENIED": 14,
-         "UNSUPPORTED_VERSION": 15, "LIMIT_EXCEEDED": 18, "PROTOCOL_ERROR": 19, "UNAVAILABLE": 21,
-         "UNSUPPORTED": 23}
+# The error codes of spec/memkv-spec.md section 10.
+CODES = {name: number for number, name in enumerate((
+    "OK", "NOT_FOUND", "INVALID_KEY", "INVALID_ARGUMENT", "BLOCK_TOO_LARGE", "CHECKSUM_MISMATCH", "CAPACITY_EXCEEDED",
+    "KEY_CONFLICT", "UNKNOWN_SESSION", "INVALID_SESSION_STATE", "SESSION_EXPIRED", "UNKNOWN_LEASE",
+    "NAMESPACE_NOT_FOUND", "UNAUTHENTICATED", "PERMISSION_DENIED", "UNSUPPORTED_VERSION", "STORE_LOCKED",
+    "BUFFER_TOO_SMALL", "LIMIT_EXCEEDED", "PROTOCOL_ERROR", "TIMEOUT", "UNAVAILABLE", "CORRUPTED", "UNSUPPORTED",
+    "INTERNAL"))}
 NAMES = {v: k for k, v in CODES.items()}
 MAX_READ = 64 * 1024 * 1024  # this peer never accepts more than this from a target, before allocating
 

@@ -20,7 +20,7 @@ from conformance.target import load_target
 from conformance.targets.server import NamespacePool, ServerTarget, write_pool_keys_file
 from memkv.server.testing import ServerProcess
 
-TCP_CLAIMS = ["admin", "core", "secure", "sessions", "shared"]
+TCP_CLAIMS = ["admin", "core", "secure", "sessions", "shared", "wire"]
 
 
 @pytest.mark.requirement("MKV-PRO-001")

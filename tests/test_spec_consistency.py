@@ -28,7 +28,7 @@ TAG_RE = re.compile(r"\*\*(MKV-[A-Z]+-\d{3})\*\* \((MUST|SHOULD|MAY)\):")
 BOLD_ID_RE = re.compile(r"\*\*(MKV-[^*]*)\*\*")
 BCP14_RE = re.compile(r"\b(MUST|SHALL|SHOULD|MAY|REQUIRED|RECOMMENDED|OPTIONAL)\b")
 LEVELS = ("MUST", "SHOULD", "MAY")
-SIX_PROFILES = ("core", "sessions", "durable", "shared", "secure", "admin")
+SIX_PROFILES = ("core", "sessions", "durable", "shared", "secure", "admin", "wire", "nixl")
 
 
 # ---- parsing ------------------------------------------------------------------------------------

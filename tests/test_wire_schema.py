@@ -26,7 +26,7 @@ from memkv.server.keyring import parse_credential
 from memkv.server.testing import hello_bytes, in_process_server, read_frame, recv_exact, write_keys_file
 from memkv.transport import SPEC_VERSION
 from memkv.wire import messages as msg
-from memkv.wire import schema
+from conformance import opschema as schema
 from memkv.wire.frames import (
     CLIENT_TO_SERVER,
     SERVER_TO_CLIENT,

@@ -24,7 +24,7 @@ from .nixl_agent import NixlGate
 
 log = logging.getLogger("memkv.server")
 
-SERVER_PROFILES = frozenset({"core", "sessions", "shared"})
+SERVER_PROFILES = frozenset({"core", "sessions", "shared", "wire"})
 
 INSECURE_BANNER = """
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!

@@ -3,7 +3,7 @@
 Pure: the schema is read from a path given by the caller (the spec is not part of the package).
 `check_args` tells whether a JSON argument object conforms to an opcode's request or answer
 schema; `render_tables` writes the markdown of spec/wire.md section 9, which a test keeps equal
-to that section (`python -m memkv.wire.schema spec/operations.yaml spec/wire.md` rewrites it).
+to that section (`python -m conformance.opschema spec/operations.yaml spec/wire.md` rewrites it).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-BEGIN = "<!-- begin: generated from spec/operations.yaml by memkv.wire.schema; do not edit -->"
+BEGIN = "<!-- begin: generated from spec/operations.yaml by conformance.opschema; do not edit -->"
 END = "<!-- end: generated from spec/operations.yaml -->"
 _HEX16 = re.compile(r"[0-9a-fA-F]{32}")
 RECORD_SIZES = {"u8": 1, "u16": 2, "u32": 4, "u64": 8}
