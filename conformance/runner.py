@@ -13,9 +13,9 @@ from typing import Any, TextIO, cast
 
 import pytest
 
-from . import SUITE_VERSION
 from memkv.transport import PROFILES
 
+from . import SUITE_VERSION
 from .requirements import exclusions, requirements, spec_version, worst
 
 CERTIFY_SEED = 20250501

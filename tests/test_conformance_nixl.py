@@ -16,7 +16,7 @@ from conformance.runner import Options, run
 from memkv.nixl_support import availability
 
 NIXL_OK, NIXL_REASON = availability()
-NIXL_CLAIMS = ["admin", "core", "secure", "sessions", "shared"]
+NIXL_CLAIMS = ["admin", "core", "nixl", "secure", "sessions", "shared", "wire"]
 
 
 @pytest.mark.skipif(not NIXL_OK, reason=f"NIXL unavailable: {NIXL_REASON}")

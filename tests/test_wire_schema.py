@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from conformance import opschema as schema
 from memkv.blocks import BlockMeta
 from memkv.checksum import payload_checksum
 from memkv.errors import ErrorCode
@@ -26,7 +27,6 @@ from memkv.server.keyring import parse_credential
 from memkv.server.testing import hello_bytes, in_process_server, read_frame, recv_exact, write_keys_file
 from memkv.transport import SPEC_VERSION
 from memkv.wire import messages as msg
-from conformance import opschema as schema
 from memkv.wire.frames import (
     CLIENT_TO_SERVER,
     SERVER_TO_CLIENT,

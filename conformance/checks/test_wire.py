@@ -14,7 +14,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -82,7 +82,7 @@ def test_answers_are_well_formed_frames(memkv: Context) -> None:
     with _open(memkv) as peer:
         peer.send(peer.frame("PING", request_id=41))
         answer = peer.read()
-        magic, major, minor, opcode, flags, request_id, meta_len, status, reserved, payload_len, _ = answer.fields
+        magic, major, _minor, opcode, flags, request_id, meta_len, status, reserved, payload_len, _ = answer.fields
         check("MKV-WIRE-002", magic == b"MKVW" and major == 1, "magic MKVW and major version 1", "MKVW 1",
               f"{magic!r} {major}")
         check("MKV-WIRE-002", opcode == OPCODES["PING"] and flags == RESPONSE and request_id == 41,
@@ -100,13 +100,16 @@ def test_answers_are_well_formed_frames(memkv: Context) -> None:
 
 @pytest.mark.requirement("MKV-WIRE-003", "MKV-WIRE-004", "MKV-WIRE-016", "MKV-WIRE-019")
 def test_malformed_headers_are_protocol_errors_and_close(memkv: Context) -> None:
-    cases = {"bad magic": {"magic": b"XKVW"}, "an unknown flag bit": {"flags": 0x80},
-             "a reserved field that is not zero": {"reserved": 1}, "an unknown opcode 0x6e": {"opcode": 0x6E}}
-    for what, change in cases.items():
+    ping = OPCODES["PING"]
+    cases: dict[str, Callable[[int], bytes]] = {
+        "bad magic": lambda rid: header(ping, rid, len(EMPTY_META), magic=b"XKVW"),
+        "an unknown flag bit": lambda rid: header(ping, rid, len(EMPTY_META), flags=0x80),
+        "a reserved field that is not zero": lambda rid: header(ping, rid, len(EMPTY_META), reserved=1),
+        "an unknown opcode 0x6e": lambda rid: header(0x6E, rid, len(EMPTY_META))}
+    for what, build in cases.items():
         with _open(memkv) as peer:
             peer.request_id += 1
-            opcode = change.pop("opcode", OPCODES["PING"])
-            head = header(opcode, peer.request_id, len(EMPTY_META), **change)
+            head = build(peer.request_id)
             peer.send(sign(peer.tx, head, EMPTY_META) + EMPTY_META)
             requirement = "MKV-WIRE-004" if "opcode" in what else "MKV-WIRE-003"
             _refused(requirement, peer, f"a frame with {what}", ("PROTOCOL_ERROR",), closes=True)
@@ -223,6 +226,8 @@ def test_limits_are_checked_before_allocation(memkv: Context) -> None:
     with _open(memkv) as peer:
         assert peer.hello_answer is not None
         count = int(peer.hello_answer.args.get("limits", {}).get("max_items", 0)) + 1
+        check("MKV-WIRE-041", count - 1 >= memkv.limits.max_batch, "max_items is at least the target's max_batch",
+              f">= {memkv.limits.max_batch}", count - 1)
         answer = peer.call("EXISTS", {}, os.urandom(16) * count, count)
         check("MKV-WIRE-041", answer.error == "LIMIT_EXCEEDED", "a batch over max_items is refused whole",
               "LIMIT_EXCEEDED", answer.error or "answered")

@@ -202,6 +202,8 @@ class MemkvServer:
             profiles.add("secure")
         if self.admin is not None:
             profiles.add("admin")
+        if self.nixl.mode == "on":  # started with its agent and staging pool, or the server failed to start
+            profiles.add("nixl")
         return Capabilities("tcp", frozenset(profiles), self.engine.limits,
                             capacity_bytes=self.engine.allocator.total_bytes,
                             flush_window_s=self.config.flush_interval_s)
