@@ -47,13 +47,18 @@ def _namespaces_in_metrics(text: str) -> set[str]:
     return set(re.findall(r'namespace="([^"]+)"', text))
 
 
+def _status_namespaces(url: str, token: str) -> tuple[int, set[str]]:
+    """The HTTP status of /v1/status with this key, and the namespaces it lists."""
+    status, body = _get(f"{url}/v1/status", token)
+    return status, set(json.loads(body).get("namespaces", {})) if status == 200 else set()
+
+
 @pytest.mark.requirement("MKV-ADM-010")
 def test_a_namespace_admin_sees_only_its_namespace(memkv: Context) -> None:
     url = str(_hook(memkv, "admin_url")).rstrip("/")
     a, b = _two_tenants(memkv)
     token = str(_hook(memkv, "credential", a, "admin"))
-    status, body = _get(f"{url}/v1/status", token)
-    listed = set(json.loads(body).get("namespaces", {})) if status == 200 else set()
+    status, listed = _status_namespaces(url, token)
     check("MKV-ADM-010", status == 200 and listed == {a}, "/v1/status lists only the key's namespace", [a],
           sorted(listed) if status == 200 else status)
     for path in ("/metrics", "/v1/metrics"):
@@ -70,8 +75,7 @@ def test_an_operator_key_administers_every_namespace_and_nothing_on_the_wire(mem
     url = str(_hook(memkv, "admin_url")).rstrip("/")
     a, b = _two_tenants(memkv)
     operator = str(_hook(memkv, "credential", a, "operator"))
-    status, body = _get(f"{url}/v1/status", operator)
-    listed = set(json.loads(body).get("namespaces", {})) if status == 200 else set()
+    status, listed = _status_namespaces(url, operator)
     check("MKV-ADM-009", status == 200 and {a, b} <= listed, "an operator's /v1/status lists every namespace",
           sorted({a, b}), sorted(listed) if status == 200 else status)
     status, body = _get(f"{url}/metrics", operator)

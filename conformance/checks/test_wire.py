@@ -71,6 +71,14 @@ def _still_serves(memkv: Context, requirement: str, what: str) -> None:
         check(requirement, other.call("PING").error == "", f"after {what}, a new connection is served", "PING", "error")
 
 
+def _limits(peer: Peer) -> dict[str, int]:
+    """The limits of the HELLO answer; takes the next request id for a hand-built frame."""
+    assert peer.hello_answer is not None
+    limits = peer.hello_answer.args.get("limits", {})
+    peer.request_id += 1
+    return {name: int(limits.get(name, 0)) for name in ("max_meta", "max_payload", "max_items")}
+
+
 def _put_item(key: bytes, data: bytes) -> bytes:
     return key + struct.pack("<QQH", len(data), xxhash.xxh3_64_intdigest(data), 0)
 
@@ -208,24 +216,19 @@ def test_limits_are_checked_before_allocation(memkv: Context) -> None:
         _refused("MKV-WIRE-007", peer, "a first frame announcing 4097 bytes of metadata", ("LIMIT_EXCEEDED",),
                  closes=True)
     with _open(memkv) as peer:
-        assert peer.hello_answer is not None
-        limits = peer.hello_answer.args.get("limits", {})
-        peer.request_id += 1
-        peer.send(header(OPCODES["STAT"], peer.request_id, int(limits.get("max_meta", 0)) + 1))
+        limits = _limits(peer)
+        peer.send(header(OPCODES["STAT"], peer.request_id, limits["max_meta"] + 1))
         _refused("MKV-WIRE-007", peer, "metadata over max_meta (announced only, never sent)", ("LIMIT_EXCEEDED",),
                  closes=True)
     with _open(memkv) as peer:
-        assert peer.hello_answer is not None
-        limits = peer.hello_answer.args.get("limits", {})
-        peer.request_id += 1
-        meta = metadata({}, b"", int(limits.get("max_items", 0)) + 1)
-        peer.send(sign(peer.tx, header(OPCODES["PUT"], peer.request_id, len(meta),
-                                       int(limits.get("max_payload", 0)) + 1), meta) + meta)
+        limits = _limits(peer)
+        meta = metadata({}, b"", limits["max_items"] + 1)
+        peer.send(sign(peer.tx, header(OPCODES["PUT"], peer.request_id, len(meta), limits["max_payload"] + 1),
+                       meta) + meta)
         _refused("MKV-WIRE-041", peer, "a PUT announcing more than max_payload bytes", ("LIMIT_EXCEEDED",),
                  closes=True)
     with _open(memkv) as peer:
-        assert peer.hello_answer is not None
-        count = int(peer.hello_answer.args.get("limits", {}).get("max_items", 0)) + 1
+        count = _limits(peer)["max_items"] + 1
         check("MKV-WIRE-041", count - 1 >= memkv.limits.max_batch, "max_items is at least the target's max_batch",
               f">= {memkv.limits.max_batch}", count - 1)
         answer = peer.call("EXISTS", {}, os.urandom(16) * count, count)
