@@ -7,6 +7,7 @@ from it (MKV-WIRE-006, MKV-WIRE-011, MKV-WIRE-016).
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import hmac
 import json
@@ -233,3 +234,69 @@ def test_reference_server_answers_follow_the_schema(server: tuple[MemkvServer, d
     assert problems == []
     expected = {e["name"] for e in SCHEMA["opcodes"]} - {"HELLO", "NIXL_HELLO", "NIXL_PUT", "NIXL_GET"}
     assert set(answers) == expected
+
+
+# ---- the argument names spelt in the server and the client are the schema's -------------------------
+def _calls_with_opcode_and_dict(path: Path) -> dict[str, set[str]]:
+    """Opcode name -> keys of the dict literal passed next to `Opcode.X` in any call of `path`."""
+    sent: dict[str, set[str]] = {}
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Call):
+            continue
+        for first, second in zip(node.args, node.args[1:], strict=False):
+            if (isinstance(first, ast.Attribute) and isinstance(first.value, ast.Name) and first.value.id == "Opcode"
+                    and isinstance(second, ast.Dict)):
+                keys = {k.value for k in second.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+                sent.setdefault(first.attr, set()).update(keys)
+    return sent
+
+
+def _args_read_by_handlers(path: Path, handlers: dict[str, str]) -> dict[str, set[str]]:
+    """Opcode name -> argument names its handler method reads with `.arg(...)` or `.hex_arg(...)`."""
+    methods = {node.name: node for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+               if isinstance(node, ast.FunctionDef)}
+    read: dict[str, set[str]] = {}
+    for opcode, method in handlers.items():
+        names = read.setdefault(opcode, set())
+        for node in ast.walk(methods[method]):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("arg", "hex_arg") and node.args and isinstance(node.args[0], ast.Constant)):
+                names.add(str(node.args[0].value))
+    return read
+
+
+def _handler_table(path: Path) -> dict[str, str]:
+    """Opcode name -> handler method name, from the dict literal `{Opcode.X: self._x, ...}`."""
+    table: dict[str, str] = {}
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values, strict=True):
+                if (isinstance(key, ast.Attribute) and isinstance(key.value, ast.Name) and key.value.id == "Opcode"
+                        and isinstance(value, ast.Attribute)):
+                    table[key.attr] = value.attr
+    return table
+
+
+def _request_args(opcode: str) -> tuple[set[str], set[str]]:
+    part = schema.opcode_entry(SCHEMA, opcode)["request"]
+    return {a["name"] for a in part["args"]}, {a["name"] for a in part["args"] if a["required"]}
+
+
+@req("MKV-WIRE-006")
+def test_server_reads_exactly_the_schema_s_request_arguments() -> None:
+    path = ROOT / "memkv" / "server" / "connection.py"
+    read = _args_read_by_handlers(path, _handler_table(path))
+    assert len(read) >= 20
+    for opcode, names in read.items():
+        allowed, _ = _request_args(opcode)
+        assert names == allowed, (opcode, sorted(names), sorted(allowed))
+
+
+@req("MKV-WIRE-006")
+def test_client_sends_the_schema_s_request_arguments() -> None:
+    sent = _calls_with_opcode_and_dict(ROOT / "memkv" / "backends" / "tcp.py")
+    sent |= _calls_with_opcode_and_dict(ROOT / "memkv" / "backends" / "nixl.py")
+    assert len(sent) >= 15
+    for opcode, names in sent.items():
+        allowed, required = _request_args(opcode)
+        assert names <= allowed and required <= names, (opcode, sorted(names), sorted(allowed))
