@@ -56,8 +56,6 @@ from ..wire.frames import (
     Header,
     WireLimits,
     parse_header,
-    sign,
-    verify,
 )
 from ..wire.opcodes import Opcode
 
@@ -104,8 +102,7 @@ class TcpConnection:
         self._ids = itertools.count(1)
         self.closed = False
         self._failure: MemkvError | None = None
-        self.tx_key: bytes | None = None
-        self.rx_key: bytes | None = None
+        self.wire = WireConnection(Side.CLIENT)  # state, keys and HELLO: memkv.wire.connection (sans-IO)
         try:
             self.server_info = self._hello(credential, connect_timeout)
         except BaseException:
@@ -139,7 +136,7 @@ class TcpConnection:
 
     def _hello(self, credential: tuple[str, bytes] | None, timeout: float) -> dict[str, Any]:
         """The handshake of memkv.wire.connection (sans-IO) over this socket."""
-        wire = WireConnection(Side.CLIENT)
+        wire = self.wire
         frame = wire.client_hello(self.namespace, None if credential is None else Credential(*credential),
                                   f"memkv-py/{__version__}")
         self.sock.settimeout(timeout)
@@ -151,9 +148,7 @@ class TcpConnection:
             raise Timeout("server did not answer HELLO in time") from None
         except OSError as exc:
             raise Unavailable(f"connection failed during HELLO: {exc}") from None
-        args = wire.client_hello_answer(reply, reply_meta)
-        self.tx_key, self.rx_key = wire.tx_key, wire.rx_key
-        return args
+        return wire.client_hello_answer(reply, reply_meta)
 
     # ---- requests ----------------------------------------------------------------------------
     def in_flight(self) -> int:
@@ -170,7 +165,7 @@ class TcpConnection:
             if self.closed:
                 raise self._failure or Unavailable("connection is closed")
             request_id = next(self._ids)
-            header = sign(self.tx_key, Header(opcode, request_id, len(meta), payload_len), meta)
+            header = self.wire.request_header(opcode, request_id, meta, payload_len)
             with self._pending_lock:
                 self._pending[request_id] = _Pending(future, opcode, get_views)
             try:
@@ -192,7 +187,7 @@ class TcpConnection:
                 header = parse_header(self._recv_exact(HEADER_SIZE),
                                       WireLimits(DEFAULT_MAX_META, 1 << 40, self.limits.max_items))
                 meta = self._recv_exact(header.meta_len)
-                verify(self.rx_key, header, meta)
+                self.wire.check_answer(header, meta)
                 with self._pending_lock:
                     pending = self._pending.pop(header.request_id, None)
                     self._delivering = pending is not None

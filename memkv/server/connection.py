@@ -148,8 +148,6 @@ class Connection:
         self.namespace = ""
         self.role = Role.READ
         self.key_id: str | None = None
-        self.rx_key: bytes | None = None
-        self.tx_key: bytes | None = None
         self.authenticated = False
         self.last_request_id = 0
         self.limits = PRE_AUTH_LIMITS
@@ -388,7 +386,6 @@ class Connection:
             "spec_version": SPEC_VERSION})
         wire = self.wire
         self.namespace, self.role, self.key_id = wire.namespace, wire.role, wire.key_id
-        self.rx_key, self.tx_key = wire.rx_key, wire.tx_key
         self.limits, self.last_request_id = wire.limits, wire.last_request_id
         self.authenticated = True
         self._send([answer.pack(), answer_meta])

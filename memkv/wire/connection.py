@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -136,14 +137,16 @@ class Connection:
         self.hello_args: dict[str, Any] = {}
         self._client_nonce = b""
         self._credential: Credential | None = None
+        self._lock = threading.Lock()
 
     def handle(self, event: Event) -> State:
-        try:
-            self.state = TRANSITIONS[(self.side, self.state, event)]
-        except KeyError:
-            raise ProtocolError(f"{self.side.value}: {event.value} is not allowed in state "
-                                f"{self.state.value}") from None
-        return self.state
+        with self._lock:  # a client sends from several threads while its reader takes answers
+            try:
+                self.state = TRANSITIONS[(self.side, self.state, event)]
+            except KeyError:
+                raise ProtocolError(f"{self.side.value}: {event.value} is not allowed in state "
+                                    f"{self.state.value}") from None
+            return self.state
 
     # ---- client -------------------------------------------------------------------------------
     def client_hello(self, namespace: str, credential: Credential | None, client: str,
@@ -192,6 +195,20 @@ class Connection:
                                  int(limits.get("max_items", WireLimits().max_items)))
         self.handle(Event.HELLO_ACCEPTED)
         return reader.args
+
+    def request_header(self, opcode: Opcode, request_id: int, meta: bytes, payload_len: int) -> Header:
+        """The signed header of a request the client sends (MKV-WIRE-010)."""
+        self.handle(Event.REQUEST)
+        return sign(self.tx_key, Header(opcode, request_id, len(meta), payload_len), meta)
+
+    def check_answer(self, header: Header, meta: bytes | bytearray) -> None:
+        """An answer's MAC (MKV-WIRE-010); a frame that does not verify is fatal."""
+        try:
+            verify(self.rx_key, header, meta)
+        except MemkvError:
+            self.handle(Event.FATAL)
+            raise
+        self.handle(Event.ANSWER)
 
     # ---- server -------------------------------------------------------------------------------
     def server_hello(self, header: Header, meta: bytes | bytearray, policy: ServerPolicy,
