@@ -18,6 +18,7 @@ from .errors import MemkvError
 
 SUBCOMMANDS: tuple[str, ...] = (
     "memkv.demo", "memkv.bench", "memkv.cli_serve", "memkv.cli_admin", "memkv.cli_doctor", "memkv.cli_conformance",
+    "memkv.cli_conformance_client",
 )
 EXIT_MEMKV_ERROR = 2
 EXIT_IO_ERROR = 1

@@ -36,3 +36,12 @@ def test_checker_fails_a_client_that_trusts_payloads(monkeypatch: pytest.MonkeyP
     results = {r.requirement: r for r in check_client(_memkv_client)}
     assert not results["MKV-WIRE-021"].passed
     assert results["MKV-WIRE-043"].passed
+
+
+@pytest.mark.requirement("MKV-WIRE-021")
+def test_command_certifies_memkv_connect(capsys: pytest.CaptureFixture[str]) -> None:
+    from memkv.cli import main
+
+    assert main(["conformance-client", "--connect", "memkv:connect"]) == 0
+    out = capsys.readouterr().out
+    assert "verdict: CERTIFIED" in out and out.count("PASS MKV-") == 5
