@@ -36,6 +36,9 @@ CODES = {name: number for number, name in enumerate((
     "INTERNAL"))}
 NAMES = {v: k for k, v in CODES.items()}
 MAX_READ = 64 * 1024 * 1024  # this peer never accepts more than this from a target, before allocating
+# Block metadata of spec/memkv-spec.md section 3 with every field at its default: version 1, flags 0,
+# no tokens or layers, tp_rank 0 of tp_size 1, no dtype or user bytes, zero fingerprint and parent.
+DEFAULT_BLOCK_META = struct.pack("<BBIHHHHBH16s16s", 1, 0, 0, 0, 0, 0, 1, 0, 0, bytes(16), bytes(16))
 
 
 def u32(value: int) -> bytes:

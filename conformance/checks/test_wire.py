@@ -23,7 +23,18 @@ import xxhash
 from conformance import opschema
 from conformance.requirements import SPEC_DIR
 from conformance.support import Context, check, fail
-from conformance.wire_peer import HEADER_SIZE, OPCODES, RESPONSE, Frame, Peer, header, metadata, parse_secret, sign
+from conformance.wire_peer import (
+    DEFAULT_BLOCK_META,
+    HEADER_SIZE,
+    OPCODES,
+    RESPONSE,
+    Frame,
+    Peer,
+    header,
+    metadata,
+    parse_secret,
+    sign,
+)
 
 SCHEMA = opschema.load(SPEC_DIR / "operations.yaml")
 EMPTY_META = metadata({})
@@ -80,7 +91,8 @@ def _limits(peer: Peer) -> dict[str, int]:
 
 
 def _put_item(key: bytes, data: bytes) -> bytes:
-    return key + struct.pack("<QQH", len(data), xxhash.xxh3_64_intdigest(data), 0)
+    meta = DEFAULT_BLOCK_META
+    return key + struct.pack("<QQH", len(data), xxhash.xxh3_64_intdigest(data), len(meta)) + meta
 
 
 # ---- frames and opcodes (MKV-WIRE-001..004, -016) -------------------------------------------------------
@@ -364,3 +376,44 @@ def test_timeouts_and_keep_alive(memkv: Context, strict_server: Any) -> None:
         peer.hello(ns, cred)
         check("MKV-WIRE-018", peer.closed(wait=8), "an idle connection is closed after the idle timeout", "closed",
               "open")
+
+
+@pytest.mark.requirement("MKV-WIRE-020")
+def test_sigterm_drains_and_exits_cleanly(memkv: Context) -> None:
+    hook = getattr(memkv.target, "launch", None)
+    launched = hook(None) if callable(hook) else None
+    if launched is None or not launched.started or not callable(getattr(launched.target, "send_sigterm", None)):
+        pytest.skip("the target cannot start and signal a server of the implementation (Target.launch)")
+    target = launched.target
+    try:
+        address = target.wire_address()
+        ns = memkv.namespace("wire")
+        cred = target.credential(ns, "write")
+        key, data = os.urandom(16), b"written before SIGTERM"
+        with Peer(address) as busy, Peer(address) as idle:
+            busy.hello(ns, cred)
+            idle.hello(ns, cred)
+            stored = busy.call("PUT", {}, _put_item(key, data), 1, data)
+            check("MKV-WIRE-020", stored.error == "" and stored.items[1][:2] == b"\x00\x00", "a put before SIGTERM",
+                  "OK", stored.error or stored.items[1][:2].hex())
+            proc = target.send_sigterm()
+            try:
+                answer = idle.call("PING")
+                check("MKV-WIRE-020", answer.error == "UNAVAILABLE", "a request after SIGTERM gets UNAVAILABLE "
+                      "(or the connection is closed)", "UNAVAILABLE", answer.error or "answered")
+            except (ConnectionError, OSError):
+                pass  # closed while draining: allowed
+            try:
+                status = proc.wait(30)
+            except Exception:
+                proc.kill()
+                fail("MKV-WIRE-020", "the server exits after SIGTERM", "exit 0", "still running after 30 s")
+            check("MKV-WIRE-020", status == 0, "the server exits with status 0 after SIGTERM", 0, status)
+        try:
+            with Peer(address, timeout=2) as late:
+                late.hello(ns, cred)
+                fail("MKV-WIRE-020", "no connection is accepted after SIGTERM", "refused", "a HELLO answer")
+        except (ConnectionError, OSError):
+            pass
+    finally:
+        target.close()

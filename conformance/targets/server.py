@@ -37,6 +37,7 @@ import itertools
 import os
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -334,6 +335,14 @@ class ServerTarget(Target):
         assert isinstance(small, ServerTarget)
         small.pool = self.pool  # one allocator across the servers of this run
         return small
+
+    def send_sigterm(self) -> Any:
+        """Send SIGTERM to a server this suite started (MKV-WIRE-020); the process to wait on, or None."""
+        proc = getattr(self._owned, "proc", None)
+        if proc is None:
+            return None
+        proc.send_signal(signal.SIGTERM)
+        return proc
 
     def close(self) -> None:
         for child in self._children:
