@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from memkv.errors import ErrorCode, MemkvError
-from memkv.transport import Capabilities
+from memkv.transport import PROFILES, Capabilities
 
 from .requirements import profile_of, requirements
 from .support import Context, RequirementFailure
@@ -73,7 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if raw_profiles in ("", "claimed"):
         selected = claimed
     elif raw_profiles == "all":
-        selected = frozenset({"core", "sessions", "durable", "shared", "secure", "admin"})
+        selected = frozenset(PROFILES)
     else:
         selected = frozenset(p.strip() for p in raw_profiles.split(",") if p.strip()) | {"core"}
     if certify:

@@ -13,6 +13,8 @@ from typing import Any, TextIO, cast
 
 import pytest
 
+from memkv.transport import PROFILES
+
 from . import SUITE_VERSION
 from .requirements import exclusions, requirements, spec_version, worst
 
@@ -177,7 +179,7 @@ def summarise(collector: Collector, options: Options, seed: int, examples: int |
             entry["failures"].extend(f | {"test": test["nodeid"]} for f in test["failures"]
                                      if f["requirement"] == req_id)
     profiles: dict[str, dict[str, Any]] = {}
-    for name in ("core", "sessions", "durable", "shared", "secure", "admin"):
+    for name in PROFILES:
         musts = [r for r in per_req.values() if r["profile"] == name and r["level"] == "MUST"]
         counted = [r for r in musts if not (r["excluded"] and not r["tests"])]
         counts = {s: sum(1 for r in counted if r["status"] == s) for s in ("pass", "fail", "error", "skip")}

@@ -21,6 +21,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "memkv.cli_completion",
     "memkv.plan.cli",
     "memkv.cli_fsck", "memkv.cli_torture",
+    "memkv.cli_conformance_client",
 )
 EXIT_MEMKV_ERROR = 2
 EXIT_IO_ERROR = 1

@@ -55,7 +55,8 @@ def model_fingerprint(model: str, **attributes: object) -> bytes:
     """Fingerprint of everything that makes KV bytes incompatible (MKV-KEY-004).
 
     Input text: the line `memkv-model-v1`, then `model=<model>` and one `name=value` line per
-    attribute, attributes sorted by name, values in their `str()` form, each line ending in LF,
+    attribute, attributes sorted by name, text values as they are and non-negative
+    integers in decimal (anything else is refused, MKV-KEY-008), each line ending in LF,
     encoded as UTF-8. Typical attributes: dtype, tp_size, tp_rank, kv_layout, revision.
     """
     if not model:
@@ -63,11 +64,20 @@ def model_fingerprint(model: str, **attributes: object) -> bytes:
     fields: Mapping[str, object] = {"model": model, **attributes}
     lines = [_FINGERPRINT_HEADER]
     for name in sorted(fields):
-        value = str(fields[name])
+        value = _descriptor_value(name, fields[name])
         if not name or "\n" in name or "\n" in value or "=" in name:
             raise InvalidArgument(f"fingerprint attribute {name!r} contains '=' or a newline")
         lines.append(f"{name}={value}\n")
     return _xxh3_128("".join(lines).encode("utf-8"))
+
+
+def _descriptor_value(name: str, value: object) -> str:
+    """Text as it is, a non-negative integer in decimal; anything else is refused (MKV-KEY-008)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return str(value)
+    raise InvalidArgument(f"fingerprint attribute {name!r} must be text or a non-negative integer, not {value!r}")
 
 
 def _pack_tokens(tokens: Sequence[int]) -> bytes:

@@ -21,12 +21,12 @@ from .buffers import BufferLike
 from .errors import ErrorCode, MemkvError, error_for
 from .sessions import SessionInfo
 
-SPEC_VERSION = "1.0"
+SPEC_VERSION = "1.1"
 
 _POOL_LOCK = threading.Lock()
 DEFAULT_META = BlockMeta()
 
-PROFILES = ("core", "sessions", "durable", "shared", "secure", "admin")
+PROFILES = ("core", "sessions", "durable", "shared", "secure", "admin", "wire", "nixl")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -93,6 +93,7 @@ class Capabilities:
     limits: Limits
     spec_version: str = SPEC_VERSION
     capacity_bytes: int | None = None
+    flush_window_s: float | None = None  # longest time between completed flushes (MKV-OPS-016)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -101,6 +102,7 @@ class Capabilities:
             "limits": self.limits.to_dict(),
             "spec_version": self.spec_version,
             "capacity_bytes": self.capacity_bytes,
+            "flush_window_s": self.flush_window_s,
         }
 
 

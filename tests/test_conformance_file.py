@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from report_dirs import report_dir
 
 from conformance.runner import CERTIFY_SEED, Options, run
 
@@ -15,7 +16,7 @@ from conformance.runner import CERTIFY_SEED, Options, run
 @pytest.mark.requirement("MKV-PRO-001")
 def test_file_backend_is_certified(tmp_path: Path) -> None:
     store = tmp_path / "store"
-    report = tmp_path / "report"
+    report = report_dir(tmp_path, "file")
     stream = io.StringIO()
     doc = run(Options(target=f"file://{store}", certify=True, report_dir=str(report), stream=stream))
     print(stream.getvalue()[-3000:])

@@ -11,12 +11,13 @@ import io
 from pathlib import Path
 
 import pytest
+from report_dirs import report_dir
 
 from conformance.runner import Options, run
 from memkv.nixl_support import availability
 
 NIXL_OK, NIXL_REASON = availability()
-NIXL_CLAIMS = ["admin", "core", "secure", "sessions", "shared"]
+NIXL_CLAIMS = ["admin", "core", "nixl", "secure", "sessions", "shared", "wire"]
 
 
 @pytest.mark.skipif(not NIXL_OK, reason=f"NIXL unavailable: {NIXL_REASON}")
@@ -26,7 +27,7 @@ def test_nixl_backend_is_certified(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("MEMKV_TRANSPORT", "nixl")
     stream = io.StringIO()
     doc = run(Options(target="memkv-serve?scheme=memkv%2Bnixl&serve_args=--nixl%20on", certify=True,
-                      report_dir=str(tmp_path / "report"), stream=stream))
+                      report_dir=str(report_dir(tmp_path, "nixl")), stream=stream))
     print(stream.getvalue()[-2000:])
     assert doc["target"]["capabilities"]["backend"] == "nixl"
     assert doc["verdict"] == "CERTIFIED", (doc["blocking"], [t["message"] for t in doc["tests"]

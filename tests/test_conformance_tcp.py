@@ -14,18 +14,19 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from report_dirs import report_dir
 
 from conformance.runner import CERTIFY_SEED, Options, run
 from conformance.target import load_target
 from conformance.targets.server import NamespacePool, ServerTarget, write_pool_keys_file
 from memkv.server.testing import ServerProcess
 
-TCP_CLAIMS = ["admin", "core", "secure", "sessions", "shared"]
+TCP_CLAIMS = ["admin", "core", "secure", "sessions", "shared", "wire"]
 
 
 @pytest.mark.requirement("MKV-PRO-001")
 def test_tcp_server_is_certified(tmp_path: Path) -> None:
-    report = tmp_path / "report"
+    report = report_dir(tmp_path, "tcp")
     stream = io.StringIO()
     doc = run(Options(target="memkv-serve", certify=True, report_dir=str(report), stream=stream))
     print(stream.getvalue()[-3000:])

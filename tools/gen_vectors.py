@@ -87,6 +87,10 @@ INVALID_FINGERPRINTS: list[dict[str, Any]] = [
     {"name": "'=' in attribute name", "model": "x", "attributes": {"a=b": "1"}},
     {"name": "newline in attribute value", "model": "x", "attributes": {"a": "1\n2"}},
     {"name": "newline in model name", "model": "x\ny", "attributes": {}},
+    {"name": "boolean value", "model": "x", "attributes": {"a": True}},
+    {"name": "fraction value", "model": "x", "attributes": {"a": 1.5}},
+    {"name": "null value", "model": "x", "attributes": {"a": None}},
+    {"name": "negative integer value", "model": "x", "attributes": {"tp_rank": -1}},
 ]
 
 FP_LLAMA = K.model_fingerprint(LLAMA, dtype="bfloat16", tp_size=1, tp_rank=0)

@@ -37,6 +37,7 @@ import itertools
 import os
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -52,6 +53,7 @@ from ..target import Launched, Target
 POOL_PREFIX = "memkv-cf-"
 DEFAULT_POOL_SIZE = 1024
 ROLES = ("read", "write", "admin")
+OPERATOR_ID = "cf-operator"  # the pool keys file's operator key (MKV-ADM-009): credential(ns, "operator")
 CLIENT_OPTIONS = ("pool_size", "timeout", "connect_timeout")
 KiB = 1024
 SMALL_UNIT = 64 * KiB
@@ -68,7 +70,7 @@ def write_pool_keys_file(path: str, count: int = DEFAULT_POOL_SIZE) -> None:
     from memkv.server.testing import write_keys_file
 
     write_keys_file(path, {pool_namespace(i): [(f"cf{i:04d}-{role}", role) for role in ROLES]
-                           for i in range(count)})
+                           for i in range(count)}, operators=[OPERATOR_ID])
 
 
 def _load_yaml(path: str) -> Any:
@@ -87,9 +89,10 @@ def _load_yaml(path: str) -> Any:
 class NamespacePool:
     """Test namespaces of a keys file and their credentials; hands out each namespace once."""
 
-    def __init__(self, credentials: dict[str, dict[str, str]], keys_file: str) -> None:
+    def __init__(self, credentials: dict[str, dict[str, str]], keys_file: str, operator: str | None = None) -> None:
         self.credentials = credentials
         self.keys_file = keys_file
+        self.operator = operator
         self.names = sorted(credentials)
         self._next = itertools.count(1)  # index 0 is the probe namespace (capabilities)
         self._aliases: dict[str, str] = {}
@@ -114,7 +117,8 @@ class NamespacePool:
         if len(creds) < 64:
             raise InvalidArgument(f"key_file {path} has {len(creds)} usable pool namespaces ({POOL_PREFIX}NNNN with "
                                   "read, write and admin keys); the suite needs at least 64, 1024 recommended")
-        return cls(creds, path)
+        operators = [f"{e['id']}:{e['secret']}" for e in data.get("operators") or [] if isinstance(e, dict)]
+        return cls(creds, path, operators[0] if operators else None)
 
     @property
     def probe(self) -> str:
@@ -142,6 +146,9 @@ class NamespacePool:
         return known
 
     def credential(self, namespace: str, role: str) -> str | None:
+        """A key of `role` on `namespace`; role "operator": the keys file's operator key, if any."""
+        if role == "operator":
+            return self.operator
         return self.credentials.get(self.resolve(namespace), {}).get(role)
 
 
@@ -328,6 +335,14 @@ class ServerTarget(Target):
         assert isinstance(small, ServerTarget)
         small.pool = self.pool  # one allocator across the servers of this run
         return small
+
+    def send_sigterm(self) -> Any:
+        """Send SIGTERM to a server this suite started (MKV-WIRE-020); the process to wait on, or None."""
+        proc = getattr(self._owned, "proc", None)
+        if proc is None:
+            return None
+        proc.send_signal(signal.SIGTERM)
+        return proc
 
     def close(self) -> None:
         for child in self._children:

@@ -10,6 +10,7 @@ from ..buffers import BufferLike
 from ..errors import Unavailable
 from ..keys import NO_FINGERPRINT
 from ..sessions import SessionInfo
+from ..stats import namespace_stats
 from ..store.engine import StorageEngine, check_namespace
 from ..transport import (
     BlockInfo,
@@ -104,10 +105,11 @@ class FileTransport(Transport):
 
     def capabilities(self) -> Capabilities:
         engine = self._engine()
-        return Capabilities("file", FILE_PROFILES, engine.limits, capacity_bytes=engine.allocator.total_bytes)
+        return Capabilities("file", FILE_PROFILES, engine.limits, capacity_bytes=engine.allocator.total_bytes,
+                            flush_window_s=engine.flush_interval_s)
 
     def stats(self) -> dict[str, Any]:
-        return self._engine().stats()
+        return namespace_stats(self._engine(), self.namespace)
 
     def flush(self) -> None:
         self._engine().flush()

@@ -32,7 +32,6 @@ from ..errors import (
     MemkvError,
     ProtocolError,
     Timeout,
-    Unauthenticated,
     Unavailable,
     error_for,
 )
@@ -49,17 +48,14 @@ from ..transport import (
     Transport,
 )
 from ..wire import messages as msg
+from ..wire.connection import Connection as WireConnection
+from ..wire.connection import Credential, Side
 from ..wire.frames import (
-    CLIENT_TO_SERVER,
     DEFAULT_MAX_META,
     HEADER_SIZE,
-    SERVER_TO_CLIENT,
     Header,
     WireLimits,
-    connection_key,
     parse_header,
-    sign,
-    verify,
 )
 from ..wire.opcodes import Opcode
 
@@ -107,8 +103,7 @@ class TcpConnection:
         self._ids = itertools.count(1)
         self.closed = False
         self._failure: MemkvError | None = None
-        self.tx_key: bytes | None = None
-        self.rx_key: bytes | None = None
+        self.wire = WireConnection(Side.CLIENT)  # state, keys and HELLO: memkv.wire.connection (sans-IO)
         try:
             self.server_info = self._hello(credential, connect_timeout)
         except BaseException:
@@ -141,15 +136,13 @@ class TcpConnection:
             pos += got
 
     def _hello(self, credential: tuple[str, bytes] | None, timeout: float) -> dict[str, Any]:
-        client_nonce = os.urandom(16)
-        args = {"namespace": self.namespace, "key_id": credential[0] if credential else None,
-                "client_nonce": client_nonce.hex(), "timestamp_ms": int(time.time() * 1000),
-                "client": f"memkv-py/{__version__}"}
-        meta = msg.encode_meta(args)
-        header = sign(credential[1] if credential else None, Header(Opcode.HELLO, 0, len(meta)), meta)
+        """The handshake of memkv.wire.connection (sans-IO) over this socket."""
+        wire = self.wire
+        frame = wire.client_hello(self.namespace, None if credential is None else Credential(*credential),
+                                  f"memkv-py/{__version__}")
         self.sock.settimeout(timeout)
         try:
-            self.sock.sendall(header.pack() + meta)
+            self.sock.sendall(frame)
             first = self._recv_exact(HEADER_SIZE)
             if first.startswith(b"HTTP/"):
                 raise ProtocolError(f"{self.address[0]}:{self.address[1]} is an HTTP endpoint (the admin API?), "
@@ -160,23 +153,7 @@ class TcpConnection:
             raise Timeout("server did not answer HELLO in time") from None
         except OSError as exc:
             raise Unavailable(f"connection failed during HELLO: {exc}") from None
-        reader = msg.MetaReader(reply_meta, 0)
-        if reply.opcode is Opcode.ERROR:
-            raise error_for(reply.status or ErrorCode.PROTOCOL_ERROR, str(reader.args.get("message", "")))
-        if reply.opcode is not Opcode.HELLO or not reply.is_response:
-            raise ProtocolError("server did not answer HELLO")
-        server_nonce = reader.hex_arg("server_nonce", 16)
-        if reader.args.get("auth"):
-            if credential is None:
-                raise Unauthenticated("server requires a key")
-            key_id, secret = credential
-            self.tx_key = connection_key(secret, CLIENT_TO_SERVER, client_nonce, server_nonce, self.namespace, key_id)
-            self.rx_key = connection_key(secret, SERVER_TO_CLIENT, client_nonce, server_nonce, self.namespace, key_id)
-        elif credential is not None:
-            raise Unauthenticated("server runs without authentication but this client was given a key; "
-                                  "refusing an unauthenticated connection")
-        verify(self.rx_key, reply, reply_meta)
-        return reader.args
+        return wire.client_hello_answer(reply, reply_meta)
 
     # ---- requests ----------------------------------------------------------------------------
     def in_flight(self) -> int:
@@ -193,7 +170,7 @@ class TcpConnection:
             if self.closed:
                 raise self._failure or Unavailable("connection is closed")
             request_id = next(self._ids)
-            header = sign(self.tx_key, Header(opcode, request_id, len(meta), payload_len), meta)
+            header = self.wire.request_header(opcode, request_id, meta, payload_len)
             with self._pending_lock:
                 self._pending[request_id] = _Pending(future, opcode, get_views)
             try:
@@ -216,7 +193,7 @@ class TcpConnection:
                 header = parse_header(self._recv_exact(HEADER_SIZE),
                                       WireLimits(DEFAULT_MAX_META, 1 << 40, self.limits.max_items))
                 meta = self._recv_exact(header.meta_len)
-                verify(self.rx_key, header, meta)
+                self.wire.check_answer(header, meta)
                 with self._pending_lock:
                     pending = self._pending.pop(header.request_id, None)
                     self._delivering = pending is not None

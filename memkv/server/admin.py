@@ -1,6 +1,7 @@
 """Admin HTTP API of the server (spec/openapi.yaml, MKV-ADM-*): health, readiness, status,
 sessions, invalidation and Prometheus metrics. Every call but health and readiness needs an
-admin key: `Authorization: Bearer <key id>:<secret>`; an admin key covers its own namespace.
+admin key: `Authorization: Bearer <key id>:<secret>`; an admin key covers its own namespace (and
+sees no other in status and metrics), an operator key every namespace (MKV-ADM-009, MKV-ADM-010).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("memkv.admin")
 
 NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-SESSION_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+SESSION_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 HEX32_RE = re.compile(r"[0-9a-fA-F]{32}")
 MAX_BODY = 64 * 1024
 MAX_ADMIN_CONNECTIONS = 64
@@ -145,7 +146,7 @@ class _Handler(BaseHTTPRequestHandler):
         key = ring.check_bearer(token.strip())
         if key is None:
             raise _HttpError(401, "UNAUTHENTICATED", "unknown key or wrong secret")
-        if not key.grants(Role.ADMIN):
+        if not key.operator and not key.grants(Role.ADMIN):
             raise _HttpError(403, "PERMISSION_DENIED", f"key {key.key_id} is not an admin key")
         return key
 
@@ -153,14 +154,14 @@ class _Handler(BaseHTTPRequestHandler):
         namespace = urllib.parse.unquote(raw, errors="strict") if "%" in raw else raw
         if not NAMESPACE_RE.fullmatch(namespace):
             raise _bad("namespace must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-        if key is not None and key.namespace != namespace:
+        if key is not None and not key.administers(namespace):
             raise _HttpError(403, "PERMISSION_DENIED", f"key {key.key_id} does not administer {namespace}")
         return namespace
 
     def _session_id(self, raw: str) -> str:
         session_id = urllib.parse.unquote(raw, errors="strict") if "%" in raw else raw
         if not SESSION_RE.fullmatch(session_id):
-            raise _bad("session id must match ^[A-Za-z0-9_-]{1,128}$")
+            raise _bad("session id must match ^[A-Za-z0-9_-]{1,64}$")
         return session_id
 
     def _read_body(self) -> None:
@@ -211,8 +212,9 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "GET" and parts == ["v1", "ready"]:
                 return self._ready()
             if method == "GET" and parts in (["metrics"], ["v1", "metrics"]):
-                self._authorize()
-                return self._send(200, generate_latest(self.memkv.metrics.registry), CONTENT_TYPE_LATEST)
+                key = self._authorize()
+                scope = None if key is None or key.operator else key.namespace
+                return self._send(200, generate_latest(self.memkv.metrics.view(scope)), CONTENT_TYPE_LATEST)
             if method == "GET" and parts == ["v1", "status"]:
                 return self._status(self._authorize())
             if len(parts) >= 4 and parts[:2] == ["v1", "namespaces"]:
@@ -291,7 +293,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _status(self, key: ApiKey | None) -> None:
         server = self.memkv
         stats = server.engine.stats()
-        if key is None:
+        if key is None or key.operator:
             visible = set(stats["namespaces"]) | set(server.keyring.namespaces if server.keyring else [])
         else:
             visible = {key.namespace}
@@ -349,7 +351,7 @@ class _Handler(BaseHTTPRequestHandler):
                      else engine.invalidate_model(namespace, raw))
         elif field == "session_id":
             if not isinstance(value, str) or not SESSION_RE.fullmatch(value):
-                raise _bad("session_id must match ^[A-Za-z0-9_-]{1,128}$")
+                raise _bad("session_id must match ^[A-Za-z0-9_-]{1,64}$")
             count = engine.invalidate_session(namespace, value)
         elif field == "all":
             if value is not True:

@@ -37,33 +37,27 @@ from ..errors import (
     PermissionDenied,
     ProtocolError,
     Timeout,
-    Unauthenticated,
     Unavailable,
 )
 from ..keys import NO_FINGERPRINT
-from ..store.engine import BlockRead, check_namespace
+from ..store.engine import BlockRead
 from ..transport import SPEC_VERSION, GetResult, ItemResult
 from ..wire import messages as msg
+from ..wire.connection import Connection as WireConnection
+from ..wire.connection import Grant, ServerPolicy, Side
 from ..wire.frames import (
-    CLIENT_TO_SERVER,
     DEFAULT_MAX_META,
-    FLAG_RESPONSE,
     HEADER_SIZE,
     PRE_AUTH_LIMITS,
-    SERVER_TO_CLIENT,
-    VERSION_MAJOR,
-    VERSION_MINOR,
     Header,
     WireLimits,
-    connection_key,
     parse_header,
-    sign,
-    verify,
 )
 from ..wire.opcodes import REQUIRED_ROLE, Opcode, Role
 
 if TYPE_CHECKING:
     from .core import MemkvServer
+    from .keyring import KeyRing
 
 log = logging.getLogger("memkv.server")
 
@@ -78,6 +72,8 @@ _ZEROS = bytes(256 * 1024)
 # while the socket moves another).
 STREAM_PIECE = 1024 * 1024
 STREAM_BUFFERS = 3
+HELLO_REFUSED = "unknown key or bad signature"
+_NO_SUCH_KEY = os.urandom(32)  # signs nothing; checked against when a HELLO names an unknown key id
 
 
 class _Closed(Exception):
@@ -152,11 +148,10 @@ class Connection:
         self.namespace = ""
         self.role = Role.READ
         self.key_id: str | None = None
-        self.rx_key: bytes | None = None
-        self.tx_key: bytes | None = None
         self.authenticated = False
         self.last_request_id = 0
         self.limits = PRE_AUTH_LIMITS
+        self.wire = WireConnection(Side.SERVER)
         self._payload_left = 0
         self._send_lock = threading.Lock()
         self.closing = False
@@ -244,11 +239,8 @@ class Connection:
     def _respond(self, request: Header, args: dict[str, Any], items: bytes = b"", count: int = 0,
                  payload: Sequence[memoryview] | _Streamed = (), opcode: Opcode | None = None,
                  status: int = 0) -> None:
-        meta = msg.encode_meta(args, items, count)
         length = payload.length if isinstance(payload, _Streamed) else sum(len(p) for p in payload)
-        header = Header(opcode or request.opcode, request.request_id, len(meta), length,
-                        FLAG_RESPONSE, status, minor=min(request.minor, VERSION_MINOR))
-        header = sign(self.tx_key, header, meta)
+        header, meta = self.wire.answer_header(request, args, items, count, length, opcode, status)
         if isinstance(payload, _Streamed):
             self._send([header.pack(), meta])
             payload.send()
@@ -328,13 +320,9 @@ class Connection:
             self._recv_exact(memoryview(meta), frame_deadline)
             self._payload_left = header.payload_len
             if not self.authenticated:
-                if header.opcode is not Opcode.HELLO:
-                    raise Unauthenticated("the first frame must be HELLO")
                 self._hello(header, meta)
                 return True
-            verify(self.rx_key, header, meta)
-            if header.request_id <= self.last_request_id:
-                raise Unauthenticated(f"request id {header.request_id} is replayed or out of order")
+            self.wire.check_request(header, meta)  # MAC, then request id (MKV-WIRE-040 steps 2-3)
             self.last_request_id = header.request_id
             framed = True
             return self._dispatch(header, meta, started)
@@ -390,46 +378,20 @@ class Connection:
         for callback in callbacks:
             callback()
 
-    # ---- HELLO (MKV-WIRE-008, MKV-WIRE-011) -----------------------------------------------------
+    # ---- HELLO (MKV-WIRE-008, MKV-WIRE-011): checked by the sans-IO memkv.wire.connection --------
     def _hello(self, header: Header, meta: bytearray) -> None:
-        reader = msg.MetaReader(meta, 0)
-        namespace = reader.arg("namespace", str)
-        key_id = reader.arg("key_id", str, None, nullable=True)
-        client_nonce = reader.hex_arg("client_nonce", 16)
-        timestamp_ms = reader.arg("timestamp_ms", int)
-        if not 0 <= timestamp_ms < 2**53:
-            raise InvalidArgument("timestamp_ms must be milliseconds since the epoch")
-        server = self.server
-        if server.keyring is not None:
-            key = server.keyring.get(key_id) if key_id else None
-            if key is None:
-                raise Unauthenticated("unknown key or bad signature")
-            verify(key.secret, header, meta)
-            if abs(time.time() * 1000 - timestamp_ms) > self.config.hello_window_s * 1000:
-                raise Unauthenticated("HELLO timestamp is outside the accepted window (check clocks)")
-            if not server.remember_nonce(client_nonce):
-                raise Unauthenticated("HELLO nonce was already used (replay)")
-            if key.namespace != namespace:
-                raise PermissionDenied(f"key {key.key_id} grants nothing on namespace {namespace}")
-            server_nonce = os.urandom(16)
-            nonces = (client_nonce, server_nonce, namespace, key.key_id)
-            self.rx_key = connection_key(key.secret, CLIENT_TO_SERVER, *nonces)
-            self.tx_key = connection_key(key.secret, SERVER_TO_CLIENT, *nonces)
-            self.role = key.role
-            self.key_id = key.key_id
-        else:
-            check_namespace(namespace)
-            server_nonce = os.urandom(16)
-            self.role = Role.ADMIN
-        self.namespace = namespace
+        ring = self.server.keyring
+        policy = ServerPolicy(None if ring is None else _grant_of(ring), self.config.hello_window_s,
+                              self.server.remember_nonce)
+        limits = WireLimits(DEFAULT_MAX_META, self.config.max_frame_payload, self.engine.limits.max_batch)
+        answer, answer_meta = self.wire.server_hello(header, meta, policy, limits, {
+            "idle_timeout_s": self.config.idle_timeout_s, "server": f"memkv/{__version__}",
+            "spec_version": SPEC_VERSION})
+        wire = self.wire
+        self.namespace, self.role, self.key_id = wire.namespace, wire.role, wire.key_id
+        self.limits, self.last_request_id = wire.limits, wire.last_request_id
         self.authenticated = True
-        self.last_request_id = header.request_id
-        self.limits = WireLimits(DEFAULT_MAX_META, self.config.max_frame_payload, self.engine.limits.max_batch)
-        self._respond(header, {
-            "server_nonce": server_nonce.hex(), "version": f"{VERSION_MAJOR}.{min(header.minor, VERSION_MINOR)}",
-            "auth": server.keyring is not None, "role": self.role.name.lower(), "namespace": namespace,
-            "limits": self.limits.to_dict(), "server": f"memkv/{__version__}", "spec_version": SPEC_VERSION,
-        })
+        self._send([answer.pack(), answer_meta])
 
     # ---- data path -----------------------------------------------------------------------------
     def _stream_buffers(self, largest: int) -> tuple[list[memoryview], int]:
@@ -657,10 +619,18 @@ class Connection:
         return caps.to_dict() | {"wire_limits": self.limits.to_dict()}, b"", 0, []
 
     def _stats(self, header: Header, reader: msg.MetaReader) -> Response:
-        return self.server.namespace_stats(self.namespace, self.role), b"", 0, []
+        return self.server.namespace_stats(self.namespace), b"", 0, []
 
     def _ping(self, header: Header, reader: msg.MetaReader) -> Response:
         return {}, b"", 0, []
+
+
+def _grant_of(ring: KeyRing) -> Callable[[str], Grant | None]:
+    def lookup(key_id: str) -> Grant | None:
+        key = ring.get(key_id)
+        return None if key is None else Grant(key.secret, key.namespace, key.role)
+
+    return lookup
 
 
 __all__ = ["BlockMeta", "BufferBudget", "Connection", "InvalidArgument"]

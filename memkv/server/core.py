@@ -10,11 +10,12 @@ import time
 from typing import Any
 
 from ..errors import ErrorCode, InvalidArgument, Unavailable
+from ..stats import namespace_stats
 from ..store.engine import StorageEngine
 from ..transport import Capabilities
 from ..wire import messages as msg
 from ..wire.frames import FLAG_RESPONSE, Header
-from ..wire.opcodes import Opcode, Role
+from ..wire.opcodes import Opcode
 from .access_log import AccessLog
 from .config import ServerConfig
 from .connection import BufferBudget, BufferPool, Connection
@@ -24,7 +25,7 @@ from .nixl_agent import NixlGate
 
 log = logging.getLogger("memkv.server")
 
-SERVER_PROFILES = frozenset({"core", "sessions", "shared"})
+SERVER_PROFILES = frozenset({"core", "sessions", "shared", "wire"})
 
 INSECURE_BANNER = """
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
@@ -87,6 +88,8 @@ class MemkvServer:
             self.engine = StorageEngine(config.data_dir, capacity=config.capacity, device_path=config.device,
                                         unit=config.unit, flush_interval_s=config.flush_interval_s,
                                         format_device=config.format_device)
+            if keyring is not None:
+                self.engine.quotas = keyring.quotas
         except BaseException:
             self._close_ports()
             raise
@@ -251,20 +254,14 @@ class MemkvServer:
             profiles.add("secure")
         if self.admin is not None:
             profiles.add("admin")
+        if self.nixl.mode == "on":  # started with its agent and staging pool, or the server failed to start
+            profiles.add("nixl")
         return Capabilities("tcp", frozenset(profiles), self.engine.limits,
-                            capacity_bytes=self.engine.allocator.total_bytes)
+                            capacity_bytes=self.engine.allocator.total_bytes,
+                            flush_window_s=self.config.flush_interval_s)
 
-    def namespace_stats(self, namespace: str, role: Role) -> dict[str, Any]:
-        stats = self.engine.stats()
-        if role >= Role.ADMIN and self.keyring is None:
-            return stats
-        own = stats["namespaces"].get(namespace, {"blocks": 0, "bytes": 0})
-        sessions: dict[str, int] = {}
-        for info in self.engine.sessions(namespace):
-            sessions[info.state.value] = sessions.get(info.state.value, 0) + 1
-        return {"namespace": namespace, "blocks": own["blocks"], "bytes": own["bytes"], "sessions": sessions,
-                "capacity_bytes": stats["capacity_bytes"], "used_bytes": stats["used_bytes"],
-                "free_bytes": stats["free_bytes"]}
+    def namespace_stats(self, namespace: str) -> dict[str, Any]:
+        return namespace_stats(self.engine, namespace)
 
     def health(self) -> tuple[str, dict[str, Any]]:
         checks: dict[str, Any] = {"engine_open": not self.stopped.is_set(), "accepting": not self.draining.is_set(),

@@ -6,9 +6,14 @@ A keys file (YAML, or TOML by extension) maps each namespace to its keys:
       team-a:
         - {id: a-writer, secret: "<64 hex chars>", role: write}
         - {id: a-admin, secret: "base64:<...>", role: admin}
+    operators:                      # optional: global admin of the admin API (MKV-ADM-009)
+      - {id: ops, secret: "<64 hex chars>"}
+    quotas:                         # optional, per namespace, every field optional (MKV-NS-010)
+      team-a: {bytes: 64GiB, pinned_bytes: 8GiB, sessions: 1000, leases: 10000}
 
-Key ids are unique across the file. Secrets are at least 16 bytes (32 recommended), written
-as hex or as `base64:...`. A keys file readable by other users is refused.
+Key ids are unique across the file and match KEY_ID_RE (MKV-SEC-002). Secrets are at least 16
+bytes (32 recommended), written as hex digits or as `base64:...` with padding (MKV-SEC-003). A
+keys file readable by other users is refused.
 """
 
 from __future__ import annotations
@@ -29,11 +34,14 @@ import yaml
 
 from ..errors import InvalidArgument
 from ..store.engine import check_namespace
+from ..store.quotas import Quota, parse_quotas
 from ..wire.opcodes import Role
 
 log = logging.getLogger("memkv.server")
 
 MIN_SECRET_BYTES = 16
+KEY_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_HEX_SECRET_RE = re.compile(r"(?:[0-9a-fA-F]{2})+")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -42,6 +50,10 @@ class ApiKey:
     namespace: str
     secret: bytes = dataclasses.field(repr=False)
     role: Role
+    operator: bool = False  # an operator administers every namespace on the admin API, nothing on the wire
+
+    def administers(self, namespace: str) -> bool:
+        return self.operator or (self.namespace == namespace and self.role >= Role.ADMIN)
 
     def grants(self, role: Role) -> bool:
         return self.role >= role
@@ -50,9 +62,14 @@ class ApiKey:
 def parse_secret(text: str) -> bytes:
     text = text.strip()
     try:
-        raw = base64.b64decode(text[7:], validate=True) if text.startswith("base64:") else bytes.fromhex(text)
+        if text.startswith("base64:"):
+            raw = base64.b64decode(text[7:], validate=True)
+        elif _HEX_SECRET_RE.fullmatch(text):
+            raw = bytes.fromhex(text)
+        else:
+            raise ValueError(text)
     except (ValueError, binascii.Error):
-        raise InvalidArgument("a key secret must be hex or base64:<...>") from None
+        raise InvalidArgument("a key secret must be hex digits or base64:<...>") from None
     if len(raw) < MIN_SECRET_BYTES:
         raise InvalidArgument(f"a key secret must be at least {MIN_SECRET_BYTES} bytes")
     return raw
@@ -75,16 +92,24 @@ MAX_KEYS_FILE = 4 * 1024 * 1024
 class KeyRing:
     """The configured namespaces and their keys; lookups are by key id."""
 
-    def __init__(self, keys: Iterable[ApiKey] = (), namespaces: Iterable[str] = ()) -> None:
+    def __init__(self, keys: Iterable[ApiKey] = (), namespaces: Iterable[str] = (),
+                 operators: Iterable[ApiKey] = (), quotas: dict[str, Quota] | None = None) -> None:
         self.by_id: dict[str, ApiKey] = {}
+        self.quotas = dict(quotas or {})
+        self.operators: dict[str, ApiKey] = {}
         self.namespaces: set[str] = {check_namespace(ns) for ns in namespaces}
         for key in keys:
             if key.key_id in self.by_id:
                 raise InvalidArgument(f"key id {key.key_id!r} appears twice")
             self.by_id[key.key_id] = key
             self.namespaces.add(key.namespace)
+        for key in operators:
+            if key.key_id in self.by_id or key.key_id in self.operators:
+                raise InvalidArgument(f"key id {key.key_id!r} appears twice")
+            self.operators[key.key_id] = key
 
     def get(self, key_id: str) -> ApiKey | None:
+        """A namespace key (operators grant nothing on the wire, MKV-ADM-009)."""
         return self.by_id.get(key_id)
 
     def check_bearer(self, token: str) -> ApiKey | None:
@@ -93,7 +118,7 @@ class KeyRing:
             key_id, secret = parse_credential(token)
         except InvalidArgument:
             return None
-        key = self.by_id.get(key_id)
+        key = self.by_id.get(key_id) or self.operators.get(key_id)
         if key is None or not hmac.compare_digest(key.secret, secret):
             return None
         return key
@@ -108,6 +133,8 @@ class KeyRing:
             for entry in entries or []:
                 if not isinstance(entry, dict) or not {"id", "secret", "role"} <= set(entry):
                     raise InvalidArgument(f"each key of namespace {namespace} needs id, secret and role")
+                if not KEY_ID_RE.fullmatch(str(entry["id"])):
+                    raise InvalidArgument(f"key id {entry['id']!r} must match {KEY_ID_RE.pattern}")
                 try:
                     role = Role.parse(str(entry["role"]))
                 except ValueError as exc:
@@ -117,7 +144,11 @@ class KeyRing:
                 except InvalidArgument as exc:
                     raise InvalidArgument(f"key {entry['id']!r} of namespace {namespace}: {exc.message}") from None
                 keys.append(ApiKey(str(entry["id"]), str(namespace), secret, role))
-        return cls(keys, [str(ns) for ns in data["namespaces"]])
+        quotas = parse_quotas(data.get("quotas"))
+        unknown = sorted(set(quotas) - set(map(str, data["namespaces"])))
+        if unknown:
+            raise InvalidArgument(f"quotas name namespaces the keys file does not have: {unknown}")
+        return cls(keys, [str(ns) for ns in data["namespaces"]], _operators(data.get("operators")), quotas)
 
     @classmethod
     def load(cls, path: str) -> KeyRing:
@@ -151,6 +182,21 @@ def _where(exc: Exception) -> str:
         return f"YAML syntax error at line {mark.line + 1}, column {mark.column + 1}"
     at = re.search(r"\(at line \d+, column \d+\)|\(at end of document\)", str(exc))
     return f"TOML syntax error {at.group(0)[1:-1] if at else '(position unknown)'}"
+
+
+def _operators(entries: Any) -> list[ApiKey]:
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        raise InvalidArgument("operators is a list of {id, secret}")
+    operators = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not {"id", "secret"} <= set(entry):
+            raise InvalidArgument("each operator needs id and secret")
+        if not KEY_ID_RE.fullmatch(str(entry["id"])):
+            raise InvalidArgument(f"key id {entry['id']!r} must match {KEY_ID_RE.pattern}")
+        operators.append(ApiKey(str(entry["id"]), "", parse_secret(str(entry["secret"])), Role.ADMIN, operator=True))
+    return operators
 
 
 def generate_secret() -> str:

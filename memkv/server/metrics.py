@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 # A `*_created` series per counter and histogram doubles the series count and means nothing to an
@@ -47,6 +47,23 @@ class _EngineCollector(Collector):
             yield CounterMetricFamily(f"memkv_store_{name}", doc, value=float(s.get(name, 0)))
 
 
+class _NamespaceView:
+    """The registry with every sample labelled with another namespace left out (MKV-ADM-010)."""
+
+    def __init__(self, registry: CollectorRegistry, namespace: str) -> None:
+        self._registry = registry
+        self._namespace = namespace
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._registry.collect():
+            samples = [s for s in family.samples if s.labels.get("namespace", self._namespace) == self._namespace]
+            if len(samples) != len(family.samples):
+                scoped = Metric(family.name, family.documentation, family.type, family.unit)
+                scoped.samples = samples
+                family = scoped
+            yield family
+
+
 class ServerMetrics:
     def __init__(self, stats: Callable[[], dict[str, Any]]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -63,3 +80,7 @@ class ServerMetrics:
         self.connections_refused = Counter("memkv_connections_refused", "Connections refused at the limit",
                                            registry=r)
         r.register(_EngineCollector(stats))
+
+    def view(self, namespace: str | None) -> CollectorRegistry | _NamespaceView:
+        """Everything for an operator (None), only `namespace`'s labelled series for its admin."""
+        return self.registry if namespace is None else _NamespaceView(self.registry, namespace)

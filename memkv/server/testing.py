@@ -15,17 +15,13 @@ from typing import IO, Any
 
 import yaml
 
-from ..errors import ErrorCode
-from ..wire import messages as msg
+from ..errors import ErrorCode, MemkvError
+from ..wire.connection import Connection as WireConnection
+from ..wire.connection import Credential, Side
 from ..wire.frames import (
-    CLIENT_TO_SERVER,
     HEADER_SIZE,
-    SERVER_TO_CLIENT,
     Header,
-    connection_key,
     parse_header,
-    sign,
-    verify,
 )
 from ..wire.opcodes import Opcode
 from .config import ServerConfig
@@ -35,11 +31,16 @@ from .keyring import KeyRing, generate_secret, parse_credential
 _LISTEN = re.compile(r"listening on (\S+):(\d+) admin (\S+)")
 
 
-def write_keys_file(path: str | os.PathLike[str], namespaces: Mapping[str, Iterable[tuple[str, str]]]
-                    ) -> dict[str, str]:
-    """Write a keys file with fresh secrets; returns key id -> "<id>:<secret>" credentials."""
+def write_keys_file(path: str | os.PathLike[str], namespaces: Mapping[str, Iterable[tuple[str, str]]],
+                    operators: Iterable[str] = ()) -> dict[str, str]:
+    """Write a keys file with fresh secrets (and operator keys of these ids, MKV-ADM-009); returns
+    key id -> "<id>:<secret>" credentials."""
     data: dict[str, Any] = {"namespaces": {}}
     creds: dict[str, str] = {}
+    for key_id in operators:
+        secret = generate_secret()
+        data.setdefault("operators", []).append({"id": key_id, "secret": secret})
+        creds[key_id] = f"{key_id}:{secret}"
     for ns, keys in namespaces.items():
         entries = []
         for key_id, role in keys:
@@ -138,11 +139,11 @@ def read_frame(sock: socket.socket) -> tuple[Header, bytes]:
 
 def hello_bytes(namespace: str, cred: str, timestamp_ms: int | None = None, nonce: bytes | None = None
                  ) -> tuple[bytes, bytes]:
+    """A signed HELLO (for tests that replay or alter it) and its client nonce."""
     key_id, secret = parse_credential(cred)
-    nonce = nonce or os.urandom(16)
-    meta = msg.encode_meta({"namespace": namespace, "key_id": key_id, "client_nonce": nonce.hex(),
-                            "timestamp_ms": int(time.time() * 1000) if timestamp_ms is None else timestamp_ms})
-    return sign(secret, Header(Opcode.HELLO, 0, len(meta)), meta).pack() + meta, nonce
+    wire = WireConnection(Side.CLIENT)
+    frame = wire.client_hello(namespace, Credential(key_id, secret), "memkv-tests", timestamp_ms, nonce)
+    return frame, wire.client_nonce
 
 
 def raw_session(srv: MemkvServer, namespace: str, cred: str) -> tuple[socket.socket, bytes, bytes]:
@@ -172,17 +173,18 @@ def open_raw_session(address: tuple[str, int], namespace: str, cred: str, timeou
     """
     sock = socket.create_connection(address, timeout=timeout)
     try:
-        frame, nonce = hello_bytes(namespace, cred)
-        sock.sendall(frame)
-        header, meta = read_frame(sock)
-        args = msg.MetaReader(meta, 0).args
-        if header.opcode is not Opcode.HELLO:
-            raise ConnectionError(f"HELLO refused: {header.opcode.name} {header.status} {args}")
-        server_nonce = bytes.fromhex(args["server_nonce"])
         key_id, secret = parse_credential(cred)
-        tx = connection_key(secret, CLIENT_TO_SERVER, nonce, server_nonce, namespace, key_id)
-        rx = connection_key(secret, SERVER_TO_CLIENT, nonce, server_nonce, namespace, key_id)
-        verify(rx, header, meta)
+        wire = WireConnection(Side.CLIENT)
+        sock.sendall(wire.client_hello(namespace, Credential(key_id, secret), "memkv-tests"))
+        header, meta = read_frame(sock)
+        try:
+            wire.client_hello_answer(header, meta)
+        except MemkvError as exc:
+            if header.opcode is Opcode.ERROR:
+                raise ConnectionError(f"HELLO refused: {header.opcode.name} {header.status} {exc.message}") from None
+            raise
+        tx, rx = wire.tx_key, wire.rx_key
+        assert tx is not None and rx is not None
     except BaseException:
         sock.close()
         raise

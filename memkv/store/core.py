@@ -30,6 +30,7 @@ from ..errors import (
     Corrupted,
     InvalidArgument,
     KeyConflict,
+    LimitExceeded,
     MemkvError,
     NotFound,
     Unavailable,
@@ -43,6 +44,7 @@ from .device import Device
 from .index import BlockRow, Index, SessionRow
 from .lock import StoreLock
 from .open_checks import DamagedStore, check_device_length, open_index, refuse_zeroed_header
+from .quotas import Quota
 from .storage_errors import describe, is_fatal, unavailable
 from .superblock import MAGIC, SUPERBLOCK_SIZE, Superblock
 
@@ -99,6 +101,19 @@ def check_ttl(ttl_s: float, what: str = "ttl_s") -> float:
     return float(ttl_s)
 
 
+def make_private_dirs(path: str) -> None:
+    """Create `path` and its missing parents readable by their owner only (MKV-SEC-004)."""
+    missing = []
+    while path and not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            continue
+
+
 @dataclasses.dataclass(slots=True)
 class _Live:
     """A committed block while the engine holds it: its row plus readers still using its extents."""
@@ -113,6 +128,7 @@ class _Reservation:
     """Extents reserved for a put in flight; `done` wakes puts of the same key waiting on it."""
 
     extents: list[Extent]
+    length: int = 0  # payload bytes charged to the namespace's quota until settled
     done: threading.Event = dataclasses.field(default_factory=threading.Event)
 
 
@@ -166,9 +182,10 @@ class EngineCore:
         io: str | None = None,
     ) -> None:
         self.directory = os.path.abspath(directory)
-        os.makedirs(self.directory, exist_ok=True)
+        make_private_dirs(self.directory)
         self.limits = limits
         self.clock = clock
+        self.flush_interval_s = flush_interval_s  # the flush window capabilities declare (MKV-OPS-016)
         self._lock = threading.RLock()
         self._io_done = threading.Condition(self._lock)
         self._io_active = 0
@@ -210,6 +227,10 @@ class EngineCore:
         self._leased: collections.Counter[BlockId] = collections.Counter()
         self._leases: dict[str, _Lease] = {}
         self._touched: dict[BlockId, float] = {}
+        self.quotas: dict[str, Quota] = {}  # set by the operator (MKV-NS-010)
+        self._ns_bytes: collections.Counter[str] = collections.Counter()  # stored and reserved, per namespace
+        for (namespace, _), live in self._blocks.items():
+            self._ns_bytes[namespace] += live.row.length
         self.counters = _Counters()
         for session in sessions:
             if session.state in PINNING_STATES:
@@ -379,6 +400,7 @@ class EngineCore:
             live = self._blocks.pop(block_id)
             self._order.discard(block_id)
             self._touched.pop(block_id, None)
+            self._ns_bytes[block_id[0]] -= live.row.length
             live.removed = True
             if live.readers == 0:
                 self.allocator.free(live.row.extents)
@@ -422,6 +444,48 @@ class EngineCore:
             raise CapacityExceeded(f"block of {size} bytes does not fit after eviction")
         return extents
 
+    def _fit_quota(self, namespace: str, length: int) -> None:
+        """Make `length` more bytes fit the namespace's byte quota by evicting its own unprotected
+        blocks in eviction order (MKV-CAP-006); evicts nothing and raises CAPACITY_EXCEEDED when it
+        cannot (MKV-NS-010)."""
+        quota = self.quotas.get(namespace)
+        limit = None if quota is None else quota.bytes
+        if limit is None or self._ns_bytes[namespace] + length <= limit:
+            return
+        excess = self._ns_bytes[namespace] + length - limit
+        victims: list[BlockId] = []
+        for block_id in self._order.candidates(self._unevictable):
+            if excess <= 0:
+                break
+            if block_id[0] != namespace:
+                continue
+            victims.append(block_id)
+            excess -= self._blocks[block_id].row.length
+        if excess > 0:
+            raise CapacityExceeded(f"namespace {namespace} is at its quota of {limit} bytes and cannot evict "
+                                   f"enough of its own unpinned, unleased blocks")
+        self._commit_removal(victims)
+        self.counters.evictions += len(victims)
+
+    def _check_count_quota(self, namespace: str, field: str, live: int) -> None:
+        """LIMIT_EXCEEDED when one more session or lease would pass the namespace's quota (MKV-NS-010)."""
+        quota = self.quotas.get(namespace)
+        limit = None if quota is None else getattr(quota, field)
+        if limit is not None and live + 1 > limit:
+            raise LimitExceeded(f"namespace {namespace} holds its quota of {limit} {field}")
+
+    def _check_pinned_quota(self, namespace: str, keys: Sequence[bytes]) -> None:
+        """CAPACITY_EXCEEDED when pinning `keys` would pass the namespace's pinned-bytes quota (MKV-NS-010)."""
+        quota = self.quotas.get(namespace)
+        if quota is None or quota.pinned_bytes is None:
+            return
+        pinned = {block_id for block_id in self._pins if block_id[0] == namespace}
+        adding = {(namespace, key) for key in keys} - pinned
+        total = sum(self._blocks[b].row.length for b in pinned | adding if b in self._blocks)
+        if total > quota.pinned_bytes:
+            raise CapacityExceeded(f"namespace {namespace} would pin {total} bytes; its quota is "
+                                   f"{quota.pinned_bytes}")
+
     def _check_open(self) -> None:
         if self._closing:
             raise Unavailable("store is closed")
@@ -439,8 +503,10 @@ class EngineCore:
                 if live is not None:
                     return live
                 if pending is None:
+                    self._fit_quota(block_id[0], length)
                     extents = self._allocate(length)
-                    reservation = _Reservation(extents)
+                    self._ns_bytes[block_id[0]] += length
+                    reservation = _Reservation(extents, length)
                     self._inflight[block_id] = reservation.done
                     self._io_active += 1
                     return reservation
@@ -466,6 +532,7 @@ class EngineCore:
             with self._lock:
                 if not committed:
                     self.allocator.free(reservation.extents)
+                    self._ns_bytes[block_id[0]] -= reservation.length
                 del self._inflight[block_id]
                 self._io_finished()
             reservation.done.set()

@@ -176,6 +176,9 @@ class StorageEngine(SessionOps, StreamOps):
                 prefix += 1
             if lease_ms == 0 or prefix == 0:
                 return LookupResult(prefix)
+            self._expire_leases(self.clock())
+            self._check_count_quota(namespace, "leases",
+                                    sum(1 for lease in self._leases.values() if lease.namespace == namespace))
             lease_id = uuid.uuid4().hex
             expires_at = self.clock() + lease_ms / 1000.0
             lease = _Lease(namespace, tuple(checked[:prefix]), expires_at)

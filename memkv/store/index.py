@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import sqlite3
 import struct
 from collections.abc import Iterable, Iterator, Sequence
@@ -101,6 +102,8 @@ def _signed(checksum: int) -> int:
 class Index:
     def __init__(self, path: str) -> None:
         self.path = path
+        # Created owner-only before SQLite opens it: its -wal and -shm files copy this mode (MKV-SEC-004).
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600))
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
             self.db.execute("PRAGMA journal_mode=WAL")

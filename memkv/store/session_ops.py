@@ -53,12 +53,14 @@ class SessionOps(EngineCore):
         if len(keys) > self.limits.max_session_blocks:
             raise LimitExceeded(f"a session holds at most {self.limits.max_session_blocks} blocks")
         with self._guard():
+            self._check_session_quota(namespace)
             row = SessionRow(namespace, uuid.uuid4().hex, SessionState.OPEN,
                              self._check_present(namespace, keys), ttl, self.clock() + ttl, None, fingerprint)
             self._commit_session(None, row)
             return self._info(row)
 
     def append(self, namespace: str, session_id: str, keys: Sequence[bytes]) -> SessionInfo:
+        keys = [check_key(k) for k in keys]  # the form of the arguments before the session (MKV-NS-009)
         with self._guard():
             row = self._load_session(namespace, session_id)
             next_state(row.state, SessionEvent.APPEND)
@@ -76,6 +78,7 @@ class SessionOps(EngineCore):
         with self._guard():
             row = self._load_session(namespace, session_id)
             new = self._transition(row, SessionEvent.SUSPEND)
+            self._check_pinned_quota(namespace, row.keys)
             new.expires_at = self.clock() + pause
             self._commit_session(row, new)
             return self._info(new)
@@ -95,13 +98,18 @@ class SessionOps(EngineCore):
 
     def fork(self, namespace: str, session_id: str, prefix_len: int | None = None,
              ttl_s: float | None = None) -> SessionInfo:
+        if prefix_len is not None and (isinstance(prefix_len, bool) or not isinstance(prefix_len, int)
+                                       or prefix_len < 0):
+            raise InvalidArgument("prefix_len must be a non-negative integer")  # before the session (MKV-NS-009)
+        ttl_checked = None if ttl_s is None else check_ttl(ttl_s)
         with self._guard():
             parent = self._load_session(namespace, session_id)
             next_state(parent.state, SessionEvent.FORK)
             count = len(parent.keys) if prefix_len is None else prefix_len
             if not isinstance(count, int) or not 0 <= count <= len(parent.keys):
                 raise InvalidArgument(f"prefix_len must be in 0..{len(parent.keys)}")
-            ttl = parent.ttl if ttl_s is None else check_ttl(ttl_s)
+            ttl = parent.ttl if ttl_checked is None else ttl_checked
+            self._check_session_quota(namespace)
             child = SessionRow(namespace, uuid.uuid4().hex, SessionState.OPEN, parent.keys[:count],
                                ttl, self.clock() + ttl, parent.session_id, parent.fingerprint)
             self._commit_session(None, child)
@@ -117,6 +125,12 @@ class SessionOps(EngineCore):
     def session_info(self, namespace: str, session_id: str) -> SessionInfo:
         with self._guard():
             return self._info(self._load_session(namespace, session_id))
+
+    def _check_session_quota(self, namespace: str) -> None:
+        if self.quotas.get(namespace) is not None:
+            live = sum(1 for row in self.index.sessions(namespace) if row.state in (SessionState.OPEN,
+                                                                                  SessionState.SUSPENDED))
+            self._check_count_quota(namespace, "sessions", live)
 
     def sessions(self, namespace: str | None = None) -> list[SessionInfo]:
         with self._guard():

@@ -174,10 +174,11 @@ class MetaReader:
 
 
 def _code(status: int) -> ErrorCode:
+    """A status this build does not know is INTERNAL (MKV-WIRE-043, MKV-ERR-001)."""
     try:
         return ErrorCode(status)
     except ValueError:
-        raise ProtocolError(f"unknown error code {status}") from None
+        return ErrorCode.INTERNAL
 
 
 def _text(message: str) -> bytes:
@@ -270,8 +271,10 @@ def capabilities_from(args: dict[str, Any]) -> Capabilities:
     try:
         limits = Limits(**{k: int(v) for k, v in args["limits"].items() if k in Limits.__dataclass_fields__})
         capacity = args.get("capacity_bytes")
+        window = args.get("flush_window_s")
         return Capabilities(str(args["backend"]), frozenset(str(p) for p in args["profiles"]), limits,
-                            str(args["spec_version"]), None if capacity is None else int(capacity))
+                            str(args["spec_version"]), None if capacity is None else int(capacity),
+                            None if window is None else float(window))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ProtocolError(f"malformed capabilities: {exc}") from None
 

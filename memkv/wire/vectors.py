@@ -20,11 +20,13 @@ from .frames import (
     FLAG_RESPONSE,
     HEADER_SIZE,
     VERSION_MAJOR,
+    VERSION_MINOR,
     Header,
     WireLimits,
     decode_frame,
     encode_frame,
 )
+from .op_vectors import operation_vectors
 from .opcodes import Opcode
 
 SECRET = bytes(range(32))
@@ -101,12 +103,15 @@ def build_vectors() -> dict[str, Any]:
             item["payload_hex"] = decoded.payload.hex()
         vectors.append(item)
     return {
-        "description": "memkv wire frame vectors (spec/wire.md). Decode each frame with the 'vector' secret "
-                       "(when secret is not null) under the limits given; 'expect' is OK or the error code.",
-        "wire_version": f"{VERSION_MAJOR}.0",
+        "description": "memkv wire frame vectors (spec/wire.md). 'vectors': decode each frame with the 'vector' "
+                       "secret (when secret is not null) under the limits given; 'expect' is OK or the error "
+                       "code. 'handshake': the key derivation of MKV-WIRE-011 from the 'vector' secret. "
+                       "'operations': a request and an answer frame per opcode, signed as 'signed_with' says.",
+        "wire_version": f"{VERSION_MAJOR}.{VERSION_MINOR}",
         "secrets": {"vector": SECRET.hex()},
         "limits": VECTOR_LIMITS.to_dict(),
         "vectors": vectors,
+        **operation_vectors(SECRET),
     }
 
 

@@ -1,0 +1,306 @@
+"""spec/operations.yaml, spec/wire.md section 9, the codec, the vectors and the server agree.
+
+The schema is the one place where an opcode's arguments are spelt; these tests fail when the
+text, the opcode table, a record layout, a vector or an answer of the reference server departs
+from it (MKV-WIRE-006, MKV-WIRE-011, MKV-WIRE-016).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import hmac
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance import opschema as schema
+from memkv.blocks import BlockMeta
+from memkv.checksum import payload_checksum
+from memkv.errors import ErrorCode
+from memkv.server.core import MemkvServer
+from memkv.server.keyring import parse_credential
+from memkv.server.testing import hello_bytes, in_process_server, read_frame, recv_exact, write_keys_file
+from memkv.transport import SPEC_VERSION
+from memkv.wire import messages as msg
+from memkv.wire import nixl_leases as leases
+from memkv.wire.frames import (
+    CLIENT_TO_SERVER,
+    SERVER_TO_CLIENT,
+    Header,
+    WireLimits,
+    connection_key,
+    decode_frame,
+    encode_frame,
+    verify,
+)
+from memkv.wire.opcodes import PAYLOAD_REQUESTS, PAYLOAD_RESPONSES, REQUIRED_ROLE, Opcode
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = schema.load(ROOT / "spec" / "operations.yaml")
+FRAMES = json.loads((ROOT / "spec" / "vectors" / "frames.json").read_text(encoding="utf-8"))
+BIG = WireLimits(max_meta=1 << 20, max_payload=1 << 20, max_items=256)
+req = pytest.mark.requirement
+
+
+# ---- the schema, the text and the codec ----------------------------------------------------------
+@req("MKV-WIRE-006")
+def test_wire_md_section_9_is_the_schema() -> None:
+    text = (ROOT / "spec" / "wire.md").read_text(encoding="utf-8")
+    assert schema.generated_block(text) == schema.render_tables(SCHEMA)
+
+
+def test_schema_version_and_entry_fields() -> None:
+    assert str(SCHEMA["spec_version"]) == SPEC_VERSION
+    for entry in SCHEMA["opcodes"]:
+        assert set(entry) == {"name", "code", "role", "request", "answer", "errors"}, entry["name"]
+        for side in ("request", "answer"):
+            part = entry[side]
+            if part is None:
+                continue
+            assert set(part) - {"open"} == {"args", "items", "payload"}, (entry["name"], side)
+            assert part["items"] == "none" or part["items"] in SCHEMA["records"], (entry["name"], side)
+            for arg in part["args"]:
+                assert set(arg) == {"name", "type", "required", "bounds", "meaning"}, (entry["name"], arg)
+                assert arg["type"].removesuffix("|null") in SCHEMA["types"], (entry["name"], arg)
+        for error in [*entry["errors"], *SCHEMA["common_errors"]]:
+            assert error.removeprefix("item: ") in ErrorCode.__members__, (entry["name"], error)
+
+
+@req("MKV-WIRE-004")
+def test_schema_opcodes_roles_and_payloads_are_the_codec_s() -> None:
+    by_name = {e["name"]: e for e in SCHEMA["opcodes"]}
+    assert {name: e["code"] for name, e in by_name.items()} == {op.name: int(op) for op in Opcode}
+    roles = {name: e["role"] for name, e in by_name.items() if e["role"] != "none"}
+    assert roles == {op.name: role.name.lower() for op, role in REQUIRED_ROLE.items()}
+    assert {n for n, e in by_name.items() if e["request"] and e["request"]["payload"]} == {
+        op.name for op in PAYLOAD_REQUESTS}
+    assert {n for n, e in by_name.items() if e["answer"]["payload"]} == {op.name for op in PAYLOAD_RESPONSES}
+
+
+@req("MKV-WIRE-006")
+def test_record_layouts_are_the_codec_s() -> None:
+    size = lambda record: schema.record_fixed_size(SCHEMA, record)  # noqa: E731
+    assert size("key") == 16
+    assert size("put_item") == len(msg.pack_put_item(bytes(16), 1, 2, b""))
+    assert size("get_item") == len(msg.pack_get_item(bytes(16), 1))
+    assert size("result") == len(msg.pack_results([msg.ItemResult(ErrorCode.NOT_FOUND, "")]))
+    assert size("get_result") == len(msg.pack_get_results([msg.GetResult(ErrorCode.NOT_FOUND, "")]))
+    assert size("stat_result") == len(msg.pack_stat_results([None]))
+    assert size("flag") == len(msg.pack_flags([True]))
+    assert size("blob") == len(msg.pack_blob(b""))
+    assert size("nixl_get_item") == len(msg.pack_nixl_desc(bytes(16), 1, 2, 3, 0))
+    assert size("nixl_put_item") == len(msg.pack_nixl_put_item(bytes(16), 1, 2, 3, 0, 4, b""))
+    granted = leases.pack_alloc_answer([msg.ItemResult(ErrorCode.OK, "")], [leases.Grant(1, 2, 3, 0, 4, 5)])
+    assert size("alloc_result") == len(granted)
+    assert size("commit_item") == len(leases.pack_commit_item(1, leases.STORE))
+
+
+def test_check_args_finds_each_kind_of_departure() -> None:
+    good = {"prefix_len": 1, "lease_id": None, "lease_expires_at": None}
+    assert schema.check_args(SCHEMA, "LOOKUP", "answer", good) == []
+    assert len(schema.check_args(SCHEMA, "LOOKUP", "answer", {"prefix_len": 1})) == 2
+    assert schema.check_args(SCHEMA, "LOOKUP", "answer", good | {"prefix_len": True}) != []
+    assert schema.check_args(SCHEMA, "LOOKUP", "answer", good | {"extra": 1}) != []
+    assert schema.check_args(SCHEMA, "INVALIDATE_PREFIX", "request", {"key": "zz" * 16}) != []
+
+
+# ---- vectors ------------------------------------------------------------------------------------------
+@req("MKV-WIRE-011")
+def test_handshake_vector_follows_the_byte_exact_derivation() -> None:
+    """Rebuilt from the text of MKV-WIRE-011 with hmac and hashlib only."""
+    hs = FRAMES["handshake"]
+    secret = bytes.fromhex(FRAMES["secrets"]["vector"])
+    for direction, name in ((b"c2s", "c2s"), (b"s2c", "s2c")):
+        material = (b"memkv-wire-1|" + direction + b"|" + bytes.fromhex(hs["client_nonce"]) + b"|"
+                    + bytes.fromhex(hs["server_nonce"]) + b"|" + hs["namespace"].encode() + b"|"
+                    + hs["key_id"].encode())
+        assert material.hex() == hs[f"material_{name}_hex"]
+        assert hmac.digest(secret, material, hashlib.sha256).hex() == hs[f"key_{name}"]
+    assert 0x7C in bytes.fromhex(hs["client_nonce"])  # the separator byte inside a raw nonce
+
+
+@req("MKV-WIRE-006", "MKV-WIRE-011", "MKV-WIRE-016")
+@pytest.mark.parametrize("vector", FRAMES["operations"], ids=lambda v: v["opcode"])
+def test_operation_vector(vector: dict[str, Any]) -> None:
+    keys = {"secret": bytes.fromhex(FRAMES["secrets"]["vector"]),
+            "key_c2s": bytes.fromhex(FRAMES["handshake"]["key_c2s"]),
+            "key_s2c": bytes.fromhex(FRAMES["handshake"]["key_s2c"])}
+    entry = schema.opcode_entry(SCHEMA, vector["opcode"])
+    assert entry["code"] == vector["code"]
+    assert (entry["request"] is None) == ("request" not in vector)
+    for side in ("request", "answer"):
+        if side not in vector:
+            continue
+        frame = decode_frame(bytes.fromhex(vector[side]["frame_hex"]), keys[vector[side]["signed_with"]], BIG)
+        assert frame.header.opcode.name == vector["opcode"] and frame.header.is_response == (side == "answer")
+        reader = msg.MetaReader(frame.meta, BIG.max_items)
+        assert reader.args == vector[side]["args"]
+        assert reader.count == vector[side]["item_count"]
+        assert schema.check_args(SCHEMA, vector["opcode"], side, reader.args) == []
+        assert bool(frame.payload) == entry[side]["payload"]
+        assert (reader.count > 0) == (entry[side]["items"] != "none")
+
+
+def test_every_opcode_has_a_vector() -> None:
+    assert [v["opcode"] for v in FRAMES["operations"]] == [e["name"] for e in SCHEMA["opcodes"]]
+
+
+# ---- the reference server answers as the schema says ------------------------------------------------
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MemkvServer, dict[str, str]]]:
+    root = tmp_path_factory.mktemp("schema")
+    creds = write_keys_file(root / "keys.yaml", {"team-a": [("a-admin", "admin")]})
+    # NIXL off: no NIXL agent in the test process (an agent may crash the interpreter at exit, issue 8)
+    srv = in_process_server(str(root / "data"), str(root / "keys.yaml"), admin_listen="off", nixl="off")
+    yield srv, creds
+    srv.shutdown()
+
+
+class _Peer:
+    def __init__(self, srv: MemkvServer, cred: str) -> None:
+        self.sock = socket.create_connection(srv.address, timeout=10)
+        frame, nonce = hello_bytes("team-a", cred)
+        self.sock.sendall(frame)
+        header, meta = read_frame(self.sock)
+        self.hello = msg.MetaReader(meta, 0).args
+        key_id, secret = parse_credential(cred)
+        server_nonce = bytes.fromhex(self.hello["server_nonce"])
+        self.tx = connection_key(secret, CLIENT_TO_SERVER, nonce, server_nonce, "team-a", key_id)
+        self.rx = connection_key(secret, SERVER_TO_CLIENT, nonce, server_nonce, "team-a", key_id)
+        verify(self.rx, header, meta)
+        self.request_id = 0
+
+    def call(self, op: Opcode, args: dict[str, Any] | None = None, items: bytes = b"", count: int = 0,
+             payload: bytes = b"") -> tuple[Opcode, msg.MetaReader, bytes]:
+        self.request_id += 1
+        self.sock.sendall(encode_frame(Header(op, self.request_id), msg.encode_meta(args or {}, items, count),
+                                       payload, self.tx))
+        header, meta = read_frame(self.sock)
+        verify(self.rx, header, meta)
+        body = recv_exact(self.sock, header.payload_len) if header.payload_len else b""
+        return header.opcode, msg.MetaReader(meta, BIG.max_items), body
+
+
+@req("MKV-WIRE-006", "MKV-WIRE-042", "MKV-VER-001")
+def test_reference_server_answers_follow_the_schema(server: tuple[MemkvServer, dict[str, str]]) -> None:
+    srv, creds = server
+    peer = _Peer(srv, creds["a-admin"])
+    problems = schema.check_args(SCHEMA, "HELLO", "answer", peer.hello)
+    assert peer.hello["spec_version"] == SPEC_VERSION and peer.hello["idle_timeout_s"] > 0
+    k1, k2 = os.urandom(16), os.urandom(16)
+    data = b"schema check payload"
+    keys = msg.pack_keys([k1, k2])
+    answers: dict[str, dict[str, Any]] = {}
+
+    def call(op: Opcode, args: dict[str, Any] | None = None, items: bytes = b"", count: int = 0,
+             payload: bytes = b"") -> msg.MetaReader:
+        opcode, reader, _ = peer.call(op, args, items, count, payload)
+        assert opcode is op, (op, reader.args)
+        answers[op.name] = reader.args
+        return reader
+
+    put = call(Opcode.PUT, {}, msg.pack_put_item(k1, len(data), payload_checksum(data), BlockMeta().encode()), 1, data)
+    assert put.results()[0].ok
+    call(Opcode.GET, {}, msg.pack_get_item(k1, 4096) + msg.pack_get_item(k2, 4096), 2)
+    call(Opcode.STAT, {}, keys, 2)
+    call(Opcode.EXISTS, {}, keys, 2)
+    lease = call(Opcode.LOOKUP, {"lease_ms": 5000}, keys, 2).args["lease_id"]
+    call(Opcode.RELEASE_LEASE, {"lease_id": lease})
+    sid = call(Opcode.SESSION_OPEN, {"ttl_s": 60.0}, msg.pack_keys([k1]), 1).args["session_id"]
+    call(Opcode.SESSION_APPEND, {"session_id": sid}, msg.pack_keys([k1]), 1)
+    call(Opcode.SESSION_INFO, {"session_id": sid})
+    call(Opcode.SESSION_SUSPEND, {"session_id": sid, "pause_ttl_s": 60.0})
+    call(Opcode.SESSION_RESUME, {"session_id": sid})
+    fork = call(Opcode.SESSION_FORK, {"session_id": sid, "prefix_len": 1}).args["session_id"]
+    call(Opcode.SESSION_CLOSE, {"session_id": fork})
+    call(Opcode.INVALIDATE_SESSION, {"session_id": sid})
+    call(Opcode.INVALIDATE_KEYS, {}, keys, 2)
+    call(Opcode.INVALIDATE_PREFIX, {"key": k1.hex()})
+    call(Opcode.INVALIDATE_MODEL, {"fingerprint": k2.hex()})
+    call(Opcode.DELETE, {}, keys, 2)
+    call(Opcode.INVALIDATE_NAMESPACE)
+    call(Opcode.CAPABILITIES)
+    call(Opcode.STATS)
+    call(Opcode.PING)
+    opcode, error, _ = peer.call(Opcode.NIXL_HELLO, {"agent": "x", "epoch": 0}, msg.pack_blob(b"md"), 1)
+    assert opcode is Opcode.ERROR and error.args["code"] == ErrorCode.UNSUPPORTED  # a server without NIXL
+    answers["ERROR"] = error.args
+    call(Opcode.GOODBYE)
+    peer.sock.close()
+    for name, args in answers.items():
+        problems += schema.check_args(SCHEMA, name, "answer", args)
+    assert problems == []
+    expected = {e["name"] for e in SCHEMA["opcodes"]} - {"HELLO", "NIXL_HELLO", "NIXL_PUT", "NIXL_GET"}
+    assert set(answers) == expected
+
+
+# ---- the argument names spelt in the server and the client are the schema's -------------------------
+def _calls_with_opcode_and_dict(path: Path) -> dict[str, set[str]]:
+    """Opcode name -> keys of the dict literal passed next to `Opcode.X` in any call of `path`."""
+    sent: dict[str, set[str]] = {}
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Call):
+            continue
+        for first, second in zip(node.args, node.args[1:], strict=False):
+            if (isinstance(first, ast.Attribute) and isinstance(first.value, ast.Name) and first.value.id == "Opcode"
+                    and isinstance(second, ast.Dict)):
+                keys = {k.value for k in second.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+                sent.setdefault(first.attr, set()).update(keys)
+    return sent
+
+
+def _args_read_by_handlers(path: Path, handlers: dict[str, str]) -> dict[str, set[str]]:
+    """Opcode name -> argument names its handler method reads with `.arg(...)` or `.hex_arg(...)`."""
+    methods = {node.name: node for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+               if isinstance(node, ast.FunctionDef)}
+    read: dict[str, set[str]] = {}
+    for opcode, method in handlers.items():
+        names = read.setdefault(opcode, set())
+        for node in ast.walk(methods[method]):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("arg", "hex_arg") and node.args and isinstance(node.args[0], ast.Constant)):
+                names.add(str(node.args[0].value))
+    return read
+
+
+def _handler_table(path: Path) -> dict[str, str]:
+    """Opcode name -> handler method name, from the dict literal `{Opcode.X: self._x, ...}`."""
+    table: dict[str, str] = {}
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values, strict=True):
+                if (isinstance(key, ast.Attribute) and isinstance(key.value, ast.Name) and key.value.id == "Opcode"
+                        and isinstance(value, ast.Attribute)):
+                    table[key.attr] = value.attr
+    return table
+
+
+def _request_args(opcode: str) -> tuple[set[str], set[str]]:
+    part = schema.opcode_entry(SCHEMA, opcode)["request"]
+    return {a["name"] for a in part["args"]}, {a["name"] for a in part["args"] if a["required"]}
+
+
+@req("MKV-WIRE-006")
+def test_server_reads_exactly_the_schema_s_request_arguments() -> None:
+    path = ROOT / "memkv" / "server" / "connection.py"
+    read = _args_read_by_handlers(path, _handler_table(path))
+    assert len(read) >= 20
+    for opcode, names in read.items():
+        allowed, _ = _request_args(opcode)
+        assert names == allowed, (opcode, sorted(names), sorted(allowed))
+
+
+@req("MKV-WIRE-006")
+def test_client_sends_the_schema_s_request_arguments() -> None:
+    sent = _calls_with_opcode_and_dict(ROOT / "memkv" / "backends" / "tcp.py")
+    sent |= _calls_with_opcode_and_dict(ROOT / "memkv" / "backends" / "nixl.py")
+    assert len(sent) >= 15
+    for opcode, names in sent.items():
+        allowed, required = _request_args(opcode)
+        assert names <= allowed and required <= names, (opcode, sorted(names), sorted(allowed))
