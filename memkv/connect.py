@@ -46,7 +46,7 @@ def _store_directory(url: str, parsed: urllib.parse.SplitResult) -> str:
 
 
 def _connect_file(url: str, parsed: urllib.parse.SplitResult, namespace: str, options: dict[str, Any]) -> Transport:
-    from .backends.file import FileTransport
+    from .backends.file import FileTransport, make_private_dirs
 
     path = _store_directory(url, parsed)
     engine_options = _file_options(urllib.parse.parse_qs(parsed.query)) | options
@@ -57,7 +57,7 @@ def _connect_file(url: str, parsed: urllib.parse.SplitResult, namespace: str, op
         raise InvalidArgument(f"file:// does not take {', '.join(unknown)}{extra}; "
                               f"it takes {sorted(_FILE_OPTIONS)}")
     try:
-        os.makedirs(path, exist_ok=True)
+        make_private_dirs(path)  # 0700, parents too (MKV-SEC-004)
     except OSError as exc:
         raise InvalidArgument(f"cannot create the store directory {path}: {exc.strerror or exc}") from None
     transport = FileTransport.open(path, namespace, **engine_options)

@@ -4,6 +4,7 @@ evicting alike, and plans of the two shared traces (skipped only when ../shared/
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,13 +85,13 @@ def test_store_and_simulator_evict_the_same_blocks(store_dir: Path) -> None:
     unit = 64 * KiB
     engine = open_engine(store_dir, capacity=(capacity + 1) * unit, unit=unit)
     evicted: list[int] = []
-    remove = engine._remove
+    remove = engine._commit_removal
 
-    def recording_remove(block_id: tuple[str, bytes]) -> bool:
-        evicted.append(int.from_bytes(block_id[1], "big") - 1)
-        return remove(block_id)
+    def recording_removal(block_ids: Sequence[tuple[str, bytes]], also: Callable[[], None] | None = None) -> None:
+        evicted.extend(int.from_bytes(block_id[1], "big") - 1 for block_id in block_ids)
+        remove(block_ids, also)
 
-    engine._remove = recording_remove  # type: ignore[method-assign]
+    engine._commit_removal = recording_removal  # type: ignore[method-assign]
     try:
         for request in requests:
             keys = [key(h + 1) for h in request.hash_ids]

@@ -12,7 +12,8 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parents[1]
 # import name -> distribution name, where they differ
 DISTRIBUTIONS = {"yaml": "pyyaml", "prometheus_client": "prometheus-client", "typing_extensions": "typing-extensions",
-                 "pydantic_settings": "pydantic-settings", "pythonjsonlogger": "python-json-logger"}
+                 "pydantic_settings": "pydantic-settings", "pythonjsonlogger": "python-json-logger",
+                 "elftools": "pyelftools"}
 # imported only inside an optional path that says what to install when it is missing
 OPTIONAL = {"nixl", "nixl_cu12", "pyverbs", "redis", "matplotlib"}
 

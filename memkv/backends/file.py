@@ -11,6 +11,7 @@ from ..errors import Unavailable
 from ..keys import NO_FINGERPRINT
 from ..sessions import SessionInfo
 from ..stats import namespace_stats
+from ..store.core import make_private_dirs as make_private_dirs  # connect() makes the store directory
 from ..store.engine import StorageEngine, check_namespace
 from ..transport import (
     BlockInfo,
