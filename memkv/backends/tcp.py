@@ -2,16 +2,16 @@
 
 `memkv.connect("memkv+tcp://host:9900", namespace="team-a", key="<key id>:<secret>")`.
 Each pooled connection authenticates with HELLO, then sends requests with increasing request
-ids while a reader thread matches answers to them (pipelining, MKV-WIRE-013). A get answer's
-payload is received with recv_into straight into the caller's buffer and verified against its
-checksum before the result is returned (MKV-BLK-006).
+ids while a reader thread matches answers to them (pipelining, MKV-WIRE-013). Framing, signing,
+verification and the handshake are the sans-IO memkv.wire.connection.Connection's; this module
+is its socket loop. A get answer's payload is received with recv_into straight into the caller's
+buffer and verified against its checksum before the result is returned (MKV-BLK-006).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import itertools
 import logging
 import os
 import socket
@@ -48,15 +48,9 @@ from ..transport import (
     Transport,
 )
 from ..wire import messages as msg
+from ..wire.connection import Answer, Credential, HelloAnswered, Refused, Side
 from ..wire.connection import Connection as WireConnection
-from ..wire.connection import Credential, Side
-from ..wire.frames import (
-    DEFAULT_MAX_META,
-    HEADER_SIZE,
-    Header,
-    WireLimits,
-    parse_header,
-)
+from ..wire.frames import Header
 from ..wire.opcodes import Opcode
 
 log = logging.getLogger("memkv.tcp")
@@ -100,7 +94,6 @@ class TcpConnection:
         self._pending: dict[int, _Pending] = {}
         self._delivering = False  # the reader is receiving an answer (maybe into a caller's buffer)
         self._pending_lock = threading.Lock()
-        self._ids = itertools.count(1)
         self.closed = False
         self._failure: MemkvError | None = None
         self.wire = WireConnection(Side.CLIENT)  # state, keys and HELLO: memkv.wire.connection (sans-IO)
@@ -109,10 +102,7 @@ class TcpConnection:
         except BaseException:
             self.sock.close()
             raise
-        limits = self.server_info.get("limits", {})
-        self.limits = WireLimits(int(limits.get("max_meta", DEFAULT_MAX_META)),
-                                 int(limits.get("max_payload", 256 * 1024 * 1024)),
-                                 int(limits.get("max_items", 256)))
+        self.limits = self.wire.limits  # as the HELLO answer announced them
         self.sock.settimeout(None)
         # A server that stops reading must not block a sender (and the send lock) forever.
         seconds = max(1, int(send_timeout))
@@ -120,12 +110,7 @@ class TcpConnection:
         self._reader = threading.Thread(target=self._read_loop, name="memkv-tcp-reader", daemon=True)
         self._reader.start()
 
-    # ---- handshake --------------------------------------------------------------------------
-    def _recv_exact(self, size: int) -> bytearray:
-        buf = bytearray(size)
-        self._recv_into(memoryview(buf))
-        return buf
-
+    # ---- socket loop ------------------------------------------------------------------------
     def _recv_into(self, view: memoryview) -> None:
         pos, size = 0, len(view)
         while pos < size:
@@ -135,6 +120,20 @@ class TcpConnection:
                 raise Unavailable("server closed the connection")
             pos += got
 
+    def _recv_frame(self) -> Answer | Refused | HelloAnswered:
+        """Header and metadata into the wire core's buffers; the checked frame (its payload follows)."""
+        wire = self.wire
+        self._recv_into(wire.header_buffer())
+        if wire.header_received().startswith(b"HTTP/"):
+            raise ProtocolError(f"{self.address[0]}:{self.address[1]} is an HTTP endpoint (the admin API?), "
+                                "not a memkv wire protocol port")
+        wire.receive_header()
+        self._recv_into(wire.meta_buffer())
+        event = wire.next_event()
+        if isinstance(event, (Answer, Refused, HelloAnswered)):
+            return event
+        raise ProtocolError(f"client received a {type(event).__name__}")  # a server's event: never here
+
     def _hello(self, credential: tuple[str, bytes] | None, timeout: float) -> dict[str, Any]:
         """The handshake of memkv.wire.connection (sans-IO) over this socket."""
         wire = self.wire
@@ -143,17 +142,14 @@ class TcpConnection:
         self.sock.settimeout(timeout)
         try:
             self.sock.sendall(frame)
-            first = self._recv_exact(HEADER_SIZE)
-            if first.startswith(b"HTTP/"):
-                raise ProtocolError(f"{self.address[0]}:{self.address[1]} is an HTTP endpoint (the admin API?), "
-                                    "not a memkv wire protocol port")
-            reply = parse_header(first, WireLimits(max_meta=64 * 1024, max_payload=0))
-            reply_meta = self._recv_exact(reply.meta_len)
+            answer = self._recv_frame()
         except TimeoutError:
             raise Timeout("server did not answer HELLO in time") from None
         except OSError as exc:
             raise Unavailable(f"connection failed during HELLO: {exc}") from None
-        return wire.client_hello_answer(reply, reply_meta)
+        if not isinstance(answer, HelloAnswered):
+            raise ProtocolError("server did not answer HELLO")
+        return answer.args
 
     # ---- requests ----------------------------------------------------------------------------
     def in_flight(self) -> int:
@@ -163,18 +159,16 @@ class TcpConnection:
     def request(self, opcode: Opcode, args: dict[str, Any] | None = None, items: bytes = b"", count: int = 0,
                 payload: Sequence[memoryview] = (), get_views: list[memoryview] | None = None
                 ) -> concurrent.futures.Future[Reply]:
-        meta = msg.encode_meta(args, items, count)
         future: concurrent.futures.Future[Reply] = concurrent.futures.Future()
         payload_len = sum(len(p) for p in payload)
         with self._send_lock:
             if self.closed:
                 raise self._failure or Unavailable("connection is closed")
-            request_id = next(self._ids)
-            header = self.wire.request_header(opcode, request_id, meta, payload_len)
+            request_id, frame = self.wire.request_frame(opcode, args, items, count, payload_len)
             with self._pending_lock:
                 self._pending[request_id] = _Pending(future, opcode, get_views)
             try:
-                self._sendmsg([header.pack(), meta, *payload])
+                self._sendmsg([frame, *payload])
             except OSError as exc:
                 self._fail(Unavailable(f"connection lost: {exc}"))
         return future
@@ -190,22 +184,21 @@ class TcpConnection:
         current: _Pending | None = None  # popped from _pending while its answer is received
         try:
             while True:
-                header = parse_header(self._recv_exact(HEADER_SIZE),
-                                      WireLimits(DEFAULT_MAX_META, 1 << 40, self.limits.max_items))
-                meta = self._recv_exact(header.meta_len)
-                self.wire.check_answer(header, meta)
+                event = self._recv_frame()
+                if isinstance(event, HelloAnswered):
+                    raise ProtocolError("a second HELLO answer")
+                header = event.header
                 with self._pending_lock:
                     pending = self._pending.pop(header.request_id, None)
                     self._delivering = pending is not None
                 if pending is None:
-                    if header.opcode is Opcode.ERROR:
-                        reader = msg.MetaReader(meta, 0)
-                        raise error_for(header.status or ErrorCode.PROTOCOL_ERROR,
-                                        str(reader.args.get("message", "server closed the connection")))
+                    if isinstance(event, Refused):  # an ERROR for no request: the server closes
+                        raise event.error if event.error.message else error_for(
+                            event.error.code, "server closed the connection")
                     raise ProtocolError(f"answer to unknown request id {header.request_id}")
                 current = pending
                 try:
-                    self._deliver(header, meta, pending)
+                    self._deliver(event, pending)
                 finally:
                     self._delivering = False
                 current = None
@@ -219,15 +212,13 @@ class TcpConnection:
         if current is not None and not current.future.done():  # the connection died inside its answer
             current.future.set_exception(error_for(error.code, error.message))
 
-    def _deliver(self, header: Header, meta: bytearray, pending: _Pending) -> None:
-        if header.opcode is Opcode.ERROR:
-            reader = msg.MetaReader(meta, 0)
-            pending.future.set_exception(error_for(header.status or ErrorCode.PROTOCOL_ERROR,
-                                                   str(reader.args.get("message", ""))))
+    def _deliver(self, event: Answer | Refused, pending: _Pending) -> None:
+        if isinstance(event, Refused):
+            pending.future.set_exception(event.error)
             return
+        header, reader = event.header, event.reader
         if header.opcode is not pending.opcode:
             raise ProtocolError(f"answer opcode {header.opcode.name} does not match {pending.opcode.name}")
-        reader = msg.MetaReader(meta, self.limits.max_items)
         extra: Any = None
         if pending.opcode is Opcode.GET:
             extra = self._receive_get(header, reader, pending.get_views or [])
@@ -264,6 +255,7 @@ class TcpConnection:
             end = min(done + RECV_PIECE, size)
             piece = target[done:end]
             self._recv_into(piece)
+            self.wire.payload_received(len(piece))
             hasher.update(piece)
             done = end
         return hasher.intdigest()
