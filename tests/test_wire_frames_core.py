@@ -26,6 +26,7 @@ from memkv.wire.connection import (
 )
 from memkv.wire.frames import HEADER_SIZE, PRE_AUTH_MAX_META, Header, WireLimits
 from memkv.wire.opcodes import Opcode, Role
+from memkv.wire.records import LookupArgs
 
 SECRET = os.urandom(32)
 req = pytest.mark.requirement
@@ -80,7 +81,7 @@ def _pair() -> tuple[Connection, Connection, Stream, Stream]:
 def test_request_answer_and_error_through_the_core_only() -> None:
     client, server, to_server, to_client = _pair()
     payload = os.urandom(5000)
-    request_id, frame = client.request_frame(Opcode.PUT, {}, b"", 0, len(payload))
+    request_id, frame = client.request_frame(Opcode.PUT, None, b"", 0, len(payload))
     to_server.data += frame + payload
     request = to_server.frame()
     assert isinstance(request, Request) and request.header.request_id == request_id == 1
@@ -113,7 +114,7 @@ def test_tampered_or_replayed_request_is_fatal() -> None:
     assert info.value.code is ErrorCode.UNAUTHENTICATED and server.state is State.CLOSED
 
     client, server, to_server, _ = _pair()
-    _, frame = client.request_frame(Opcode.STATS, {"x": 1})
+    _, frame = client.request_frame(Opcode.LOOKUP, LookupArgs(5))
     tampered = bytearray(frame)
     tampered[-3] ^= 1
     to_server.data += tampered

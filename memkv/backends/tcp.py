@@ -48,6 +48,7 @@ from ..transport import (
     Transport,
 )
 from ..wire import messages as msg
+from ..wire import records as rec
 from ..wire.connection import Answer, Credential, HelloAnswered, Refused, Side
 from ..wire.connection import Connection as WireConnection
 from ..wire.frames import Header
@@ -156,7 +157,7 @@ class TcpConnection:
         """Requests sent and not yet answered, counting one whose answer is being received."""
         return len(self._pending) + self._delivering
 
-    def request(self, opcode: Opcode, args: dict[str, Any] | None = None, items: bytes = b"", count: int = 0,
+    def request(self, opcode: Opcode, args: rec.Args | None = None, items: bytes = b"", count: int = 0,
                 payload: Sequence[memoryview] = (), get_views: list[memoryview] | None = None
                 ) -> concurrent.futures.Future[Reply]:
         future: concurrent.futures.Future[Reply] = concurrent.futures.Future()
@@ -352,7 +353,7 @@ class TcpTransport(Transport):
             self._conns.append(conn)
         return conn
 
-    def _request(self, opcode: Opcode, args: dict[str, Any] | None = None, items: bytes = b"", count: int = 0,
+    def _request(self, opcode: Opcode, args: rec.Args | None = None, items: bytes = b"", count: int = 0,
                  payload: Sequence[memoryview] = (), get_views: list[memoryview] | None = None
                  ) -> concurrent.futures.Future[Reply]:
         return self._connection().request(opcode, args, items, count, payload, get_views)
@@ -371,7 +372,7 @@ class TcpTransport(Transport):
                 conn.abandon(error)
             raise error from None
 
-    def _call(self, opcode: Opcode, args: dict[str, Any] | None = None, keys: Sequence[bytes] = ()) -> Reply:
+    def _call(self, opcode: Opcode, args: rec.Args | None = None, keys: Sequence[bytes] = ()) -> Reply:
         return self._wait(self._request(opcode, args, msg.pack_keys(keys), len(keys)))
 
     # ---- blocks --------------------------------------------------------------------------------
@@ -401,7 +402,7 @@ class TcpTransport(Transport):
         futures = []
         for frame in frames:
             if frame:
-                futures.append(self._request(Opcode.PUT, {}, b"".join(r for _, r, _ in frame), len(frame),
+                futures.append(self._request(Opcode.PUT, None, b"".join(r for _, r, _ in frame), len(frame),
                                              [v for _, _, v in frame]))
 
         def combine(replies: list[Reply]) -> list[ItemResult]:
@@ -442,7 +443,7 @@ class TcpTransport(Transport):
             frames[-1].append((i, msg.pack_get_item(checked, len(view)), view))
             frame_bytes += capacity
         sent = [f for f in frames if f]
-        futures = [self._request(Opcode.GET, {}, b"".join(r for _, r, _ in frame), len(frame),
+        futures = [self._request(Opcode.GET, None, b"".join(r for _, r, _ in frame), len(frame),
                                  get_views=[v for _, _, v in frame]) for frame in sent]
 
         def combine(replies: list[Reply]) -> list[GetResult]:
@@ -462,14 +463,14 @@ class TcpTransport(Transport):
 
     def stat(self, keys: Sequence[bytes]) -> list[BlockInfo | None]:
         checked = self._checked_keys(keys)
-        _, reader, _ = self._call(Opcode.STAT, {}, checked)
+        _, reader, _ = self._call(Opcode.STAT, None, checked)
         infos = reader.stat_results(checked, Limits(max_user_meta=msg.MAX_BLOCK_META))
         reader.finish()
         return infos
 
     def exists(self, keys: Sequence[bytes]) -> list[bool]:
         checked = self._checked_keys(keys)
-        _, reader, _ = self._call(Opcode.EXISTS, {}, checked)
+        _, reader, _ = self._call(Opcode.EXISTS, None, checked)
         flags = reader.flags()
         if len(flags) != len(checked):
             raise ProtocolError("exists answer has a different number of items than the request")
@@ -479,7 +480,7 @@ class TcpTransport(Transport):
         checked = self._checked_keys(keys)
         if not isinstance(lease_ms, int) or isinstance(lease_ms, bool):
             raise InvalidArgument("lease_ms must be an integer")
-        _, reader, _ = self._call(Opcode.LOOKUP, {"lease_ms": lease_ms}, checked)
+        _, reader, _ = self._call(Opcode.LOOKUP, rec.LookupArgs(lease_ms), checked)
         return msg.lookup_from(reader)
 
     def release_lease(self, lease_id: str) -> None:
@@ -487,7 +488,7 @@ class TcpTransport(Transport):
             from ..errors import UnknownLease
 
             raise UnknownLease(f"lease {lease_id!r} does not exist or has expired")
-        self._call(Opcode.RELEASE_LEASE, {"lease_id": lease_id})
+        self._call(Opcode.RELEASE_LEASE, rec.ReleaseLeaseArgs(lease_id))
 
     def delete(self, keys: Sequence[bytes]) -> list[ItemResult]:
         keys = list(keys)
@@ -500,13 +501,13 @@ class TcpTransport(Transport):
             except MemkvError as exc:
                 results[i] = ItemResult(exc.code, exc.message)
         if valid:
-            _, reader, _ = self._call(Opcode.DELETE, {}, [k for _, k in valid])
+            _, reader, _ = self._call(Opcode.DELETE, None, [k for _, k in valid])
             for (i, _), answer in zip(valid, reader.results(), strict=True):
                 results[i] = answer
         return [r or ItemResult(ErrorCode.INTERNAL) for r in results]
 
     # ---- sessions -------------------------------------------------------------------------------
-    def _session(self, opcode: Opcode, args: dict[str, Any], keys: Sequence[bytes] = ()) -> SessionInfo:
+    def _session(self, opcode: Opcode, args: rec.Args, keys: Sequence[bytes] = ()) -> SessionInfo:
         _, reader, _ = self._call(opcode, args, [check_key(k) for k in keys])
         return msg.session_from(reader)
 
@@ -528,56 +529,54 @@ class TcpTransport(Transport):
                      fingerprint: bytes = NO_FINGERPRINT) -> SessionInfo:
         ttl = self._number(ttl_s, "ttl_s")
         fp = check_fingerprint(fingerprint)
-        return self._session(Opcode.SESSION_OPEN, {"ttl_s": _json_float(ttl), "fingerprint": fp.hex()}, keys)
+        return self._session(Opcode.SESSION_OPEN, rec.SessionOpenArgs(_json_float(ttl), rec.Hex16(fp)), keys)
 
     def append(self, session_id: str, keys: Sequence[bytes]) -> SessionInfo:
-        return self._session(Opcode.SESSION_APPEND, {"session_id": self._sid(session_id)}, keys)
+        return self._session(Opcode.SESSION_APPEND, rec.SessionArgs(self._sid(session_id)), keys)
 
     def suspend(self, session_id: str, pause_ttl_s: float) -> SessionInfo:
         pause = self._number(pause_ttl_s, "pause_ttl_s")
-        return self._session(Opcode.SESSION_SUSPEND, {"session_id": self._sid(session_id),
-                                                      "pause_ttl_s": _json_float(pause)})
+        return self._session(Opcode.SESSION_SUSPEND, rec.SessionSuspendArgs(self._sid(session_id), _json_float(pause)))
 
     def resume(self, session_id: str) -> ResumeResult:
-        info = self._session(Opcode.SESSION_RESUME, {"session_id": self._sid(session_id)})
+        info = self._session(Opcode.SESSION_RESUME, rec.SessionArgs(self._sid(session_id)))
         return ResumeResult(info, info.keys)
 
     def fork(self, session_id: str, prefix_len: int | None = None, ttl_s: float | None = None) -> SessionInfo:
         if prefix_len is not None and (isinstance(prefix_len, bool) or not isinstance(prefix_len, int)):
             raise InvalidArgument("prefix_len must be an integer")
         ttl = None if ttl_s is None else _json_float(self._number(ttl_s, "ttl_s"))
-        return self._session(Opcode.SESSION_FORK, {"session_id": self._sid(session_id), "prefix_len": prefix_len,
-                                                   "ttl_s": ttl})
+        return self._session(Opcode.SESSION_FORK, rec.SessionForkArgs(self._sid(session_id), prefix_len, ttl))
 
     def close_session(self, session_id: str) -> SessionInfo:
-        return self._session(Opcode.SESSION_CLOSE, {"session_id": self._sid(session_id)})
+        return self._session(Opcode.SESSION_CLOSE, rec.SessionArgs(self._sid(session_id)))
 
     def session_info(self, session_id: str) -> SessionInfo:
-        return self._session(Opcode.SESSION_INFO, {"session_id": self._sid(session_id)})
+        return self._session(Opcode.SESSION_INFO, rec.SessionArgs(self._sid(session_id)))
 
     # ---- invalidation ---------------------------------------------------------------------------
-    def _count(self, opcode: Opcode, args: dict[str, Any], keys: Sequence[bytes] = ()) -> int:
+    def _count(self, opcode: Opcode, args: rec.Args | None, keys: Sequence[bytes] = ()) -> int:
         _, reader, _ = self._call(opcode, args, keys)
-        return int(reader.arg("count", int))
+        return rec.decode(reader, rec.CountAnswer).count
 
     def invalidate_keys(self, keys: Sequence[bytes]) -> int:
         checked = [check_key(k) for k in keys]
         total = 0
         for start in range(0, len(checked), self.limits.max_batch):
-            total += self._count(Opcode.INVALIDATE_KEYS, {}, checked[start : start + self.limits.max_batch])
+            total += self._count(Opcode.INVALIDATE_KEYS, None, checked[start : start + self.limits.max_batch])
         return total
 
     def invalidate_prefix(self, key: bytes) -> int:
-        return self._count(Opcode.INVALIDATE_PREFIX, {"key": check_key(key).hex()})
+        return self._count(Opcode.INVALIDATE_PREFIX, rec.InvalidatePrefixArgs(rec.Hex16(check_key(key))))
 
     def invalidate_session(self, session_id: str) -> int:
-        return self._count(Opcode.INVALIDATE_SESSION, {"session_id": self._sid(session_id)})
+        return self._count(Opcode.INVALIDATE_SESSION, rec.SessionArgs(self._sid(session_id)))
 
     def invalidate_model(self, fingerprint: bytes) -> int:
-        return self._count(Opcode.INVALIDATE_MODEL, {"fingerprint": check_fingerprint(fingerprint).hex()})
+        return self._count(Opcode.INVALIDATE_MODEL, rec.InvalidateModelArgs(rec.Hex16(check_fingerprint(fingerprint))))
 
     def invalidate_namespace(self) -> int:
-        return self._count(Opcode.INVALIDATE_NAMESPACE, {})
+        return self._count(Opcode.INVALIDATE_NAMESPACE, None)
 
     # ---- target ---------------------------------------------------------------------------------
     def capabilities(self) -> Capabilities:

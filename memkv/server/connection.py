@@ -42,10 +42,10 @@ from ..errors import (
     Timeout,
     Unavailable,
 )
-from ..keys import NO_FINGERPRINT
 from ..store.engine import BlockRead
 from ..transport import SPEC_VERSION, GetResult, ItemResult
 from ..wire import messages as msg
+from ..wire import records as rec
 from ..wire.connection import Connection as WireConnection
 from ..wire.connection import Grant, Hello, Request, ServerPolicy, Side
 from ..wire.frames import (
@@ -528,16 +528,16 @@ class Connection:
         return {}, msg.pack_flags(flags), len(flags), []
 
     def _lookup(self, header: Header, reader: msg.MetaReader) -> Response:
-        lease_ms = reader.arg("lease_ms", int, 0)
+        args = rec.decode(reader, rec.LookupArgs)
         keys = reader.keys()
         reader.finish()
-        result = self.engine.lookup(self.namespace, keys, lease_ms)
+        result = self.engine.lookup(self.namespace, keys, args.lease_ms)
         if self.server.access_log is not None:
             self.server.access_log.lookup(self.namespace, keys)
         return msg.lookup_args(result), b"", 0, []
 
     def _release_lease(self, header: Header, reader: msg.MetaReader) -> Response:
-        self.engine.release_lease(self.namespace, reader.arg("lease_id", str))
+        self.engine.release_lease(self.namespace, rec.decode(reader, rec.ReleaseLeaseArgs).lease_id)
         return {}, b"", 0, []
 
     def _delete(self, header: Header, reader: msg.MetaReader) -> Response:
@@ -559,54 +559,59 @@ class Connection:
         return keys
 
     def _session_open(self, header: Header, reader: msg.MetaReader) -> Response:
-        ttl = reader.arg("ttl_s", float)
-        fingerprint = reader.hex_arg("fingerprint", 16, NO_FINGERPRINT)
+        args = rec.decode(reader, rec.SessionOpenArgs)
         keys = self._session_keys(reader)
-        return self._session(self.engine.open_session(self.namespace, ttl, keys, fingerprint))
+        return self._session(self.engine.open_session(self.namespace, args.ttl_s, keys, args.fingerprint))
 
     def _session_append(self, header: Header, reader: msg.MetaReader) -> Response:
-        session_id = reader.arg("session_id", str)
+        session_id = rec.decode(reader, rec.SessionArgs).session_id
         keys = self._session_keys(reader)
         return self._session(self.engine.append(self.namespace, session_id, keys))
 
     def _session_suspend(self, header: Header, reader: msg.MetaReader) -> Response:
-        info = self.engine.suspend(self.namespace, reader.arg("session_id", str), reader.arg("pause_ttl_s", float))
-        return self._session(info)
+        args = rec.decode(reader, rec.SessionSuspendArgs)
+        return self._session(self.engine.suspend(self.namespace, args.session_id, args.pause_ttl_s))
 
     def _session_resume(self, header: Header, reader: msg.MetaReader) -> Response:
-        return self._session(self.engine.resume(self.namespace, reader.arg("session_id", str)).session)
+        return self._session(self.engine.resume(self.namespace, self._session_id(reader)).session)
 
     def _session_fork(self, header: Header, reader: msg.MetaReader) -> Response:
-        prefix = reader.arg("prefix_len", int, None, nullable=True)
-        ttl = reader.arg("ttl_s", float, None, nullable=True)
-        return self._session(self.engine.fork(self.namespace, reader.arg("session_id", str), prefix, ttl))
+        args = rec.decode(reader, rec.SessionForkArgs)
+        return self._session(self.engine.fork(self.namespace, args.session_id, args.prefix_len, args.ttl_s))
 
     def _session_close(self, header: Header, reader: msg.MetaReader) -> Response:
-        return self._session(self.engine.close_session(self.namespace, reader.arg("session_id", str)))
+        return self._session(self.engine.close_session(self.namespace, self._session_id(reader)))
 
     def _session_info(self, header: Header, reader: msg.MetaReader) -> Response:
-        return self._session(self.engine.session_info(self.namespace, reader.arg("session_id", str)))
+        return self._session(self.engine.session_info(self.namespace, self._session_id(reader)))
+
+    @staticmethod
+    def _session_id(reader: msg.MetaReader) -> str:
+        return rec.decode(reader, rec.SessionArgs).session_id
 
     # ---- invalidation --------------------------------------------------------------------------
     def _invalidate_keys(self, header: Header, reader: msg.MetaReader) -> Response:
         keys = reader.keys()
         reader.finish()
-        return {"count": self.engine.invalidate_keys(self.namespace, keys)}, b"", 0, []
+        return self._count(self.engine.invalidate_keys(self.namespace, keys))
 
     def _invalidate_prefix(self, header: Header, reader: msg.MetaReader) -> Response:
-        key = reader.hex_arg("key", 16)
-        return {"count": self.engine.invalidate_prefix(self.namespace, key)}, b"", 0, []
+        key = rec.decode(reader, rec.InvalidatePrefixArgs).key
+        return self._count(self.engine.invalidate_prefix(self.namespace, key))
 
     def _invalidate_session(self, header: Header, reader: msg.MetaReader) -> Response:
-        count = self.engine.invalidate_session(self.namespace, reader.arg("session_id", str))
-        return {"count": count}, b"", 0, []
+        return self._count(self.engine.invalidate_session(self.namespace, self._session_id(reader)))
 
     def _invalidate_model(self, header: Header, reader: msg.MetaReader) -> Response:
-        fingerprint = reader.hex_arg("fingerprint", 16)
-        return {"count": self.engine.invalidate_model(self.namespace, fingerprint)}, b"", 0, []
+        fingerprint = rec.decode(reader, rec.InvalidateModelArgs).fingerprint
+        return self._count(self.engine.invalidate_model(self.namespace, fingerprint))
 
     def _invalidate_namespace(self, header: Header, reader: msg.MetaReader) -> Response:
-        return {"count": self.engine.invalidate_namespace(self.namespace)}, b"", 0, []
+        return self._count(self.engine.invalidate_namespace(self.namespace))
+
+    @staticmethod
+    def _count(count: int) -> Response:
+        return rec.encode(rec.CountAnswer(count)), b"", 0, []
 
     # ---- target --------------------------------------------------------------------------------
     def _capabilities(self, header: Header, reader: msg.MetaReader) -> Response:

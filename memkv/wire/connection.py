@@ -35,6 +35,7 @@ from ..errors import (
     error_for,
 )
 from . import messages as msg
+from . import records as rec
 from .frames import (
     CLIENT_TO_SERVER,
     DEFAULT_MAX_META,
@@ -230,10 +231,9 @@ class Connection:
         self._client_nonce = nonce or os.urandom(16)
         self._credential = credential
         self.namespace = namespace
-        args = {"namespace": namespace, "key_id": credential.key_id if credential else None,
-                "client_nonce": self._client_nonce.hex(),
-                "timestamp_ms": int(time.time() * 1000) if now_ms is None else now_ms, "client": client}
-        meta = msg.encode_meta(args)
+        args = rec.HelloArgs(namespace, credential.key_id if credential else None, rec.Hex16(self._client_nonce),
+                             int(time.time() * 1000) if now_ms is None else now_ms, client)
+        meta = msg.encode_meta(rec.encode(args))
         header = sign(credential.secret if credential else None, Header(Opcode.HELLO, 0, len(meta)), meta)
         self.handle(Event.SEND_HELLO)
         return header.pack() + meta
@@ -298,11 +298,9 @@ class Connection:
         try:
             if header.opcode is not Opcode.HELLO:
                 raise Unauthenticated("the first frame must be HELLO")
-            reader = msg.MetaReader(meta, 0)
-            namespace = reader.arg("namespace", str)
-            key_id = reader.arg("key_id", str, None, nullable=True)
-            client_nonce = reader.hex_arg("client_nonce", 16)
-            timestamp_ms = reader.arg("timestamp_ms", int)
+            hello = rec.decode(msg.MetaReader(meta, 0), rec.HelloArgs)
+            namespace, key_id, client_nonce, timestamp_ms = (hello.namespace, hello.key_id, hello.client_nonce,
+                                                             hello.timestamp_ms)
             if not 0 <= timestamp_ms < 2**53:
                 raise InvalidArgument("timestamp_ms must be milliseconds since the epoch")
             server_nonce = os.urandom(16)
@@ -430,13 +428,15 @@ class Connection:
             self._phase = Phase.HEADER
 
     # ---- sending, both sides ----------------------------------------------------------------------
-    def request_frame(self, opcode: Opcode, args: dict[str, Any] | None = None, items: bytes = b"",
+    def request_frame(self, opcode: Opcode, args: rec.Args | None = None, items: bytes = b"",
                       count: int = 0, payload_len: int = 0) -> tuple[int, bytes]:
         """Client: the next request id and the signed header and metadata of that request.
 
-        The `payload_len` bytes of payload follow on the socket, sent by the loop from the caller's buffers.
+        `args` is the record of the opcode's arguments (memkv.wire.records; None: it takes none). The
+        `payload_len` bytes of payload follow on the socket, sent by the loop from the caller's buffers.
         """
-        meta = msg.encode_meta(args, items, count)
+        rec.check_request(opcode, args)
+        meta = msg.encode_meta(None if args is None else rec.encode(args), items, count)
         request_id = self._next_request_id
         self._next_request_id += 1
         return request_id, self.request_header(opcode, request_id, meta, payload_len).pack() + meta
