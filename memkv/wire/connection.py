@@ -111,19 +111,17 @@ class Phase(enum.Enum):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Hello:
-    """Server: the first frame, to be answered by `server_hello`."""
-
-    header: Header
-    meta: bytearray
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class Request:
     """Server: a request whose MAC and request id are checked; its payload is still on the socket."""
 
     header: Header
     meta: bytearray
+
+
+class Hello(Request):
+    """Server: the first frame, not yet checked: `server_hello` checks and answers it."""
+
+    __slots__ = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
