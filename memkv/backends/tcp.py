@@ -481,7 +481,7 @@ class TcpTransport(Transport):
         if not isinstance(lease_ms, int) or isinstance(lease_ms, bool):
             raise InvalidArgument("lease_ms must be an integer")
         _, reader, _ = self._call(Opcode.LOOKUP, rec.LookupArgs(lease_ms), checked)
-        return msg.lookup_from(reader)
+        return rec.lookup_from(reader)
 
     def release_lease(self, lease_id: str) -> None:
         if not isinstance(lease_id, str):
@@ -509,7 +509,7 @@ class TcpTransport(Transport):
     # ---- sessions -------------------------------------------------------------------------------
     def _session(self, opcode: Opcode, args: rec.Args, keys: Sequence[bytes] = ()) -> SessionInfo:
         _, reader, _ = self._call(opcode, args, [check_key(k) for k in keys])
-        return msg.session_from(reader)
+        return rec.session_from(reader)
 
     @staticmethod
     def _sid(session_id: str) -> str:

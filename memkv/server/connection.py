@@ -534,7 +534,7 @@ class Connection:
         result = self.engine.lookup(self.namespace, keys, args.lease_ms)
         if self.server.access_log is not None:
             self.server.access_log.lookup(self.namespace, keys)
-        return msg.lookup_args(result), b"", 0, []
+        return rec.lookup_answer(result), b"", 0, []
 
     def _release_lease(self, header: Header, reader: msg.MetaReader) -> Response:
         self.engine.release_lease(self.namespace, rec.decode(reader, rec.ReleaseLeaseArgs).lease_id)
@@ -549,7 +549,7 @@ class Connection:
 
     # ---- sessions ------------------------------------------------------------------------------
     def _session(self, info: Any) -> Response:
-        return msg.session_args(info), msg.pack_keys(info.keys), len(info.keys), []
+        return rec.session_answer(info), msg.pack_keys(info.keys), len(info.keys), []
 
     def _session_keys(self, reader: msg.MetaReader) -> list[bytes]:
         if reader.count > self.engine.limits.max_session_blocks:

@@ -1,4 +1,4 @@
-"""Typed argument records of the wire opcodes: one record per opcode's request arguments.
+"""Typed argument records of the wire opcodes: one per opcode's request arguments, and answers.
 
 A record's fields are that opcode's request arguments in spec/operations.yaml: the name, the
 type (str = string, int = int, float = number, Hex16 = hex16, `| None` = `|null`) and whether
@@ -20,7 +20,10 @@ from typing import Any, NewType, TypeVar
 
 import yaml
 
+from ..errors import ProtocolError
 from ..keys import NO_FINGERPRINT
+from ..sessions import SessionInfo, SessionState
+from ..transport import LookupResult
 from .messages import MetaReader
 from .opcodes import Opcode
 
@@ -111,6 +114,25 @@ class CountAnswer:
     count: int
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class LookupAnswer:
+    prefix_len: int
+    lease_id: str | None
+    lease_expires_at: float | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SessionAnswer:
+    """The answer of every SESSION_* opcode (the session's keys are its items)."""
+
+    session_id: str
+    state: str
+    ttl_s: float
+    expires_at: float
+    parent_id: str | None
+    fingerprint: Hex16
+
+
 Args = (HelloArgs | LookupArgs | ReleaseLeaseArgs | SessionOpenArgs | SessionArgs | SessionSuspendArgs
         | SessionForkArgs | InvalidatePrefixArgs | InvalidateModelArgs | NixlHelloArgs | AgentArgs)
 R = TypeVar("R")
@@ -139,11 +161,15 @@ REQUEST_ARGS: dict[Opcode, type[Any]] = {
 }
 # Opcode -> the record of its answer arguments, where one is defined here.
 ANSWER_ARGS: dict[Opcode, type[Any]] = {
-    op: CountAnswer for op in (Opcode.INVALIDATE_KEYS, Opcode.INVALIDATE_PREFIX, Opcode.INVALIDATE_SESSION,
-                               Opcode.INVALIDATE_MODEL, Opcode.INVALIDATE_NAMESPACE)
+    **{op: CountAnswer for op in (Opcode.INVALIDATE_KEYS, Opcode.INVALIDATE_PREFIX, Opcode.INVALIDATE_SESSION,
+                                  Opcode.INVALIDATE_MODEL, Opcode.INVALIDATE_NAMESPACE)},
+    **{op: SessionAnswer for op in (Opcode.SESSION_OPEN, Opcode.SESSION_APPEND, Opcode.SESSION_SUSPEND,
+                                    Opcode.SESSION_RESUME, Opcode.SESSION_FORK, Opcode.SESSION_CLOSE,
+                                    Opcode.SESSION_INFO)},
+    Opcode.LOOKUP: LookupAnswer,
 }
 
-_SPEC_TYPES: dict[Any, str] = {str: "string", int: "int", float: "number", Hex16: "hex16", bool: "bool"}
+_SPEC_TYPES: dict[Any, str] = {str: "string", int: "int", float: "number", Hex16: "hex16"}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -189,6 +215,32 @@ def encode(record: Any) -> dict[str, Any]:
     """A record as the JSON argument object of a frame (Hex16 fields as lower-case hex)."""
     return {f.name: (value.hex() if f.kind is Hex16 else value)
             for f in _FIELDS[type(record)] for value in (getattr(record, f.name),)}
+
+
+def session_answer(info: SessionInfo) -> dict[str, Any]:
+    return encode(SessionAnswer(info.session_id, info.state.value, info.ttl_s, info.expires_at, info.parent_id,
+                                Hex16(info.fingerprint)))
+
+
+def session_from(reader: MetaReader) -> SessionInfo:
+    """A SESSION_* answer: its arguments, then its key items."""
+    answer = decode(reader, SessionAnswer)
+    try:
+        state = SessionState(answer.state)
+    except ValueError:
+        raise ProtocolError(f"unknown session state {answer.state!r}") from None
+    return SessionInfo(answer.session_id, state, tuple(reader.keys()), float(answer.ttl_s),
+                       float(answer.expires_at), answer.parent_id, answer.fingerprint)
+
+
+def lookup_answer(result: LookupResult) -> dict[str, Any]:
+    return encode(LookupAnswer(result.prefix_len, result.lease_id, result.lease_expires_at))
+
+
+def lookup_from(reader: MetaReader) -> LookupResult:
+    answer = decode(reader, LookupAnswer)
+    expires = answer.lease_expires_at
+    return LookupResult(answer.prefix_len, answer.lease_id, None if expires is None else float(expires))
 
 
 def check_request(opcode: Opcode, record: Any) -> None:
