@@ -26,6 +26,7 @@ from memkv.server.testing import ServerProcess, write_keys_file
 from memkv.transport import PutItem
 from memkv.wire import messages as msg
 from memkv.wire.opcodes import Opcode
+from memkv.wire.records import AgentArgs, NixlHelloArgs
 
 NIXL_OK, NIXL_REASON = availability()
 pytestmark = pytest.mark.skipif(not NIXL_OK, reason=f"NIXL unavailable: {NIXL_REASON}")
@@ -231,9 +232,9 @@ def test_server_refuses_descriptors_without_hello_or_registration(client: Any, s
     try:
         record = msg.pack_nixl_desc(key, 4096, 2 * MiB, 0, 0)
         with pytest.raises(MemkvError) as info:  # no NIXL_HELLO on this connection
-            raw._call(Opcode.NIXL_GET, {"agent": client.agent_name}, [])  # type: ignore[attr-defined]
+            raw._call(Opcode.NIXL_GET, AgentArgs(client.agent_name), [])  # type: ignore[attr-defined]
         assert info.value.code is ErrorCode.INVALID_ARGUMENT
-        future = raw._request(Opcode.NIXL_GET, {"agent": client.agent_name}, record, 1)  # type: ignore[attr-defined]
+        future = raw._request(Opcode.NIXL_GET, AgentArgs(client.agent_name), record, 1)  # type: ignore[attr-defined]
         with pytest.raises(MemkvError) as info:
             raw._wait(future)  # type: ignore[attr-defined]
         assert info.value.code is ErrorCode.INVALID_ARGUMENT
@@ -244,7 +245,7 @@ def test_server_refuses_descriptors_without_hello_or_registration(client: Any, s
     conn = client._connection()
     client._hello_if_needed(conn)
     bad = msg.pack_nixl_desc(key, int(unregistered.ctypes.data) + 123, 2 * MiB, 0, 0)
-    _, reader, _ = client._wait(conn.request(Opcode.NIXL_GET, {"agent": client.agent_name}, bad, 1))
+    _, reader, _ = client._wait(conn.request(Opcode.NIXL_GET, AgentArgs(client.agent_name), bad, 1))
     result = reader.get_results(client.limits)[0]
     assert result.status is ErrorCode.INVALID_ARGUMENT and "registered" in result.message
     assert not unregistered.any()
@@ -256,7 +257,7 @@ def test_hello_must_carry_the_declared_agent(client: Any) -> None:
     assert metadata_agent_name(blob) == client.agent_name
     conn = client._connection()
     with pytest.raises(MemkvError) as info:
-        client._wait(conn.request(Opcode.NIXL_HELLO, {"agent": "memkv-client-impostor", "epoch": 99},
+        client._wait(conn.request(Opcode.NIXL_HELLO, NixlHelloArgs("memkv-client-impostor", 99),
                                   msg.pack_blob(blob), 1))
     assert info.value.code is ErrorCode.INVALID_ARGUMENT
 

@@ -8,6 +8,7 @@ from it (MKV-WIRE-006, MKV-WIRE-011, MKV-WIRE-016).
 from __future__ import annotations
 
 import ast
+import copy
 import hashlib
 import hmac
 import json
@@ -22,13 +23,14 @@ import pytest
 from conformance import opschema as schema
 from memkv.blocks import BlockMeta
 from memkv.checksum import payload_checksum
-from memkv.errors import ErrorCode
+from memkv.errors import ErrorCode, MemkvError
 from memkv.server.core import MemkvServer
 from memkv.server.keyring import parse_credential
 from memkv.server.testing import hello_bytes, in_process_server, read_frame, recv_exact, write_keys_file
 from memkv.transport import SPEC_VERSION
 from memkv.wire import messages as msg
 from memkv.wire import nixl_leases as leases
+from memkv.wire import records
 from memkv.wire.frames import (
     CLIENT_TO_SERVER,
     SERVER_TO_CLIENT,
@@ -241,39 +243,24 @@ def test_reference_server_answers_follow_the_schema(server: tuple[MemkvServer, d
     assert set(answers) == expected
 
 
-# ---- the argument names spelt in the server and the client are the schema's -------------------------
-def _calls_with_opcode_and_dict(path: Path) -> dict[str, set[str]]:
-    """Opcode name -> keys of the dict literal passed next to `Opcode.X` in any call of `path`."""
-    sent: dict[str, set[str]] = {}
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if not isinstance(node, ast.Call):
-            continue
-        for first, second in zip(node.args, node.args[1:], strict=False):
-            if (isinstance(first, ast.Attribute) and isinstance(first.value, ast.Name) and first.value.id == "Opcode"
-                    and isinstance(second, ast.Dict)):
-                keys = {k.value for k in second.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
-                sent.setdefault(first.attr, set()).update(keys)
-    return sent
+# ---- the server and the clients spell arguments only through the records of memkv.wire.records ------
+def _records_named(node: ast.AST) -> set[str]:
+    """Names X of every `rec.X` inside `node`."""
+    return {n.attr for n in ast.walk(node)
+            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "rec"}
 
 
-def _args_read_by_handlers(path: Path, handlers: dict[str, str]) -> dict[str, set[str]]:
-    """Opcode name -> argument names its handler method reads with `.arg(...)` or `.hex_arg(...)`."""
-    methods = {node.name: node for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-               if isinstance(node, ast.FunctionDef)}
-    read: dict[str, set[str]] = {}
-    for opcode, method in handlers.items():
-        names = read.setdefault(opcode, set())
-        for node in ast.walk(methods[method]):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr in ("arg", "hex_arg") and node.args and isinstance(node.args[0], ast.Constant)):
-                names.add(str(node.args[0].value))
-    return read
+def _literal_arg_reads(node: ast.AST) -> list[str]:
+    """Argument names read by hand (`.arg("x", ...)`, `.hex_arg("x", ...)`) inside `node`."""
+    return [str(n.args[0].value) for n in ast.walk(node)
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in ("arg", "hex_arg")
+            and n.args and isinstance(n.args[0], ast.Constant)]
 
 
-def _handler_table(path: Path) -> dict[str, str]:
+def _handler_table(tree: ast.AST) -> dict[str, str]:
     """Opcode name -> handler method name, from the dict literal `{Opcode.X: self._x, ...}`."""
     table: dict[str, str] = {}
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Dict):
             for key, value in zip(node.keys, node.values, strict=True):
                 if (isinstance(key, ast.Attribute) and isinstance(key.value, ast.Name) and key.value.id == "Opcode"
@@ -282,26 +269,83 @@ def _handler_table(path: Path) -> dict[str, str]:
     return table
 
 
-def _request_args(opcode: str) -> tuple[set[str], set[str]]:
-    part = schema.opcode_entry(SCHEMA, opcode)["request"]
-    return {a["name"] for a in part["args"]}, {a["name"] for a in part["args"] if a["required"]}
+REQUEST_RECORDS = {cls.__name__ for cls in records.REQUEST_ARGS.values()}
 
 
 @req("MKV-WIRE-006")
-def test_server_reads_exactly_the_schema_s_request_arguments() -> None:
-    path = ROOT / "memkv" / "server" / "connection.py"
-    read = _args_read_by_handlers(path, _handler_table(path))
-    assert len(read) >= 20
-    for opcode, names in read.items():
-        allowed, _ = _request_args(opcode)
-        assert names == allowed, (opcode, sorted(names), sorted(allowed))
+def test_server_handlers_decode_their_opcode_s_record() -> None:
+    tree = ast.parse((ROOT / "memkv" / "server" / "connection.py").read_text(encoding="utf-8"))
+    methods = {node.name: node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
+    table = _handler_table(tree)
+    assert len(table) >= 20
+    for opcode, method in table.items():
+        body = methods[method]
+        called = {n.func.attr for n in ast.walk(body) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
+        used = _records_named(body).union(*(_records_named(methods[c]) for c in called if c in methods))
+        expected = records.REQUEST_ARGS.get(Opcode[opcode])
+        assert used & REQUEST_RECORDS == ({expected.__name__} if expected else set()), (opcode, used)
+        assert _literal_arg_reads(body) == [], opcode
 
 
 @req("MKV-WIRE-006")
-def test_client_sends_the_schema_s_request_arguments() -> None:
-    sent = _calls_with_opcode_and_dict(ROOT / "memkv" / "backends" / "tcp.py")
-    sent |= _calls_with_opcode_and_dict(ROOT / "memkv" / "backends" / "nixl.py")
+def test_clients_send_their_opcode_s_record() -> None:
+    sent: dict[str, set[str]] = {}
+    for path in (ROOT / "memkv" / "backends" / "tcp.py", ROOT / "memkv" / "backends" / "nixl.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("request", "_request", "_call", "_session", "_count")):
+                continue
+            first, second = (node.args + [ast.Constant(None)] * 2)[:2]
+            if not (isinstance(first, ast.Attribute) and isinstance(first.value, ast.Name)
+                    and first.value.id == "Opcode"):
+                continue
+            if isinstance(second, ast.Call):
+                sent.setdefault(first.attr, set()).update(_records_named(second.func))
+            elif isinstance(second, ast.Constant) and second.value is None:
+                sent.setdefault(first.attr, set())
+            else:
+                pytest.fail(f"{path.name}: {first.attr} is sent with {ast.unparse(second)}, not a record")
     assert len(sent) >= 15
     for opcode, names in sent.items():
-        allowed, required = _request_args(opcode)
-        assert names <= allowed and required <= names, (opcode, sorted(names), sorted(allowed))
+        expected = records.REQUEST_ARGS.get(Opcode[opcode])
+        assert names == ({expected.__name__} if expected else set()), (opcode, names)
+
+
+def test_a_record_that_differs_from_the_schema_fails() -> None:
+    assert records.schema_problems(SCHEMA) == []
+    changed = copy.deepcopy(SCHEMA)
+    lookup = next(e for e in changed["opcodes"] if e["name"] == "LOOKUP")
+    lookup["request"]["args"].append({"name": "lease_scope", "type": "string", "required": False})
+    fork = next(e for e in changed["opcodes"] if e["name"] == "SESSION_FORK")
+    fork["request"]["args"][1]["type"] = "int"  # prefix_len no longer admits null
+    count = next(e for e in changed["opcodes"] if e["name"] == "INVALIDATE_MODEL")
+    count["answer"]["args"] = [{"name": "removed", "type": "int", "required": True}]
+    problems = records.schema_problems(changed)
+    assert [p.split(":")[0].split()[0] for p in problems] == ["LOOKUP", "SESSION_FORK", "INVALIDATE_MODEL"]
+    with pytest.raises(records.SchemaMismatch, match="lease_scope"):
+        records.check_schema(changed)
+
+
+def test_a_sender_cannot_pass_another_opcode_s_record() -> None:
+    records.check_request(Opcode.LOOKUP, records.LookupArgs(5))
+    records.check_request(Opcode.PING, None)
+    with pytest.raises(TypeError, match="SESSION_CLOSE takes SessionArgs"):
+        records.check_request(Opcode.SESSION_CLOSE, records.LookupArgs(5))
+    with pytest.raises(TypeError):
+        records.check_request(Opcode.LOOKUP, None)
+    with pytest.raises(TypeError):
+        records.check_request(Opcode.PING, records.SessionArgs("s"))
+
+
+def test_records_round_trip_through_frame_metadata() -> None:
+    sent = records.SessionForkArgs("s-1", None, 2.5)
+    reader = msg.MetaReader(msg.encode_meta(records.encode(sent)), 0)
+    assert records.decode(reader, records.SessionForkArgs) == sent
+    fingerprint = records.Hex16(bytes(range(16)))
+    reader = msg.MetaReader(msg.encode_meta(records.encode(records.InvalidateModelArgs(fingerprint))), 0)
+    assert reader.args == {"fingerprint": bytes(range(16)).hex()}
+    assert records.decode(reader, records.InvalidateModelArgs).fingerprint == fingerprint
+    for bad in ({"session_id": 7}, {}, {"session_id": "s", "prefix_len": True}):
+        with pytest.raises(MemkvError) as info:
+            records.decode(msg.MetaReader(msg.encode_meta(bad), 0), records.SessionForkArgs)
+        assert info.value.code is ErrorCode.INVALID_ARGUMENT

@@ -53,6 +53,7 @@ from ..nixl_support import Pump, describe_error, make_agent, metadata_agent_name
 from ..transport import Capabilities, GetResult, ItemResult, PutItem
 from ..units import parse_size
 from ..wire import messages as msg
+from ..wire import records as rec
 from ..wire.opcodes import Opcode
 from .nixl_write import ClientDrivenPut
 from .tcp import DEFAULT_PORT, Reply, TcpConnection, TcpTransport, _parse_credential, check_options, pop_credential
@@ -313,10 +314,11 @@ class NixlTransport(TcpTransport):
         memory.register(probe_address, len(probe), 0, DRAM)
         conn = self._connection()
         epoch, blob = memory.metadata()
-        args = {"agent": self.agent_name, "epoch": epoch, "probe_address": probe_address, "probe_length": PROBE_BYTES}
         self._pump.enter()
         try:
-            _, reader, _ = self._wait(conn.request(Opcode.NIXL_HELLO, args, msg.pack_blob(blob), 1))
+            _, reader, _ = self._wait(conn.request(
+                Opcode.NIXL_HELLO, rec.NixlHelloArgs(self.agent_name, epoch, probe_address, PROBE_BYTES),
+                msg.pack_blob(blob), 1))
         except ProtocolError as exc:
             raise Unsupported(f"the server does not speak NIXL_HELLO ({exc.message})") from None
         finally:
@@ -363,8 +365,7 @@ class NixlTransport(TcpTransport):
             if self._sent_epoch.get(conn, -1) >= epoch:
                 return None
             epoch, blob = self._memory.metadata()
-            future = conn.request(Opcode.NIXL_HELLO, {"agent": self.agent_name, "epoch": epoch},
-                                  msg.pack_blob(blob), 1)
+            future = conn.request(Opcode.NIXL_HELLO, rec.NixlHelloArgs(self.agent_name, epoch), msg.pack_blob(blob), 1)
             self._sent_epoch[conn] = epoch
             return future
 
@@ -390,7 +391,7 @@ class NixlTransport(TcpTransport):
                    ) -> concurrent.futures.Future[Reply]:
         conn = conn if conn is not None else self._connection()
         hello = self._hello_if_needed(conn)
-        future = conn.request(opcode, {"agent": self.agent_name}, b"".join(records), len(records))
+        future = conn.request(opcode, rec.AgentArgs(self.agent_name), b"".join(records), len(records))
         if hello is None:
             return future
         out: concurrent.futures.Future[Reply] = concurrent.futures.Future()

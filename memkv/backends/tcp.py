@@ -2,16 +2,16 @@
 
 `memkv.connect("memkv+tcp://host:9900", namespace="team-a", key="<key id>:<secret>")`.
 Each pooled connection authenticates with HELLO, then sends requests with increasing request
-ids while a reader thread matches answers to them (pipelining, MKV-WIRE-013). A get answer's
-payload is received with recv_into straight into the caller's buffer and verified against its
-checksum before the result is returned (MKV-BLK-006).
+ids while a reader thread matches answers to them (pipelining, MKV-WIRE-013). Framing, signing,
+verification and the handshake are the sans-IO memkv.wire.connection.Connection's; this module
+is its socket loop. A get answer's payload is received with recv_into straight into the caller's
+buffer and verified against its checksum before the result is returned (MKV-BLK-006).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import itertools
 import logging
 import os
 import socket
@@ -48,15 +48,10 @@ from ..transport import (
     Transport,
 )
 from ..wire import messages as msg
+from ..wire import records as rec
+from ..wire.connection import Answer, Credential, HelloAnswered, Refused, Side
 from ..wire.connection import Connection as WireConnection
-from ..wire.connection import Credential, Side
-from ..wire.frames import (
-    DEFAULT_MAX_META,
-    HEADER_SIZE,
-    Header,
-    WireLimits,
-    parse_header,
-)
+from ..wire.frames import Header
 from ..wire.opcodes import Opcode
 
 log = logging.getLogger("memkv.tcp")
@@ -100,7 +95,6 @@ class TcpConnection:
         self._pending: dict[int, _Pending] = {}
         self._delivering = False  # the reader is receiving an answer (maybe into a caller's buffer)
         self._pending_lock = threading.Lock()
-        self._ids = itertools.count(1)
         self.closed = False
         self._failure: MemkvError | None = None
         self.wire = WireConnection(Side.CLIENT)  # state, keys and HELLO: memkv.wire.connection (sans-IO)
@@ -109,10 +103,7 @@ class TcpConnection:
         except BaseException:
             self.sock.close()
             raise
-        limits = self.server_info.get("limits", {})
-        self.limits = WireLimits(int(limits.get("max_meta", DEFAULT_MAX_META)),
-                                 int(limits.get("max_payload", 256 * 1024 * 1024)),
-                                 int(limits.get("max_items", 256)))
+        self.limits = self.wire.limits  # as the HELLO answer announced them
         self.sock.settimeout(None)
         # A server that stops reading must not block a sender (and the send lock) forever.
         seconds = max(1, int(send_timeout))
@@ -120,12 +111,7 @@ class TcpConnection:
         self._reader = threading.Thread(target=self._read_loop, name="memkv-tcp-reader", daemon=True)
         self._reader.start()
 
-    # ---- handshake --------------------------------------------------------------------------
-    def _recv_exact(self, size: int) -> bytearray:
-        buf = bytearray(size)
-        self._recv_into(memoryview(buf))
-        return buf
-
+    # ---- socket loop ------------------------------------------------------------------------
     def _recv_into(self, view: memoryview) -> None:
         pos, size = 0, len(view)
         while pos < size:
@@ -135,6 +121,20 @@ class TcpConnection:
                 raise Unavailable("server closed the connection")
             pos += got
 
+    def _recv_frame(self) -> Answer | Refused | HelloAnswered:
+        """Header and metadata into the wire core's buffers; the checked frame (its payload follows)."""
+        wire = self.wire
+        self._recv_into(wire.header_buffer())
+        if wire.header_received().startswith(b"HTTP/"):
+            raise ProtocolError(f"{self.address[0]}:{self.address[1]} is an HTTP endpoint (the admin API?), "
+                                "not a memkv wire protocol port")
+        wire.receive_header()
+        self._recv_into(wire.meta_buffer())
+        event = wire.next_event()
+        if isinstance(event, (Answer, Refused, HelloAnswered)):
+            return event
+        raise ProtocolError(f"client received a {type(event).__name__}")  # a server's event: never here
+
     def _hello(self, credential: tuple[str, bytes] | None, timeout: float) -> dict[str, Any]:
         """The handshake of memkv.wire.connection (sans-IO) over this socket."""
         wire = self.wire
@@ -143,38 +143,33 @@ class TcpConnection:
         self.sock.settimeout(timeout)
         try:
             self.sock.sendall(frame)
-            first = self._recv_exact(HEADER_SIZE)
-            if first.startswith(b"HTTP/"):
-                raise ProtocolError(f"{self.address[0]}:{self.address[1]} is an HTTP endpoint (the admin API?), "
-                                    "not a memkv wire protocol port")
-            reply = parse_header(first, WireLimits(max_meta=64 * 1024, max_payload=0))
-            reply_meta = self._recv_exact(reply.meta_len)
+            answer = self._recv_frame()
         except TimeoutError:
             raise Timeout("server did not answer HELLO in time") from None
         except OSError as exc:
             raise Unavailable(f"connection failed during HELLO: {exc}") from None
-        return wire.client_hello_answer(reply, reply_meta)
+        if not isinstance(answer, HelloAnswered):
+            raise ProtocolError("server did not answer HELLO")
+        return answer.args
 
     # ---- requests ----------------------------------------------------------------------------
     def in_flight(self) -> int:
         """Requests sent and not yet answered, counting one whose answer is being received."""
         return len(self._pending) + self._delivering
 
-    def request(self, opcode: Opcode, args: dict[str, Any] | None = None, items: bytes = b"", count: int = 0,
+    def request(self, opcode: Opcode, args: rec.Args | None = None, items: bytes = b"", count: int = 0,
                 payload: Sequence[memoryview] = (), get_views: list[memoryview] | None = None
                 ) -> concurrent.futures.Future[Reply]:
-        meta = msg.encode_meta(args, items, count)
         future: concurrent.futures.Future[Reply] = concurrent.futures.Future()
         payload_len = sum(len(p) for p in payload)
         with self._send_lock:
             if self.closed:
                 raise self._failure or Unavailable("connection is closed")
-            request_id = next(self._ids)
-            header = self.wire.request_header(opcode, request_id, meta, payload_len)
+            request_id, frame = self.wire.request_frame(opcode, args, items, count, payload_len)
             with self._pending_lock:
                 self._pending[request_id] = _Pending(future, opcode, get_views)
             try:
-                self._sendmsg([header.pack(), meta, *payload])
+                self._sendmsg([frame, *payload])
             except OSError as exc:
                 self._fail(Unavailable(f"connection lost: {exc}"))
         return future
@@ -190,22 +185,21 @@ class TcpConnection:
         current: _Pending | None = None  # popped from _pending while its answer is received
         try:
             while True:
-                header = parse_header(self._recv_exact(HEADER_SIZE),
-                                      WireLimits(DEFAULT_MAX_META, 1 << 40, self.limits.max_items))
-                meta = self._recv_exact(header.meta_len)
-                self.wire.check_answer(header, meta)
+                event = self._recv_frame()
+                if isinstance(event, HelloAnswered):
+                    raise ProtocolError("a second HELLO answer")
+                header = event.header
                 with self._pending_lock:
                     pending = self._pending.pop(header.request_id, None)
                     self._delivering = pending is not None
                 if pending is None:
-                    if header.opcode is Opcode.ERROR:
-                        reader = msg.MetaReader(meta, 0)
-                        raise error_for(header.status or ErrorCode.PROTOCOL_ERROR,
-                                        str(reader.args.get("message", "server closed the connection")))
+                    if isinstance(event, Refused):  # an ERROR for no request: the server closes
+                        raise event.error if event.error.message else error_for(
+                            event.error.code, "server closed the connection")
                     raise ProtocolError(f"answer to unknown request id {header.request_id}")
                 current = pending
                 try:
-                    self._deliver(header, meta, pending)
+                    self._deliver(event, pending)
                 finally:
                     self._delivering = False
                 current = None
@@ -219,15 +213,13 @@ class TcpConnection:
         if current is not None and not current.future.done():  # the connection died inside its answer
             current.future.set_exception(error_for(error.code, error.message))
 
-    def _deliver(self, header: Header, meta: bytearray, pending: _Pending) -> None:
-        if header.opcode is Opcode.ERROR:
-            reader = msg.MetaReader(meta, 0)
-            pending.future.set_exception(error_for(header.status or ErrorCode.PROTOCOL_ERROR,
-                                                   str(reader.args.get("message", ""))))
+    def _deliver(self, event: Answer | Refused, pending: _Pending) -> None:
+        if isinstance(event, Refused):
+            pending.future.set_exception(event.error)
             return
+        header, reader = event.header, event.reader
         if header.opcode is not pending.opcode:
             raise ProtocolError(f"answer opcode {header.opcode.name} does not match {pending.opcode.name}")
-        reader = msg.MetaReader(meta, self.limits.max_items)
         extra: Any = None
         if pending.opcode is Opcode.GET:
             extra = self._receive_get(header, reader, pending.get_views or [])
@@ -264,6 +256,7 @@ class TcpConnection:
             end = min(done + RECV_PIECE, size)
             piece = target[done:end]
             self._recv_into(piece)
+            self.wire.payload_received(len(piece))
             hasher.update(piece)
             done = end
         return hasher.intdigest()
@@ -360,7 +353,7 @@ class TcpTransport(Transport):
             self._conns.append(conn)
         return conn
 
-    def _request(self, opcode: Opcode, args: dict[str, Any] | None = None, items: bytes = b"", count: int = 0,
+    def _request(self, opcode: Opcode, args: rec.Args | None = None, items: bytes = b"", count: int = 0,
                  payload: Sequence[memoryview] = (), get_views: list[memoryview] | None = None
                  ) -> concurrent.futures.Future[Reply]:
         return self._connection().request(opcode, args, items, count, payload, get_views)
@@ -379,7 +372,7 @@ class TcpTransport(Transport):
                 conn.abandon(error)
             raise error from None
 
-    def _call(self, opcode: Opcode, args: dict[str, Any] | None = None, keys: Sequence[bytes] = ()) -> Reply:
+    def _call(self, opcode: Opcode, args: rec.Args | None = None, keys: Sequence[bytes] = ()) -> Reply:
         return self._wait(self._request(opcode, args, msg.pack_keys(keys), len(keys)))
 
     # ---- blocks --------------------------------------------------------------------------------
@@ -409,7 +402,7 @@ class TcpTransport(Transport):
         futures = []
         for frame in frames:
             if frame:
-                futures.append(self._request(Opcode.PUT, {}, b"".join(r for _, r, _ in frame), len(frame),
+                futures.append(self._request(Opcode.PUT, None, b"".join(r for _, r, _ in frame), len(frame),
                                              [v for _, _, v in frame]))
 
         def combine(replies: list[Reply]) -> list[ItemResult]:
@@ -450,7 +443,7 @@ class TcpTransport(Transport):
             frames[-1].append((i, msg.pack_get_item(checked, len(view)), view))
             frame_bytes += capacity
         sent = [f for f in frames if f]
-        futures = [self._request(Opcode.GET, {}, b"".join(r for _, r, _ in frame), len(frame),
+        futures = [self._request(Opcode.GET, None, b"".join(r for _, r, _ in frame), len(frame),
                                  get_views=[v for _, _, v in frame]) for frame in sent]
 
         def combine(replies: list[Reply]) -> list[GetResult]:
@@ -470,14 +463,14 @@ class TcpTransport(Transport):
 
     def stat(self, keys: Sequence[bytes]) -> list[BlockInfo | None]:
         checked = self._checked_keys(keys)
-        _, reader, _ = self._call(Opcode.STAT, {}, checked)
+        _, reader, _ = self._call(Opcode.STAT, None, checked)
         infos = reader.stat_results(checked, Limits(max_user_meta=msg.MAX_BLOCK_META))
         reader.finish()
         return infos
 
     def exists(self, keys: Sequence[bytes]) -> list[bool]:
         checked = self._checked_keys(keys)
-        _, reader, _ = self._call(Opcode.EXISTS, {}, checked)
+        _, reader, _ = self._call(Opcode.EXISTS, None, checked)
         flags = reader.flags()
         if len(flags) != len(checked):
             raise ProtocolError("exists answer has a different number of items than the request")
@@ -487,15 +480,15 @@ class TcpTransport(Transport):
         checked = self._checked_keys(keys)
         if not isinstance(lease_ms, int) or isinstance(lease_ms, bool):
             raise InvalidArgument("lease_ms must be an integer")
-        _, reader, _ = self._call(Opcode.LOOKUP, {"lease_ms": lease_ms}, checked)
-        return msg.lookup_from(reader)
+        _, reader, _ = self._call(Opcode.LOOKUP, rec.LookupArgs(lease_ms), checked)
+        return rec.lookup_from(reader)
 
     def release_lease(self, lease_id: str) -> None:
         if not isinstance(lease_id, str):
             from ..errors import UnknownLease
 
             raise UnknownLease(f"lease {lease_id!r} does not exist or has expired")
-        self._call(Opcode.RELEASE_LEASE, {"lease_id": lease_id})
+        self._call(Opcode.RELEASE_LEASE, rec.ReleaseLeaseArgs(lease_id))
 
     def delete(self, keys: Sequence[bytes]) -> list[ItemResult]:
         keys = list(keys)
@@ -508,15 +501,15 @@ class TcpTransport(Transport):
             except MemkvError as exc:
                 results[i] = ItemResult(exc.code, exc.message)
         if valid:
-            _, reader, _ = self._call(Opcode.DELETE, {}, [k for _, k in valid])
+            _, reader, _ = self._call(Opcode.DELETE, None, [k for _, k in valid])
             for (i, _), answer in zip(valid, reader.results(), strict=True):
                 results[i] = answer
         return [r or ItemResult(ErrorCode.INTERNAL) for r in results]
 
     # ---- sessions -------------------------------------------------------------------------------
-    def _session(self, opcode: Opcode, args: dict[str, Any], keys: Sequence[bytes] = ()) -> SessionInfo:
+    def _session(self, opcode: Opcode, args: rec.Args, keys: Sequence[bytes] = ()) -> SessionInfo:
         _, reader, _ = self._call(opcode, args, [check_key(k) for k in keys])
-        return msg.session_from(reader)
+        return rec.session_from(reader)
 
     @staticmethod
     def _sid(session_id: str) -> str:
@@ -536,56 +529,54 @@ class TcpTransport(Transport):
                      fingerprint: bytes = NO_FINGERPRINT) -> SessionInfo:
         ttl = self._number(ttl_s, "ttl_s")
         fp = check_fingerprint(fingerprint)
-        return self._session(Opcode.SESSION_OPEN, {"ttl_s": _json_float(ttl), "fingerprint": fp.hex()}, keys)
+        return self._session(Opcode.SESSION_OPEN, rec.SessionOpenArgs(_json_float(ttl), rec.Hex16(fp)), keys)
 
     def append(self, session_id: str, keys: Sequence[bytes]) -> SessionInfo:
-        return self._session(Opcode.SESSION_APPEND, {"session_id": self._sid(session_id)}, keys)
+        return self._session(Opcode.SESSION_APPEND, rec.SessionArgs(self._sid(session_id)), keys)
 
     def suspend(self, session_id: str, pause_ttl_s: float) -> SessionInfo:
         pause = self._number(pause_ttl_s, "pause_ttl_s")
-        return self._session(Opcode.SESSION_SUSPEND, {"session_id": self._sid(session_id),
-                                                      "pause_ttl_s": _json_float(pause)})
+        return self._session(Opcode.SESSION_SUSPEND, rec.SessionSuspendArgs(self._sid(session_id), _json_float(pause)))
 
     def resume(self, session_id: str) -> ResumeResult:
-        info = self._session(Opcode.SESSION_RESUME, {"session_id": self._sid(session_id)})
+        info = self._session(Opcode.SESSION_RESUME, rec.SessionArgs(self._sid(session_id)))
         return ResumeResult(info, info.keys)
 
     def fork(self, session_id: str, prefix_len: int | None = None, ttl_s: float | None = None) -> SessionInfo:
         if prefix_len is not None and (isinstance(prefix_len, bool) or not isinstance(prefix_len, int)):
             raise InvalidArgument("prefix_len must be an integer")
         ttl = None if ttl_s is None else _json_float(self._number(ttl_s, "ttl_s"))
-        return self._session(Opcode.SESSION_FORK, {"session_id": self._sid(session_id), "prefix_len": prefix_len,
-                                                   "ttl_s": ttl})
+        return self._session(Opcode.SESSION_FORK, rec.SessionForkArgs(self._sid(session_id), prefix_len, ttl))
 
     def close_session(self, session_id: str) -> SessionInfo:
-        return self._session(Opcode.SESSION_CLOSE, {"session_id": self._sid(session_id)})
+        return self._session(Opcode.SESSION_CLOSE, rec.SessionArgs(self._sid(session_id)))
 
     def session_info(self, session_id: str) -> SessionInfo:
-        return self._session(Opcode.SESSION_INFO, {"session_id": self._sid(session_id)})
+        return self._session(Opcode.SESSION_INFO, rec.SessionArgs(self._sid(session_id)))
 
     # ---- invalidation ---------------------------------------------------------------------------
-    def _count(self, opcode: Opcode, args: dict[str, Any], keys: Sequence[bytes] = ()) -> int:
+    def _count(self, opcode: Opcode, args: rec.Args | None, keys: Sequence[bytes] = ()) -> int:
         _, reader, _ = self._call(opcode, args, keys)
-        return int(reader.arg("count", int))
+        return rec.decode(reader, rec.CountAnswer).count
 
     def invalidate_keys(self, keys: Sequence[bytes]) -> int:
         checked = [check_key(k) for k in keys]
         total = 0
         for start in range(0, len(checked), self.limits.max_batch):
-            total += self._count(Opcode.INVALIDATE_KEYS, {}, checked[start : start + self.limits.max_batch])
+            total += self._count(Opcode.INVALIDATE_KEYS, None, checked[start : start + self.limits.max_batch])
         return total
 
     def invalidate_prefix(self, key: bytes) -> int:
-        return self._count(Opcode.INVALIDATE_PREFIX, {"key": check_key(key).hex()})
+        return self._count(Opcode.INVALIDATE_PREFIX, rec.InvalidatePrefixArgs(rec.Hex16(check_key(key))))
 
     def invalidate_session(self, session_id: str) -> int:
-        return self._count(Opcode.INVALIDATE_SESSION, {"session_id": self._sid(session_id)})
+        return self._count(Opcode.INVALIDATE_SESSION, rec.SessionArgs(self._sid(session_id)))
 
     def invalidate_model(self, fingerprint: bytes) -> int:
-        return self._count(Opcode.INVALIDATE_MODEL, {"fingerprint": check_fingerprint(fingerprint).hex()})
+        return self._count(Opcode.INVALIDATE_MODEL, rec.InvalidateModelArgs(rec.Hex16(check_fingerprint(fingerprint))))
 
     def invalidate_namespace(self) -> int:
-        return self._count(Opcode.INVALIDATE_NAMESPACE, {})
+        return self._count(Opcode.INVALIDATE_NAMESPACE, None)
 
     # ---- target ---------------------------------------------------------------------------------
     def capabilities(self) -> Capabilities:

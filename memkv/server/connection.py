@@ -1,4 +1,8 @@
-"""One client connection: read frames, authenticate, run them on the engine, answer.
+"""One client connection: the socket loop around the sans-IO memkv.wire.connection.Connection.
+
+The wire core says what to receive next and checks it (header bounds, HELLO, MAC, request id)
+and builds every answer and ERROR frame; this module receives into the buffers it names, runs
+requests on the engine and sends the bytes it gives.
 
 Every size in a header is checked before memory is allocated for it; metadata memory and
 payload buffers are charged to the server's buffer budget first (MKV-WIRE-007, MKV-CAP-004).
@@ -16,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import select
 import socket
 import struct
@@ -39,19 +42,17 @@ from ..errors import (
     Timeout,
     Unavailable,
 )
-from ..keys import NO_FINGERPRINT
 from ..store.engine import BlockRead
 from ..transport import SPEC_VERSION, GetResult, ItemResult
 from ..wire import messages as msg
+from ..wire import records as rec
 from ..wire.connection import Connection as WireConnection
-from ..wire.connection import Grant, ServerPolicy, Side
+from ..wire.connection import Grant, Hello, Request, ServerPolicy, Side
 from ..wire.frames import (
     DEFAULT_MAX_META,
-    HEADER_SIZE,
     PRE_AUTH_LIMITS,
     Header,
     WireLimits,
-    parse_header,
 )
 from ..wire.opcodes import REQUIRED_ROLE, Opcode, Role
 
@@ -72,8 +73,6 @@ _ZEROS = bytes(256 * 1024)
 # while the socket moves another).
 STREAM_PIECE = 1024 * 1024
 STREAM_BUFFERS = 3
-HELLO_REFUSED = "unknown key or bad signature"
-_NO_SUCH_KEY = os.urandom(32)  # signs nothing; checked against when a HELLO names an unknown key id
 
 
 class _Closed(Exception):
@@ -152,7 +151,6 @@ class Connection:
         self.last_request_id = 0
         self.limits = PRE_AUTH_LIMITS
         self.wire = WireConnection(Side.SERVER)
-        self._payload_left = 0
         self._send_lock = threading.Lock()
         self.closing = False
         self._after_send: list[Callable[[], None]] = []
@@ -208,7 +206,7 @@ class Connection:
 
     def _recv_payload(self, view: memoryview) -> None:
         self._recv_exact(view, self._payload_deadline(len(view)))
-        self._payload_left -= len(view)
+        self.wire.payload_received(len(view))
 
     def _discard_payload(self, size: int) -> None:
         deadline = self._payload_deadline(size)
@@ -218,7 +216,7 @@ class Connection:
             # the scratch bytes are never read, so threads may share them
             self._recv_exact(scratch[:piece], deadline)
             size -= piece
-            self._payload_left -= piece
+            self.wire.payload_received(piece)
 
     def _send(self, views: Sequence[bytes | memoryview]) -> None:
         pending = [memoryview(v).cast("B") for v in views if len(v)]
@@ -240,19 +238,17 @@ class Connection:
                  payload: Sequence[memoryview] | _Streamed = (), opcode: Opcode | None = None,
                  status: int = 0) -> None:
         length = payload.length if isinstance(payload, _Streamed) else sum(len(p) for p in payload)
-        header, meta = self.wire.answer_header(request, args, items, count, length, opcode, status)
+        frame = self.wire.answer_frame(request, args, items, count, length, opcode, status)
         if isinstance(payload, _Streamed):
-            self._send([header.pack(), meta])
+            self._send([frame])
             payload.send()
         else:
-            self._send([header.pack(), meta, *payload])
+            self._send([frame, *payload])
 
     def _send_error(self, request: Header | None, exc: MemkvError) -> None:
-        code = exc.code
-        self.server.metrics.errors.labels(code.name).inc()
-        req = request or Header(Opcode.ERROR, 0)
+        self.server.metrics.errors.labels(exc.code.name).inc()
         try:
-            self._respond(req, msg.error_args(code, exc.message), opcode=Opcode.ERROR, status=int(code))
+            self._send([self.wire.error_frame(request, exc)])
         except (_Closed, OSError):
             pass
 
@@ -299,8 +295,8 @@ class Connection:
                 return False
 
     def _one_frame(self) -> bool:
-        """Read and answer one frame; False when the connection must close."""
-        raw = bytearray(HEADER_SIZE)
+        """Receive one frame where the wire core says, answer it; False when the connection must close."""
+        wire = self.wire
         header: Header | None = None
         started = time.monotonic()
         held = 0
@@ -309,27 +305,25 @@ class Connection:
         frame_deadline = started + (self.config.frame_timeout_s if self.authenticated
                                     else min(self.config.frame_timeout_s, self.config.hello_timeout_s))
         try:
-            self._recv_exact(memoryview(raw), frame_deadline)
-            header = parse_header(raw, self.limits)
-            if header.is_response:
-                raise ProtocolError("a client sends requests, not responses")
+            self._recv_exact(wire.header_buffer(), frame_deadline)
+            header = wire.receive_header()  # bounds before any allocation (MKV-WIRE-007)
             if header.meta_len:
                 self.server.budget.acquire(header.meta_len, self.config.frame_timeout_s)
                 held = header.meta_len
-            meta = bytearray(header.meta_len)
-            self._recv_exact(memoryview(meta), frame_deadline)
-            self._payload_left = header.payload_len
-            if not self.authenticated:
-                self._hello(header, meta)
+            self._recv_exact(wire.meta_buffer(), frame_deadline)
+            event = wire.next_event()  # HELLO, or a request whose MAC and id are checked (MKV-WIRE-040 2-3)
+            if isinstance(event, Hello):
+                self._hello(event)
                 return True
-            self.wire.check_request(header, meta)  # MAC, then request id (MKV-WIRE-040 steps 2-3)
+            if not isinstance(event, Request):
+                raise ProtocolError(f"server received a {type(event).__name__}")  # a client's event: never here
             self.last_request_id = header.request_id
             framed = True
-            return self._dispatch(header, meta, started)
+            return self._dispatch(event, started)
         except MemkvError as exc:
             if exc.code not in FATAL_CODES and framed:
                 self._send_error(header, exc)
-                self._discard_payload(self._payload_left)
+                self._discard_payload(wire.payload_left)
                 return not self.closing
             log.info("closing connection %s: %s", self.peer, exc)
             self._send_error(header, exc)
@@ -338,7 +332,8 @@ class Connection:
             if held:
                 self.server.budget.release(held)
 
-    def _dispatch(self, header: Header, meta: bytearray, started: float) -> bool:
+    def _dispatch(self, request: Request, started: float) -> bool:
+        header = request.header
         op = header.opcode
         metrics = self.server.metrics
         handler = self._handlers.get(op)
@@ -352,7 +347,7 @@ class Connection:
             if needed is not None and self.role < needed:
                 raise PermissionDenied(f"{op.name} needs the {needed.name.lower()} role; "
                                        f"key {self.key_id} has {self.role.name.lower()}")
-            reader = msg.MetaReader(meta, self.limits.max_items)
+            reader = msg.MetaReader(request.meta, self.limits.max_items)
             args, items, count, payload = handler(header, reader)
         except MemkvError as exc:
             self._run_after_send()
@@ -360,7 +355,7 @@ class Connection:
             if exc.code in FATAL_CODES:  # e.g. a payload that stalled: the stream cannot be resynchronised
                 raise
             self._send_error(header, exc)
-            self._discard_payload(self._payload_left)
+            self._discard_payload(self.wire.payload_left)
             return not self.server.draining.is_set()
         except BaseException:
             self._run_after_send()
@@ -379,12 +374,12 @@ class Connection:
             callback()
 
     # ---- HELLO (MKV-WIRE-008, MKV-WIRE-011): checked by the sans-IO memkv.wire.connection --------
-    def _hello(self, header: Header, meta: bytearray) -> None:
+    def _hello(self, hello: Hello) -> None:
         ring = self.server.keyring
         policy = ServerPolicy(None if ring is None else _grant_of(ring), self.config.hello_window_s,
                               self.server.remember_nonce)
         limits = WireLimits(DEFAULT_MAX_META, self.config.max_frame_payload, self.engine.limits.max_batch)
-        answer, answer_meta = self.wire.server_hello(header, meta, policy, limits, {
+        answer, answer_meta = self.wire.server_hello(hello.header, hello.meta, policy, limits, {
             "idle_timeout_s": self.config.idle_timeout_s, "server": f"memkv/{__version__}",
             "spec_version": SPEC_VERSION})
         wire = self.wire
@@ -448,7 +443,7 @@ class Connection:
                 failed.append(exc)
                 raise
             received[0] += len(view)
-            self._payload_left -= len(view)
+            self.wire.payload_received(len(view))
 
         try:
             return self.engine.put_stream(self.namespace, key, length, fill, buffers, meta, checksum)
@@ -533,16 +528,16 @@ class Connection:
         return {}, msg.pack_flags(flags), len(flags), []
 
     def _lookup(self, header: Header, reader: msg.MetaReader) -> Response:
-        lease_ms = reader.arg("lease_ms", int, 0)
+        args = rec.decode(reader, rec.LookupArgs)
         keys = reader.keys()
         reader.finish()
-        result = self.engine.lookup(self.namespace, keys, lease_ms)
+        result = self.engine.lookup(self.namespace, keys, args.lease_ms)
         if self.server.access_log is not None:
             self.server.access_log.lookup(self.namespace, keys)
-        return msg.lookup_args(result), b"", 0, []
+        return rec.lookup_answer(result), b"", 0, []
 
     def _release_lease(self, header: Header, reader: msg.MetaReader) -> Response:
-        self.engine.release_lease(self.namespace, reader.arg("lease_id", str))
+        self.engine.release_lease(self.namespace, rec.decode(reader, rec.ReleaseLeaseArgs).lease_id)
         return {}, b"", 0, []
 
     def _delete(self, header: Header, reader: msg.MetaReader) -> Response:
@@ -554,7 +549,7 @@ class Connection:
 
     # ---- sessions ------------------------------------------------------------------------------
     def _session(self, info: Any) -> Response:
-        return msg.session_args(info), msg.pack_keys(info.keys), len(info.keys), []
+        return rec.session_answer(info), msg.pack_keys(info.keys), len(info.keys), []
 
     def _session_keys(self, reader: msg.MetaReader) -> list[bytes]:
         if reader.count > self.engine.limits.max_session_blocks:
@@ -564,54 +559,59 @@ class Connection:
         return keys
 
     def _session_open(self, header: Header, reader: msg.MetaReader) -> Response:
-        ttl = reader.arg("ttl_s", float)
-        fingerprint = reader.hex_arg("fingerprint", 16, NO_FINGERPRINT)
+        args = rec.decode(reader, rec.SessionOpenArgs)
         keys = self._session_keys(reader)
-        return self._session(self.engine.open_session(self.namespace, ttl, keys, fingerprint))
+        return self._session(self.engine.open_session(self.namespace, args.ttl_s, keys, args.fingerprint))
 
     def _session_append(self, header: Header, reader: msg.MetaReader) -> Response:
-        session_id = reader.arg("session_id", str)
+        session_id = rec.decode(reader, rec.SessionArgs).session_id
         keys = self._session_keys(reader)
         return self._session(self.engine.append(self.namespace, session_id, keys))
 
     def _session_suspend(self, header: Header, reader: msg.MetaReader) -> Response:
-        info = self.engine.suspend(self.namespace, reader.arg("session_id", str), reader.arg("pause_ttl_s", float))
-        return self._session(info)
+        args = rec.decode(reader, rec.SessionSuspendArgs)
+        return self._session(self.engine.suspend(self.namespace, args.session_id, args.pause_ttl_s))
 
     def _session_resume(self, header: Header, reader: msg.MetaReader) -> Response:
-        return self._session(self.engine.resume(self.namespace, reader.arg("session_id", str)).session)
+        return self._session(self.engine.resume(self.namespace, self._session_id(reader)).session)
 
     def _session_fork(self, header: Header, reader: msg.MetaReader) -> Response:
-        prefix = reader.arg("prefix_len", int, None, nullable=True)
-        ttl = reader.arg("ttl_s", float, None, nullable=True)
-        return self._session(self.engine.fork(self.namespace, reader.arg("session_id", str), prefix, ttl))
+        args = rec.decode(reader, rec.SessionForkArgs)
+        return self._session(self.engine.fork(self.namespace, args.session_id, args.prefix_len, args.ttl_s))
 
     def _session_close(self, header: Header, reader: msg.MetaReader) -> Response:
-        return self._session(self.engine.close_session(self.namespace, reader.arg("session_id", str)))
+        return self._session(self.engine.close_session(self.namespace, self._session_id(reader)))
 
     def _session_info(self, header: Header, reader: msg.MetaReader) -> Response:
-        return self._session(self.engine.session_info(self.namespace, reader.arg("session_id", str)))
+        return self._session(self.engine.session_info(self.namespace, self._session_id(reader)))
+
+    @staticmethod
+    def _session_id(reader: msg.MetaReader) -> str:
+        return rec.decode(reader, rec.SessionArgs).session_id
 
     # ---- invalidation --------------------------------------------------------------------------
     def _invalidate_keys(self, header: Header, reader: msg.MetaReader) -> Response:
         keys = reader.keys()
         reader.finish()
-        return {"count": self.engine.invalidate_keys(self.namespace, keys)}, b"", 0, []
+        return self._count(self.engine.invalidate_keys(self.namespace, keys))
 
     def _invalidate_prefix(self, header: Header, reader: msg.MetaReader) -> Response:
-        key = reader.hex_arg("key", 16)
-        return {"count": self.engine.invalidate_prefix(self.namespace, key)}, b"", 0, []
+        key = rec.decode(reader, rec.InvalidatePrefixArgs).key
+        return self._count(self.engine.invalidate_prefix(self.namespace, key))
 
     def _invalidate_session(self, header: Header, reader: msg.MetaReader) -> Response:
-        count = self.engine.invalidate_session(self.namespace, reader.arg("session_id", str))
-        return {"count": count}, b"", 0, []
+        return self._count(self.engine.invalidate_session(self.namespace, self._session_id(reader)))
 
     def _invalidate_model(self, header: Header, reader: msg.MetaReader) -> Response:
-        fingerprint = reader.hex_arg("fingerprint", 16)
-        return {"count": self.engine.invalidate_model(self.namespace, fingerprint)}, b"", 0, []
+        fingerprint = rec.decode(reader, rec.InvalidateModelArgs).fingerprint
+        return self._count(self.engine.invalidate_model(self.namespace, fingerprint))
 
     def _invalidate_namespace(self, header: Header, reader: msg.MetaReader) -> Response:
-        return {"count": self.engine.invalidate_namespace(self.namespace)}, b"", 0, []
+        return self._count(self.engine.invalidate_namespace(self.namespace))
+
+    @staticmethod
+    def _count(count: int) -> Response:
+        return rec.encode(rec.CountAnswer(count)), b"", 0, []
 
     # ---- target --------------------------------------------------------------------------------
     def _capabilities(self, header: Header, reader: msg.MetaReader) -> Response:

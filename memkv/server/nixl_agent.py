@@ -60,6 +60,7 @@ from ..nixl_support import (
 from ..transport import GetResult, ItemResult, PutItem
 from ..wire import messages as msg
 from ..wire import nixl_leases as lease_msg
+from ..wire import records as rec
 from ..wire.frames import Header
 from ..wire.opcodes import Opcode
 from .nixl_leases import Lease, LeaseTable
@@ -137,8 +138,8 @@ class NixlService:
 
     # ---- peers ------------------------------------------------------------------------------
     def hello(self, conn: Connection, header: Header, reader: msg.MetaReader) -> Response:
-        name = reader.arg("agent", str)
-        epoch = reader.arg("epoch", int, 0)
+        args = rec.decode(reader, rec.NixlHelloArgs)
+        name, epoch = args.agent, args.epoch
         if not AGENT_NAME.match(name) or name == self.name:
             raise InvalidArgument("NIXL agent name must be 1-128 characters of A-Z a-z 0-9 . _ : -")
         if reader.count != 1:
@@ -170,9 +171,8 @@ class NixlService:
             self._by_conn[key] = name
         answer: dict[str, Any] = {"agent": self.name, "chunk": self.pool.chunk, "staging_bytes": self.pool.size,
                                   "hugepages": self.pool.hugepages, "epoch": peer.epoch, "put_path": self.put_path}
-        probe = reader.arg("probe_address", int, None, nullable=True)
-        if probe is not None:
-            answer["probe"] = self._probe(name, probe, reader.arg("probe_length", int, 64))
+        if args.probe_address is not None:
+            answer["probe"] = self._probe(name, args.probe_address, args.probe_length)
         return answer, b"", 0, []
 
     def _probe(self, peer: str, address: int, length: int) -> str:
@@ -192,7 +192,7 @@ class NixlService:
         return data.hex()
 
     def _peer_of(self, conn: Connection, reader: msg.MetaReader) -> str:
-        name = reader.arg("agent", str)
+        name = rec.decode(reader, rec.AgentArgs).agent
         with self._lock:
             if self._by_conn.get(id(conn)) != name:
                 raise InvalidArgument(f"NIXL agent {name} is not loaded on this connection; send NIXL_HELLO first")

@@ -20,6 +20,7 @@ from ..errors import ErrorCode, MemkvError
 from ..sessions import SessionInfo, SessionState
 from ..transport import GetResult, ItemResult, LookupResult
 from ..wire import messages as msg
+from ..wire import records as rec
 from ..wire.frames import HEADER_SIZE, Header, WireLimits, parse_header
 from ..wire.opcodes import Opcode
 
@@ -39,8 +40,8 @@ def _seed_corpus() -> list[bytes]:
         msg.encode_meta({}, msg.pack_results([ItemResult(), ItemResult(ErrorCode.NOT_FOUND, "no")]), 2),
         msg.encode_meta({}, msg.pack_get_results([GetResult(length=10, checksum=3, meta=BlockMeta())]), 1),
         msg.encode_meta({}, msg.pack_flags([True, False]), 2),
-        msg.encode_meta(msg.session_args(info), msg.pack_keys(keys), 3),
-        msg.encode_meta(msg.lookup_args(LookupResult(2, "lease", 5.0))),
+        msg.encode_meta(rec.session_answer(info), msg.pack_keys(keys), 3),
+        msg.encode_meta(rec.lookup_answer(LookupResult(2, "lease", 5.0))),
         msg.encode_meta({"profiles": ["core"], "spec_version": "1.0", "backend": "tcp", "limits": {}}),
         msg.encode_meta({}, msg.pack_nixl_put_item(keys[0], 4096, 8192, 0, 1, 5, meta), 1),
         msg.encode_meta({"namespace": "ns", "key_id": "k", "client_nonce": "00" * 16, "timestamp_ms": 1}),
@@ -51,7 +52,7 @@ def _seed_corpus() -> list[bytes]:
 def _readers() -> list[Callable[[msg.MetaReader], Any]]:
     return [
         lambda r: r.put_items(LIMITS), lambda r: r.get_items(), lambda r: r.keys(), lambda r: r.results(),
-        lambda r: r.get_results(LIMITS), lambda r: r.flags(), msg.session_from, msg.lookup_from,
+        lambda r: r.get_results(LIMITS), lambda r: r.flags(), rec.session_from, rec.lookup_from,
         lambda r: msg.capabilities_from(r.args), lambda r: msg.nixl_descs(r, True, LIMITS),
         lambda r: r.stat_results([bytes(16)] * max(0, min(r.count, 256)), LIMITS),
     ]

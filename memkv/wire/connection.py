@@ -6,6 +6,13 @@ or writes a socket (h11 is the model): the server's and the client's socket loop
 frames they read and send the bytes it gives. HELLO is written here once (MKV-WIRE-005, -008,
 -011, -012, MKV-SEC-001); the transitions are the table TRANSITIONS, which spec/connection.yaml
 states and a test keeps equal.
+
+The byte-level work both sides share lives here too: a socket loop asks `next_read()` what to
+receive next and where (the 64-byte header into `header_buffer()`, then the metadata into
+`meta_buffer()`, both bounded by the limits in force before anything is allocated), then takes
+the checked frame from `next_event()`; payload bytes are never copied through the core: the loop
+receives them with recv_into straight into their final buffers and reports them with
+`payload_received`. Outgoing frames come from `request_frame`, `answer_frame` and `error_frame`.
 """
 
 from __future__ import annotations
@@ -28,9 +35,12 @@ from ..errors import (
     error_for,
 )
 from . import messages as msg
+from . import records as rec
 from .frames import (
     CLIENT_TO_SERVER,
+    DEFAULT_MAX_META,
     FLAG_RESPONSE,
+    HEADER_SIZE,
     PRE_AUTH_LIMITS,
     SERVER_TO_CLIENT,
     VERSION_MAJOR,
@@ -38,6 +48,7 @@ from .frames import (
     Header,
     WireLimits,
     connection_key,
+    parse_header,
     sign,
     verify,
 )
@@ -91,6 +102,63 @@ for _side in Side:
             TRANSITIONS[(_side, _state, Event.PEER_CLOSED)] = State.CLOSED
 
 
+class Phase(enum.Enum):
+    """What the socket loop receives next (`Connection.next_read`)."""
+
+    HEADER = "header"
+    META = "meta"
+    PAYLOAD = "payload"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Request:
+    """Server: a request whose MAC and request id are checked; its payload is still on the socket."""
+
+    header: Header
+    meta: bytearray
+
+
+class Hello(Request):
+    """Server: the first frame, not yet checked: `server_hello` checks and answers it."""
+
+    __slots__ = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Answer:
+    """Client: a verified answer (its payload, if any, is still on the socket)."""
+
+    header: Header
+    reader: msg.MetaReader
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Refused:
+    """Client: a verified ERROR frame, as the spec error it names."""
+
+    header: Header
+    error: MemkvError
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HelloAnswered:
+    """Client: HELLO's answer is verified, the keys are derived and the connection is open."""
+
+    args: dict[str, Any]
+
+
+FrameEvent = Hello | Request | Answer | Refused | HelloAnswered
+# Bounds on what a client accepts: a HELLO answer is small and carries no payload; later answers
+# may carry what the client asked for (its own buffers bound that), metadata up to the default.
+HELLO_ANSWER_LIMITS = WireLimits(max_meta=64 * 1024, max_payload=0)
+ANSWER_MAX_PAYLOAD = 1 << 40
+
+
+def error_of(header: Header, reader: msg.MetaReader, default: str = "") -> MemkvError:
+    """The spec error an ERROR frame names (an unknown status is INTERNAL on the client, MKV-WIRE-043)."""
+    return error_for(header.status or ErrorCode.PROTOCOL_ERROR, str(reader.args.get("message", default)))
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Credential:
     key_id: str
@@ -138,6 +206,12 @@ class Connection:
         self._client_nonce = b""
         self._credential: Credential | None = None
         self._lock = threading.Lock()
+        self._header_raw = bytearray(HEADER_SIZE)
+        self._header: Header | None = None
+        self._meta = bytearray()
+        self._phase = Phase.HEADER
+        self.payload_left = 0
+        self._next_request_id = 1
 
     def handle(self, event: Event) -> State:
         with self._lock:  # a client sends from several threads while its reader takes answers
@@ -155,10 +229,9 @@ class Connection:
         self._client_nonce = nonce or os.urandom(16)
         self._credential = credential
         self.namespace = namespace
-        args = {"namespace": namespace, "key_id": credential.key_id if credential else None,
-                "client_nonce": self._client_nonce.hex(),
-                "timestamp_ms": int(time.time() * 1000) if now_ms is None else now_ms, "client": client}
-        meta = msg.encode_meta(args)
+        args = rec.HelloArgs(namespace, credential.key_id if credential else None, rec.Hex16(self._client_nonce),
+                             int(time.time() * 1000) if now_ms is None else now_ms, client)
+        meta = msg.encode_meta(rec.encode(args))
         header = sign(credential.secret if credential else None, Header(Opcode.HELLO, 0, len(meta)), meta)
         self.handle(Event.SEND_HELLO)
         return header.pack() + meta
@@ -172,7 +245,7 @@ class Connection:
         try:
             reader = msg.MetaReader(meta, 0)
             if header.opcode is Opcode.ERROR:
-                raise error_for(header.status or ErrorCode.PROTOCOL_ERROR, str(reader.args.get("message", "")))
+                raise error_of(header, reader)
             if header.opcode is not Opcode.HELLO or not header.is_response:
                 raise ProtocolError("server did not answer HELLO")
             server_nonce = reader.hex_arg("server_nonce", 16)
@@ -223,11 +296,9 @@ class Connection:
         try:
             if header.opcode is not Opcode.HELLO:
                 raise Unauthenticated("the first frame must be HELLO")
-            reader = msg.MetaReader(meta, 0)
-            namespace = reader.arg("namespace", str)
-            key_id = reader.arg("key_id", str, None, nullable=True)
-            client_nonce = reader.hex_arg("client_nonce", 16)
-            timestamp_ms = reader.arg("timestamp_ms", int)
+            hello = rec.decode(msg.MetaReader(meta, 0), rec.HelloArgs)
+            namespace, key_id, client_nonce, timestamp_ms = (hello.namespace, hello.key_id, hello.client_nonce,
+                                                             hello.timestamp_ms)
             if not 0 <= timestamp_ms < 2**53:
                 raise InvalidArgument("timestamp_ms must be milliseconds since the epoch")
             server_nonce = os.urandom(16)
@@ -285,6 +356,99 @@ class Connection:
         header = Header(opcode or request.opcode, request.request_id, len(meta), payload_len, FLAG_RESPONSE, status,
                         minor=min(request.minor, VERSION_MINOR))
         return sign(self.tx_key, header, meta), meta
+
+    # ---- receiving, both sides: the loop receives into the core's buffers ------------------------
+    def next_read(self) -> tuple[Phase, int]:
+        """What the socket loop receives next and how many bytes of it."""
+        if self._phase is Phase.HEADER:
+            return Phase.HEADER, HEADER_SIZE
+        if self._phase is Phase.META:
+            return Phase.META, len(self._meta)
+        return Phase.PAYLOAD, self.payload_left
+
+    def header_buffer(self) -> memoryview:
+        """Where the next frame's header is received."""
+        return memoryview(self._header_raw)
+
+    def header_received(self) -> bytes:
+        """The raw bytes now in the header buffer (a client names an HTTP endpoint from them)."""
+        return bytes(self._header_raw)
+
+    def receive_header(self) -> Header:
+        """Parse the header now in `header_buffer()` against the limits in force (MKV-WIRE-007).
+
+        Nothing is allocated before this check; afterwards `meta_buffer()` has `meta_len` bytes.
+        """
+        if self.side is Side.SERVER:
+            limits = self.limits
+        elif self.state is State.HELLO_SENT:
+            limits = HELLO_ANSWER_LIMITS
+        else:
+            limits = WireLimits(DEFAULT_MAX_META, ANSWER_MAX_PAYLOAD, self.limits.max_items)
+        header = parse_header(self._header_raw, limits)
+        if self.side is Side.SERVER and header.is_response:
+            raise ProtocolError("a client sends requests, not responses")
+        self._header = header
+        self._meta = bytearray(header.meta_len)
+        self._phase = Phase.META
+        return header
+
+    def meta_buffer(self) -> memoryview:
+        """Where the metadata of the frame whose header was received goes."""
+        return memoryview(self._meta)
+
+    def next_event(self) -> FrameEvent:
+        """The checked frame whose header and metadata were received; its payload comes next."""
+        header = self._header
+        if header is None or self._phase is not Phase.META:
+            raise ProtocolError("next_event before a frame's header and metadata were received")
+        meta = self._meta
+        self._header, self._meta = None, bytearray()
+        self.payload_left = header.payload_len
+        self._phase = Phase.PAYLOAD if header.payload_len else Phase.HEADER
+        if self.side is Side.SERVER:
+            if self.state is State.START:
+                return Hello(header, meta)
+            self.check_request(header, meta)
+            return Request(header, meta)
+        if self.state is State.HELLO_SENT:
+            return HelloAnswered(self.client_hello_answer(header, meta))
+        self.check_answer(header, meta)
+        if header.opcode is Opcode.ERROR:
+            return Refused(header, error_of(header, msg.MetaReader(meta, 0)))
+        return Answer(header, msg.MetaReader(meta, self.limits.max_items))
+
+    def payload_received(self, size: int) -> None:
+        """`size` payload bytes of the current frame were received (or discarded) by the loop."""
+        self.payload_left -= size
+        if self.payload_left <= 0:
+            self.payload_left = 0
+            self._phase = Phase.HEADER
+
+    # ---- sending, both sides ----------------------------------------------------------------------
+    def request_frame(self, opcode: Opcode, args: rec.Args | None = None, items: bytes = b"",
+                      count: int = 0, payload_len: int = 0) -> tuple[int, bytes]:
+        """Client: the next request id and the signed header and metadata of that request.
+
+        `args` is the record of the opcode's arguments (memkv.wire.records; None: it takes none). The
+        `payload_len` bytes of payload follow on the socket, sent by the loop from the caller's buffers.
+        """
+        rec.check_request(opcode, args)
+        meta = msg.encode_meta(None if args is None else rec.encode(args), items, count)
+        request_id = self._next_request_id
+        self._next_request_id += 1
+        return request_id, self.request_header(opcode, request_id, meta, payload_len).pack() + meta
+
+    def answer_frame(self, request: Header, args: dict[str, Any], items: bytes = b"", count: int = 0,
+                     payload_len: int = 0, opcode: Opcode | None = None, status: int = 0) -> bytes:
+        """Server: the signed header and metadata of an answer; `payload_len` payload bytes follow."""
+        header, meta = self.answer_header(request, args, items, count, payload_len, opcode, status)
+        return header.pack() + meta
+
+    def error_frame(self, request: Header | None, error: MemkvError) -> bytes:
+        """Server: the ERROR frame answering `request` (or no request: id 0) with `error`."""
+        return self.answer_frame(request or Header(Opcode.ERROR, 0), msg.error_args(error.code, error.message),
+                                 opcode=Opcode.ERROR, status=int(error.code))
 
     def _derive(self, secret: bytes, client_nonce: bytes, server_nonce: bytes, namespace: str, key_id: str,
                 server: bool = False) -> None:

@@ -16,8 +16,7 @@ from .. import bounded_json
 from ..blocks import BlockMeta, Limits
 from ..errors import ErrorCode, InvalidArgument, LimitExceeded, MemkvError, ProtocolError
 from ..keys import KEY_SIZE
-from ..sessions import SessionInfo, SessionState
-from ..transport import BlockInfo, Capabilities, GetResult, ItemResult, LookupResult
+from ..transport import BlockInfo, Capabilities, GetResult, ItemResult
 
 _U8 = struct.Struct("<B")
 _U16 = struct.Struct("<H")
@@ -238,34 +237,6 @@ def pack_flags(flags: Sequence[bool]) -> bytes:
 
 
 # ---- structured arguments ---------------------------------------------------------------------
-
-def session_args(info: SessionInfo) -> dict[str, Any]:
-    return {"session_id": info.session_id, "state": info.state.value, "ttl_s": info.ttl_s,
-            "expires_at": info.expires_at, "parent_id": info.parent_id,
-            "fingerprint": info.fingerprint.hex()}
-
-
-def session_from(reader: MetaReader) -> SessionInfo:
-    state = reader.arg("state", str)
-    try:
-        session_state = SessionState(state)
-    except ValueError:
-        raise ProtocolError(f"unknown session state {state!r}") from None
-    return SessionInfo(reader.arg("session_id", str), session_state, tuple(reader.keys()),
-                       float(reader.arg("ttl_s", float)), float(reader.arg("expires_at", float)),
-                       reader.arg("parent_id", str, None, nullable=True), reader.hex_arg("fingerprint", 16))
-
-
-def lookup_args(result: LookupResult) -> dict[str, Any]:
-    return {"prefix_len": result.prefix_len, "lease_id": result.lease_id,
-            "lease_expires_at": result.lease_expires_at}
-
-
-def lookup_from(reader: MetaReader) -> LookupResult:
-    expires = reader.arg("lease_expires_at", float, None, nullable=True)
-    return LookupResult(reader.arg("prefix_len", int), reader.arg("lease_id", str, None, nullable=True),
-                        None if expires is None else float(expires))
-
 
 def capabilities_from(args: dict[str, Any]) -> Capabilities:
     try:
