@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.runner import CERTIFY_SEED, Options, run
+from conformance.runner import REGRESSION_SEED, Options, run
 from conformance.target import load_target
 from conformance.targets.server import NamespacePool, ServerTarget, write_pool_keys_file
 from memkv.server.testing import ServerProcess
@@ -32,7 +32,7 @@ def test_tcp_server_is_certified(tmp_path: Path) -> None:
     assert doc["verdict"] == "CERTIFIED", (doc["blocking"], [t["message"] for t in doc["tests"]
                                                             if t["status"] != "pass"])
     assert doc["claimed_profiles"] == TCP_CLAIMS
-    assert doc["seed"] == CERTIFY_SEED and doc["examples"] == 25 and doc["steps"] == 40
+    assert doc["regression_seed"] == REGRESSION_SEED and doc["examples"] == 25 and doc["steps"] == 40
     for name in TCP_CLAIMS:
         profile = doc["profiles"][name]
         assert profile["status"] == "pass", profile
