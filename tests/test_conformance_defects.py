@@ -40,11 +40,11 @@ def test_catalogue_spans_every_profile_the_file_backend_claims() -> None:
 @pytest.mark.requirement("MKV-PRO-001")
 @pytest.mark.parametrize("name", _selected())
 def test_defect_is_reported_against_exactly_its_requirement(name: str) -> None:
-    requirement = CATALOGUE[name].requirement
+    requirement, also = CATALOGUE[name].requirement, CATALOGUE[name].also
     doc = run(Options(target=f"conformance.faulty:defect?name={name}", select=(requirement,), seed=1234, examples=8,
-                      steps=20, quiet=True, stream=io.StringIO()))
-    failed = sorted(r for r, v in doc["requirements"].items() if v["status"] in ("fail", "error"))
-    assert failed == [requirement], (name, requirement, failed)
+                      steps=20, quiet=True, stream=io.StringIO(), max_shrink_time=5))
+    failed = {r for r, v in doc["requirements"].items() if v["status"] in ("fail", "error")}
+    assert requirement in failed and failed <= {requirement, *also}, (name, requirement, sorted(failed))
     failure = doc["requirements"][requirement]["failures"][0]
     assert failure["expected"] and failure["actual"], failure
     assert failure["reproduction"], failure
