@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import importlib.util
 import json
 import random
 import re
@@ -40,8 +41,9 @@ def copy_tree(dest: Path) -> None:
         if name and (ROOT / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, dest / name)
-    for built in (ROOT / "memkv").glob("*.so"):
-        shutil.copy2(built, dest / "memkv" / built.name)
+    spec = importlib.util.find_spec("memkv._uring")
+    if spec is not None and spec.origin:
+        shutil.copy2(spec.origin, dest / "memkv" / Path(spec.origin).name)
 
 
 def write_config(dest: Path, modules: list[str], seed: int, timeout: float) -> Path:
@@ -119,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         session = work / "session.sqlite"
         cosmic = [sys.executable, "-m", "cosmic_ray.cli"]
         subprocess.run([*cosmic, "init", str(config), str(session)], cwd=work, check=True)
-        with_db = __import__("cosmic_ray.work_db", fromlist=["use_db"])
-        with with_db.use_db(str(session), with_db.WorkDB.Mode.open) as db:
+        from cosmic_ray.work_db import WorkDB, use_db
+
+        with use_db(str(session), WorkDB.Mode.open) as db:
             total = db.num_work_items
         if args.sample:
             keep_sample(session, args.sample, args.sample_seed)
