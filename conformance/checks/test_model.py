@@ -330,9 +330,12 @@ class _Machine(RuleBasedStateMachine):
             self.sids.append(info.session_id)
 
     @precondition(lambda self: self.sessions_on)
-    @rule(ns=st.integers(0, 1), n=st.integers(1, 3))
-    def pin_chain(self, ns: int, n: int) -> None:
-        """Weights the walk toward pins: open a session on a chain and suspend it at once."""
+    @rule(ns=st.integers(0, 1), n=st.integers(1, NKEYS), variant=st.integers(0, 1))
+    def pin_chain(self, ns: int, n: int, variant: int) -> None:
+        """Weights the walk toward pins under pressure: store a chain at the largest size, open a
+        session on it and suspend it at once."""
+        for i in range(n):
+            self.put(ns, i, len(self.sizes) - 1, variant)
         opened = len(self.sids)
         self.open_session(ns, n)
         if len(self.sids) > opened:
