@@ -186,15 +186,15 @@ class AcceptsEmptyPayload(Wrapper):
         return [ItemResult() if len(readable_view(i.payload)) == 0 else r for i, r in zip(items, results, strict=False)]
 
 
-@breaks("MKV-BLK-003")
-class TruncatesLongUserMeta(Wrapper):
-    """User metadata longer than 256 bytes is returned cut to 256 bytes."""
+class CutsUserMeta(Wrapper):
+    """Returns user metadata cut to `limit()` bytes (None: unchanged): a base for metadata defects."""
 
-    @staticmethod
-    def cut(meta: BlockMeta) -> BlockMeta:
-        if len(meta.user) <= 256:
-            return meta
-        return dataclasses.replace(meta, user=meta.user[:256])
+    def limit(self) -> int | None:
+        raise NotImplementedError
+
+    def cut(self, meta: BlockMeta) -> BlockMeta:
+        limit = self.limit()
+        return meta if limit is None or len(meta.user) <= limit else dataclasses.replace(meta, user=meta.user[:limit])
 
     def stat(self, keys: Sequence[bytes]) -> list[BlockInfo | None]:
         return [None if i is None else dataclasses.replace(i, meta=self.cut(i.meta)) for i in self.inner.stat(keys)]
@@ -202,6 +202,14 @@ class TruncatesLongUserMeta(Wrapper):
     def get_into(self, keys: Sequence[bytes], buffers: Sequence[BufferLike]) -> list[GetResult]:
         return [dataclasses.replace(r, meta=None if r.meta is None else self.cut(r.meta))
                 for r in self.inner.get_into(keys, buffers)]
+
+
+@breaks("MKV-BLK-003")
+class TruncatesLongUserMeta(CutsUserMeta):
+    """User metadata longer than 256 bytes is returned cut to 256 bytes."""
+
+    def limit(self) -> int | None:
+        return 256
 
 
 @breaks("MKV-BLK-005")
@@ -829,21 +837,11 @@ class ClampsLongTtl(Wrapper):
 
 
 @breaks("MKV-DUR-001")
-class RestartCutsLongUserMeta(Wrapper):
+class RestartCutsLongUserMeta(CutsUserMeta):
     """After a restart, user metadata longer than 64 bytes comes back cut (a short on-disk field)."""
 
-    def cut(self, meta: BlockMeta) -> BlockMeta:
-        restarted = self.target is not None and self.target.generation > 0
-        if not restarted or len(meta.user) <= 64:
-            return meta
-        return dataclasses.replace(meta, user=meta.user[:64])
-
-    def stat(self, keys: Sequence[bytes]) -> list[BlockInfo | None]:
-        return [None if i is None else dataclasses.replace(i, meta=self.cut(i.meta)) for i in self.inner.stat(keys)]
-
-    def get_into(self, keys: Sequence[bytes], buffers: Sequence[BufferLike]) -> list[GetResult]:
-        return [dataclasses.replace(r, meta=None if r.meta is None else self.cut(r.meta))
-                for r in self.inner.get_into(keys, buffers)]
+    def limit(self) -> int | None:
+        return 64 if self.target is not None and self.target.generation > 0 else None
 
 
 @breaks("MKV-DUR-001")

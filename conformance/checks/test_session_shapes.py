@@ -35,27 +35,27 @@ def _pressure(small: Context, t: Transport) -> None:
         t.put([PutItem(small.key(), payload(9000 + i, BLOCK))])
 
 
+def _lost_under_pressure(small: Context, t: Transport, keys: list[bytes]) -> list[int]:
+    _pressure(small, t)
+    return [i for i, present in enumerate(t.exists(keys)) if not present]
+
+
 @pytest.mark.requirement("MKV-SES-004")
 def test_pins_cover_a_chain_grown_by_append(memkv: Context) -> None:
-    small = memkv.small(SMALL)
-    t = small.transport()
-    t.invalidate_namespace()
+    small, t = memkv.empty_small(SMALL)
     keys = _stored(small, t, 20, BLOCK, "MKV-SES-004")
     sid = t.open_session(HOUR, keys[:4]).session_id
     for start in range(4, 20, 8):
         t.append(sid, keys[start:start + 8])
     t.suspend(sid, HOUR)
-    _pressure(small, t)
-    lost = [i for i, present in enumerate(t.exists(keys)) if not present]
+    lost = _lost_under_pressure(small, t, keys)
     check("MKV-SES-004", not lost, "every block of a suspended chain grown by append stays pinned", "all 20 kept",
           f"lost chain positions {lost}", "open with 4 keys; append 16; suspend; put 2x capacity")
 
 
 @pytest.mark.requirement("MKV-SES-004", "MKV-OPS-007")
 def test_lease_and_pin_on_the_same_blocks(memkv: Context) -> None:
-    small = memkv.small(SMALL)
-    t = small.transport()
-    t.invalidate_namespace()
+    small, t = memkv.empty_small(SMALL)
     keys = _stored(small, t, 12, BLOCK, "MKV-SES-004")
     sid = t.open_session(HOUR, keys).session_id
     t.suspend(sid, HOUR)
@@ -63,17 +63,14 @@ def test_lease_and_pin_on_the_same_blocks(memkv: Context) -> None:
     check("MKV-OPS-007", lease.lease_id is not None and lease.prefix_len == 12, "a lease over pinned blocks",
           "prefix 12 with a lease", lease)
     t.release_lease(str(lease.lease_id))
-    _pressure(small, t)
-    lost = [i for i, present in enumerate(t.exists(keys)) if not present]
+    lost = _lost_under_pressure(small, t, keys)
     check("MKV-SES-004", not lost, "releasing a lease leaves the pin of the same blocks in force", "all 12 kept",
           f"lost {lost}", "suspend a session on 12 blocks; lease them; release the lease; put 2x capacity")
 
 
 @pytest.mark.requirement("MKV-CAP-003", "MKV-SES-004")
 def test_put_refused_because_of_pins_gets_capacity_exceeded(memkv: Context) -> None:
-    small = memkv.small(SMALL)
-    t = small.transport()
-    t.invalidate_namespace()
+    small, t = memkv.empty_small(SMALL)
     keys = _stored(small, t, SMALL // BLOCK - 4, BLOCK, "MKV-CAP-003")
     sid = t.open_session(HOUR, keys).session_id
     t.suspend(sid, HOUR)

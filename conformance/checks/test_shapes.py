@@ -269,9 +269,7 @@ def _filled(small: Context, t: Transport, count: int, base: int = 0) -> list[byt
 
 @pytest.mark.requirement("MKV-CAP-001")
 def test_declared_capacity_is_really_held(memkv: Context) -> None:
-    small = memkv.small(SMALL)
-    t = small.transport()
-    t.invalidate_namespace()
+    small, t = memkv.empty_small(SMALL)
     declared = small.caps.capacity_bytes
     if declared is None:
         pytest.skip("the target declares no capacity_bytes")
@@ -284,9 +282,7 @@ def test_declared_capacity_is_really_held(memkv: Context) -> None:
 
 @pytest.mark.requirement("MKV-CAP-002")
 def test_multi_item_put_larger_than_the_target(memkv: Context) -> None:
-    small = memkv.small(SMALL)
-    t = small.transport()
-    t.invalidate_namespace()
+    small, t = memkv.empty_small(SMALL)
     _filled(small, t, SMALL // BLOCK // 2)
     keys = [small.key() for _ in range(SMALL // BLOCK * 3 // 2)]
     results = t.put([PutItem(k, payload(500 + i, BLOCK)) for i, k in enumerate(keys)])
@@ -297,9 +293,7 @@ def test_multi_item_put_larger_than_the_target(memkv: Context) -> None:
 
 @pytest.mark.requirement("MKV-CAP-002")
 def test_expired_lease_no_longer_protects(memkv: Context) -> None:
-    small = memkv.small(SMALL)
-    t = small.transport()
-    t.invalidate_namespace()
+    small, t = memkv.empty_small(SMALL)
     keys = _filled(small, t, SMALL // BLOCK - 2)
     lease = t.lookup(keys, lease_ms=200)
     check("MKV-CAP-002", lease.lease_id is not None, "a short lease over the store", "a lease", None)
@@ -311,9 +305,7 @@ def test_expired_lease_no_longer_protects(memkv: Context) -> None:
 
 @pytest.mark.requirement("MKV-OPS-007")
 def test_lease_over_a_partly_present_chain_protects_its_prefix(memkv: Context) -> None:
-    small = memkv.small(SMALL)
-    t = small.transport()
-    t.invalidate_namespace()
+    small, t = memkv.empty_small(SMALL)
     chain = _filled(small, t, 6)
     lease = t.lookup([*chain, small.key(), small.key()], lease_ms=60_000)
     check("MKV-OPS-007", lease.prefix_len == 6 and lease.lease_id is not None, "lease over a partly present chain",
@@ -328,9 +320,7 @@ def test_lease_over_a_partly_present_chain_protects_its_prefix(memkv: Context) -
 
 @pytest.mark.requirement("MKV-CAP-003")
 def test_refused_put_keeps_unleased_blocks(memkv: Context) -> None:
-    small = memkv.small(SMALL)
-    t = small.transport()
-    t.invalidate_namespace()
+    small, t = memkv.empty_small(SMALL)
     leased = _filled(small, t, SMALL // BLOCK // 2)
     lease = t.lookup(leased, lease_ms=60_000)
     free = _filled(small, t, SMALL // BLOCK // 4, base=100)
