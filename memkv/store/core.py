@@ -345,10 +345,11 @@ class EngineCore:
         if self._closing:
             raise Unavailable("store is closed")
 
-    def _reserve(self, block_id: BlockId, length: int) -> _Live | _Reservation:
+    def _reserve(self, block_id: BlockId, length: int, evict: bool = True) -> _Live | _Reservation | None:
         """Phase one of a put: the stored block under this key, or fresh extents reserved for it.
 
-        A put of the same key already in flight is waited for, then looked at again.
+        A put of the same key already in flight is waited for, then looked at again. Without
+        `evict`, None when the block does not fit in free space (nothing is reserved).
         """
         while True:
             with self._guard():
@@ -357,7 +358,9 @@ class EngineCore:
                 if live is not None:
                     return live
                 if pending is None:
-                    extents = self._allocate(length)
+                    extents = self._allocate(length) if evict else self.allocator.allocate(length)
+                    if extents is None:
+                        return None
                     reservation = _Reservation(extents)
                     self._inflight[block_id] = reservation.done
                     self._io_active += 1

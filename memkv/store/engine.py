@@ -69,6 +69,7 @@ class StorageEngine(SessionOps, StreamOps):
         if known is not None:
             _check_declared(known, item.checksum)
         reserved = self._reserve(block_id, len(payload))
+        assert reserved is not None  # with eviction, _reserve reserves or raises
         if isinstance(reserved, _Live):
             return _reput(key, reserved.row, len(payload), payload_checksum(payload) if known is None else known,
                           item.checksum)
