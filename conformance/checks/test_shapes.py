@@ -278,6 +278,16 @@ def test_declared_capacity_is_really_held(memkv: Context) -> None:
     check("MKV-CAP-001", present == len(keys), f"the declared capacity of {declared} bytes holds "
           f"{len(keys)} blocks of {BLOCK} bytes without eviction", len(keys), present,
           f"fill a target declaring {declared} bytes with {BLOCK}-byte blocks")
+    freed = [k for i, k in enumerate(keys) if i % 3 != 2]
+    kept = keys[2::3]
+    t.delete(freed)
+    big = [small.key() for _ in range(len(freed) // 3 - 1)]
+    for i, key in enumerate(big):
+        put_ok(t, key, payload(700 + i, 3 * BLOCK), "MKV-CAP-001")
+    check("MKV-CAP-001", all(t.exists(kept)) and all(t.exists(big)), "blocks larger than any free hole fill the "
+          "fragmented free space without eviction", f"{len(kept)} + {len(big)} present",
+          f"{sum(t.exists(kept))} + {sum(t.exists(big))} present",
+          f"fill with {BLOCK}-byte blocks; delete two of every three; put {len(big)} blocks of {3 * BLOCK} bytes")
 
 
 @pytest.mark.requirement("MKV-CAP-002")
