@@ -12,9 +12,11 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from memkv.blocks import BlockMeta, Limits
 from memkv.buffers import BufferLike, readable_view, writable_view
@@ -860,6 +862,30 @@ class RestartForgetsAppends(SessionIds):
         if self.target is not None and self.target.generation > 0 and session_id in opened:
             info = dataclasses.replace(info, keys=info.keys[: opened[session_id]])
         return info
+
+
+@breaks("MKV-DUR-003")
+class CrashLeaksSpace(Wrapper):
+    """The space a killed writer process held is never given back when the store reopens (15% of
+    the capacity stays reserved)."""
+
+    @classmethod
+    def opened_elsewhere(cls, target: FaultyTarget) -> None:
+        (Path(target.inner.directory) / f"writer-{os.getpid()}").touch()
+
+    @classmethod
+    def started(cls, target: FaultyTarget) -> None:
+        for marker in Path(target.inner.directory).glob("writer-*"):
+            try:
+                os.kill(int(marker.name.removeprefix("writer-")), 0)
+                continue
+            except ProcessLookupError:
+                marker.unlink()
+            leak = target.inner.connect("memkv-faulty-leak")
+            capacity = leak.capabilities().capacity_bytes or 0
+            keys = [os.urandom(16) for _ in range(capacity * 15 // 100 // (1024 * 1024))]
+            leak.put([PutItem(k, bytes(1024 * 1024)) for k in keys])
+            leak.lookup(keys, leak.capabilities().limits.max_lease_ms)
 
 
 __all__ = ["CATALOGUE", "Defect", "breaks"]

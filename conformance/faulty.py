@@ -106,6 +106,14 @@ class Wrapper(Transport):
     def close(self) -> None:
         self.inner.close()
 
+    @classmethod
+    def opened_elsewhere(cls, target: FaultyTarget) -> None:
+        """Hook: the target was opened over existing data by its spec (a child process)."""
+
+    @classmethod
+    def started(cls, target: FaultyTarget) -> None:
+        """Hook: the target was started again (after a stop or a killed child)."""
+
     def flush(self) -> None:
         flush = getattr(self.inner, "flush", None)
         if callable(flush):
@@ -162,6 +170,7 @@ class FaultyTarget(Target):
     def start(self) -> None:
         self.generation += 1
         self.inner.start()
+        self.wrapper.started(self)
 
     def close(self) -> None:
         self.inner.close()
@@ -172,7 +181,10 @@ def defect(name: str, url: str | None = None) -> Target:
     from .defects import CATALOGUE
 
     entry = CATALOGUE[name]
-    return FaultyTarget(name, entry.wrapper, None if url is None else FileTarget(url), entry.namespace_map)
+    target = FaultyTarget(name, entry.wrapper, None if url is None else FileTarget(url), entry.namespace_map)
+    if url is not None:
+        entry.wrapper.opened_elsewhere(target)
+    return target
 
 
 def stored_meta(wrapper: Wrapper, key: bytes) -> BlockMeta | None:
