@@ -129,14 +129,15 @@ def test_declared_checksum_is_verified(memkv: Context, size: int) -> None:
 
 
 @pytest.mark.requirement("MKV-BLK-006")
-def test_corrupted_block_is_never_returned(memkv: Context) -> None:
+@pytest.mark.parametrize("size", [20, 8192, 1024 * 1024 + 1])
+def test_corrupted_block_is_never_returned(memkv: Context, size: int) -> None:
     t = memkv.transport()
     key = memkv.key()
-    data = payload(6, 8192)
+    data = payload(6, size)
     put_ok(t, key, data, "MKV-BLK-006")
     if not memkv.target.corrupt_block(t.namespace, key):
         pytest.skip("the target offers no way to corrupt stored bytes (Target.corrupt_block)")
-    buf = bytearray(8192)
+    buf = bytearray(size)
     try:
         res = t.get_into([key], [buf])[0]
         code = res.status
