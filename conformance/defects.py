@@ -403,11 +403,14 @@ class NoLeaseOnPartialChain(Wrapper):
         res = self.inner.lookup(keys, lease_ms)
         if res.lease_id is not None and res.prefix_len < len(keys):
             self.inner.release_lease(res.lease_id)
-            self.fake = res.lease_id
+            self.__dict__.setdefault("fakes", set()).add(res.lease_id)
         return res
 
     def release_lease(self, lease_id: str) -> None:
-        if lease_id != getattr(self, "fake", None):
+        fakes: set[str] = self.__dict__.get("fakes", set())
+        if lease_id in fakes:
+            fakes.discard(lease_id)
+        else:
             self.inner.release_lease(lease_id)
 
 
@@ -453,7 +456,7 @@ class DeleteOfAbsentOkInBatch(Wrapper):
 
 @breaks("MKV-OPS-009")
 class ReadCacheOutlivesDelete(Wrapper):
-    """Blocks read once are cached; delete forgets to drop the cache entry (invalidation does)."""
+    """Blocks read once are cached; every invalidation clears the cache, delete forgets to."""
 
     def __init__(self, inner: Transport, target: FaultyTarget | None = None) -> None:
         super().__init__(inner, target)
@@ -482,9 +485,24 @@ class ReadCacheOutlivesDelete(Wrapper):
         return [info is not None for info in self.stat(keys)]
 
     def invalidate_keys(self, keys: Sequence[bytes]) -> int:
-        for key in keys:
-            self.cache.pop(_key(key), None)
+        self.cache.clear()
         return self.inner.invalidate_keys(keys)
+
+    def invalidate_prefix(self, key: bytes) -> int:
+        self.cache.clear()
+        return self.inner.invalidate_prefix(key)
+
+    def invalidate_model(self, fingerprint: bytes) -> int:
+        self.cache.clear()
+        return self.inner.invalidate_model(fingerprint)
+
+    def invalidate_session(self, session_id: str) -> int:
+        self.cache.clear()
+        return self.inner.invalidate_session(session_id)
+
+    def invalidate_namespace(self) -> int:
+        self.cache.clear()
+        return self.inner.invalidate_namespace()
 
 
 @breaks("MKV-INV-001")
@@ -733,13 +751,14 @@ class AppendKeepsStoredPrefix(Wrapper):
     """An append of several keys with a missing one keeps the stored keys before it, then says NOT_FOUND."""
 
     def append(self, session_id: str, keys: Sequence[bytes]) -> SessionInfo:
-        present = self.inner.exists(keys) if keys else []
-        if all(present):
+        try:
             return self.inner.append(session_id, keys)
-        head = list(keys[: present.index(False)])
-        if head:
-            self.inner.append(session_id, head)
-        raise NotFound("a key of the append is not stored")
+        except NotFound:
+            present = self.inner.exists(keys)
+            head = list(keys[: present.index(False)])
+            if head:
+                self.inner.append(session_id, head)
+            raise
 
 
 @breaks("MKV-SES-005")

@@ -148,6 +148,10 @@ class _Machine(RuleBasedStateMachine):
             self.fail("MKV-BLK-007", f"put of different bytes under stored k{i}", "KEY_CONFLICT", "OK")
         if want is E.OK and res.status is E.KEY_CONFLICT:
             self.present_seen(ns, key, "put")
+        if self.small and old is None and self.model.protected_bytes() + n > (self.capacity or 0) // 2:
+            # protected data may fill the store: the only allowed refusal is CAPACITY_EXCEEDED
+            self.fail("MKV-CAP-003", f"put of k{i} refused while protected data fills the store", "OK or "
+                      "CAPACITY_EXCEEDED", f"{res.status.name} {res.message}")
         self.fail("MKV-OPS-001", f"put of k{i}", want.name, f"{res.status.name} {res.message}")
 
     @rule(ns=st.integers(0, 1), first=st.integers(0, NKEYS - 1), variant=st.integers(0, 1))
