@@ -288,6 +288,12 @@ def test_declared_capacity_is_really_held(memkv: Context) -> None:
           "fragmented free space without eviction", f"{len(kept)} + {len(big)} present",
           f"{sum(t.exists(kept))} + {sum(t.exists(big))} present",
           f"fill with {BLOCK}-byte blocks; delete two of every three; put {len(big)} blocks of {3 * BLOCK} bytes")
+    t.invalidate_namespace()
+    whole = small.key()
+    size = min(declared - BLOCK, small.limits.max_block_size)
+    put_ok(t, whole, payload(800, size), "MKV-CAP-001")
+    check("MKV-CAP-001", t.exists([whole]) == [True], "after emptying it, the target holds one block of its whole "
+          "declared capacity but one unit", True, False, f"the above; invalidate_namespace; put {size} bytes")
 
 
 @pytest.mark.requirement("MKV-CAP-002")
