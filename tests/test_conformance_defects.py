@@ -17,7 +17,7 @@ import pytest
 from conformance.defects import CATALOGUE
 from conformance.runner import Options, run
 
-SAMPLE_SIZE = 14
+SAMPLE_SIZE = 16
 SAMPLE_SEED = 9
 
 
