@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from memkv.buffers import BufferLike
 from memkv.sessions import SessionInfo
@@ -27,9 +27,6 @@ from memkv.transport import (
 )
 
 from .target import FileTarget, Target
-
-if TYPE_CHECKING:
-    from memkv.blocks import BlockMeta
 
 
 class Wrapper(Transport):
@@ -187,9 +184,4 @@ def defect(name: str, url: str | None = None) -> Target:
     return target
 
 
-def stored_meta(wrapper: Wrapper, key: bytes) -> BlockMeta | None:
-    info = wrapper.inner.stat([key])[0]
-    return None if info is None else info.meta
-
-
-__all__ = ["FaultyTarget", "Wrapper", "defect", "stored_meta"]
+__all__ = ["FaultyTarget", "Wrapper", "defect"]
