@@ -82,7 +82,7 @@ class StreamOps(EngineCore):
         block_id = (namespace, key)
         reserved = self._reserve(block_id, length, evict=False)
         if reserved is None:
-            return self._put_staged(namespace, key, length, fill, piece, meta, checksum)
+            return self._put_staged(namespace, key, length, fill, buffers[0][:piece], meta, checksum)
         if isinstance(reserved, _Live):
             return self._reput_stream(key, reserved.row, length, fill, buffers[0][:piece], checksum)
         row = None
@@ -118,13 +118,17 @@ class StreamOps(EngineCore):
             self._settle(block_id, reserved, row)
         return ItemResult()
 
-    def _put_staged(self, namespace: str, key: bytes, length: int, fill: Callable[[memoryview], None], piece: int,
-                    meta: BlockMeta, checksum: int | None) -> ItemResult:
+    def _put_staged(self, namespace: str, key: bytes, length: int, fill: Callable[[memoryview], None],
+                    scratch: memoryview, meta: BlockMeta, checksum: int | None) -> ItemResult:
         """A streamed put that fits only by evicting: receive it whole first (at most max_block_size,
-        checked by the caller), so it is verified before anything is evicted (MKV-ERR-002)."""
+        checked by the caller), so it is verified before anything is evicted (MKV-ERR-002).
+
+        `fill` gets views of the caller's own piece buffer (NIXL needs its registered memory)."""
         staged = memoryview(bytearray(length))
-        for start in range(0, length, piece):
-            fill(staged[start : start + piece])
+        for start in range(0, length, len(scratch)):
+            view = scratch[: min(len(scratch), length - start)]
+            fill(view)
+            staged[start : start + len(view)] = view
         result = self._put_one(namespace, PutItem(key, staged, meta, checksum))
         result.raise_for_status()
         return result
