@@ -68,12 +68,16 @@ def keep_sample(session: Path, size: int, seed: int) -> int:
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
     with use_db(str(session), WorkDB.Mode.open) as db:
-        ids = sorted(item.job_id for item in db.pending_work_items)
-        keep = set(random.Random(seed).sample(ids, min(size, len(ids))))
-        for job_id in ids:
-            if job_id not in keep:
-                db.set_result(job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
-        return len(ids)
+        def where(item: Any) -> tuple[str, int, int, str, int]:
+            m = item.mutations[0]  # job ids are random per init: sample by the mutation itself
+            return str(m.module_path), m.start_pos[0], m.start_pos[1], m.operator_name, m.occurrence
+
+        items = sorted(db.pending_work_items, key=where)
+        keep = {item.job_id for item in random.Random(seed).sample(items, min(size, len(items)))}
+        for item in items:
+            if item.job_id not in keep:
+                db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
+        return len(items)
 
 
 def annotation_lines(path: Path) -> set[int]:
