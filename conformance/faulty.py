@@ -1,17 +1,19 @@
 """Deliberately faulty targets: small wrappers around the correct file backend.
 
 The suite's own tests run the conformance suite against each and assert that the RIGHT
-requirement fails. Each is a `module:factory` target, e.g. `conformance.faulty:flip_byte_on_get`.
+requirement fails. The catalogue of defects is in conformance/defects.py; each is reached as the
+target `conformance.faulty:defect?name=NAME`. A faulty target's `spec` names its data directory
+(`&url=file://...`), so the child processes of the durability and concurrency checks reopen the
+same data through the same defect, as a third-party target's `spec` must.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import urllib.parse
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from memkv.blocks import Limits
-from memkv.buffers import BufferLike, writable_view
-from memkv.errors import ErrorCode
+from memkv.buffers import BufferLike
 from memkv.sessions import SessionInfo
 from memkv.transport import (
     BlockInfo,
@@ -30,9 +32,10 @@ from .target import FileTarget, Target
 class Wrapper(Transport):
     """Forwards everything to a correct transport; subclasses override one behaviour."""
 
-    def __init__(self, inner: Transport) -> None:
+    def __init__(self, inner: Transport, target: FaultyTarget | None = None) -> None:
         self.inner = inner
         self.namespace = inner.namespace
+        self.target = target
 
     def put(self, items: Sequence[PutItem]) -> list[ItemResult]:
         return self.inner.put(items)
@@ -100,157 +103,85 @@ class Wrapper(Transport):
     def close(self) -> None:
         self.inner.close()
 
+    @classmethod
+    def opened_elsewhere(cls, target: FaultyTarget) -> None:
+        """Hook: the target was opened over existing data by its spec (a child process)."""
 
-class FlipByteOnGet(Wrapper):
-    """Returns the block with its first byte flipped (expected failure: MKV-OPS-001)."""
+    @classmethod
+    def started(cls, target: FaultyTarget) -> None:
+        """Hook: the target was started again (after a stop or a killed child)."""
 
-    def get_into(self, keys: Sequence[bytes], buffers: Sequence[BufferLike]) -> list[GetResult]:
-        results = self.inner.get_into(keys, buffers)
-        for result, buffer in zip(results, buffers, strict=False):
-            if result.ok and result.length:
-                view = writable_view(buffer)
-                view[0] ^= 0x01
-        return results
-
-
-class ZombieAfterInvalidate(Wrapper):
-    """Keeps a cache of what it stored and keeps serving invalidated keys from it (MKV-INV-001)."""
-
-    def __init__(self, inner: Transport) -> None:
-        super().__init__(inner)
-        self.cache: dict[bytes, bytes] = {}
-        self.zombies: set[bytes] = set()
-
-    def put(self, items: Sequence[PutItem]) -> list[ItemResult]:
-        results = self.inner.put(items)
-        for item, result in zip(items, results, strict=False):
-            if result.ok:
-                self.cache[bytes(item.key)] = bytes(memoryview(item.payload))  # type: ignore[arg-type]
-                self.zombies.discard(bytes(item.key))
-        return results
-
-    def invalidate_keys(self, keys: Sequence[bytes]) -> int:
-        count = self.inner.invalidate_keys(keys)
-        self.zombies.update(bytes(k) for k in keys if bytes(k) in self.cache)
-        return count
-
-    def get_into(self, keys: Sequence[bytes], buffers: Sequence[BufferLike]) -> list[GetResult]:
-        results = self.inner.get_into(keys, buffers)
-        out: list[GetResult] = []
-        for key, buffer, result in zip(keys, buffers, results, strict=False):
-            if result.status is ErrorCode.NOT_FOUND and bytes(key) in self.zombies:
-                data = self.cache[bytes(key)]
-                writable_view(buffer)[: len(data)] = data
-                out.append(GetResult(length=len(data)))
-            else:
-                out.append(result)
-        return out
-
-    def stat(self, keys: Sequence[bytes]) -> list[BlockInfo | None]:
-        from memkv.blocks import BlockMeta
-        from memkv.checksum import payload_checksum
-
-        infos = self.inner.stat(keys)
-        return [BlockInfo(bytes(k), len(self.cache[bytes(k)]), payload_checksum(self.cache[bytes(k)]), BlockMeta())
-                if info is None and bytes(k) in self.zombies else info for k, info in zip(keys, infos, strict=False)]
-
-    def exists(self, keys: Sequence[bytes]) -> list[bool]:
-        return [info is not None for info in self.stat(keys)]
-
-
-class EvictsPinned(Wrapper):
-    """On CAPACITY_EXCEEDED, deletes its oldest blocks, pinned or not, and retries (MKV-SES-004)."""
-
-    def __init__(self, inner: Transport) -> None:
-        super().__init__(inner)
-        self.order: list[bytes] = []
-
-    def put(self, items: Sequence[PutItem]) -> list[ItemResult]:
-        results = list(self.inner.put(items))
-        for i, (item, result) in enumerate(zip(items, results, strict=False)):
-            while results[i].status is ErrorCode.CAPACITY_EXCEEDED and self.order:
-                victim = self.order.pop(0)
-                self.inner.invalidate_keys([victim])
-                results[i] = self.inner.put([item])[0]
-            if results[i].ok:
-                self.order.append(bytes(item.key))
-            del result
-        return results
-
-
-class AcceptsOversized(Wrapper):
-    """Declares 16 MiB blocks but accepts anything the engine takes (MKV-BLK-002)."""
-
-    def capabilities(self) -> Capabilities:
-        caps = self.inner.capabilities()
-        limits = Limits(**{**caps.limits.to_dict(), "max_block_size": 16 * 1024 * 1024})
-        return Capabilities(caps.backend, caps.profiles, limits, caps.spec_version, caps.capacity_bytes)
+    def flush(self) -> None:
+        flush = getattr(self.inner, "flush", None)
+        if callable(flush):
+            flush()
 
 
 class FaultyTarget(Target):
-    """A file target whose transports are wrapped in `wrapper`."""
+    """A file target whose transports are wrapped in `wrapper`.
+
+    `wrappers` holds the live wrappers by namespace (defects that cross namespaces use it) and
+    `generation` counts starts (defects that show only after a restart use it).
+    """
 
     restartable = True
     exclusive = True
 
-    def __init__(self, wrapper: type[Wrapper], inner: FileTarget | None = None, shared_namespace: bool = False) -> None:
+    def __init__(self, name: str, wrapper: type[Wrapper], inner: FileTarget | None = None,
+                 namespace_map: Callable[[str], str] | None = None) -> None:
+        self.name = name
         self.inner = inner or FileTarget.temporary()
         self.wrapper = wrapper
-        self.shared_namespace = shared_namespace
-        self.spec = f"conformance.faulty:{wrapper.__name__}"
+        self.namespace_map = namespace_map or (lambda ns: ns)
+        self.wrappers: dict[str, Wrapper] = {}
+        self.generation = 0
+        self.notes: dict[str, Any] = {}
+        self.spec = "conformance.faulty:defect?" + urllib.parse.urlencode({"name": name, "url": self.inner.spec})
 
     def connect(self, namespace: str) -> Transport:
         from memkv.store.engine import check_namespace
 
         check_namespace(namespace)
-        wrapped = self.wrapper(self.inner.connect("shared" if self.shared_namespace else namespace))
+        wrapped = self.wrapper(self.inner.connect(self.namespace_map(namespace)), self)
         wrapped.namespace = namespace
+        self.wrappers[namespace] = wrapped
         return wrapped
 
+    def capabilities(self) -> Capabilities:
+        return self.connect("memkv-conformance-probe").capabilities()
+
     def make_small(self, capacity: int) -> Target:
-        return FaultyTarget(self.wrapper, self.inner.make_small(capacity), self.shared_namespace)  # type: ignore[arg-type]
+        return FaultyTarget(self.name, self.wrapper, self.inner.make_small(capacity),  # type: ignore[arg-type]
+                            self.namespace_map)
 
     def corrupt_block(self, namespace: str, key: bytes) -> bool:
-        return self.inner.corrupt_block("shared" if self.shared_namespace else namespace, key)
+        return self.inner.corrupt_block(self.namespace_map(namespace), key)
+
+    def bump_format_version(self) -> bool:
+        return self.inner.bump_format_version()
 
     def stop(self) -> None:
+        self.wrappers.clear()
         self.inner.stop()
 
     def start(self) -> None:
+        self.generation += 1
         self.inner.start()
+        self.wrapper.started(self)
 
     def close(self) -> None:
         self.inner.close()
 
 
-def flip_byte_on_get() -> Target:
-    return FaultyTarget(FlipByteOnGet)
+def defect(name: str, url: str | None = None) -> Target:
+    """The faulty target `name` of the catalogue, over a fresh temporary store or the store at `url`."""
+    from .defects import CATALOGUE
+
+    entry = CATALOGUE[name]
+    target = FaultyTarget(name, entry.wrapper, None if url is None else FileTarget(url), entry.namespace_map)
+    if url is not None:
+        entry.wrapper.opened_elsewhere(target)
+    return target
 
 
-def zombie_after_invalidate() -> Target:
-    return FaultyTarget(ZombieAfterInvalidate)
-
-
-def evicts_pinned() -> Target:
-    return FaultyTarget(EvictsPinned)
-
-
-def accepts_oversized() -> Target:
-    return FaultyTarget(AcceptsOversized)
-
-
-def leaks_namespaces() -> Target:
-    """Every namespace lands in one engine namespace (MKV-NS-001)."""
-    return FaultyTarget(Wrapper, shared_namespace=True)
-
-
-DEFECTS = {
-    "flip_byte_on_get": "MKV-OPS-001",
-    "zombie_after_invalidate": "MKV-INV-001",
-    "evicts_pinned": "MKV-SES-004",
-    "accepts_oversized": "MKV-BLK-002",
-    "leaks_namespaces": "MKV-NS-001",
-}
-
-__all__ = ["DEFECTS", "FaultyTarget", "Wrapper", "accepts_oversized", "evicts_pinned", "flip_byte_on_get",
-           "leaks_namespaces", "zombie_after_invalidate"]
+__all__ = ["FaultyTarget", "Wrapper", "defect"]

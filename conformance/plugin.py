@@ -24,7 +24,9 @@ from .requirements import profile_of, requirements
 from .support import Context, RequirementFailure
 from .target import Target, load_target
 
-DEFAULT_SEED = 20250501
+REGRESSION_SEED = 20250501
+"""Every certification also walks the state machines from this fixed seed (a regression baseline)."""
+DEFAULT_SEED = REGRESSION_SEED
 NOT_SELECTED = "profile not selected for this run"
 
 
@@ -54,6 +56,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--memkv-seed", type=int, default=None, help="seed of every random choice")
     group.addoption("--memkv-examples", type=int, default=None, help="Hypothesis examples per property")
     group.addoption("--memkv-steps", type=int, default=None, help="steps per state-machine example")
+    group.addoption("--memkv-max-shrink-time", type=float, default=60.0,
+                    help="seconds Hypothesis may spend shrinking one failing example (default 60)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -68,6 +72,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_LOAD_ERROR_KEY] = f"cannot reach target {spec!r}: {type(exc).__name__}: {exc}"
         return
     certify = bool(config.getoption("--memkv-certify"))
+    cap_shrinking(float(config.getoption("--memkv-max-shrink-time") or 60.0))
     claimed = frozenset(caps.profiles) | {"core"}
     raw_profiles = str(config.getoption("--memkv-profiles") or "")
     if raw_profiles in ("", "claimed"):
@@ -89,6 +94,18 @@ def pytest_configure(config: pytest.Config) -> None:
         certify=certify,
         description=target.describe() | {"capabilities": caps.to_dict()},
     )
+
+
+def cap_shrinking(seconds: float) -> None:
+    """Bound the time Hypothesis spends shrinking a failure (`--max-shrink-time`).
+
+    Hypothesis offers no setting for it; its engine reads this module constant for each run.
+    """
+    from hypothesis.internal.conjecture import engine
+
+    if not hasattr(engine, "MAX_SHRINKING_SECONDS"):
+        raise RuntimeError("this Hypothesis version has no shrink deadline; --max-shrink-time cannot be honoured")
+    engine.MAX_SHRINKING_SECONDS = max(1, int(seconds))  # type: ignore[misc]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -244,4 +261,4 @@ def _hypothesis_repro(report: pytest.TestReport) -> str:
     return "\n".join(keep[:80])
 
 
-__all__ = ["DEFAULT_SEED", "RunState", "memkv", "requirement_ids", "run_state"]
+__all__ = ["DEFAULT_SEED", "REGRESSION_SEED", "RunState", "memkv", "requirement_ids", "run_state"]

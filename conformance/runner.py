@@ -16,9 +16,10 @@ import pytest
 from memkv.transport import PROFILES
 
 from . import SUITE_VERSION
+from .interrupt import interrupt_after
+from .plugin import REGRESSION_SEED
 from .requirements import exclusions, requirements, spec_version, worst
 
-CERTIFY_SEED = 20250501
 CERTIFY_EXAMPLES = 25
 CERTIFY_STEPS = 40
 CHECKS_DIR = Path(__file__).resolve().parent / "checks"
@@ -38,6 +39,10 @@ class Options:
     keyword: str | None = None
     quiet: bool = False
     stream: TextIO | None = None
+    max_shrink_time: float = 60.0
+    """Seconds Hypothesis may spend shrinking one failing example."""
+    timeout: float | None = None
+    """Stop the run after this many seconds; the report is still written and temporary stores removed."""
 
 
 class Collector:
@@ -116,7 +121,7 @@ def run(options: Options) -> dict[str, Any]:
     """Run the checks against `options.target`; returns the results document (results.json)."""
     stream = options.stream or sys.stderr
     certify = options.certify
-    seed = options.seed if options.seed is not None else (CERTIFY_SEED if certify else random.randrange(2**31))
+    seed = options.seed if options.seed is not None else random.randrange(2**31)
     examples = CERTIFY_EXAMPLES if certify else options.examples
     steps = CERTIFY_STEPS if certify else options.steps
     args = [str(CHECKS_DIR), "-p", "no:cacheprovider", "-p", "no:randomly",
@@ -134,12 +139,19 @@ def run(options: Options) -> dict[str, Any]:
         args.append(f"--memkv-steps={steps}")
     if options.keyword:
         args += ["-k", options.keyword]
+    args.append(f"--memkv-max-shrink-time={options.max_shrink_time}")
     collector = Collector(stream, options.quiet)
     collector.select = tuple(options.select)
+    if not options.quiet:
+        print(f"memkv conformance: seed {seed} (replay with --seed {seed})", file=stream, flush=True)
     started = time.time()
-    exit_code = pytest.main(args, plugins=[collector])
+    with interrupt_after(options.timeout) as cut:
+        exit_code = pytest.main(args, plugins=[collector])
     duration = time.time() - started
     doc = summarise(collector, options, seed, examples, steps, duration, int(exit_code))
+    if cut.reason:
+        doc["interrupted"] = cut.reason
+        doc["verdict"] = "NOT CERTIFIED" if certify else "FAILED"
     if options.report_dir:
         from .report import write_reports
 
@@ -203,6 +215,10 @@ def summarise(collector: Collector, options: Options, seed: int, examples: int |
         "verdict": verdict,
         "certify": options.certify,
         "seed": seed,
+        "regression_seed": REGRESSION_SEED,
+        "replay": f"--seed {seed}",
+        "max_shrink_time_s": options.max_shrink_time,
+        "interrupted": None,
         "examples": examples,
         "steps": steps,
         "target": state.description if state else
@@ -222,4 +238,4 @@ def summarise(collector: Collector, options: Options, seed: int, examples: int |
     }
 
 
-__all__ = ["CERTIFY_EXAMPLES", "CERTIFY_SEED", "CERTIFY_STEPS", "Collector", "Options", "run", "summarise"]
+__all__ = ["CERTIFY_EXAMPLES", "REGRESSION_SEED", "CERTIFY_STEPS", "Collector", "Options", "run", "summarise"]

@@ -155,6 +155,13 @@ class Context:
                                             self.steps, self.certify, random.Random(self.rng.random()))
         return self._small[capacity]
 
+    def empty_small(self, capacity: int) -> tuple[Context, Transport]:
+        """The small-capacity context and a transport of a namespace emptied first."""
+        small = self.small(capacity)
+        transport = small.transport()
+        transport.invalidate_namespace()
+        return small, transport
+
     def close_transports(self) -> None:
         for transport in self._open:
             try:

@@ -18,8 +18,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--report", metavar="DIR", default=None,
                         help="write results.json, junit.xml and report.html into DIR")
     parser.add_argument("--certify", action="store_true",
-                        help="certification run: fixed seed and example counts, no skips in claimed profiles")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the run (ignored with --certify)")
+                        help="certification run: fixed example counts, the regression seed plus a fresh seed "
+                             "(recorded in the report), no skips in claimed profiles")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the run (default: a random one, printed and recorded; replays a failure)")
+    parser.add_argument("--max-shrink-time", type=float, default=60.0,
+                        help="seconds Hypothesis may spend shrinking one failing example (default 60)")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="stop after this many seconds; the report is still written, temporary stores removed")
     parser.add_argument("--examples", type=int, default=None, help="Hypothesis examples per property")
     parser.add_argument("--steps", type=int, default=None, help="steps per state-machine example")
     parser.add_argument("-k", dest="keyword", default=None, help="only checks matching this pytest -k expression")
@@ -33,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from conformance.runner import run as run_suite
 
     options = Options(target=args.target, profiles=args.profile, report_dir=args.report, certify=args.certify,
-                      seed=None if args.certify else args.seed, examples=args.examples, steps=args.steps,
-                      keyword=args.keyword, quiet=args.quiet)
+                      seed=args.seed, examples=args.examples, steps=args.steps, keyword=args.keyword,
+                      quiet=args.quiet, max_shrink_time=args.max_shrink_time, timeout=args.timeout)
     doc = run_suite(options)
     out = sys.stdout
     print(f"\nmemkv conformance {doc['suite']['version']} (spec {doc['spec_version']}), seed {doc['seed']}", file=out)
@@ -53,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
                   f"got {first['actual']})"[:300], file=out)
     if doc.get("setup_error"):
         print(f"setup error (no check was run): {doc['setup_error']}", file=out)
+    if doc.get("interrupted"):
+        print(f"interrupted: {doc['interrupted']}", file=out)
+    if doc["verdict"] not in ("CERTIFIED", "PASSED"):
+        print(f"replay: --seed {doc['seed']}", file=out)
     print(f"verdict: {doc['verdict']}", file=out)
     if args.report:
         print(f"reports: {args.report}/results.json, junit.xml, report.html", file=out)

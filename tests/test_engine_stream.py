@@ -18,6 +18,7 @@ from memkv.buffers import aligned_buffer
 from memkv.checksum import payload_checksum
 from memkv.errors import BufferTooSmall, ChecksumMismatch, Corrupted, ErrorCode, KeyConflict, NotFound
 from memkv.store.engine import StorageEngine
+from memkv.transport import PutItem
 
 
 @pytest.fixture(params=["direct", "mapped"])
@@ -152,3 +153,20 @@ def test_corrupted_block_is_streamed_then_removed(engine: StorageEngine) -> None
     assert engine.stat("ns", [key(6)]) == [None]
     assert engine.get_into("ns", [key(6)], [bytearray(len(data))])[0].status is ErrorCode.NOT_FOUND
     check_space(engine)
+
+
+@pytest.mark.requirement("MKV-ERR-002")
+def test_streamed_put_refused_for_its_checksum_evicts_nothing_from_a_full_store(engine: StorageEngine) -> None:
+    """A streamed put that fits only by evicting is received whole and verified before eviction."""
+    stored = [key(i) for i in range(16 * MiB // (256 * KiB) - 1)]
+    for i, k in enumerate(stored):
+        engine.put("ns", [PutItem(k, payload(i, 256 * KiB))])[0].raise_for_status()
+    before = engine.exists("ns", stored)
+    data = payload(99, 4 * MiB)
+    fill, _ = feeder(data)
+    with pytest.raises(ChecksumMismatch):
+        engine.put_stream("ns", key(999), len(data), fill, buffers(), checksum=payload_checksum(data) ^ 1)
+    assert engine.exists("ns", stored) == before and all(before)
+    fill, _ = feeder(data)
+    engine.put_stream("ns", key(999), len(data), fill, buffers(), checksum=payload_checksum(data))
+    assert read_all(engine, key(999)) == data

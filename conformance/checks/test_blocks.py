@@ -23,7 +23,7 @@ def _absent(requirement: str, t: Transport, key: bytes, why: str) -> None:
 
 
 @pytest.mark.requirement("MKV-OPS-001", "MKV-BLK-001")
-@pytest.mark.parametrize("size", [1, 15, 16, 17, 4095, 4096, 4097, 65536, 1024 * 1024 + 1])
+@pytest.mark.parametrize("size", [1, 15, 16, 17, 4095, 4096, 4097, 65535, 65536, 65537, 1024 * 1024 + 1])
 def test_get_returns_exactly_the_bytes_put(memkv: Context, size: int) -> None:
     t = memkv.transport()
     key = memkv.key()
@@ -111,9 +111,10 @@ def test_metadata_over_its_bounds_is_refused(memkv: Context) -> None:
 
 
 @pytest.mark.requirement("MKV-BLK-005", "MKV-ERR-002", "MKV-ERR-001")
-def test_declared_checksum_is_verified(memkv: Context) -> None:
+@pytest.mark.parametrize("size", [1, 5000, 65536, 1024 * 1024 + 1])
+def test_declared_checksum_is_verified(memkv: Context, size: int) -> None:
     t = memkv.transport()
-    data = payload(5, 5000)
+    data = payload(5, size)
     good = payload_checksum(data)
     key = memkv.key()
     expect_code("MKV-BLK-005", "put with a wrong declared checksum",
@@ -128,14 +129,15 @@ def test_declared_checksum_is_verified(memkv: Context) -> None:
 
 
 @pytest.mark.requirement("MKV-BLK-006")
-def test_corrupted_block_is_never_returned(memkv: Context) -> None:
+@pytest.mark.parametrize("size", [20, 8192, 1024 * 1024 + 1])
+def test_corrupted_block_is_never_returned(memkv: Context, size: int) -> None:
     t = memkv.transport()
     key = memkv.key()
-    data = payload(6, 8192)
+    data = payload(6, size)
     put_ok(t, key, data, "MKV-BLK-006")
     if not memkv.target.corrupt_block(t.namespace, key):
         pytest.skip("the target offers no way to corrupt stored bytes (Target.corrupt_block)")
-    buf = bytearray(8192)
+    buf = bytearray(size)
     try:
         res = t.get_into([key], [buf])[0]
         code = res.status
@@ -371,10 +373,11 @@ def test_non_blocking_forms_match_blocking(memkv: Context) -> None:
 
 
 @pytest.mark.requirement("MKV-OPS-011")
-def test_exists_and_stat(memkv: Context) -> None:
+@pytest.mark.parametrize("size", [777, 70_000])
+def test_exists_and_stat(memkv: Context, size: int) -> None:
     t = memkv.transport()
     key, missing = memkv.key(), memkv.key()
-    data = payload(11, 777)
+    data = payload(11, size)
     meta = BlockMeta(dtype="fp16", token_count=16, user=b"u")
     put_ok(t, key, data, "MKV-OPS-011", meta=meta)
     check("MKV-OPS-011", t.exists([key, missing]) == [True, False], "exists", [True, False], t.exists([key, missing]))
@@ -383,8 +386,8 @@ def test_exists_and_stat(memkv: Context) -> None:
     check("MKV-OPS-011", info is not None and infos[1] is None, "stat of present and absent", "info, None", infos)
     if info is None:
         return
-    check("MKV-OPS-011", (info.key, info.length, info.checksum, info.meta) == (key, 777, payload_checksum(data), meta),
-          "stat reports key, length, checksum, metadata", (key.hex(), 777, payload_checksum(data), meta),
+    check("MKV-OPS-011", (info.key, info.length, info.checksum, info.meta) == (key, size, payload_checksum(data), meta),
+          "stat reports key, length, checksum, metadata", (key.hex(), size, payload_checksum(data), meta),
           (info.key.hex(), info.length, info.checksum, info.meta))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conformance.support import Context, check, expect_code, payload, put_ok, read
+from memkv.checksum import payload_checksum
 from memkv.errors import ErrorCode
 from memkv.transport import PutItem
 
@@ -89,3 +90,24 @@ def test_leased_blocks_are_not_evicted(memkv: Context) -> None:
           f"lost {lost}", "put 6 blocks; lookup(lease_ms=60000); put 2x capacity of other blocks")
     if lease.lease_id is not None:
         t.release_lease(lease.lease_id)
+
+
+@pytest.mark.requirement("MKV-ERR-002", "MKV-BLK-005")
+@pytest.mark.parametrize("size", [BLOCK, CAPACITY // 2])
+def test_refused_checksum_evicts_nothing_from_a_full_target(memkv: Context, size: int) -> None:
+    """A put that would have to evict to fit, refused for its declared checksum, changes nothing."""
+    small = memkv.small(CAPACITY)
+    t = small.transport()
+    t.invalidate_namespace()
+    keys = [small.key() for _ in range(CAPACITY // BLOCK)]
+    for i, key in enumerate(keys):
+        put_ok(t, key, payload(i, BLOCK), "MKV-ERR-002")
+    kept = [k for k, present in zip(keys, t.exists(keys), strict=True) if present]
+    data = payload(77, size)
+    bad = small.key()
+    expect_code("MKV-BLK-005", f"put of {size} bytes with a wrong declared checksum into a full target",
+                lambda: t.put([PutItem(bad, data, checksum=payload_checksum(data) ^ 1)]), [E.CHECKSUM_MISMATCH])
+    still = sum(t.exists(kept))
+    check("MKV-ERR-002", still == len(kept), "a put refused for its checksum evicts nothing", f"{len(kept)} kept",
+          f"{len(kept) - still} evicted",
+          f"fill a {CAPACITY}-byte target with {BLOCK}-byte blocks; put {size} bytes, checksum=xxh3(data)^1")

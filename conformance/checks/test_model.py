@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -23,7 +23,8 @@ from hypothesis.stateful import (
 )
 
 from conformance.model import Model, ModelLease, ModelSession
-from conformance.support import Context, fail, payload
+from conformance.plugin import REGRESSION_SEED
+from conformance.support import Context, RequirementFailure, fail, payload
 from memkv.blocks import BlockMeta
 from memkv.errors import ErrorCode, MemkvError
 from memkv.keys import ROOT_PARENT
@@ -39,6 +40,10 @@ SMALL_CAPACITY = 768 * 1024
 
 def _key(i: int) -> bytes:
     return b"memkv-model-k" + bytes([0, 0, i])
+
+
+def _index(key: bytes) -> int:
+    return key[-1]
 
 
 def _meta(i: int) -> BlockMeta:
@@ -143,7 +148,17 @@ class _Machine(RuleBasedStateMachine):
             self.fail("MKV-BLK-007", f"put of different bytes under stored k{i}", "KEY_CONFLICT", "OK")
         if want is E.OK and res.status is E.KEY_CONFLICT:
             self.present_seen(ns, key, "put")
+        if self.small and old is None and self.model.protected_bytes() + n > (self.capacity or 0) // 2:
+            # protected data may fill the store: the only allowed refusal is CAPACITY_EXCEEDED
+            self.fail("MKV-CAP-003", f"put of k{i} refused while protected data fills the store", "OK or "
+                      "CAPACITY_EXCEEDED", f"{res.status.name} {res.message}")
         self.fail("MKV-OPS-001", f"put of k{i}", want.name, f"{res.status.name} {res.message}")
+
+    @rule(ns=st.integers(0, 1), first=st.integers(0, NKEYS - 1), variant=st.integers(0, 1))
+    def fill(self, ns: int, first: int, variant: int) -> None:
+        """Weights the walk toward a full store: the largest size for every key from `first` on."""
+        for i in range(first, NKEYS):
+            self.put(ns, i, len(self.sizes) - 1, variant)
 
     @rule(ns=st.integers(0, 1), i=st.integers(0, NKEYS - 1))
     def get(self, ns: int, i: int) -> None:
@@ -187,6 +202,12 @@ class _Machine(RuleBasedStateMachine):
         self.step(f"{self.name(ns)}.lookup(k{start}..k{start + len(keys) - 1}, lease_ms={lease_ms})")
         res = self.ts[ns].lookup(keys, self.lease_ms if lease else 0)
         want = self.model.lookup(ns, keys)
+        if res.prefix_len != want:
+            at = keys[min(res.prefix_len, want)]
+            if self.ts[ns].exists([at])[0] == self.model.present(ns, at):
+                # exists agrees with the model: the lookup answer itself is wrong
+                self.fail("MKV-OPS-006", f"lookup prefix (exists agrees with the model about k{_index(at)})", want,
+                          res.prefix_len)
         if res.prefix_len < want:
             self.absent_seen(ns, keys[res.prefix_len], "lookup")
             want = self.model.lookup(ns, keys)
@@ -312,6 +333,18 @@ class _Machine(RuleBasedStateMachine):
             self.model.sessions[info.session_id] = ModelSession(info.session_id, ns, SessionState.OPEN, tuple(keys))
             self.sids.append(info.session_id)
 
+    @precondition(lambda self: self.sessions_on)
+    @rule(ns=st.integers(0, 1), n=st.integers(1, NKEYS), variant=st.integers(0, 1))
+    def pin_chain(self, ns: int, n: int, variant: int) -> None:
+        """Weights the walk toward pins under pressure: store a chain at the largest size, open a
+        session on it and suspend it at once."""
+        for i in range(n):
+            self.put(ns, i, len(self.sizes) - 1, variant)
+        opened = len(self.sids)
+        self.open_session(ns, n)
+        if len(self.sids) > opened:
+            self.suspend(opened)
+
     def _pick(self, j: int) -> tuple[str, int]:
         sid = self.sids[j % len(self.sids)]
         session = self.model.sessions.get(sid)
@@ -435,9 +468,15 @@ def _run(memkv: Context, sessions_on: bool, small: bool) -> None:
     sizes = (1, 4097, 60_000, 150_000) if small else (1, 4096, 65_537, 300_000)
     machine = type("ConformanceMachine", (_Machine,), {"ctx": ctx, "sessions_on": sessions_on, "small": small,
                                                         "sizes": sizes})
-    run_state_machine_as_test(machine, settings=settings(
-        max_examples=memkv.examples, stateful_step_count=memkv.steps, deadline=None, database=None,
-        suppress_health_check=list(HealthCheck), print_blob=False))
+    # A certification walks from the fixed regression seed and from its own seed (new paths each run).
+    for run_seed in dict.fromkeys([REGRESSION_SEED, memkv.seed] if memkv.certify else [memkv.seed]):
+        try:
+            run_state_machine_as_test(seed(run_seed)(machine), settings=settings(
+                max_examples=memkv.examples, stateful_step_count=memkv.steps, deadline=None, database=None,
+                suppress_health_check=list(HealthCheck), print_blob=False))
+        except RequirementFailure as exc:
+            exc.reproduction = f"seed {run_seed} (replay: --seed {run_seed})\n{exc.reproduction}"
+            raise
     ctx.close_transports()
 
 

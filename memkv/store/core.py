@@ -444,15 +444,20 @@ class EngineCore:
             raise CapacityExceeded(f"block of {size} bytes does not fit after eviction")
         return extents
 
+    def _quota_room(self, namespace: str) -> float:
+        """Bytes the namespace may still store without evicting (MKV-NS-010); inf without a byte quota."""
+        quota = self.quotas.get(namespace)
+        if quota is None or quota.bytes is None:
+            return float("inf")
+        return quota.bytes - self._ns_bytes[namespace]
+
     def _fit_quota(self, namespace: str, length: int) -> None:
         """Make `length` more bytes fit the namespace's byte quota by evicting its own unprotected
         blocks in eviction order (MKV-CAP-006); evicts nothing and raises CAPACITY_EXCEEDED when it
         cannot (MKV-NS-010)."""
-        quota = self.quotas.get(namespace)
-        limit = None if quota is None else quota.bytes
-        if limit is None or self._ns_bytes[namespace] + length <= limit:
+        excess = length - self._quota_room(namespace)
+        if excess <= 0:
             return
-        excess = self._ns_bytes[namespace] + length - limit
         victims: list[BlockId] = []
         for block_id in self._order.candidates(self._unevictable):
             if excess <= 0:
@@ -462,8 +467,8 @@ class EngineCore:
             victims.append(block_id)
             excess -= self._blocks[block_id].row.length
         if excess > 0:
-            raise CapacityExceeded(f"namespace {namespace} is at its quota of {limit} bytes and cannot evict "
-                                   f"enough of its own unpinned, unleased blocks")
+            raise CapacityExceeded(f"namespace {namespace} is at its byte quota ({self.quotas[namespace].bytes}) "
+                                   f"and cannot evict enough of its own unpinned, unleased blocks")
         self._commit_removal(victims)
         self.counters.evictions += len(victims)
 
@@ -490,10 +495,11 @@ class EngineCore:
         if self._closing:
             raise Unavailable("store is closed")
 
-    def _reserve(self, block_id: BlockId, length: int) -> _Live | _Reservation:
+    def _reserve(self, block_id: BlockId, length: int, evict: bool = True) -> _Live | _Reservation | None:
         """Phase one of a put: the stored block under this key, or fresh extents reserved for it.
 
-        A put of the same key already in flight is waited for, then looked at again.
+        A put of the same key already in flight is waited for, then looked at again. Without
+        `evict`, None when the block does not fit in free space (nothing is reserved).
         """
         while True:
             with self._guard():
@@ -503,8 +509,14 @@ class EngineCore:
                 if live is not None:
                     return live
                 if pending is None:
-                    self._fit_quota(block_id[0], length)
-                    extents = self._allocate(length)
+                    if evict:
+                        self._fit_quota(block_id[0], length)
+                        extents: list[Extent] | None = self._allocate(length)
+                    else:
+                        fits_quota = self._quota_room(block_id[0]) >= length
+                        extents = self.allocator.allocate(length) if fits_quota else None
+                    if extents is None:
+                        return None
                     self._ns_bytes[block_id[0]] += length
                     reservation = _Reservation(extents, length)
                     self._inflight[block_id] = reservation.done

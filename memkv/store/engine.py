@@ -4,8 +4,8 @@ This module holds the block operations and invalidation; the state and shared ma
 core.py, sessions in session_ops.py and streamed I/O in stream_ops.py.
 
 Thread-safe. Metadata changes happen under one lock; payload I/O happens outside it.
-Write path (two-phase, MKV-OPS-002): verify checksum -> reserve extents -> write payload ->
-commit the index row. Read path: pin the row against reuse -> read -> verify checksum.
+Write path (two-phase, MKV-OPS-002): verify a declared checksum -> reserve extents (may evict) ->
+write payload -> commit the index row. Read path: pin the row against reuse -> read -> verify checksum.
 
 Extents are freed exactly once: by removal when no reader holds them, else by the last
 reader. Eviction is planned on a copy of the allocator first, so a put that cannot fit
@@ -64,13 +64,22 @@ class StorageEngine(SessionOps, StreamOps):
         self.limits.check_payload_size(len(payload))
         item.meta.validate(self.limits)
         block_id = (namespace, key)
+        # A declared checksum is verified before reserving: reserving may evict (MKV-ERR-002).
+        known = None if item.checksum is None else payload_checksum(payload)
+        if known is not None:
+            _check_declared(known, item.checksum)
         reserved = self._reserve(block_id, len(payload))
+        assert reserved is not None  # with eviction, _reserve reserves or raises
         if isinstance(reserved, _Live):
-            return _reput(key, reserved.row, len(payload), payload_checksum(payload), item.checksum)
+            return _reput(key, reserved.row, len(payload), payload_checksum(payload) if known is None else known,
+                          item.checksum)
         row = None
         try:
-            checksum = self._write_and_checksum(reserved.extents, payload)
-            _check_declared(checksum, item.checksum)
+            if known is None:
+                checksum = self._write_and_checksum(reserved.extents, payload)
+            else:
+                self._write_extents(reserved.extents, payload)
+                checksum = known
             row = BlockRow(namespace, key, len(payload), checksum, item.meta, reserved.extents, self.clock())
         finally:
             self._settle(block_id, reserved, row)

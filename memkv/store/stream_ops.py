@@ -20,7 +20,7 @@ from ..errors import (
     Unavailable,
 )
 from ..keys import check_key
-from ..transport import ItemResult
+from ..transport import ItemResult, PutItem
 from .core import (
     OVERLAP_MIN_BYTES,
     STREAM_ALIGN,
@@ -35,6 +35,8 @@ from .index import BlockRow
 
 
 class StreamOps(EngineCore):
+    _put_one: Callable[[str, PutItem], ItemResult]  # the whole-buffer put of engine.py
+
     @staticmethod
     def _piece_size(buffers: Sequence[memoryview]) -> int:
         if len(buffers) < 2:
@@ -78,7 +80,9 @@ class StreamOps(EngineCore):
         meta.validate(self.limits)
         piece = self._piece_size(buffers)
         block_id = (namespace, key)
-        reserved = self._reserve(block_id, length)
+        reserved = self._reserve(block_id, length, evict=False)
+        if reserved is None:
+            return self._put_staged(namespace, key, length, fill, buffers[0][:piece], meta, checksum)
         if isinstance(reserved, _Live):
             return self._reput_stream(key, reserved.row, length, fill, buffers[0][:piece], checksum)
         row = None
@@ -113,6 +117,21 @@ class StreamOps(EngineCore):
             concurrent.futures.wait(writes)
             self._settle(block_id, reserved, row)
         return ItemResult()
+
+    def _put_staged(self, namespace: str, key: bytes, length: int, fill: Callable[[memoryview], None],
+                    scratch: memoryview, meta: BlockMeta, checksum: int | None) -> ItemResult:
+        """A streamed put that fits only by evicting: receive it whole first (at most max_block_size,
+        checked by the caller), so it is verified before anything is evicted (MKV-ERR-002).
+
+        `fill` gets views of the caller's own piece buffer (NIXL needs its registered memory)."""
+        staged = memoryview(bytearray(length))
+        for start in range(0, length, len(scratch)):
+            view = scratch[: min(len(scratch), length - start)]
+            fill(view)
+            staged[start : start + len(view)] = view
+        result = self._put_one(namespace, PutItem(key, staged, meta, checksum))
+        result.raise_for_status()
+        return result
 
     @staticmethod
     def _reput_stream(key: bytes, row: BlockRow, length: int, fill: Callable[[memoryview], None],
