@@ -169,6 +169,7 @@ def memkv(request: pytest.FixtureRequest) -> Iterator[Context]:
                   state.certify, rng)
     yield ctx
     ctx.close_transports()
+    ctx.empty_namespaces()
 
 
 def _exceptions(exc: BaseException) -> list[BaseException]:

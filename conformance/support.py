@@ -124,6 +124,7 @@ class Context:
     certify: bool
     rng: random.Random = dataclasses.field(default_factory=random.Random)
     _open: list[Transport] = dataclasses.field(default_factory=list)
+    _made: list[str] = dataclasses.field(default_factory=list)
     _small: dict[int, Context] = dataclasses.field(default_factory=dict)
 
     @property
@@ -133,9 +134,9 @@ class Context:
     def namespace(self, prefix: str = "c") -> str:
         allocate = getattr(self.target, "allocate_namespace", None)
         allocated = allocate(prefix) if callable(allocate) else None
-        if isinstance(allocated, str):
-            return allocated
-        return f"{prefix}-{_RUN_TAG}-{next(_NS_COUNTER)}"[:64]
+        name = allocated if isinstance(allocated, str) else f"{prefix}-{_RUN_TAG}-{next(_NS_COUNTER)}"[:64]
+        self._made.append(name)
+        return name
 
     def transport(self, namespace: str | None = None) -> Transport:
         transport = self.target.connect(namespace or self.namespace())
@@ -171,6 +172,23 @@ class Context:
         self._open.clear()
         for small in self._small.values():
             small.close_transports()
+
+    def empty_namespaces(self) -> None:
+        """After a check: remove what it stored in the namespaces it made, so that later checks and
+        later runs against the same target do not find it full. Best effort: a target may refuse
+        (a key without the admin role) or be stopped."""
+        for namespace in self._made:
+            try:
+                transport = self.target.connect(namespace)
+            except Exception:
+                continue
+            try:
+                transport.invalidate_namespace()
+            except Exception:
+                pass
+            finally:
+                transport.close()
+        self._made.clear()
 
     def iter_transports(self) -> Iterator[Transport]:
         return iter(list(self._open))
