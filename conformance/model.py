@@ -75,9 +75,20 @@ class Model:
                 return "MKV-OPS-007"
         return None
 
-    def protected_bytes(self) -> int:
-        return sum(len(block.data) for ns, blocks in enumerate(self.blocks) for key, block in blocks.items()
-                   if self.protected_by(ns, key))
+    def protected_bytes(self, granule: int = 1) -> int:
+        """Bytes no eviction may free: protected blocks and every stored block they are chained
+        after (MKV-CAP-006: a block never goes before a block chained after it), each counted as at
+        least `granule` bytes (a target stores a block in whole allocation units)."""
+        kept: set[tuple[int, bytes]] = set()
+        for ns, blocks in enumerate(self.blocks):
+            for key in blocks:
+                if not self.protected_by(ns, key):
+                    continue
+                at: bytes | None = key
+                while at is not None and at in blocks and (ns, at) not in kept:
+                    kept.add((ns, at))
+                    at = blocks[at].meta.parent
+        return sum(max(granule, len(self.blocks[ns][key].data)) for ns, key in kept)
 
     def lookup(self, ns: int, keys: list[bytes]) -> int:
         prefix = 0
