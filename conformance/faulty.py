@@ -139,7 +139,7 @@ class FaultyTarget(Target):
         self.spec = "conformance.faulty:defect?" + urllib.parse.urlencode({"name": name, "url": self.inner.spec})
 
     def connect(self, namespace: str) -> Transport:
-        from memkv.store.engine import check_namespace
+        from memkv.namespaces import check_namespace
 
         check_namespace(namespace)
         wrapped = self.wrapper(self.inner.connect(self.namespace_map(namespace)), self)

@@ -13,8 +13,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Protocol, cast
 
-from . import __version__
 from .errors import MemkvError
+from .version import __version__
 
 SUBCOMMANDS: tuple[str, ...] = (
     "memkv.demo", "memkv.bench", "memkv.cli_serve", "memkv.cli_admin", "memkv.cli_doctor", "memkv.cli_conformance",

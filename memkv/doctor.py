@@ -726,7 +726,7 @@ def run_checks(
         message = "RDMA is available: NIXL can move blocks over RDMA."
     else:
         message = "No RDMA on this host: NIXL will use TCP. Not ready for RDMA; fine for development and CI."
-    from . import __version__
+    from .version import __version__
 
     summary = {
         "rdma": rdma_ok,

@@ -39,8 +39,8 @@ from memkv.errors import (
     Unsupported,
 )
 from memkv.keys import KEY_SIZE
+from memkv.namespaces import check_namespace
 from memkv.sessions import SessionInfo
-from memkv.store.engine import check_namespace
 from memkv.transport import (
     BlockInfo,
     Capabilities,

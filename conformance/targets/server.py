@@ -196,7 +196,7 @@ class ServerTarget(Target):
         return memkv.connect(self.url, namespace=namespace, key=key, **options)
 
     def _resolve(self, namespace: str) -> str:
-        from memkv.store.engine import check_namespace
+        from memkv.namespaces import check_namespace
 
         check_namespace(namespace)  # the same validation as the client's: INVALID_ARGUMENT
         return namespace if self.pool is None else self.pool.resolve(namespace)

@@ -9,10 +9,11 @@ from ..blocks import Limits
 from ..buffers import BufferLike
 from ..errors import Unavailable
 from ..keys import NO_FINGERPRINT
+from ..namespaces import check_namespace
 from ..sessions import SessionInfo
 from ..stats import namespace_stats
 from ..store.core import make_private_dirs as make_private_dirs  # connect() makes the store directory
-from ..store.engine import StorageEngine, check_namespace
+from ..store.engine import StorageEngine
 from ..transport import (
     BlockInfo,
     Capabilities,
