@@ -29,7 +29,7 @@ from ..wire.opcodes import Role
 from .keyring import ApiKey
 
 if TYPE_CHECKING:
-    from .core import MemkvServer
+    from .service import MemkvServer
 
 log = logging.getLogger("memkv.admin")
 

@@ -57,8 +57,8 @@ from ..wire.frames import (
 from ..wire.opcodes import REQUIRED_ROLE, Opcode, Role
 
 if TYPE_CHECKING:
-    from .core import MemkvServer
     from .keyring import KeyRing
+    from .service import MemkvServer
 
 log = logging.getLogger("memkv.server")
 

@@ -26,8 +26,8 @@ from ..wire.frames import (
 )
 from ..wire.opcodes import Opcode
 from .config import ServerConfig
-from .core import MemkvServer
 from .keyring import KeyRing
+from .service import MemkvServer
 
 _LISTEN = re.compile(r"listening on (\S+):(\d+) admin (\S+)")
 

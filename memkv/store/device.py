@@ -15,8 +15,8 @@ import threading
 
 from ..buffers import PAGE, address_of, aligned_buffer
 from ..errors import CapacityExceeded, InvalidArgument, Unavailable
-from ..native_io import IOEngine, select_engine
 from ..units import format_size
+from .io_engines import IOEngine, select_engine
 
 ALIGN = 4096
 BOUNCE_SIZE = 4 * 1024 * 1024
