@@ -21,21 +21,20 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from ..blocks import BlockMeta, Limits
+from ..blocks import Limits
 from ..buffers import BufferLike, advance, readable_view, writable_view
 from ..checksum import payload_checksum, payload_hasher
 from ..credentials import parse_credential
 from ..errors import (
     ErrorCode,
     InvalidArgument,
-    InvalidKey,
     MemkvError,
     ProtocolError,
     Timeout,
     Unavailable,
     error_for,
 )
-from ..keys import KEY_SIZE, NO_FINGERPRINT, check_fingerprint, check_key
+from ..keys import NO_FINGERPRINT, check_fingerprint, check_key
 from ..namespaces import check_namespace
 from ..sessions import SessionInfo
 from ..transport import (
@@ -641,4 +640,4 @@ def open_tcp(url_host: str, url_port: int | None, namespace: str, options: dict[
     return TcpTransport(url_host or "127.0.0.1", url_port or DEFAULT_PORT, namespace, key, **options)
 
 
-__all__ = ["KEY_SIZE", "BlockMeta", "InvalidKey", "TcpConnection", "TcpTransport", "open_tcp"]
+__all__ = ["TcpConnection", "TcpTransport", "open_tcp"]

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
 
 from ..blocks import MiB
 from ..buffers import MemoryRegion, address_of, aligned_buffer
@@ -173,10 +172,6 @@ class NixlTarget(Target):
         finally:
             if not self.keep:
                 shutil.rmtree(self.root, ignore_errors=True)
-
-
-def nixl_target(config: BenchConfig) -> Any:
-    return NixlTarget(config)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import numpy as np
 from ..blocks import MiB
 from ..buffers import BufferLike, aligned_buffer
 from ..cli.progress import Progress
-from ..errors import InvalidArgument, Unsupported
+from ..errors import InvalidArgument
 from ..store.device import preallocate
 from ..transport import PutItem, Transport
 from ..units import format_size, parse_size
@@ -200,12 +200,6 @@ def _all(fn: Callable[[int, Sequence[memoryview], int], int], fd: int, buf: memo
         if n <= 0:
             raise OSError(f"raw I/O moved no bytes at offset {offset + done}")
         done += n
-
-
-def _unavailable(name: str) -> Callable[[BenchConfig], Target]:
-    def factory(config: BenchConfig) -> Target:
-        raise Unsupported(f"bench backend {name!r} is not built yet; available: file, tcp")
-    return factory
 
 
 def _tcp_target(config: BenchConfig) -> Target:

@@ -46,7 +46,6 @@ from .runner import (
     Target,
     memkv_op,
     parse_sizes,
-    run_bench,
 )
 
 
@@ -309,14 +308,6 @@ def run_clients(sizes: Sequence[int], clients: Sequence[int], count: int = 16, r
                     rows.append(row)
     finally:
         ends.close()
-    return rows
-
-
-def run_tcp_bench(sizes: tuple[int, ...] = (16 * MiB,), count: int = 16, rounds: int = 3,
-                  directory: str | None = None) -> list[dict[str, Any]]:
-    """memkv-over-tcp and the raw socket stream for the given sizes (one client); one row per (size, op)."""
-    report = run_bench(BenchConfig(backend="tcp", sizes=sizes, count=count, rounds=rounds, directory=directory))
-    rows: list[dict[str, Any]] = report["results"]
     return rows
 
 

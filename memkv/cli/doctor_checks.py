@@ -21,7 +21,6 @@ import errno
 import importlib.metadata
 import importlib.util
 import json
-import mmap
 import os
 import platform
 import re
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..nixl import libraries as nixl_libraries
+from ..store.device import MEMORY_FILESYSTEMS, mount_of, open_direct
 
 SCHEMA = "memkv.doctor/1"
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -439,54 +439,33 @@ def check_io_uring(procfs: Path, probe: UringProbe) -> Check:
 # ---- data path -------------------------------------------------------------------------------
 
 
-def _mount_of(procfs: Path, path: str) -> tuple[str, str] | None:
-    best: tuple[str, str] | None = None
-    for line in (_read(procfs / "mounts") or "").splitlines():
-        parts = line.split()
-        if len(parts) < 3:
-            continue
-        mnt = parts[1].replace("\\040", " ")
-        if (path == mnt or path.startswith(mnt.rstrip("/") + "/") or mnt == "/") and (
-            best is None or len(mnt) > len(best[0])
-        ):
-            best = (mnt, parts[2])
-    return best
-
-
 def _probe_direct(path: str) -> tuple[bool, str]:
-    """Open a scratch file (or the block device, read-only) with O_DIRECT and move one page."""
-    flag = getattr(os, "O_DIRECT", 0)
-    if not flag:
+    """Whether the store would open a file at `path` with O_DIRECT (store.device.open_direct decides).
+
+    `path` is the block device or file itself (opened read-only), or a directory, where a scratch
+    file is created and removed.
+    """
+    if not getattr(os, "O_DIRECT", 0):
         return False, "this platform has no O_DIRECT"
-    buf = mmap.mmap(-1, 4096)
+    scratch = None
     try:
         if os.path.exists(path) and not os.path.isdir(path):
-            fd = os.open(path, os.O_RDONLY | flag)
-            try:
-                os.preadv(fd, [buf], 0)
-            finally:
-                os.close(fd)
-            return True, "aligned O_DIRECT read works"
-        fd_tmp, name = tempfile.mkstemp(prefix=".memkv-doctor-", dir=path)
-        os.close(fd_tmp)
-        try:
-            fd = os.open(name, os.O_RDWR | flag)
-            try:
-                buf[:] = b"m" * 4096
-                os.pwritev(fd, [buf], 0)
-                os.preadv(fd, [buf], 0)
-            finally:
-                os.close(fd)
-        finally:
-            os.unlink(name)
-        return True, "aligned O_DIRECT write and read work"
+            fd, direct = open_direct(path, os.O_RDONLY)
+        else:
+            fd_tmp, scratch = tempfile.mkstemp(prefix=".memkv-doctor-", dir=path)
+            os.close(fd_tmp)
+            fd, direct = open_direct(scratch, os.O_RDWR)
+        os.close(fd)
     except OSError as exc:
-        return False, f"O_DIRECT refused: {os.strerror(exc.errno or errno.EIO)}"
+        return False, f"cannot open it: {os.strerror(exc.errno or errno.EIO)}"
     finally:
-        buf.close()
+        if scratch is not None:
+            os.unlink(scratch)
+    if direct:
+        return True, "the store opens it with O_DIRECT (an aligned read works)"
+    return False, "the store opens it buffered (O_DIRECT refused, MEMKV_DIRECT=0, or a memory filesystem)"
 
 
-_MEMORY_FS = {"tmpfs", "ramfs", "hugetlbfs"}
 _REMOTE_FS = {"nfs", "nfs4", "cifs", "smb3", "9p", "virtiofs", "fuse", "fuseblk", "ceph", "glusterfs", "lustre"}
 
 
@@ -495,7 +474,7 @@ def check_data_path(procfs: Path, data_path: str) -> Check:
     probe_at = path
     while not os.path.exists(probe_at):
         probe_at = os.path.dirname(probe_at)
-    mount = _mount_of(procfs, probe_at)
+    mount = mount_of(probe_at, str(procfs / "mounts"))
     details: dict[str, Any] = {
         "path": path,
         "probed": probe_at,
@@ -513,11 +492,11 @@ def check_data_path(procfs: Path, data_path: str) -> Check:
     fs = f" on {details['fstype']}" if details["fstype"] else ""
     free = f", {_human_bytes(details['free_bytes'])} free" if "free_bytes" in details else ""
     fstype = details["fstype"] or ""
-    if fstype in _MEMORY_FS:
+    if fstype in MEMORY_FILESYSTEMS:
         return Check(
             "o_direct",
             WARN,
-            f"{where}{fs}: memory-backed filesystem (O_DIRECT {'accepted but a no-op' if ok else 'refused'}); "
+            f"{where}{fs}: memory-backed filesystem (the store uses buffered, memory-mapped I/O there); "
             "blocks do not survive a reboot and compete with DRAM: put the store on NVMe",
             details,
         )

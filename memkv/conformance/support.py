@@ -6,7 +6,7 @@ import dataclasses
 import itertools
 import os
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import pytest
@@ -189,10 +189,6 @@ class Context:
             finally:
                 transport.close()
         self._made.clear()
-
-    def iter_transports(self) -> Iterator[Transport]:
-        return iter(list(self._open))
-
 
 def put_ok(t: Transport, key: bytes, data: bytes, requirement: str = "MKV-OPS-001", **kwargs: Any) -> None:
     from memkv.transport import PutItem

@@ -33,7 +33,6 @@ from ..buffers import advance, aligned_buffer
 from ..errors import (
     BlockTooLarge,
     ErrorCode,
-    InvalidArgument,
     LimitExceeded,
     MemkvError,
     PermissionDenied,
@@ -203,10 +202,6 @@ class Connection:
 
     def _payload_deadline(self, size: int) -> float:
         return time.monotonic() + self.config.frame_timeout_s + size / MIN_PAYLOAD_RATE
-
-    def _recv_payload(self, view: memoryview) -> None:
-        self._recv_exact(view, self._payload_deadline(len(view)))
-        self.wire.payload_received(len(view))
 
     def _discard_payload(self, size: int) -> None:
         deadline = self._payload_deadline(size)
@@ -633,4 +628,4 @@ def _grant_of(ring: KeyRing) -> Callable[[str], Grant | None]:
     return lookup
 
 
-__all__ = ["BlockMeta", "BufferBudget", "Connection", "InvalidArgument"]
+__all__ = ["BufferBudget", "Connection"]

@@ -281,7 +281,3 @@ class MemkvServer:
             return "degraded", checks
         return "healthy", checks
 
-
-def raise_if_draining(server: MemkvServer) -> None:
-    if server.draining.is_set():
-        raise Unavailable("server is shutting down")

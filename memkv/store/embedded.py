@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..blocks import Limits
 from ..buffers import BufferLike
 from ..errors import Unavailable
 from ..keys import NO_FINGERPRINT
@@ -125,4 +124,4 @@ class FileTransport(Transport):
             self.engine.close()
 
 
-__all__ = ["FILE_PROFILES", "FileTransport", "Limits"]
+__all__ = ["FILE_PROFILES", "FileTransport"]
