@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from memkv.bench.runner import BenchConfig, format_report, parse_sizes, run_bench
+from memkv.bench.common import BenchConfig, parse_sizes
+from memkv.bench.runner import format_report, run_bench
 from memkv.cli.main import main
 from memkv.errors import InvalidArgument, Unsupported
 from memkv.store.io_engines import uring_status

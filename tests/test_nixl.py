@@ -330,7 +330,8 @@ def test_whole_block_staging_without_streaming(ucx_tcp: None, creds: tuple[str, 
 
 
 def test_bench_compares_with_raw_nixl(ucx_tcp: None, tmp_path: Path) -> None:
-    from memkv.bench.runner import BenchConfig, format_report, run_bench
+    from memkv.bench.common import BenchConfig
+    from memkv.bench.runner import format_report, run_bench
 
     report = run_bench(BenchConfig(backend="nixl", sizes=(2 * MiB,), count=2, rounds=1, directory=str(tmp_path)))
     assert {(r["size"], r["op"]) for r in report["results"]} == {(2 * MiB, "put"), (2 * MiB, "get")}

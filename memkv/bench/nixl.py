@@ -22,7 +22,7 @@ import time
 from ..blocks import MiB
 from ..buffers import MemoryRegion, address_of, aligned_buffer
 from ..nixl.support import Pump, make_agent, release_handle, transfer, wait_transfer
-from .runner import BenchConfig, Target, bench_buffers, memkv_op
+from .common import BenchConfig, Target, bench_buffers, memkv_op
 
 
 class _RawPeer:

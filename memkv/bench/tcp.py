@@ -36,7 +36,7 @@ from typing import IO, Any
 from ..blocks import MiB
 from ..buffers import aligned_buffer
 from ..units import format_size
-from .runner import (
+from .common import (
     OPS,
     PATHS,
     TARGET_RATIO,

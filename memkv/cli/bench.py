@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from ..bench import runner
+from ..bench import common, runner
 from .progress import Progress
 
 
@@ -17,10 +17,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=runner.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", default="file", help="backend to measure: file, tcp or nixl")
     parser.add_argument("--sizes", default="2,4,8,16MiB", help="block sizes (default 2,4,8,16MiB)")
-    parser.add_argument("--count", type=int, default=runner.DEFAULT_COUNT,
-                        help=f"blocks per size and round (default {runner.DEFAULT_COUNT})")
-    parser.add_argument("--rounds", type=int, default=runner.DEFAULT_ROUNDS,
-                        help=f"rounds, alternating which path goes first (default {runner.DEFAULT_ROUNDS})")
+    parser.add_argument("--count", type=int, default=common.DEFAULT_COUNT,
+                        help=f"blocks per size and round (default {common.DEFAULT_COUNT})")
+    parser.add_argument("--rounds", type=int, default=common.DEFAULT_ROUNDS,
+                        help=f"rounds, alternating which path goes first (default {common.DEFAULT_ROUNDS})")
     parser.add_argument("--dir", default=None, help="directory for the store and the raw file (default: a temp dir)")
     parser.add_argument("--io", default="auto", choices=("auto", "uring", "threads", "both"),
                         help="file backend: device I/O engine; both = io_uring and the thread pool side by side")
@@ -34,7 +34,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = runner.BenchConfig(backend=args.backend, sizes=tuple(runner.parse_sizes(args.sizes)), count=args.count,
+    config = common.BenchConfig(backend=args.backend, sizes=tuple(common.parse_sizes(args.sizes)), count=args.count,
                          rounds=args.rounds, directory=args.dir, keep=args.keep,
                          io=("uring", "threads") if args.io == "both" else (args.io,))
     progress = Progress(config.rounds * len(config.sizes), "memkv bench", enabled=not args.quiet)
