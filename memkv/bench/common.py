@@ -47,6 +47,7 @@ class BenchConfig:
     directory: str | None = None
     keep: bool = False
     io: tuple[str, ...] = ("auto",)
+    compare: tuple[str, ...] = ()  # peers and limits measured in the same run (memkv.bench.peers)
 
 
 def bench_buffers(size: int, count: int) -> tuple[list[memoryview], list[memoryview]]:

@@ -32,6 +32,7 @@ from .common import (
     Target,
     memkv_op,
 )
+from .peers import ComparedTarget, check_compare, loopback_limit, start_peers
 
 
 class FileTarget(Target):
@@ -142,7 +143,15 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> dict[str
         raise InvalidArgument(f"unknown backend {config.backend!r}; known: {', '.join(sorted(BACKENDS))}")
     if config.count <= 0 or config.rounds <= 0:
         raise InvalidArgument("--count and --rounds must be positive")
+    compare = check_compare(config.compare)
     target = factory(config)
+    try:
+        peers = start_peers(compare, max(config.sizes), config.count)
+    except BaseException:
+        target.close()
+        raise
+    if peers:
+        target = ComparedTarget(target, peers)
     lat: dict[tuple[int, str, str], list[float]] = {}
     rates: dict[tuple[int, str, str], list[float]] = {}
     steps = config.rounds * len(config.sizes)
@@ -169,6 +178,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> dict[str
     finally:
         description, paths = target.description, target.paths
         target.close()
+    limit = loopback_limit() if "iperf3" in compare else None
     if progress is not None:
         progress.finish()
     results = []
@@ -177,12 +187,16 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> dict[str
             for path in paths[:-1]:
                 memkv = _summary(lat[(size, path, op)], rates[(size, path, op)])
                 raw = _summary(lat[(size, "raw", op)], rates[(size, "raw", op)])
-                results.append({"size": size, "op": op, "path": path, "memkv": memkv, "raw": raw,
-                                "ratio": memkv["gb_per_s"] / raw["gb_per_s"]})
-    target_rows = [r for r in results if r["size"] == TARGET_SIZE]
+                row = {"size": size, "op": op, "path": path, "memkv": memkv, "raw": raw,
+                       "ratio": memkv["gb_per_s"] / raw["gb_per_s"], "peer": path in compare}
+                if limit is not None:
+                    row["of_limit"] = memkv["gb_per_s"] / limit["gb_per_s"]
+                results.append(row)
+    target_rows = [r for r in results if r["size"] == TARGET_SIZE and not r["peer"]]
     return {
         "backend": config.backend, **description, "sizes": list(config.sizes), "count": config.count,
         "rounds": config.rounds, "steps": steps, "wall_s": time.perf_counter() - started, "results": results,
+        "physical_limit": limit,
         "target": {"size": TARGET_SIZE, "min_ratio": TARGET_RATIO,
                    "met": all(r["ratio"] >= TARGET_RATIO for r in target_rows) if target_rows else None},
     }
@@ -202,6 +216,11 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"{format_size(r['size']):>8} {r['op']:>4} {m['gb_per_s']:>11.2f} {w['gb_per_s']:>9.2f} "
                      f"{r['ratio']:>6.2f}  {m['p50_ms']:>8.2f}/{m['p99_ms']:<8.2f}  "
                      f"{w['p50_ms']:>7.2f}/{w['p99_ms']:<7.2f}{label}")
+    limit = report.get("physical_limit")
+    if limit:
+        lines.append(f"physical limit: {limit['gb_per_s']:.2f} GB/s ({limit['what']}); of it: "
+                     + ", ".join(f"{format_size(r['size'])} {r['op']} {r['path']} {r['of_limit']:.2f}"
+                                 for r in report["results"]))
     t = report["target"]
     if t["met"] is not None:
         lines.append(f"target: memkv >= {t['min_ratio']:.0%} of raw at {format_size(t['size'])}: "

@@ -29,6 +29,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--html", metavar="FILE", help="also write the report with throughput and latency plots "
                                                       "(memkv against raw, per size) to FILE; needs the plot "
                                                       "extra (matplotlib)")
+    parser.add_argument("--compare", default="", metavar="PEERS",
+                        help="also measure, in the same run: redis (a redis-server started on 127.0.0.1) "
+                             "and iperf3 (the loopback limit of one native TCP stream); comma-separated")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return parser
 
@@ -36,7 +39,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     config = common.BenchConfig(backend=args.backend, sizes=tuple(common.parse_sizes(args.sizes)), count=args.count,
                          rounds=args.rounds, directory=args.dir, keep=args.keep,
-                         io=("uring", "threads") if args.io == "both" else (args.io,))
+                         io=("uring", "threads") if args.io == "both" else (args.io,),
+                                compare=tuple(n.strip() for n in args.compare.split(",") if n.strip()))
     progress = Progress(config.rounds * len(config.sizes), "memkv bench", enabled=not args.quiet)
     report = runner.run_bench(config, progress)
     text = runner.format_report(report)
