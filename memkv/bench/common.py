@@ -12,7 +12,7 @@ import numpy as np
 
 from ..blocks import MiB
 from ..buffers import BufferLike, aligned_buffer
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, Unsupported
 from ..transport import PutItem, Transport
 from ..units import parse_size
 
@@ -48,6 +48,7 @@ class BenchConfig:
     keep: bool = False
     io: tuple[str, ...] = ("auto",)
     compare: tuple[str, ...] = ()  # peers and limits measured in the same run (memkv.bench.peers)
+    stored: int = 0  # bytes of other blocks kept in the store for the whole run (--stored)
 
 
 def bench_buffers(size: int, count: int) -> tuple[list[memoryview], list[memoryview]]:
@@ -92,6 +93,26 @@ def memkv_op(transport: Transport, op: str, key: bytes, src: BufferLike, dst: Bu
         transport.get_into([key], [dst])[0].raise_for_status()
 
 
+def fill_store(transport: Transport, stored: int, block: int) -> int:
+    """Put blocks of `block` bytes under fresh keys until `stored` bytes are held; the count put."""
+    source = bench_buffers(block, 1)[0][0]
+    count = -(-stored // block)
+    for _ in range(count):
+        transport.put([PutItem(os.urandom(16), source)])[0].raise_for_status()
+    return count
+
+
+def process_memory(pid: int) -> dict[str, int]:
+    """Resident and peak resident bytes of a process (Linux /proc)."""
+    fields: dict[str, int] = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                fields[name] = int(value.split()[0]) * 1024
+    return {"rss_bytes": fields.get("VmRSS", 0), "peak_rss_bytes": fields.get("VmHWM", 0)}
+
+
 class Target(abc.ABC):
     """One backend's memkv path(s) and its raw counterpart. Ops work on block slot `i` of a round.
 
@@ -112,3 +133,11 @@ class Target(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None: ...
+
+    def preload(self, stored: int, block: int) -> int:
+        """Keep `stored` bytes of other blocks in every memkv store of the target; the blocks put."""
+        raise Unsupported(f"--stored is not supported by this backend ({type(self).__name__})")
+
+    def server_memory(self) -> dict[str, int] | None:
+        """Memory of the server process the memkv path talks to, when there is one."""
+        return None

@@ -165,6 +165,12 @@ class ComparedTarget(Target):
         for peer in self.peers.values():
             peer.end()
 
+    def preload(self, stored: int, block: int) -> int:
+        return self.target.preload(stored, block)
+
+    def server_memory(self) -> dict[str, int] | None:
+        return self.target.server_memory()
+
     def close(self) -> None:
         try:
             self.target.close()

@@ -30,6 +30,7 @@ from .common import (
     BenchConfig,
     BlockSlots,
     Target,
+    fill_store,
     memkv_op,
 )
 from .peers import ComparedTarget, check_compare, loopback_limit, start_peers
@@ -48,7 +49,7 @@ class FileTarget(Target):
         self.root = tempfile.mkdtemp(prefix="memkv-bench-", dir=base)
         self.keep = config.keep
         largest = max(config.sizes)
-        capacity = config.count * largest + 4 * largest + 8 * MiB
+        capacity = config.stored + config.count * largest + 4 * largest + 8 * MiB
         # One store per I/O engine compared (--io both: io_uring and the thread pool side by side).
         self.transports = {
             _memkv_path(io, config.io): FileTransport.open(os.path.join(self.root, _memkv_path(io, config.io)), "bench",
@@ -88,6 +89,9 @@ class FileTarget(Target):
     def end(self) -> None:
         for transport in self.transports.values():
             transport.invalidate_keys(self.slots.keys)
+
+    def preload(self, stored: int, block: int) -> int:
+        return sum(fill_store(transport, stored, block) for transport in self.transports.values())
 
     def close(self) -> None:
         try:
@@ -152,6 +156,11 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> dict[str
         raise
     if peers:
         target = ComparedTarget(target, peers)
+    try:
+        stored_blocks = target.preload(config.stored, max(config.sizes)) if config.stored else 0
+    except BaseException:
+        target.close()
+        raise
     lat: dict[tuple[int, str, str], list[float]] = {}
     rates: dict[tuple[int, str, str], list[float]] = {}
     steps = config.rounds * len(config.sizes)
@@ -177,6 +186,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> dict[str
                                     f"round {round_no + 1}/{config.rounds}, {format_size(size)}")
     finally:
         description, paths = target.description, target.paths
+        memory = target.server_memory()
         target.close()
     limit = loopback_limit() if "iperf3" in compare else None
     if progress is not None:
@@ -196,7 +206,8 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> dict[str
     return {
         "backend": config.backend, **description, "sizes": list(config.sizes), "count": config.count,
         "rounds": config.rounds, "steps": steps, "wall_s": time.perf_counter() - started, "results": results,
-        "physical_limit": limit,
+        "physical_limit": limit, "stored_bytes": config.stored, "stored_blocks": stored_blocks,
+        "server_memory": memory,
         "target": {"size": TARGET_SIZE, "min_ratio": TARGET_RATIO,
                    "met": all(r["ratio"] >= TARGET_RATIO for r in target_rows) if target_rows else None},
     }
@@ -216,6 +227,15 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"{format_size(r['size']):>8} {r['op']:>4} {m['gb_per_s']:>11.2f} {w['gb_per_s']:>9.2f} "
                      f"{r['ratio']:>6.2f}  {m['p50_ms']:>8.2f}/{m['p99_ms']:<8.2f}  "
                      f"{w['p50_ms']:>7.2f}/{w['p99_ms']:<7.2f}{label}")
+    if report.get("stored_bytes"):
+        lines.append(f"held in the store throughout: {format_size(report['stored_bytes'])} "
+                     f"({report['stored_blocks']} other blocks)")
+    memory = report.get("server_memory")
+    if memory:
+        lines.append(f"server memory: {format_size(memory['rss_bytes'])} resident, "
+                     f"{format_size(memory['peak_rss_bytes'])} at its peak"
+                     + (f" (buffer pool {format_size(memory['buffer_memory_bytes'])})"
+                        if "buffer_memory_bytes" in memory else ""))
     limit = report.get("physical_limit")
     if limit:
         lines.append(f"physical limit: {limit['gb_per_s']:.2f} GB/s ({limit['what']}); of it: "

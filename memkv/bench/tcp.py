@@ -44,8 +44,10 @@ from .common import (
     BenchConfig,
     BlockSlots,
     Target,
+    fill_store,
     memkv_op,
     parse_sizes,
+    process_memory,
 )
 
 
@@ -118,23 +120,25 @@ class RawPeerProcess:
             self.proc.wait()
 
 
+BUFFER_MEMORY = 1024 * MiB  # the server's --buffer-memory: its pool of payload buffers
+
 # ---- the server and client ends ----------------------------------------------------------------
 
 class _Endpoints:
     """A memkv server process and a raw peer process, sized for `clients` x `count` blocks."""
 
-    def __init__(self, directory: str | None, largest: int, count: int, clients: int = 1) -> None:
+    def __init__(self, directory: str | None, largest: int, count: int, clients: int = 1, stored: int = 0) -> None:
         from ..server.testing import ServerProcess, write_keys_file
 
         if directory is not None:
             os.makedirs(directory, exist_ok=True)
         self.root = tempfile.mkdtemp(prefix="memkv-bench-tcp-", dir=directory)
-        self.capacity = clients * (count * largest + 4 * largest) + 8 * MiB
+        self.capacity = stored + clients * (count * largest + 4 * largest) + 8 * MiB
         keys_file = os.path.join(self.root, "keys.yaml")
         self.credential = write_keys_file(keys_file, {"bench": [("bench", "write")]})["bench"]
         data = os.path.join(self.root, "store")
         self.server = ServerProcess(data, keys_file, capacity=str(self.capacity),
-                                    extra=["--admin-listen", "off", "--buffer-memory", str(1024 * MiB),
+                                    extra=["--admin-listen", "off", "--buffer-memory", str(BUFFER_MEMORY),
                                            "--log-level", "warning"])
         try:
             self.peer = RawPeerProcess(largest)
@@ -198,7 +202,7 @@ class TcpTarget(Target):
     def __init__(self, config: BenchConfig) -> None:
         largest = max(config.sizes)
         self.keep = config.keep
-        self.ends = _Endpoints(config.directory, largest, config.count)
+        self.ends = _Endpoints(config.directory, largest, config.count, stored=config.stored)
         try:
             self.client = _Client((self.ends.server.host, self.ends.server.port), self.ends.credential,
                                   self.ends.peer.address)
@@ -220,6 +224,12 @@ class TcpTarget(Target):
 
     def end(self) -> None:
         self.client.end()
+
+    def preload(self, stored: int, block: int) -> int:
+        return fill_store(self.client.transport, stored, block)
+
+    def server_memory(self) -> dict[str, int] | None:
+        return {**process_memory(self.ends.server.proc.pid), "buffer_memory_bytes": BUFFER_MEMORY}
 
     def close(self) -> None:
         try:

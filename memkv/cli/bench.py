@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from ..bench import common, runner
+from ..units import parse_size
 from .progress import Progress
 
 
@@ -32,6 +33,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--compare", default="", metavar="PEERS",
                         help="also measure, in the same run: redis (a redis-server started on 127.0.0.1) "
                              "and iperf3 (the loopback limit of one native TCP stream); comma-separated")
+    parser.add_argument("--stored", default="0", metavar="SIZE",
+                        help="keep SIZE of other blocks in the store for the whole run (e.g. 8GiB): is the rate "
+                             "flat from an empty store to a full one? (file and tcp backends)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return parser
 
@@ -40,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     config = common.BenchConfig(backend=args.backend, sizes=tuple(common.parse_sizes(args.sizes)), count=args.count,
                          rounds=args.rounds, directory=args.dir, keep=args.keep,
                          io=("uring", "threads") if args.io == "both" else (args.io,),
-                                compare=tuple(n.strip() for n in args.compare.split(",") if n.strip()))
+                                compare=tuple(n.strip() for n in args.compare.split(",") if n.strip()),
+                                stored=parse_size(args.stored))
     progress = Progress(config.rounds * len(config.sizes), "memkv bench", enabled=not args.quiet)
     report = runner.run_bench(config, progress)
     text = runner.format_report(report)
