@@ -21,7 +21,7 @@ from memkv.transport import PROFILES, SPEC_VERSION
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_DIR = ROOT / "spec"
 MAIN_TEXT = SPEC_DIR / "memkv-spec.md"
-TEXTS = [MAIN_TEXT, SPEC_DIR / "wire.md"]  # wire.md joins once it exists
+TEXTS = [MAIN_TEXT, SPEC_DIR / "wire.md", SPEC_DIR / "s3.md"]  # wire.md joins once it exists
 
 ID_RE = re.compile(r"^MKV-[A-Z]{2,5}-\d{3}$")
 TAG_RE = re.compile(r"\*\*(MKV-[A-Z]+-\d{3})\*\* \((MUST|SHOULD|MAY)\):")
