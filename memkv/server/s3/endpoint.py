@@ -1,0 +1,200 @@
+"""The S3 endpoint's listener: HTTP/1.1 through h11, one thread per connection (MKV-S3-001, MKV-S3-044)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING, cast
+
+import h11
+
+from ...errors import MemkvError, Unavailable
+from .errors import S3Error, error_body, from_memkv
+from .operations import BUFFER_WAIT_S, Answer, Plan, S3Operations
+
+if TYPE_CHECKING:
+    from ..core import MemkvServer
+
+log = logging.getLogger("memkv.s3")
+
+MAX_CONNECTIONS = 64
+MAX_HEADER_BYTES = 16 * 1024
+REQUEST_TIMEOUT_S = 10.0
+SECONDS_PER_MIB = 1.0
+RECV_BYTES = 1024 * 1024
+
+
+class _Closed(Exception):
+    """The peer went away or ran out of time: drop the connection without an answer."""
+
+
+class S3Endpoint:
+    """Binds its port when made (before the store opens, MKV-CAP-031); serves once started."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self._listener = socket.create_server(address, backlog=128)
+        self._listener.settimeout(0.2)
+        self._conns: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._listener.getsockname()[:2]
+        return str(host), int(port)
+
+    def start(self, server: MemkvServer) -> None:
+        self.server = server
+        self.ops = S3Operations(server.engine, server.keyring, server.budget)
+        self._thread = threading.Thread(target=self._accept_loop, name="memkv-s3-accept", daemon=True)
+        self._thread.start()
+        log.info("S3 endpoint on http://%s:%d (bucket = namespace)", *self.address)
+
+    def close_port(self) -> None:
+        self._listener.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._listener.close()
+        with self._lock:
+            for sock in self._conns:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def _accept_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stopping.is_set():
+                    break
+                time.sleep(0.05)
+                continue
+            with self._lock:
+                full = len(self._conns) >= MAX_CONNECTIONS
+                if not full:
+                    self._conns.add(sock)
+            if full:
+                sock.close()
+                continue
+            threading.Thread(target=self._serve, args=(sock,), name="memkv-s3-conn", daemon=True).start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        try:
+            while not self._stopping.is_set():
+                event = _receive(conn, sock, time.monotonic() + REQUEST_TIMEOUT_S)
+                if not isinstance(event, h11.Request):
+                    break
+                self._answer(conn, sock, event)
+                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    break
+                conn.start_next_cycle()
+        except (_Closed, OSError, h11.ProtocolError):
+            pass
+        finally:
+            with self._lock:
+                self._conns.discard(sock)
+            sock.close()
+
+    def _answer(self, conn: h11.Connection, sock: socket.socket, request: h11.Request) -> None:
+        method = request.method.decode("ascii", "replace")
+        target = request.target.decode("ascii", "replace")
+        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers]
+        request_id = uuid.uuid4().hex[:16]
+        try:
+            if self.server.draining.is_set():
+                raise from_memkv(Unavailable("the server is shutting down"))
+            answer = self._run(conn, sock, self.ops.plan(method, target, headers), headers)
+        except S3Error as error:
+            answer = _error_answer(error, target, request_id, method == "HEAD")
+        except MemkvError as exc:
+            answer = _error_answer(from_memkv(exc), target, request_id, method == "HEAD")
+        except (_Closed, OSError, h11.ProtocolError):
+            raise
+        except Exception:
+            log.exception("S3 %s %s failed", method, target[:200])
+            answer = _error_answer(S3Error(500, "InternalError", "internal error"), target, request_id,
+                                   method == "HEAD")
+        try:
+            _send(conn, sock, answer, request_id, method == "HEAD")
+        finally:
+            if answer.held:
+                self.server.budget.release(answer.held)
+
+    def _run(self, conn: h11.Connection, sock: socket.socket, plan: Plan,
+             headers: list[tuple[str, str]]) -> Answer:
+        if plan.operation == "PutObject":
+            held = plan.raw_limit + plan.body_size  # the raw body, and the decoded payload beside it
+            self.server.budget.acquire(held, BUFFER_WAIT_S)
+            try:
+                return self.ops.put(plan, headers, self._body(conn, sock, plan))
+            finally:
+                self.server.budget.release(held)
+        if plan.operation == "GetObject":
+            return self.ops.get(plan, dict(headers).get("range"))
+        if plan.operation == "DeleteObject":
+            return self.ops.delete(plan)
+        return self.ops.head(plan)
+
+    def _body(self, conn: h11.Connection, sock: socket.socket, plan: Plan) -> bytes:
+        """The request body, at most `plan.raw_limit` bytes, within its deadline (MKV-S3-030, MKV-S3-044)."""
+        if conn.they_are_waiting_for_100_continue:
+            sock.sendall(conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
+        deadline = time.monotonic() + REQUEST_TIMEOUT_S + SECONDS_PER_MIB * plan.raw_limit / 2**20
+        body = bytearray()
+        while True:
+            event = _receive(conn, sock, deadline)
+            if isinstance(event, h11.EndOfMessage):
+                return bytes(body)
+            if not isinstance(event, h11.Data):
+                raise _Closed()
+            body += event.data
+            if len(body) > plan.raw_limit:
+                raise S3Error(400, "IncompleteBody", "the body is longer than its stated size")
+
+
+def _receive(conn: h11.Connection, sock: socket.socket, deadline: float) -> h11.Event | type[h11.PAUSED]:
+    while True:
+        event = conn.next_event()
+        if event is not h11.NEED_DATA:
+            return event  # type: ignore[return-value]
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _Closed()
+        sock.settimeout(remaining)
+        try:
+            data = sock.recv(RECV_BYTES)
+        except TimeoutError:
+            raise _Closed() from None
+        conn.receive_data(data)
+
+
+def _error_answer(error: S3Error, resource: str, request_id: str, head: bool) -> Answer:
+    body = b"" if head else error_body(error, resource.partition("?")[0], request_id)
+    headers = [*error.headers, ("Content-Type", "application/xml")] if body else list(error.headers)
+    return Answer(error.status, headers, body)
+
+
+def _send(conn: h11.Connection, sock: socket.socket, answer: Answer, request_id: str, head: bool) -> None:
+    headers = [("Server", "memkv"), ("x-amz-request-id", request_id), *answer.headers]
+    if not any(name == "Content-Length" for name, _ in headers) and answer.status != 204:
+        headers.append(("Content-Length", str(len(answer.body))))
+    if conn.their_state is not h11.DONE:
+        headers.append(("Connection", "close"))  # the body was not read: this connection cannot go on
+    sock.settimeout(REQUEST_TIMEOUT_S + SECONDS_PER_MIB * len(answer.body) / 2**20)
+    sock.sendall(conn.send(h11.Response(status_code=answer.status, headers=headers)) or b"")
+    if answer.body and not head:
+        for piece in conn.send_with_data_passthrough(h11.Data(data=cast(bytes, answer.body))) or []:
+            sock.sendall(piece)
+    sock.sendall(conn.send(h11.EndOfMessage()) or b"")
