@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http
 import logging
 import socket
 import threading
@@ -25,6 +26,8 @@ MAX_HEADER_BYTES = 16 * 1024
 REQUEST_TIMEOUT_S = 10.0
 SECONDS_PER_MIB = 1.0
 RECV_BYTES = 1024 * 1024
+DISCARD_BYTES = 4 * 1024 * 1024  # an unwanted body of at most this size is read and dropped, not cut
+LINGER_S = 1.0
 
 
 class _Closed(Exception):
@@ -100,9 +103,10 @@ class S3Endpoint:
                 if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                     break
                 conn.start_next_cycle()
-        except (_Closed, OSError, h11.ProtocolError):
-            pass
+        except (_Closed, OSError, h11.ProtocolError) as exc:
+            log.debug("S3 connection ends: %r", exc)
         finally:
+            _linger(sock)
             with self._lock:
                 self._conns.discard(sock)
             sock.close()
@@ -113,6 +117,9 @@ class S3Endpoint:
         headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers]
         request_id = uuid.uuid4().hex[:16]
         try:
+            if _header_bytes(request) > MAX_HEADER_BYTES:
+                raise S3Error(431, "RequestHeaderSectionTooLarge", f"request line and headers exceed "
+                                                                   f"{MAX_HEADER_BYTES} bytes")
             if self.server.draining.is_set():
                 raise from_memkv(Unavailable("the server is shutting down"))
             answer = self._run(conn, sock, self.ops.plan(method, target, headers), headers)
@@ -126,6 +133,10 @@ class S3Endpoint:
             log.exception("S3 %s %s failed", method, target[:200])
             answer = _error_answer(S3Error(500, "InternalError", "internal error"), target, request_id,
                                    method == "HEAD")
+        stated = dict(headers).get("content-length", "")
+        if (conn.their_state is h11.SEND_BODY and not conn.they_are_waiting_for_100_continue
+                and stated.isdigit() and int(stated) <= DISCARD_BYTES):
+            _discard_body(conn, sock)  # a client that sends its body anyway reads the answer after it
         try:
             _send(conn, sock, answer, request_id, method == "HEAD")
         finally:
@@ -180,6 +191,36 @@ def _receive(conn: h11.Connection, sock: socket.socket, deadline: float) -> h11.
         conn.receive_data(data)
 
 
+def _header_bytes(request: h11.Request) -> int:
+    """The size of a request's line and headers as sent (h11 bounds only a head still arriving)."""
+    line = len(request.method) + len(request.target) + 11
+    return line + sum(len(name) + len(value) + 4 for name, value in request.headers) + 2
+
+
+def _discard_body(conn: h11.Connection, sock: socket.socket) -> None:
+    """Read and drop a small unread request body (its Content-Length is at most DISCARD_BYTES)."""
+    deadline = time.monotonic() + REQUEST_TIMEOUT_S
+    try:
+        while isinstance(_receive(conn, sock, deadline), h11.Data):
+            pass
+    except (_Closed, OSError, h11.ProtocolError):
+        return
+
+
+def _linger(sock: socket.socket) -> None:
+    """Close gently: stop sending, then drop what the peer still sends for a moment, so that the
+    last answer is not lost to a reset when the peer was still sending a body."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + LINGER_S
+        while (remaining := deadline - time.monotonic()) > 0:
+            sock.settimeout(remaining)
+            if not sock.recv(RECV_BYTES):
+                return
+    except OSError:
+        return
+
+
 def _error_answer(error: S3Error, resource: str, request_id: str, head: bool) -> Answer:
     body = b"" if head else error_body(error, resource.partition("?")[0], request_id)
     headers = [*error.headers, ("Content-Type", "application/xml")] if body else list(error.headers)
@@ -193,7 +234,8 @@ def _send(conn: h11.Connection, sock: socket.socket, answer: Answer, request_id:
     if conn.their_state is not h11.DONE:
         headers.append(("Connection", "close"))  # the body was not read: this connection cannot go on
     sock.settimeout(REQUEST_TIMEOUT_S + SECONDS_PER_MIB * len(answer.body) / 2**20)
-    sock.sendall(conn.send(h11.Response(status_code=answer.status, headers=headers)) or b"")
+    reason = http.HTTPStatus(answer.status).phrase.encode()  # some clients need a reason phrase
+    sock.sendall(conn.send(h11.Response(status_code=answer.status, headers=headers, reason=reason)) or b"")
     if answer.body and not head:
         for piece in conn.send_with_data_passthrough(h11.Data(data=cast(bytes, answer.body))) or []:
             sock.sendall(piece)

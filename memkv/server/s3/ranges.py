@@ -27,12 +27,11 @@ def byte_range(header: str | None, length: int) -> tuple[int, int] | None:
             raise _unsatisfiable(length)
         return max(0, length - suffix), length - 1
     first = int(first_text)
-    last = int(last_text) if last_text else length - 1
-    if last < first:
+    if last_text and int(last_text) < first:
         return None
     if first >= length:
         raise _unsatisfiable(length)
-    return first, min(last, length - 1)
+    return first, min(int(last_text), length - 1) if last_text else length - 1
 
 
 def _unsatisfiable(length: int) -> S3Error:
