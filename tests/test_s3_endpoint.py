@@ -408,3 +408,17 @@ def test_connections_over_the_cap_are_closed(open_s3: S3Server, monkeypatch: pyt
             sock.close()
     time.sleep(0.3)
     assert open_s3.raw("HEAD", "/ns")[0] == 200
+
+
+@pytest.mark.requirement("MKV-S3-001")
+def test_a_busy_s3_port_stops_the_server_before_the_store_is_made(tmp_path: Path) -> None:
+    import socket
+
+    from memkv.errors import Unavailable
+    from memkv.server.testing import in_process_server
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(Unavailable, match="S3 endpoint"):
+            in_process_server(str(tmp_path / "store"), s3_listen=f"127.0.0.1:{port}")
+    assert not (tmp_path / "store").exists() or not any((tmp_path / "store").iterdir())

@@ -5,10 +5,11 @@ from __future__ import annotations
 import http
 import logging
 import socket
+import socketserver
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import h11
 
@@ -34,12 +35,32 @@ class _Closed(Exception):
     """The peer went away or ran out of time: drop the connection without an answer."""
 
 
+class _Listener(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], endpoint: S3Endpoint) -> None:
+        self.endpoint = endpoint
+        super().__init__(address, _Handler)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        return self.endpoint.admit(request)
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    server: _Listener
+
+    def handle(self) -> None:
+        self.server.endpoint.serve_connection(self.request)
+
+
 class S3Endpoint:
     """Binds its port when made (before the store opens, MKV-CAP-031); serves once started."""
 
     def __init__(self, address: tuple[str, int]) -> None:
-        self._listener = socket.create_server(address, backlog=128)
-        self._listener.settimeout(0.2)
+        self._listener = _Listener(address, self)
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -47,24 +68,25 @@ class S3Endpoint:
 
     @property
     def address(self) -> tuple[str, int]:
-        host, port = self._listener.getsockname()[:2]
+        host, port = self._listener.server_address[:2]
         return str(host), int(port)
 
     def start(self, server: MemkvServer) -> None:
         self.server = server
         self.ops = S3Operations(server.engine, server.keyring, server.budget)
-        self._thread = threading.Thread(target=self._accept_loop, name="memkv-s3-accept", daemon=True)
+        self._thread = threading.Thread(target=self._listener.serve_forever, args=(0.2,), name="memkv-s3-accept",
+                                        daemon=True)
         self._thread.start()
         log.info("S3 endpoint on http://%s:%d (bucket = namespace)", *self.address)
 
     def close_port(self) -> None:
-        self._listener.close()
+        self._listener.server_close()
 
     def stop(self) -> None:
         self._stopping.set()
         if self._thread is not None:
-            self._thread.join()
-        self._listener.close()
+            self._listener.shutdown()
+        self._listener.server_close()
         with self._lock:
             for sock in self._conns:
                 try:
@@ -72,27 +94,15 @@ class S3Endpoint:
                 except OSError:
                     pass
 
-    def _accept_loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                if self._stopping.is_set():
-                    break
-                time.sleep(0.05)
-                continue
-            with self._lock:
-                full = len(self._conns) >= MAX_CONNECTIONS
-                if not full:
-                    self._conns.add(sock)
-            if full:
-                sock.close()
-                continue
-            threading.Thread(target=self._serve, args=(sock,), name="memkv-s3-conn", daemon=True).start()
+    def admit(self, sock: socket.socket) -> bool:
+        """Whether a new connection is served: at most MAX_CONNECTIONS at once (MKV-S3-044)."""
+        with self._lock:
+            if self._stopping.is_set() or len(self._conns) >= MAX_CONNECTIONS:
+                return False
+            self._conns.add(sock)
+            return True
 
-    def _serve(self, sock: socket.socket) -> None:
+    def serve_connection(self, sock: socket.socket) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
         try:
             while not self._stopping.is_set():
