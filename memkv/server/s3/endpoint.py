@@ -168,7 +168,7 @@ class S3Endpoint:
             return self.ops.delete(plan)
         return self.ops.head(plan)
 
-    def _body(self, conn: h11.Connection, sock: socket.socket, plan: Plan) -> bytes:
+    def _body(self, conn: h11.Connection, sock: socket.socket, plan: Plan) -> bytearray:
         """The request body, at most `plan.raw_limit` bytes, within its deadline (MKV-S3-030, MKV-S3-044)."""
         if conn.they_are_waiting_for_100_continue:
             sock.sendall(conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
@@ -177,7 +177,7 @@ class S3Endpoint:
         while True:
             event = _receive(conn, sock, deadline)
             if isinstance(event, h11.EndOfMessage):
-                return bytes(body)
+                return body
             if not isinstance(event, h11.Data):
                 raise _Closed()
             body += event.data

@@ -105,7 +105,7 @@ class S3Operations:
             raise S3Error(403, "AccessDenied", f"key {key.key_id!r} may not {role.name.lower()} bucket {bucket!r}")
 
     # ---- operations --------------------------------------------------------------------------
-    def put(self, plan: Plan, headers: Sequence[tuple[str, str]], body: bytes) -> Answer:
+    def put(self, plan: Plan, headers: Sequence[tuple[str, str]], body: bytes | bytearray) -> Answer:
         data = payload.decoded_payload(dict(headers), body, plan.body_size)
         [result] = self.engine.put(plan.namespace, [PutItem(plan.key, data)])
         _raise_for(result)

@@ -9,6 +9,7 @@ import hmac
 import re
 import zlib
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from awscrt import checksums
 
@@ -23,11 +24,11 @@ _CHUNK_HEADER = re.compile(rb"([0-9a-fA-F]{1,16})(;[^\r\n]*)?")
 MAX_TRAILER_BYTES = 8192
 
 
-def _crc(update: Callable[[bytes], int], width: int) -> Callable[[bytes], bytes]:
+def _crc(update: Callable[[Any], int], width: int) -> Callable[[bytes | bytearray], bytes]:
     return lambda data: update(data).to_bytes(width, "big")
 
 
-_TRAILER_DIGESTS: dict[str, Callable[[bytes], bytes]] = {
+_TRAILER_DIGESTS: dict[str, Callable[[bytes | bytearray], bytes]] = {
     "x-amz-checksum-crc32": _crc(zlib.crc32, 4),
     "x-amz-checksum-crc32c": _crc(checksums.crc32c, 4),
     "x-amz-checksum-crc64nvme": _crc(checksums.crc64nvme, 8),
@@ -69,7 +70,7 @@ def check_payload_hash(headers: Mapping[str, str], content_encoding: str) -> Non
                                              "SHA-256, UNSIGNED-PAYLOAD or STREAMING-UNSIGNED-PAYLOAD-TRAILER")
 
 
-def decoded_payload(headers: Mapping[str, str], body: bytes, size: int) -> bytes:
+def decoded_payload(headers: Mapping[str, str], body: bytes | bytearray, size: int) -> bytes | bytearray:
     """The object's bytes, every check of MKV-S3-031 and MKV-S3-032 passed."""
     value = headers.get("x-amz-content-sha256", UNSIGNED)
     payload = _decode_aws_chunked(body, size, headers.get("x-amz-trailer")) if value == STREAMING_TRAILER else body
@@ -94,7 +95,7 @@ def _b64(text: str, what: str) -> bytes:
         raise S3Error(400, "InvalidDigest", f"{what} is not base64") from None
 
 
-def _decode_aws_chunked(body: bytes, size: int, trailer_name: str | None) -> bytes:
+def _decode_aws_chunked(body: bytes | bytearray, size: int, trailer_name: str | None) -> bytearray:
     out = bytearray()
     pos = 0
     while True:
@@ -112,11 +113,11 @@ def _decode_aws_chunked(body: bytes, size: int, trailer_name: str | None) -> byt
             raise incomplete("an aws-chunked chunk is shorter than its header says")
         out += body[pos : pos + length]
         pos += length + 2
-    _check_trailers(body[pos:], bytes(out), trailer_name)
-    return bytes(out)
+    _check_trailers(bytes(body[pos:]), out, trailer_name)
+    return out
 
 
-def _check_trailers(tail: bytes, payload: bytes, announced: str | None) -> None:
+def _check_trailers(tail: bytes, payload: bytes | bytearray, announced: str | None) -> None:
     if not (tail == b"\r\n" or tail.endswith(b"\r\n\r\n")):
         raise incomplete("the aws-chunked trailer does not end with an empty line")
     seen: dict[str, str] = {}
