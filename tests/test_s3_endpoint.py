@@ -156,13 +156,13 @@ def test_a_wrong_secret_or_unknown_key_is_refused(s3: S3Server) -> None:
         s3.client().head_object(Bucket="team-a", Key="1")  # nothing was stored
 
 
-@pytest.mark.requirement("MKV-S3-020")
+@pytest.mark.requirement("MKV-S3-020", "MKV-S3-003")
 def test_unsigned_requests_and_presigned_urls_are_refused(s3: S3Server) -> None:
     status, _, body = s3.raw("GET", "/team-a/1")
     assert status == 403 and b"<Code>AccessDenied</Code>" in body
     url = s3.client().generate_presigned_url("get_object", Params={"Bucket": "team-a", "Key": "1"})
     status, _, body = s3.raw("GET", url[len(s3.endpoint):])
-    assert status == 501 or b"<Code>AccessDenied</Code>" in body
+    assert status == 501 and b"<Code>NotImplemented</Code>" in body
 
 
 def _signed_headers(s3: S3Server, method: str, path: str, body: bytes,
@@ -422,3 +422,19 @@ def test_a_busy_s3_port_stops_the_server_before_the_store_is_made(tmp_path: Path
         with pytest.raises(Unavailable, match="S3 endpoint"):
             in_process_server(str(tmp_path / "store"), s3_listen=f"127.0.0.1:{port}")
     assert not (tmp_path / "store").exists() or not any((tmp_path / "store").iterdir())
+
+
+@pytest.mark.requirement("MKV-S3-020")
+def test_malformed_or_underspecified_signatures_are_refused(s3: S3Server) -> None:
+    day = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d")
+    scope = f"a-writer/{day}/us-east-1/s3/aws4_request"
+    for authorization in (f"AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders=host, Signature={'0' * 64}",
+                          "AWS a-writer:c2lnbmF0dXJl",
+                          f"AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders=host;x-amz-date, Signature=xyz"):
+        status, _, body = s3.raw("GET", "/team-a/1", headers={"Authorization": authorization,
+                                                               "x-amz-date": f"{day}T000000Z"})
+        assert status == 403 and b"<Code>SignatureDoesNotMatch</Code>" in body, authorization
+    headers = _signed_headers(s3, "GET", "/team-a/1", b"")
+    del headers["X-Amz-Content-SHA256"]
+    status, _, body = s3.raw("GET", "/team-a/1", headers=headers)
+    assert status == 403 and b"<Code>SignatureDoesNotMatch</Code>" in body
