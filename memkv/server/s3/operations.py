@@ -19,6 +19,7 @@ from . import payload
 from .errors import S3Error, from_memkv
 from .names import is_bucket_name, object_key
 from .ranges import byte_range
+from .sigv4 import verify
 
 if TYPE_CHECKING:
     from ...store.engine import StorageEngine
@@ -95,8 +96,6 @@ class S3Operations:
 
     def _authorize(self, method: str, target: str, headers: Sequence[tuple[str, str]], bucket: str,
                    role: Role) -> None:
-        from .sigv4 import verify  # botocore is needed only with authentication on
-
         assert self.keyring is not None
         key = verify(method, target, headers, self.keyring)
         if bucket not in self.keyring.namespaces:

@@ -96,23 +96,27 @@ def _b64(text: str, what: str) -> bytes:
 
 
 def _decode_aws_chunked(body: bytes | bytearray, size: int, trailer_name: str | None) -> bytearray:
-    out = bytearray()
-    pos = 0
+    out = bytearray(size)
+    view = memoryview(body)
+    pos = filled = 0
     while True:
         end = body.find(b"\r\n", pos, pos + 4096)
         header = _CHUNK_HEADER.fullmatch(body, pos, end) if end >= 0 else None
         if header is None:
             raise incomplete("an aws-chunked chunk header is malformed or missing")
         length = int(header.group(1), 16)
-        if length > size - len(out):
+        if length > size - filled:
             raise incomplete("aws-chunked chunks hold more than x-amz-decoded-content-length")
         pos = end + 2
         if length == 0:
             break
         if body[pos + length : pos + length + 2] != b"\r\n":
             raise incomplete("an aws-chunked chunk is shorter than its header says")
-        out += body[pos : pos + length]
+        out[filled : filled + length] = view[pos : pos + length]
+        filled += length
         pos += length + 2
+    if filled != size:
+        raise incomplete(f"the aws-chunked body holds {filled} bytes, not the {size} stated")
     _check_trailers(bytes(body[pos:]), out, trailer_name)
     return out
 
