@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from memkv.server.core import MemkvServer
 from memkv.server.keyring import parse_credential
+from memkv.server.service import MemkvServer
 from memkv.server.testing import in_process_server, write_keys_file
 
 KEYS = {"team-a": [("a-writer", "write"), ("a-reader", "read")], "team-b": [("b-writer", "write")]}

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memkv.nixl_support import availability
+from memkv.nixl.support import availability
 
 pytest.importorskip("h11")
 pytest.importorskip("botocore")

@@ -18,7 +18,7 @@ from .errors import S3Error, error_body, from_memkv
 from .operations import BUFFER_WAIT_S, Answer, Plan, S3Operations
 
 if TYPE_CHECKING:
-    from ..core import MemkvServer
+    from ..service import MemkvServer
 
 log = logging.getLogger("memkv.s3")
 

@@ -6,8 +6,8 @@ import re
 
 from ...errors import InvalidArgument
 from ...keys import NO_FINGERPRINT, key_from_sequence_hash
+from ...namespaces import is_namespace
 
-BUCKET_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _SEQUENCE_HASH_RE = re.compile(r"0|[1-9][0-9]{0,19}")
 _RAW_KEY_RE = re.compile(r"[0-9a-f]{32}")
 _U64_LIMIT = 2**64
@@ -33,4 +33,5 @@ def sequence_hash_name(sequence_hash: int) -> str:
 
 
 def is_bucket_name(name: str) -> bool:
-    return BUCKET_RE.fullmatch(name) is not None
+    """A bucket is a namespace: its name follows the namespace rule (MKV-S3-002, MKV-NS-003)."""
+    return is_namespace(name)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import MemkvError, Timeout, Unavailable, Unsupported
-from ...nixl_support import describe_error, load_api
+from ...nixl.support import describe_error, load_api
 
 OBJ = "OBJ"
 
