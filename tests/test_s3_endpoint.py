@@ -290,10 +290,13 @@ def test_aws_chunked_bodies_are_decoded_and_their_trailer_checked(open_s3: S3Ser
     longer = _aws_chunked(data + b"x", 65536, f"x-amz-checksum-crc32:{crc}")
     status, _, body = open_s3.raw("PUT", "/ns/3", longer, headers)
     assert status == 400 and b"<Code>IncompleteBody</Code>" in body
+    shorter = _aws_chunked(data[:-1], 65536, f"x-amz-checksum-crc32:{crc}")
+    status, _, body = open_s3.raw("PUT", "/ns/5", shorter, headers)
+    assert status == 400 and b"<Code>IncompleteBody</Code>" in body
     unknown = dict(headers, **{"x-amz-trailer": "x-amz-checksum-md7"})
     status, _, body = open_s3.raw("PUT", "/ns/4", _aws_chunked(data, 65536, "x-amz-checksum-md7:AAAA"), unknown)
     assert status == 400 and b"<Code>InvalidRequest</Code>" in body
-    assert [open_s3.raw("HEAD", f"/ns/{n}")[0] for n in (2, 3, 4)] == [404, 404, 404]
+    assert [open_s3.raw("HEAD", f"/ns/{n}")[0] for n in (2, 3, 4, 5)] == [404, 404, 404, 404]
 
 
 @pytest.mark.requirement("MKV-S3-031")
