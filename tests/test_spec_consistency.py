@@ -21,10 +21,10 @@ from memkv.transport import PROFILES, SPEC_VERSION
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_DIR = ROOT / "spec"
 MAIN_TEXT = SPEC_DIR / "memkv-spec.md"
-TEXTS = [MAIN_TEXT, SPEC_DIR / "wire.md"]
+TEXTS = [MAIN_TEXT, SPEC_DIR / "wire.md", SPEC_DIR / "s3.md"]
 
-ID_RE = re.compile(r"^MKV-[A-Z]{2,5}-\d{3}$")
-TAG_RE = re.compile(r"\*\*(MKV-[A-Z]+-\d{3})\*\* \((MUST|SHOULD|MAY)\):")
+ID_RE = re.compile(r"^MKV-[A-Z][A-Z0-9]{1,4}-\d{3}$")
+TAG_RE = re.compile(r"\*\*(MKV-[A-Z][A-Z0-9]*-\d{3})\*\* \((MUST|SHOULD|MAY)\):")
 BOLD_ID_RE = re.compile(r"\*\*(MKV-[^*]*)\*\*")
 BCP14_RE = re.compile(r"\b(MUST|SHALL|SHOULD|MAY|REQUIRED|RECOMMENDED|OPTIONAL)\b")
 LEVELS = ("MUST", "SHOULD", "MAY")
@@ -219,7 +219,7 @@ def _cited_by_tests() -> dict[str, set[str]]:
             source = path.read_text(encoding="utf-8")
             calls = re.findall(r"requirement\(([^)]*)\)", source) + re.findall(r"^\s*@[\w.]+\(([^)]*)\)", source, re.M)
             for call in calls:
-                for rid in re.findall(r"[\"'](MKV-[A-Z]+-\d{3})[\"']", call):
+                for rid in re.findall(r"[\"'](MKV-[A-Z][A-Z0-9]*-\d{3})[\"']", call):
                     cited.setdefault(rid, set()).add(str(path.relative_to(ROOT)))
     return cited
 

@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     scheme = "https" if server.admin is not None and server.admin.tls else "http"
     admin_text = f"{scheme}://{admin[0]}:{admin[1]}" if admin else "off"
     auth = "on" if server.keyring is not None else "OFF"
-    print(f"memkv serve: listening on {host}:{port} admin {admin_text} auth {auth}", flush=True)
+    s3_text = "" if server.s3 is None else " s3 http://{}:{}".format(*server.s3.address)
+    print(f"memkv serve: listening on {host}:{port} admin {admin_text} auth {auth}{s3_text}", flush=True)
     while not stop.wait(0.5):
         pass
     print("memkv serve: shutting down (draining connections, flushing the index)", flush=True)

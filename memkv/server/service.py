@@ -63,6 +63,18 @@ def _bind_admin(server: MemkvServer, address: tuple[str, int]) -> Any:
                           f"{exc.strerror or exc}") from None
 
 
+def _bind_s3(address: tuple[str, int]) -> Any:
+    try:
+        from .s3.endpoint import S3Endpoint
+    except ImportError as exc:
+        raise InvalidArgument(f"the S3 endpoint (--s3-listen) needs `pip install memkv[s3]` ({exc})") from None
+    try:
+        return S3Endpoint(address)
+    except OSError as exc:
+        raise Unavailable(f"cannot listen on {address[0]}:{address[1]} (S3 endpoint, --s3-listen): "
+                          f"{exc.strerror or exc}") from None
+
+
 class MemkvServer:
     def __init__(self, config: ServerConfig, keyring: KeyRing | None = None) -> None:
         if keyring is None and not config.insecure_no_auth:
@@ -78,6 +90,7 @@ class MemkvServer:
         self.keyring = keyring
         self.nixl = NixlGate(self, config.nixl, config.nixl_staging)  # checks the mode before the store opens
         self.admin: Any = None
+        self.s3: Any = None
         self.access_log = AccessLog(config.access_log, config.access_log_max_bytes) if config.access_log else None
         # Ports first: a busy port must not cost a preallocated store (MKV-CAP-031).
         self._listener: socket.socket | None = _bind("wire protocol", config.listen_address())
@@ -85,6 +98,9 @@ class MemkvServer:
             admin_address = config.admin_address()
             if admin_address is not None:
                 self.admin = _bind_admin(self, admin_address)
+            s3_address = config.s3_address()
+            if s3_address is not None:
+                self.s3 = _bind_s3(s3_address)
             self.engine = StorageEngine(config.data_dir, capacity=config.capacity, device_path=config.device,
                                         unit=config.unit, flush_interval_s=config.flush_interval_s,
                                         format_device=config.format_device)
@@ -110,6 +126,8 @@ class MemkvServer:
             self.nixl.start()  # --nixl on: the agent and its staging pool now, or fail
             if self.admin is not None:
                 self.admin.start()
+            if self.s3 is not None:
+                self.s3.start(self)
         except BaseException:
             self.engine.close()
             self._close_ports()
@@ -127,6 +145,8 @@ class MemkvServer:
             self._listener.close()
         if self.admin is not None:
             self.admin.httpd.server_close()
+        if self.s3 is not None:
+            self.s3.close_port()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -221,6 +241,8 @@ class MemkvServer:
             self._accept_thread.join()
         if self._listener is not None:
             self._listener.close()
+        if self.s3 is not None:
+            self.s3.stop()  # before the engine closes
         deadline = time.monotonic() + grace
         while self.connection_count() and time.monotonic() < deadline:
             time.sleep(0.05)

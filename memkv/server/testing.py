@@ -30,6 +30,7 @@ from .keyring import KeyRing
 from .service import MemkvServer
 
 _LISTEN = re.compile(r"listening on (\S+):(\d+) admin (\S+)")
+_S3 = re.compile(r" s3 (http://\S+)")
 
 
 def write_keys_file(path: str | os.PathLike[str], namespaces: Mapping[str, Iterable[tuple[str, str]]],
@@ -86,6 +87,8 @@ class ServerProcess:
                 self.host, self.port = match.group(1), int(match.group(2))
                 admin = match.group(3)
                 self.admin_url = None if admin == "off" else admin
+                s3 = _S3.search(line.decode("utf-8", "replace"))
+                self.s3_url = s3.group(1) if s3 else None
                 return
             if not line and self.proc.poll() is not None:
                 break
