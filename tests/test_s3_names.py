@@ -55,7 +55,7 @@ def test_names_of_sequence_hashes_round_trip() -> None:
 
 
 def test_the_vector_file_is_current() -> None:
-    tool = ROOT / "tools" / "gen_s3_vectors.py"
+    tool = ROOT / "tools" / "gen_vectors.py"
     assert subprocess.run([sys.executable, str(tool), "--check"], check=False).returncode == 0
 
 
