@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import os
 import threading
 import uuid
@@ -30,9 +31,9 @@ from ..transport import (
 )
 from .membership import Membership
 from .placement import Placement, Shard
+from .session_ids import home_tag, split_session_id
 from .shards import ShardLink, is_lost
 from .stats import merge_stats
-from .session_ids import home_tag, split_session_id
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -124,7 +125,7 @@ class ClusterTransport(Transport):
         self._check_batch(len(keys))
         placement, links = self._view()
         groups = _split(placement, keys)
-        answers = self._fan_out({i: (lambda t, p=p: per_shard(t, p)) for i, p in groups.items()}, links)
+        answers = self._fan_out({i: functools.partial(_swap, per_shard, p) for i, p in groups.items()}, links)
         out: list[Any] = [None] * len(keys)
         for index, positions in groups.items():
             answer = answers[index]
@@ -144,10 +145,7 @@ class ClusterTransport(Transport):
         """Send to every shard, sum the counts; fail UNAVAILABLE after the others applied it (MKV-CLU-012)."""
         _, links = self._view()
         answers = self._fan_out(dict.fromkeys(range(len(links)), call), links)
-        missing = [links[i].shard.shard_id for i, a in answers.items() if isinstance(a, Unavailable)]
-        if missing:
-            raise Unavailable(f"shards {', '.join(missing)} are unreachable; repeat the invalidation once they are back")
-        return sum(a for a in answers.values() if isinstance(a, int))
+        return _counted(answers, links)
 
     # ---- blocks --------------------------------------------------------------------------------
     def put(self, items: Sequence[PutItem]) -> list[ItemResult]:
@@ -175,7 +173,7 @@ class ClusterTransport(Transport):
         self._check_batch(len(keys))
         placement, links = self._view()
         groups = _split(placement, keys)
-        answers = self._fan_out({i: (lambda t, p=p: t.lookup([keys[j] for j in p], lease_ms))
+        answers = self._fan_out({i: functools.partial(_lookup_part, keys, p, lease_ms)
                                  for i, p in groups.items()}, links)
         prefix = len(keys)
         for index, positions in groups.items():
@@ -211,7 +209,7 @@ class ClusterTransport(Transport):
         calls: dict[int, Callable[[Transport], bool]] = {}
         for shard_id, part in parts:
             if shard_id in by_id:
-                calls[by_id[shard_id][0]] = lambda t, part=part: _release_one(t, part)
+                calls[by_id[shard_id][0]] = functools.partial(_release_one, part)
         answers = self._fan_out(calls, links)
         return any(a is True for a in answers.values())
 
@@ -267,12 +265,9 @@ class ClusterTransport(Transport):
         self._check_batch(len(keys))
         placement, links = self._view()
         groups = _split(placement, keys)
-        answers = self._fan_out({i: (lambda t, p=p: t.invalidate_keys([keys[j] for j in p]))
-                                 for i, p in groups.items()}, links)
-        missing = [links[i].shard.shard_id for i, a in answers.items() if isinstance(a, Unavailable)]
-        if missing:
-            raise Unavailable(f"shards {', '.join(missing)} are unreachable; repeat the invalidation once they are back")
-        return sum(a for a in answers.values() if isinstance(a, int))
+        answers = self._fan_out({i: functools.partial(_invalidate_part, keys, p) for i, p in groups.items()},
+                                links)
+        return _counted(answers, links)
 
     def invalidate_prefix(self, key: bytes) -> int:
         return self._broadcast(lambda t: t.invalidate_prefix(key))
@@ -320,7 +315,7 @@ class ClusterTransport(Transport):
 
     def shard_report(self) -> list[dict[str, Any]]:
         """Each member: id, address, weight, reachable, and its stats when it answers (memkv admin)."""
-        placement, links = self._view()
+        links = self._view()[1]
         answers = self._fan_out(dict.fromkeys(range(len(links)), lambda t: t.stats()), links)
         rows = []
         for index, link in enumerate(links):
@@ -360,9 +355,17 @@ def _split(placement: Placement, keys: Sequence[Any]) -> dict[int, list[int]]:
     """Positions grouped by shard; a key that is not bytes goes to the first shard, which refuses it."""
     groups: dict[int, list[int]] = {}
     for position, key in enumerate(keys):
-        index = placement.shard_index(key) if isinstance(key, bytes | bytearray | memoryview) else 0
+        index = placement.shard_index(bytes(key)) if isinstance(key, bytes | bytearray | memoryview) else 0
         groups.setdefault(index, []).append(position)
     return groups
+
+
+def _counted(answers: dict[int, int | Unavailable], links: Sequence[ShardLink]) -> int:
+    """The sum of the shards' counts, or UNAVAILABLE naming the shards that missed it (MKV-CLU-012)."""
+    missing = [links[i].shard.shard_id for i, a in answers.items() if isinstance(a, Unavailable)]
+    if missing:
+        raise Unavailable(f"shards {', '.join(missing)} are unreachable; repeat the invalidation once they are back")
+    return sum(a for a in answers.values() if isinstance(a, int))
 
 
 def _absent(exc: Unavailable) -> None:
@@ -373,7 +376,19 @@ def _unavailable_item(exc: Unavailable) -> ItemResult:
     return ItemResult(ErrorCode.UNAVAILABLE, exc.message)
 
 
-def _release_one(transport: Transport, part: str) -> bool:
+def _swap(call: Callable[[Transport, list[int]], list[T]], positions: list[int], transport: Transport) -> list[T]:
+    return call(transport, positions)
+
+
+def _lookup_part(keys: Sequence[bytes], positions: list[int], lease_ms: int, transport: Transport) -> LookupResult:
+    return transport.lookup([keys[j] for j in positions], lease_ms)
+
+
+def _invalidate_part(keys: Sequence[bytes], positions: list[int], transport: Transport) -> int:
+    return transport.invalidate_keys([keys[j] for j in positions])
+
+
+def _release_one(part: str, transport: Transport) -> bool:
     try:
         transport.release_lease(part)
     except UnknownLease:

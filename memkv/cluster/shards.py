@@ -69,7 +69,7 @@ class ShardLink:
         if transport is not None:
             try:
                 transport.close()
-            except Exception:  # noqa: BLE001 - the shard is gone; closing is best effort
+            except Exception:  # the shard is gone; closing is best effort
                 pass
 
     def close(self) -> None:
