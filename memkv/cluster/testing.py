@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import shutil
+import socket
+import subprocess
 import tempfile
+import time
+import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -76,4 +80,64 @@ class LocalCluster:
         self.close()
 
 
-__all__ = ["LocalCluster"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class EtcdProcess:
+    """A one-member etcd (Debian's etcd-server) on 127.0.0.1 free ports over a temporary directory."""
+
+    def __init__(self, binary: str = "etcd", startup_timeout: float = 30.0) -> None:
+        path = shutil.which(binary)
+        if path is None:
+            raise FileNotFoundError(f"{binary} is not installed (apt-get install etcd-server)")
+        self.directory = Path(tempfile.mkdtemp(prefix="memkv-etcd-"))
+        self.port, peer = free_port(), free_port()
+        client_url, peer_url = f"http://127.0.0.1:{self.port}", f"http://127.0.0.1:{peer}"
+        self._log = open(self.directory / "etcd.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [path, "--name", "memkv-test", "--data-dir", str(self.directory / "data"),
+             "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
+             "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+             "--initial-cluster", f"memkv-test={peer_url}"],
+            stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + startup_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                with urllib.request.urlopen(f"{client_url}/health", timeout=1) as answer:
+                    if b"true" in answer.read():
+                        return
+            except OSError:
+                time.sleep(0.1)
+        self.close()
+        raise RuntimeError(f"etcd did not start: {(self.directory / 'etcd.log').read_text()[-2000:]}")
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> EtcdProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["EtcdProcess", "LocalCluster", "free_port"]
