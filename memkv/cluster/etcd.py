@@ -42,10 +42,9 @@ def _client(endpoint: str) -> Any:
 
 
 def _etcd_errors() -> tuple[type[BaseException], ...]:
-    import requests
-    from etcd3gw.exceptions import Etcd3Exception
+    from etcd3gw.exceptions import Etcd3Exception  # the client turns HTTP and socket errors into these
 
-    return (Etcd3Exception, requests.RequestException, OSError)
+    return (Etcd3Exception, OSError)
 
 
 def parse_member(shard_id: str, value: bytes) -> tuple[Shard, str] | None:
