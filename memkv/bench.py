@@ -329,10 +329,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                                                       "(memkv against raw, per size) to FILE; needs the plot "
                                                       "extra (matplotlib)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument("--clients", help="tcp: client process counts run at once, e.g. 1,2,4,8 (aggregate rates)")
+    parser.add_argument("--shards", help="tcp: server process counts of the cluster measured, e.g. 1,2")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.clients or args.shards:  # several clients and shards at once (docs/scale.md)
+        from .cluster.bench_shards import run as run_scale
+
+        return run_scale(args, parse_sizes(args.sizes))
     config = BenchConfig(backend=args.backend, sizes=tuple(parse_sizes(args.sizes)), count=args.count,
                          rounds=args.rounds, directory=args.dir, keep=args.keep,
                          io=("uring", "threads") if args.io == "both" else (args.io,))
