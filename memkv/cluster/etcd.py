@@ -8,11 +8,13 @@ prefix, watches it, and re-reads it on every event (MKV-CLU-031).
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import os
 import re
+import socket
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 from ..errors import InvalidArgument, Unavailable
@@ -24,6 +26,7 @@ MAX_TTL_S = 30
 DEFAULT_TTL_S = 10
 CLUSTER_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_MEMBER_VALUE = 4096
+MAX_WATCH_LINE = 1 << 20
 
 
 def shards_prefix(cluster: str) -> str:
@@ -67,7 +70,7 @@ class EtcdMembership(Membership):
         self._client = client
         self.cluster = cluster
         self._prefix = shards_prefix(cluster)
-        self._cancel: Any = None
+        self._stream: Any = None
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -95,23 +98,48 @@ class EtcdMembership(Membership):
         self._publish(shards, nodes)
 
     def start_watch(self) -> None:
-        events, self._cancel = self._client.watch_prefix(self._prefix)
-        self._thread = threading.Thread(target=self._follow, args=(events,), name="memkv-etcd-watch", daemon=True)
+        """Follow the prefix from a daemon thread (etcd3gw's own watcher runs on threads that keep an
+        interpreter from exiting until the watch is cancelled)."""
+        start, end = self._prefix.encode(), _range_end(self._prefix.encode())
+        request = {"create_request": {"key": base64.b64encode(start).decode(),
+                                      "range_end": base64.b64encode(end).decode()}}
+        self._stream = self._client.session.post(self._client.get_url("/watch"), json=request, stream=True,
+                                                 timeout=(5, None))
+        self._thread = threading.Thread(target=self._follow, name="memkv-etcd-watch", daemon=True)
         self._thread.start()
 
-    def _follow(self, events: Iterator[Any]) -> None:
-        for _ in events:
-            if self._stopped.is_set():
-                return
-            try:
-                self.reload()
-            except _etcd_errors() as exc:  # keep the last membership; the next event reloads
-                log.warning("etcd membership of %s not reloaded: %s", self.cluster, exc)
+    def _follow(self) -> None:
+        try:
+            for line in self._stream.iter_lines(chunk_size=4096):
+                if self._stopped.is_set():
+                    return
+                if not line or len(line) > MAX_WATCH_LINE or b'"events"' not in line:
+                    continue  # the created answer and progress notes carry no change
+                try:
+                    self.reload()
+                except _etcd_errors() as exc:  # keep the last membership; the next event reloads
+                    log.warning("etcd membership of %s not reloaded: %s", self.cluster, exc)
+        except Exception as exc:  # the stream ended (etcd stopped, or close())
+            if not self._stopped.is_set():
+                log.warning("etcd watch of %s ended: %s; the membership no longer follows changes", self.cluster, exc)
 
     def close(self) -> None:
         self._stopped.set()
-        if self._cancel is not None:
-            self._cancel()
+        if self._stream is None:
+            return
+        try:  # wake the reader first: closing the response under it would wait for its lock
+            with socket.socket(fileno=os.dup(self._stream.raw.fileno())) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+        except (OSError, ValueError):
+            pass  # already closed by etcd
+        if self._thread is not None:
+            self._thread.join(5)
+        self._stream.close()
+
+
+def _range_end(prefix: bytes) -> bytes:
+    """The end of etcd's key range of every key that starts with `prefix`."""
+    return prefix[:-1] + bytes([prefix[-1] + 1])
 
 
 class EtcdRegistration:
