@@ -15,9 +15,9 @@ import memkv
 from memkv.chains import chain_items
 from memkv.cluster.client import ClusterTransport
 from memkv.cluster.placement import Placement, Shard
-from memkv.cluster.testing import LocalCluster
 from memkv.errors import ErrorCode, LimitExceeded, Unavailable, UnknownLease, UnknownSession
 from memkv.keys import block_key
+from memkv.server.cluster_testing import LocalCluster
 from memkv.transport import PutItem, Transport
 
 FP = bytes(range(16))
@@ -206,15 +206,18 @@ def test_a_killed_shard_gives_misses_and_comes_back_with_its_blocks() -> None:
 @pytest.mark.requirement("MKV-CLU-020", "MKV-CLU-021")
 def test_churn_loses_no_acknowledged_write_on_surviving_shards() -> None:
     with LocalCluster(3) as cluster, _client(cluster, "churn") as client:
-        acknowledged: list[bytes] = []
-        refused: list[bytes] = []
+        acknowledged: set[bytes] = set()
+        refused: set[bytes] = set()
         stop = threading.Event()
+        pool = [os.urandom(16) for _ in range(1200)]  # 64 KiB units: nothing is evicted from 128 MiB shards
 
-        def writer() -> None:
+        def writer() -> None:  # puts the pool over and over (a re-put of the same bytes is allowed)
+            batch = 0
             while not stop.is_set():
-                items = [PutItem(k, _payload(k, 1024)) for k in (os.urandom(16) for _ in range(16))]
-                for item, result in zip(items, client.put(items), strict=True):
-                    (acknowledged if result.ok else refused).append(item.key)
+                keys = [pool[(batch * 16 + i) % len(pool)] for i in range(16)]
+                batch += 1
+                for key, result in zip(keys, client.put([PutItem(k, _payload(k, 1024)) for k in keys]), strict=True):
+                    (acknowledged if result.ok else refused).add(key)
 
         thread = threading.Thread(target=writer)
         thread.start()

@@ -20,10 +20,10 @@ import memkv
 from memkv.cluster.client import ClusterTransport
 from memkv.cluster.etcd import EtcdRegistration, _client, shards_prefix
 from memkv.cluster.placement import Shard
-from memkv.cluster.testing import EtcdProcess, LocalCluster
+from memkv.server.cluster_testing import EtcdProcess, LocalCluster
 from memkv.transport import PutItem
 
-MEMKV = [sys.executable, "-c", "import sys; from memkv.cli import main; sys.exit(main())"]
+MEMKV = [sys.executable, "-c", "import sys; from memkv.cli.main import main; sys.exit(main())"]
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/etcd").exists() and not os.environ.get("MEMKV_ETCD"),
                                 reason="etcd is not installed (apt-get install etcd-server); .ci/run installs it")
 
@@ -101,13 +101,17 @@ def test_clients_reroute_when_a_shard_leaves_and_comes_back(etcd: EtcdProcess) -
         assert isinstance(client, ClusterTransport)
         assert sorted(s.shard_id for s in client.shards) == sorted(cluster.addresses)
         leaving = cluster.addresses[0]
-        acknowledged: list[bytes] = []
+        acknowledged: set[bytes] = set()
         stop = threading.Event()
+        pool = [os.urandom(16) for _ in range(1200)]  # 64 KiB units: nothing is evicted from 128 MiB shards
 
-        def writer() -> None:
+        def writer() -> None:  # puts the pool over and over (a re-put of the same bytes is allowed)
+            batch = 0
             while not stop.is_set():
-                items = [PutItem(os.urandom(16), b"v" * 512) for _ in range(16)]
-                acknowledged.extend(i.key for i, r in zip(items, client.put(items), strict=True) if r.ok)
+                keys = [pool[(batch * 16 + i) % len(pool)] for i in range(16)]
+                batch += 1
+                results = client.put([PutItem(k, b"v" * 512) for k in keys])
+                acknowledged.update(k for k, r in zip(keys, results, strict=True) if r.ok)
 
         thread = threading.Thread(target=writer)
         thread.start()

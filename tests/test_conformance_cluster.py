@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from report_dirs import report_dir
 
-from conformance.runner import Options, run
+from memkv.conformance.runner import Options, run
 
 PREFIX_GAP = {"test_invalidate_prefix_removes_descendants", "test_invalidate_prefix_of_a_deep_chain"}
 FAILS_WITH_THE_GAP = {"test_model_core"}
@@ -25,7 +25,7 @@ FAILS_WITH_THE_GAP = {"test_model_core"}
 def test_cluster_target_certification(tmp_path: Path) -> None:
     report = report_dir(tmp_path, "cluster")
     stream = io.StringIO()
-    doc = run(Options(target="conformance.targets.cluster:local?shards=3", certify=True, report_dir=str(report),
+    doc = run(Options(target="memkv.conformance.targets.cluster:local?shards=3", certify=True, report_dir=str(report),
                       stream=stream))
     print(stream.getvalue()[-3000:])
     assert doc["claimed_profiles"] == ["cluster", "core", "shared"]

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from ..blocks import Limits
 from ..buffers import BufferLike
 from ..errors import ErrorCode, Unavailable, UnknownLease, UnknownSession
+from ..namespaces import check_namespace
 from ..sessions import SessionInfo
 from ..transport import (
     BlockInfo,
@@ -46,8 +47,6 @@ class ClusterTransport(Transport):
 
     def __init__(self, membership: Membership, namespace: str, opener: Callable[[Shard, str], Transport],
                  owns_membership: bool = False) -> None:
-        from ..store.engine import check_namespace
-
         self.namespace = check_namespace(namespace)
         self._opener = opener
         self._lock = threading.Lock()
