@@ -17,7 +17,7 @@ from memkv.cluster.client import ClusterTransport
 from memkv.cluster.placement import Placement, Shard
 from memkv.errors import ErrorCode, LimitExceeded, Unavailable, UnknownLease, UnknownSession
 from memkv.keys import block_key
-from memkv.server.cluster_testing import LocalCluster
+from memkv.server.cluster_testing import LocalCluster, PoolWriter, pool_payload
 from memkv.transport import PutItem, Transport
 
 FP = bytes(range(16))
@@ -206,33 +206,17 @@ def test_a_killed_shard_gives_misses_and_comes_back_with_its_blocks() -> None:
 @pytest.mark.requirement("MKV-CLU-020", "MKV-CLU-021")
 def test_churn_loses_no_acknowledged_write_on_surviving_shards() -> None:
     with LocalCluster(3) as cluster, _client(cluster, "churn") as client:
-        acknowledged: set[bytes] = set()
-        refused: set[bytes] = set()
-        stop = threading.Event()
-        pool = [os.urandom(16) for _ in range(1200)]  # 64 KiB units: nothing is evicted from 128 MiB shards
-
-        def writer() -> None:  # puts the pool over and over (a re-put of the same bytes is allowed)
-            batch = 0
-            while not stop.is_set():
-                keys = [pool[(batch * 16 + i) % len(pool)] for i in range(16)]
-                batch += 1
-                for key, result in zip(keys, client.put([PutItem(k, _payload(k, 1024)) for k in keys]), strict=True):
-                    (acknowledged if result.ok else refused).add(key)
-
-        thread = threading.Thread(target=writer)
-        thread.start()
-        for _ in range(2):
+        with PoolWriter(client) as writer:
+            for _ in range(2):
+                time.sleep(0.4)
+                cluster.kill(2)
+                time.sleep(0.4)
+                cluster.restart(2)
             time.sleep(0.4)
-            cluster.kill(2)
-            time.sleep(0.4)
-            cluster.restart(2)
-        time.sleep(0.4)
-        stop.set()
-        thread.join()
         churned = cluster.addresses[2]
-        on_survivors = [k for k in acknowledged if client._placement.shard_of(k).shard_id != churned]
-        assert refused and on_survivors
-        assert all(client._placement.shard_of(k).shard_id == churned for k in refused)
+        on_survivors = [k for k in writer.acknowledged if client._placement.shard_of(k).shard_id != churned]
+        assert writer.refused and on_survivors
+        assert all(client._placement.shard_of(k).shard_id == churned for k in writer.refused)
         for start in range(0, len(on_survivors), 200):
             part = on_survivors[start:start + 200]
-            assert client.get(part) == [_payload(k, 1024) for k in part]
+            assert client.get(part) == [pool_payload(k) for k in part]

@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ import memkv
 from memkv.cluster.client import ClusterTransport
 from memkv.cluster.etcd import EtcdRegistration, _client, shards_prefix
 from memkv.cluster.placement import Shard
-from memkv.server.cluster_testing import EtcdProcess, LocalCluster
+from memkv.server.cluster_testing import EtcdProcess, LocalCluster, PoolWriter
 from memkv.transport import PutItem
 
 MEMKV = [sys.executable, "-c", "import sys; from memkv.cli.main import main; sys.exit(main())"]
@@ -101,30 +100,15 @@ def test_clients_reroute_when_a_shard_leaves_and_comes_back(etcd: EtcdProcess) -
         assert isinstance(client, ClusterTransport)
         assert sorted(s.shard_id for s in client.shards) == sorted(cluster.addresses)
         leaving = cluster.addresses[0]
-        acknowledged: set[bytes] = set()
-        stop = threading.Event()
-        pool = [os.urandom(16) for _ in range(1200)]  # 64 KiB units: nothing is evicted from 128 MiB shards
-
-        def writer() -> None:  # puts the pool over and over (a re-put of the same bytes is allowed)
-            batch = 0
-            while not stop.is_set():
-                keys = [pool[(batch * 16 + i) % len(pool)] for i in range(16)]
-                batch += 1
-                results = client.put([PutItem(k, b"v" * 512) for k in keys])
-                acknowledged.update(k for k, r in zip(keys, results, strict=True) if r.ok)
-
-        thread = threading.Thread(target=writer)
-        thread.start()
-        time.sleep(0.3)
-        cluster.stop(0)  # SIGTERM: the shard revokes its lease and leaves the membership
-        _wait_for(lambda: leaving not in [s.shard_id for s in client.shards])
-        time.sleep(0.3)
-        cluster.restart(0)
-        _wait_for(lambda: leaving in [s.shard_id for s in client.shards])
-        time.sleep(0.3)
-        stop.set()
-        thread.join()
-        survivors = [k for k in acknowledged if client._placement.shard_of(k).shard_id != leaving]
+        with PoolWriter(client) as writer:
+            time.sleep(0.3)
+            cluster.stop(0)  # SIGTERM: the shard revokes its lease and leaves the membership
+            _wait_for(lambda: leaving not in [s.shard_id for s in client.shards])
+            time.sleep(0.3)
+            cluster.restart(0)
+            _wait_for(lambda: leaving in [s.shard_id for s in client.shards])
+            time.sleep(0.3)
+        survivors = [k for k in writer.acknowledged if client._placement.shard_of(k).shard_id != leaving]
         assert len(survivors) > 100
         for start in range(0, len(survivors), 200):  # no acknowledged write on a surviving shard is lost
             assert client.exists(survivors[start:start + 200]) == [True] * len(survivors[start:start + 200])

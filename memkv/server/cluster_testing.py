@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from .testing import ServerProcess
 
@@ -140,4 +143,41 @@ class EtcdProcess:
         self.close()
 
 
-__all__ = ["EtcdProcess", "LocalCluster", "free_port"]
+def pool_payload(key: bytes, size: int = 1024) -> bytes:
+    return (key * (size // 16 + 1))[:size]
+
+
+class PoolWriter:
+    """A thread that puts a fixed pool of keys over and over (a re-put of the same bytes is allowed) and
+    records which keys were acknowledged and which refused; 1200 blocks of 64 KiB units never make a
+    128 MiB shard evict."""
+
+    def __init__(self, transport: Any, count: int = 1200, batch: int = 16) -> None:
+        self.transport, self.batch = transport, batch
+        self.pool = [os.urandom(16) for _ in range(count)]
+        self.acknowledged: set[bytes] = set()
+        self.refused: set[bytes] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="memkv-pool-writer")
+
+    def _run(self) -> None:
+        from ..transport import PutItem
+
+        round_no = 0
+        while not self._stop.is_set():
+            keys = [self.pool[(round_no * self.batch + i) % len(self.pool)] for i in range(self.batch)]
+            round_no += 1
+            results = self.transport.put([PutItem(k, pool_payload(k)) for k in keys])
+            for key, result in zip(keys, results, strict=True):
+                (self.acknowledged if result.ok else self.refused).add(key)
+
+    def __enter__(self) -> PoolWriter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+__all__ = ["EtcdProcess", "LocalCluster", "PoolWriter", "free_port", "pool_payload"]
