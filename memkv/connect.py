@@ -71,11 +71,12 @@ def _connect_file(url: str, parsed: urllib.parse.SplitResult, namespace: str, op
 
 
 def connect(url: str, namespace: str = "default", **options: Any) -> Transport:
-    """Open a transport. Schemes: file:// (embedded), memkv+tcp://, memkv+nixl://."""
+    """Open a transport. Schemes: file:// (embedded), memkv+tcp://, memkv+nixl:// (a comma list of
+    host:port: a cluster), memkv+etcd://HOST:PORT/CLUSTER/NS (a cluster whose members are in etcd)."""
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme == "file":
         return _connect_file(url, parsed, namespace, options)
-    if parsed.scheme in ("memkv+tcp", "memkv+nixl"):
+    if parsed.scheme in ("memkv+tcp", "memkv+nixl", "memkv+etcd"):
         tcp_options: dict[str, Any] = {name: values[-1] for name, values in urllib.parse.parse_qs(parsed.query).items()}
         try:
             for name in ("pool_size", "timeout", "connect_timeout"):
@@ -83,6 +84,10 @@ def connect(url: str, namespace: str = "default", **options: Any) -> Transport:
                     tcp_options[name] = float(tcp_options[name]) if "timeout" in name else int(tcp_options[name])
         except ValueError:
             raise InvalidArgument(f"bad number in {parsed.scheme} option {name!r}") from None
+        from .cluster.connect import connect_cluster, is_cluster_url
+
+        if is_cluster_url(parsed):  # several shards as one transport (spec/cluster.md)
+            return connect_cluster(url, parsed, namespace, tcp_options | options)
         path_namespace = urllib.parse.unquote(parsed.path.strip("/"))
         if path_namespace and namespace == "default":
             namespace = path_namespace
@@ -97,4 +102,4 @@ def connect(url: str, namespace: str = "default", **options: Any) -> Transport:
         from .backends.tcp import open_tcp
 
         return open_tcp(parsed.hostname or "127.0.0.1", port, namespace, tcp_options | options)
-    raise InvalidArgument(f"unknown URL scheme {parsed.scheme!r}; use file://, memkv+tcp:// or memkv+nixl://")
+    raise InvalidArgument(f"unknown URL scheme {parsed.scheme!r}; use file://, memkv+tcp://, memkv+nixl:// or memkv+etcd://")

@@ -26,7 +26,7 @@ SPEC_VERSION = "1.1"
 _POOL_LOCK = threading.Lock()
 DEFAULT_META = BlockMeta()
 
-PROFILES = ("core", "sessions", "durable", "shared", "secure", "admin", "wire", "nixl")
+PROFILES = ("core", "sessions", "durable", "shared", "secure", "admin", "wire", "nixl", "cluster")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -21,14 +21,14 @@ from memkv.transport import PROFILES, SPEC_VERSION
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_DIR = ROOT / "spec"
 MAIN_TEXT = SPEC_DIR / "memkv-spec.md"
-TEXTS = [MAIN_TEXT, SPEC_DIR / "wire.md", SPEC_DIR / "s3.md"]
+TEXTS = [MAIN_TEXT, SPEC_DIR / "wire.md", SPEC_DIR / "s3.md", SPEC_DIR / "cluster.md"]
 
 ID_RE = re.compile(r"^MKV-[A-Z][A-Z0-9]{1,4}-\d{3}$")
 TAG_RE = re.compile(r"\*\*(MKV-[A-Z][A-Z0-9]*-\d{3})\*\* \((MUST|SHOULD|MAY)\):")
 BOLD_ID_RE = re.compile(r"\*\*(MKV-[^*]*)\*\*")
 BCP14_RE = re.compile(r"\b(MUST|SHALL|SHOULD|MAY|REQUIRED|RECOMMENDED|OPTIONAL)\b")
 LEVELS = ("MUST", "SHOULD", "MAY")
-SPEC_PROFILES = ("core", "sessions", "durable", "shared", "secure", "admin", "wire", "nixl")
+SPEC_PROFILES = ("core", "sessions", "durable", "shared", "secure", "admin", "wire", "nixl", "cluster")
 
 
 # ---- parsing ------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Regenerate the language-neutral test vectors of spec/vectors/ from the memkv package.
 
-    python tools/gen_vectors.py            # rewrite spec/vectors/keys.json, checksums.json, frames.json, s3_names.json
+    python tools/gen_vectors.py            # rewrite every file of spec/vectors/ but README.md
     python tools/gen_vectors.py --check    # exit 1 if the files differ from what memkv computes
 
 The case lists below are the source of the vectors; memkv computes the expected outputs.
@@ -23,6 +23,7 @@ import numpy as np
 
 from memkv import keys as K
 from memkv.checksum import payload_checksum
+from memkv.cluster.vectors import placement_vectors
 from memkv.errors import MemkvError
 from memkv.server.s3.names import object_key
 from memkv.transport import SPEC_VERSION
@@ -326,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     outputs = {VECTOR_DIR / "keys.json": render(build_keys()),
                VECTOR_DIR / "checksums.json": render(build_checksums()),
                VECTOR_DIR / "frames.json": json.dumps(build_frames(), indent=1, sort_keys=True) + "\n",
-               VECTOR_DIR / "s3_names.json": json.dumps(build_s3_names(), indent=1) + "\n"}
+               VECTOR_DIR / "s3_names.json": json.dumps(build_s3_names(), indent=1) + "\n",
+               VECTOR_DIR / "placement.json": json.dumps(placement_vectors(), indent=1) + "\n"}
     stale = []
     for path, text in outputs.items():
         if args.check:

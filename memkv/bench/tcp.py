@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection as Pipe
 from typing import IO, Any
 
+from .. import transport as transport_api
 from ..blocks import MiB
 from ..buffers import aligned_buffer
 from ..units import format_size
@@ -125,9 +126,11 @@ BUFFER_MEMORY = 1024 * MiB  # the server's --buffer-memory: its pool of payload 
 # ---- the server and client ends ----------------------------------------------------------------
 
 class _Endpoints:
-    """A memkv server process and a raw peer process, sized for `clients` x `count` blocks."""
+    """memkv server processes (`shards` of them, one cluster) and a raw peer process, sized for
+    `clients` x `count` blocks each."""
 
-    def __init__(self, directory: str | None, largest: int, count: int, clients: int = 1, stored: int = 0) -> None:
+    def __init__(self, directory: str | None, largest: int, count: int, clients: int = 1, stored: int = 0,
+                 shards: int = 1) -> None:
         from ..server.testing import ServerProcess, write_keys_file
 
         if directory is not None:
@@ -137,14 +140,22 @@ class _Endpoints:
         keys_file = os.path.join(self.root, "keys.yaml")
         self.credential = write_keys_file(keys_file, {"bench": [("bench", "write")]})["bench"]
         data = os.path.join(self.root, "store")
-        self.server = ServerProcess(data, keys_file, capacity=str(self.capacity),
-                                    extra=["--admin-listen", "off", "--buffer-memory", str(BUFFER_MEMORY),
-                                           "--log-level", "warning"])
+        self.servers: list[ServerProcess] = []
         try:
+            for shard in range(shards):
+                self.servers.append(ServerProcess(data + (f"-{shard}" if shard else ""), keys_file,
+                                                  capacity=str(self.capacity),
+                                                  extra=["--admin-listen", "off", "--buffer-memory",
+                                                         str(BUFFER_MEMORY), "--log-level", "warning"]))
             self.peer = RawPeerProcess(largest)
         except BaseException:
-            self.server.kill()
+            for server in self.servers:
+                server.kill()
             raise
+        self.server = self.servers[0]
+        # one server: its address; several: the cluster URL the clients connect to (spec/cluster.md)
+        self.address: tuple[str, int] | str = (self.server.host, self.server.port) if shards == 1 else \
+            "memkv+tcp://" + ",".join(f"{s.host}:{s.port}" for s in self.servers)
         from ..store.device import open_direct
 
         fd, self.direct = open_direct(os.path.join(data, "device.img"), os.O_RDONLY)
@@ -153,19 +164,27 @@ class _Endpoints:
     def close(self, keep: bool = False) -> None:
         try:
             self.peer.close()
-            self.server.terminate()
+            for server in self.servers:
+                server.terminate()
         finally:
             if not keep:
                 shutil.rmtree(self.root, ignore_errors=True)
 
 
 class _Client:
-    """One client: a TcpTransport (one connection) and one raw socket, with source/dest buffers."""
+    """One client: a TcpTransport (one connection; a cluster: one per shard) and one raw socket, with
+    source/dest buffers."""
 
-    def __init__(self, server: tuple[str, int], credential: str, peer: tuple[str, int]) -> None:
+    def __init__(self, server: tuple[str, int] | str, credential: str, peer: tuple[str, int]) -> None:
         from ..backends.tcp import TcpTransport
 
-        self.transport = TcpTransport(*server, namespace="bench", key=credential, pool_size=1)
+        if isinstance(server, str):
+            import memkv
+
+            self.transport: transport_api.Transport = memkv.connect(server, namespace="bench", key=credential,
+                                                                    pool_size=1)
+        else:
+            self.transport = TcpTransport(*server, namespace="bench", key=credential, pool_size=1)
         self.raw = socket.create_connection(peer)
         self.raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.ack = memoryview(bytearray(1))
@@ -240,7 +259,7 @@ class TcpTarget(Target):
 
 # ---- several clients at once (a process each) --------------------------------------------------
 
-def _client_worker(server: tuple[str, int], credential: str, peer: tuple[str, int], pipe: Pipe,
+def _client_worker(server: tuple[str, int] | str, credential: str, peer: tuple[str, int], pipe: Pipe,
                    barrier: Any) -> None:
     client = _Client(server, credential, peer)
     try:
@@ -267,10 +286,11 @@ def _client_worker(server: tuple[str, int], credential: str, peer: tuple[str, in
 
 
 def run_clients(sizes: Sequence[int], clients: Sequence[int], count: int = 16, rounds: int = 5,
-                directory: str | None = None) -> list[dict[str, Any]]:
-    """Aggregate GB/s of memkv and raw with N client processes at once; median over rounds."""
+                directory: str | None = None, shards: int = 1) -> list[dict[str, Any]]:
+    """Aggregate GB/s of memkv (over `shards` server processes) and raw with N client processes at
+    once; median over rounds."""
     ctx = multiprocessing.get_context("spawn")
-    ends = _Endpoints(directory, max(sizes), count, max(clients))
+    ends = _Endpoints(directory, max(sizes), count, max(clients), shards=shards)
     rows: list[dict[str, Any]] = []
     try:
         for n in clients:
@@ -279,7 +299,7 @@ def run_clients(sizes: Sequence[int], clients: Sequence[int], count: int = 16, r
             for _ in range(n):
                 ours, theirs = ctx.Pipe()
                 proc = ctx.Process(target=_client_worker, daemon=True,
-                                   args=((ends.server.host, ends.server.port), ends.credential,
+                                   args=(ends.address, ends.credential,
                                          ends.peer.address, theirs, barrier))
                 proc.start()
                 pipes.append(ours)
@@ -310,7 +330,7 @@ def run_clients(sizes: Sequence[int], clients: Sequence[int], count: int = 16, r
                     proc.join(10)
             for size in sizes:
                 for op in OPS:
-                    row: dict[str, Any] = {"clients": n, "size": size, "op": op}
+                    row: dict[str, Any] = {"clients": n, "shards": shards, "size": size, "op": op}
                     for path in PATHS:
                         row[path] = {"gb_per_s": statistics.median(rates[(size, path, op)]),
                                      "rounds_gb_per_s": rates[(size, path, op)]}

@@ -52,6 +52,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     group.add_argument("--session", dest="session_id", help="every block of a session's chain")
     group.add_argument("--model", dest="fingerprint", metavar="HEX", help="every block of a model fingerprint")
     group.add_argument("--all", action="store_true", help="every block, session and lease of the namespace")
+    s = sub.add_parser("cluster", help="the shards of a cluster: nodes, state, bytes (over the wire protocol)")
+    s.add_argument("cluster_url", help="memkv+tcp://H1:P1,H2:P2 or memkv+etcd://HOST:PORT/CLUSTER")
+    s.add_argument("--namespace", default="default", help="namespace whose blocks and bytes are counted")
     return p
 
 
@@ -113,6 +116,10 @@ def wait_until_up(url: str, seconds: float, context: ssl.SSLContext | None = Non
 
 def run(args: argparse.Namespace) -> int:
     token = _token(args)
+    if args.admin_command == "cluster":
+        from .admin_cluster import show_cluster
+
+        return show_cluster(args.cluster_url, args.namespace, token, args.json)
     context = client_context(args.ca_file) if args.url.startswith("https:") else None
     if args.wait > 0:
         wait_until_up(args.url, args.wait, context)

@@ -37,10 +37,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="keep SIZE of other blocks in the store for the whole run (e.g. 8GiB): is the rate "
                              "flat from an empty store to a full one? (file and tcp backends)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument("--clients", help="tcp: client process counts run at once, e.g. 1,2,4,8 (aggregate rates)")
+    parser.add_argument("--shards", help="tcp: server process counts of the cluster measured, e.g. 1,2")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.clients or args.shards:  # several clients and shards at once (docs/scale.md)
+        from ..bench.shards import run as run_scale
+
+        return run_scale(args, common.parse_sizes(args.sizes))
     config = common.BenchConfig(backend=args.backend, sizes=tuple(common.parse_sizes(args.sizes)), count=args.count,
                          rounds=args.rounds, directory=args.dir, keep=args.keep,
                          io=("uring", "threads") if args.io == "both" else (args.io,),

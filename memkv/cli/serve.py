@@ -31,6 +31,10 @@ def run(args: argparse.Namespace) -> int:
 
     settings = build_settings(args)
     configure_logging(settings.log_level, settings.log_format, settings.quiet)
+    if settings.shards > 1:  # one process per shard (spec/cluster.md)
+        from ..cluster.workers import run_shards
+
+        return run_shards(settings)
     server = MemkvServer(settings.server_config())
     server.start()
     stop = threading.Event()
@@ -45,10 +49,19 @@ def run(args: argparse.Namespace) -> int:
     scheme = "https" if server.admin is not None and server.admin.tls else "http"
     admin_text = f"{scheme}://{admin[0]}:{admin[1]}" if admin else "off"
     auth = "on" if server.keyring is not None else "OFF"
+    from ..cluster.serving import announce
+
+    try:
+        registration = announce(settings, (host, port))  # etcd membership, when --etcd is set
+    except BaseException:
+        server.shutdown()
+        raise
     s3_text = "" if server.s3 is None else " s3 http://{}:{}".format(*server.s3.address)
     print(f"memkv serve: listening on {host}:{port} admin {admin_text} auth {auth}{s3_text}", flush=True)
     while not stop.wait(0.5):
         pass
+    if registration is not None:
+        registration.close()
     print("memkv serve: shutting down (draining connections, flushing the index)", flush=True)
     server.shutdown()
     print("memkv serve: stopped", flush=True)

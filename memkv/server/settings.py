@@ -100,6 +100,16 @@ class ServeSettings(BaseSettings):
         "INFO", description="log level (case does not matter)")
     log_format: Literal["text", "json"] = Field("text", description="log lines as text or as one JSON object each")
     quiet: bool = Field(False, description="log warnings and errors only (also NIXL's and UCX's INFO lines)")
+    shards: int = Field(1, ge=1, le=256, description="worker processes, each a shard with its own slice of the "
+                                                     "capacity (or its own device of a comma list in --device), "
+                                                     "its own port (listen port + 2 x shard) and data directory")
+    etcd: str | None = Field(None, description="etcd endpoint host:port: register every shard under a lease "
+                                               "(spec/cluster.md section 5)")
+    cluster: str = Field("memkv", description="cluster name the shards register under in etcd")
+    shard_id: str | None = Field(None, description="shard id in etcd (default: the advertised host:port, as a "
+                                                   "static list of addresses names it)")
+    advertise: str | None = Field(None, description="host clients reach this server at (default: the --listen "
+                                                    "host, or the host name when it listens on every interface)")
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ServeSettings:

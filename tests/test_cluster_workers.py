@@ -1,0 +1,81 @@
+"""`memkv serve --shards N`: the flags each shard process gets (memkv/cluster/workers.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import memkv
+from memkv.cli.main import build_parser
+from memkv.cli.serve import build_settings
+from memkv.cluster.workers import worker_flags
+from memkv.errors import InvalidArgument
+from memkv.server.settings import ServeSettings
+from memkv.transport import PutItem
+
+
+def _settings(*flags: str) -> ServeSettings:
+    return build_settings(build_parser().parse_args(["serve", "--data", "/srv/memkv", *flags]))
+
+
+def test_each_shard_gets_its_own_directory_port_and_capacity_slice() -> None:
+    settings = _settings("--shards", "4", "--capacity", "4GiB", "--unit", "1MiB", "--listen", "10.0.0.5:9900",
+                         "--insecure-no-auth", "--etcd", "etcd:2379")
+    flags = [worker_flags(settings, i) for i in range(4)]
+    for index, shard in enumerate(flags):
+        assert shard[shard.index("--data") + 1] == f"/srv/memkv/shard-{index}"
+        assert shard[shard.index("--listen") + 1] == f"10.0.0.5:{9900 + 2 * index}"
+        assert shard[shard.index("--capacity") + 1] == str(1024**3)
+        assert "--insecure-no-auth" in shard and shard[shard.index("--etcd") + 1] == "etcd:2379"
+        assert "--shards" not in shard
+
+
+def test_one_device_per_shard_from_a_comma_list() -> None:
+    settings = _settings("--shards", "2", "--device", "/dev/nvme0n1,/dev/nvme1n1", "--format-device")
+    assert [f[f.index("--device") + 1] for f in (worker_flags(settings, 0), worker_flags(settings, 1))] == \
+        ["/dev/nvme0n1", "/dev/nvme1n1"]
+    assert "--format-device" in worker_flags(settings, 1)
+    with pytest.raises(InvalidArgument):
+        worker_flags(_settings("--shards", "3", "--device", "/dev/a,/dev/b"), 0)
+
+
+def test_free_ports_when_listening_on_port_zero() -> None:
+    flags = worker_flags(_settings("--shards", "2", "--listen", "127.0.0.1:0"), 1)
+    assert flags[flags.index("--listen") + 1] == "127.0.0.1:0"
+    assert flags[flags.index("--admin-listen") + 1] == "127.0.0.1:0"
+
+
+@pytest.mark.requirement("MKV-CLU-021")
+def test_a_dead_shard_process_is_restarted_on_its_port_with_its_blocks(tmp_path: Path) -> None:
+    command = [sys.executable, "-c", "import sys; from memkv.cli.main import main; sys.exit(main())", "serve",
+               "--shards", "2", "--data", str(tmp_path / "data"), "--listen", "127.0.0.1:0", "--admin-listen", "off",
+               "--capacity", "128MiB", "--unit", "64KiB", "--insecure-no-auth"]
+    parent = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert parent.stdout is not None
+        line = ""
+        for raw in parent.stdout:
+            line = raw.decode()
+            if "cluster memkv+tcp://" in line:
+                break
+        url = line.split("cluster ", 1)[1].strip()
+        keys = [os.urandom(16) for _ in range(40)]
+        with memkv.connect(url + "/restart") as client:
+            assert all(r.ok for r in client.put([PutItem(k, k * 8) for k in keys]))
+            time.sleep(1.5)  # one flush interval: the index of each shard is on disk
+            children = Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text().split()
+            assert len(children) == 2
+            os.kill(int(children[1]), signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while client.exists(keys) != [True] * len(keys) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert client.get(keys) == [k * 8 for k in keys]  # the same port, the same data
+    finally:
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(60) == 0
