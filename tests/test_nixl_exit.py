@@ -82,7 +82,7 @@ print("client done")
 
 @pytest.mark.requirement("MKV-WIRE-030")
 def test_a_process_that_created_an_agent_exits_zero() -> None:
-    proc = _run([sys.executable, "-c", "from memkv.nixl_support import make_agent; make_agent('bare'); print('made')"])
+    proc = _run([sys.executable, "-c", "from memkv.nixl.agent import NixlAgent; NixlAgent('bare'); print('made')"])
     _ok(proc)
     assert "made" in proc.stdout
 

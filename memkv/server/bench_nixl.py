@@ -23,7 +23,9 @@ from typing import Any
 from ..bench import BenchConfig, Target, bench_buffers, memkv_op
 from ..blocks import MiB
 from ..buffers import MemoryRegion, address_of, aligned_buffer
-from ..nixl_support import Pump, make_agent, release_handle, transfer, wait_transfer
+from ..memory_kind import MemoryKind
+from ..nixl.agent import NixlAgent
+from ..nixl_support import Pump
 
 
 class _RawPeer:
@@ -62,12 +64,12 @@ class _RawPeer:
 
 def _raw_peer_main(size: int) -> None:
     """Register a buffer, print how to reach it, progress UCX between b"1" and b"0" on stdin, exit at EOF."""
-    agent = make_agent(f"memkv-bench-peer-{os.getpid()}")
+    agent = NixlAgent(f"memkv-bench-peer-{os.getpid()}")
     buf = aligned_buffer(size)
     address = address_of(buf)
-    agent.register_memory([(address, size, 0, "")], "DRAM")
+    agent.register(address, size)
     pump = Pump(agent)
-    print("memkv-raw-peer", agent.name, address, bytes(agent.get_agent_metadata()).hex(), flush=True)
+    print("memkv-raw-peer", agent.name, address, agent.metadata().hex(), flush=True)
     pumping = False
     while True:
         command = sys.stdin.buffer.read(1)
@@ -108,8 +110,8 @@ class NixlTarget(Target):
             self.transport = NixlTransport(self.server.host, self.server.port, namespace="bench", key=creds["bench"],
                                            transport="nixl", pool_size=1)
             self.peer = _RawPeer(largest)
-            self.raw_agent = make_agent(f"memkv-bench-raw-{os.getpid()}")
-            self.raw_agent.add_remote_agent(self.peer.metadata)
+            self.raw_agent = NixlAgent(f"memkv-bench-raw-{os.getpid()}")
+            self.raw_agent.add_peer(self.peer.metadata)
         except BaseException:
             self.close()
             raise
@@ -133,7 +135,7 @@ class NixlTarget(Target):
             for buf in sources + dests:
                 region = MemoryRegion(address_of(buf), len(buf))
                 self.transport.register(region)
-                self.raw_agent.register_memory([(region.address, region.length, 0, "")], "DRAM")
+                self.raw_agent.register(region.address, region.length)
             self._buffers = {size: (sources, dests)}
         return self._buffers[size]
 
@@ -153,12 +155,13 @@ class NixlTarget(Target):
             memkv_op(self.transport, op, self._keys[i], src, dst)
             return
         local = src if op == "put" else dst
-        handle = transfer(self.raw_agent, "WRITE" if op == "put" else "READ", [(local.address, self._size, 0)],
-                          "DRAM", [(self.peer.address, self._size, 0)], "DRAM", self.peer.name)
+        posted = self.raw_agent.post("WRITE" if op == "put" else "READ", [(local.address, self._size, 0)],
+                                     MemoryKind.DRAM, [(self.peer.address, self._size, 0)], MemoryKind.DRAM,
+                                     self.peer.name)
         try:
-            wait_transfer(self.raw_agent, handle, time.monotonic() + 60)
+            self.raw_agent.wait(posted, time.monotonic() + 60)
         finally:
-            release_handle(self.raw_agent, handle)
+            self.raw_agent.release(posted)
 
     def end(self) -> None:
         self.transport.invalidate_keys(self._keys)
