@@ -25,6 +25,7 @@ from .transport import (
     ResumeResult,
     Transport,
 )
+from .wrapper_transport import WrapperTransport
 
 __version__ = "0.1.0"
 
@@ -33,5 +34,5 @@ __all__ = [
     "ItemResult", "Limits", "LookupResult", "MemkvError", "MemoryRegion", "PutItem", "ResumeResult",
     "SessionInfo", "SessionState", "Transport", "aligned_buffer", "block_key", "connect",
     "key_from_engine_hash", "key_from_sequence_hash", "model_fingerprint", "payload_checksum",
-    "prefix_chain", "__version__",
+    "prefix_chain", "WrapperTransport", "__version__",
 ]
