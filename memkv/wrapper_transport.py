@@ -21,16 +21,7 @@ from typing import Any
 from .buffers import BufferLike
 from .keys import NO_FINGERPRINT
 from .sessions import SessionInfo
-from .transport import (
-    BlockInfo,
-    Capabilities,
-    GetResult,
-    ItemResult,
-    LookupResult,
-    PutItem,
-    ResumeResult,
-    Transport,
-)
+from .transport import BlockInfo, Capabilities, GetResult, ItemResult, LookupResult, PutItem, ResumeResult, Transport
 
 
 class WrapperTransport(Transport):

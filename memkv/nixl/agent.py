@@ -14,9 +14,9 @@ import importlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import ModuleType
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 
 from ..errors import InvalidArgument, MemkvError, Timeout, Unavailable, Unsupported
 from ..memory_kind import MemoryKind
@@ -31,6 +31,7 @@ UCX = "UCX"
 Region = tuple[int, int, int]
 """(address, length, device id) of one side of a transfer."""
 Operation = Literal["READ", "WRITE"]
+T = TypeVar("T")
 
 _lock = threading.Lock()
 _api: ModuleType | None = None
@@ -102,6 +103,17 @@ def _foreign(error: type[MemkvError], what: str) -> Iterator[None]:
         raise error(f"{what}: {type(exc).__name__}: {exc}") from None
 
 
+def _best_effort(what: str, call: Callable[[T], None], argument: T) -> bool:
+    """call(argument); False, logged, where NIXL failed (a clean-up the caller cannot retry)."""
+    try:
+        with _foreign(Unavailable, what):
+            call(argument)
+    except Unavailable as exc:
+        log.debug("%s", exc.message)
+        return False
+    return True
+
+
 class Registration:
     """Memory registered with an agent (give it back with `NixlAgent.deregister`)."""
 
@@ -154,13 +166,7 @@ class NixlAgent:
 
     def deregister(self, registration: Registration) -> bool:
         """Give memory back; False (logged) when NIXL refused, which leaves it registered."""
-        try:
-            with _foreign(Unavailable, "NIXL deregistration failed"):
-                self._raw.deregister_memory(registration._descs)
-        except Unavailable as exc:
-            log.debug("%s", exc.message)
-            return False
-        return True
+        return _best_effort("NIXL deregistration failed", self._raw.deregister_memory, registration._descs)
 
     def metadata(self) -> bytes:
         """This agent's metadata, for a peer to load (it lists every current registration)."""
@@ -175,13 +181,7 @@ class NixlAgent:
 
     def remove_peer(self, name: str) -> bool:
         """Forget a peer agent; False (logged) when NIXL refused."""
-        try:
-            with _foreign(Unavailable, f"removing NIXL agent {name}"):
-                self._raw.remove_remote_agent(name)
-        except Unavailable as exc:
-            log.debug("%s", exc.message)
-            return False
-        return True
+        return _best_effort(f"removing NIXL agent {name}", self._raw.remove_remote_agent, name)
 
     def notifications(self) -> dict[str, list[bytes]]:
         """Notifications that arrived since the last call, by peer; also progresses the UCX worker."""
@@ -229,13 +229,7 @@ class NixlAgent:
 
     def release(self, transfer: Transfer) -> bool:
         """Release a transfer; False when NIXL could not (its memory may still be in use)."""
-        try:
-            with _foreign(Unavailable, "NIXL could not release a transfer"):
-                self._raw.release_xfer_handle(transfer._handle)
-        except Unavailable as exc:
-            log.debug("%s", exc.message)
-            return False
-        return True
+        return _best_effort("NIXL could not release a transfer", self._raw.release_xfer_handle, transfer._handle)
 
 
 __all__ = ["INSTALL_HINT", "NixlAgent", "Operation", "Region", "Registration", "Transfer", "availability",
