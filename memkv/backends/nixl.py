@@ -28,7 +28,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
-import logging
 import os
 import sys
 import threading
@@ -62,7 +61,6 @@ from ..wrapper_transport import WrapperTransport
 from .nixl_write import ClientDrivenPut
 from .tcp import DEFAULT_PORT, Reply, TcpConnection, TcpTransport, check_options, pop_credential
 
-log = logging.getLogger("memkv.nixl")
 R = TypeVar("R", ItemResult, GetResult)
 T = TypeVar("T")
 
@@ -90,7 +88,7 @@ class _Slot:
     length: int = 0
     device_id: int = 0
     kind: MemoryKind = MemoryKind.DRAM
-    host: memoryview | None = None       # host view of the registered bytes (None for MemoryKind.VRAM)
+    host: memoryview | None = None       # host view of the registered bytes (None for VRAM)
     user: memoryview | None = None       # the caller's buffer when `host` is a bounce copy
     release: Callable[[], None] | None = None
 
