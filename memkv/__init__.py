@@ -25,9 +25,8 @@ from .transport import (
     ResumeResult,
     Transport,
 )
+from .version import __version__
 from .wrapper_transport import WrapperTransport
-
-__version__ = "0.1.0"
 
 __all__ = [
     "KEY_SIZE", "SPEC_VERSION", "BlockInfo", "BlockMeta", "Capabilities", "ErrorCode", "GetResult",

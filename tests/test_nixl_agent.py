@@ -13,7 +13,7 @@ from memkv.buffers import address_of, aligned_buffer
 from memkv.errors import InvalidArgument
 from memkv.memory_kind import MemoryKind
 from memkv.nixl.agent import NixlAgent, availability
-from memkv.nixl_support import Pump, metadata_agent_name
+from memkv.nixl.support import Pump, metadata_agent_name
 
 NIXL_OK, NIXL_REASON = availability()
 pytestmark = pytest.mark.skipif(not NIXL_OK, reason=f"NIXL unavailable: {NIXL_REASON}")

@@ -14,12 +14,12 @@ from unittest import mock
 import pytest
 
 import memkv
-from conformance.faulty import Wrapper
-from memkv.backends.file import FileTransport
 from memkv.backends.nixl import NixlTransport
 from memkv.backends.tcp import TcpTransport
+from memkv.conformance.faulty import Wrapper
 from memkv.errors import InvalidArgument
 from memkv.memory_kind import MemoryKind
+from memkv.store.embedded import FileTransport
 from memkv.transport import ItemResult, PutItem, Transport
 from memkv.transport_features import Flushable, Pingable, RegistersMemory
 

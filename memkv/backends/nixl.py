@@ -51,7 +51,7 @@ from ..errors import (
 from ..keys import check_key
 from ..memory_kind import MemoryKind
 from ..nixl.agent import NixlAgent, Registration
-from ..nixl_support import Pump, metadata_agent_name
+from ..nixl.support import Pump, metadata_agent_name
 from ..transport import Capabilities, GetResult, ItemResult, PutItem
 from ..units import parse_size
 from ..wire import messages as msg

@@ -20,7 +20,7 @@ from typing import Literal, Protocol, TypeVar
 
 from ..errors import InvalidArgument, MemkvError, Timeout, Unavailable, Unsupported
 from ..memory_kind import MemoryKind
-from ..nixl_libraries import prepare_environment
+from .libraries import prepare_environment
 
 log = logging.getLogger("memkv.nixl")
 

@@ -47,8 +47,8 @@ from ..errors import (
 from ..keys import check_key
 from ..memory_kind import MemoryKind
 from ..nixl.agent import NixlAgent, Operation, Registration, Transfer
-from ..nixl_libraries import rdma_devices
-from ..nixl_support import ChunkPool, Pump, metadata_agent_name
+from ..nixl.libraries import rdma_devices
+from ..nixl.support import ChunkPool, Pump, metadata_agent_name
 from ..transport import GetResult, ItemResult, PutItem
 from ..wire import messages as msg
 from ..wire import nixl_leases as lease_msg
@@ -60,7 +60,7 @@ from .nixl_leases import Lease, LeaseTable
 if TYPE_CHECKING:
     from ..store.engine import StorageEngine
     from .connection import Connection
-    from .core import MemkvServer
+    from .service import MemkvServer
 
 log = logging.getLogger("memkv.server.nixl")
 
