@@ -20,7 +20,8 @@ from memkv.blocks import BlockMeta
 from memkv.buffers import MemoryRegion, address_of, aligned_buffer
 from memkv.checksum import payload_checksum
 from memkv.errors import ErrorCode, MemkvError, PermissionDenied, Unsupported
-from memkv.nixl.support import ChunkPool, availability
+from memkv.nixl.agent import availability
+from memkv.nixl.support import ChunkPool
 from memkv.server.nixl_agent import metadata_agent_name
 from memkv.server.testing import ServerProcess, write_keys_file
 from memkv.transport import PutItem

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from memkv.nixl.support import availability
+from memkv.nixl.agent import availability
 from memkv.server.testing import ServerProcess, write_keys_file
 
 NIXL_OK, NIXL_REASON = availability()

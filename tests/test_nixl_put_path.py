@@ -21,7 +21,8 @@ from memkv.blocks import BlockMeta
 from memkv.checksum import payload_checksum
 from memkv.errors import ErrorCode, Unavailable
 from memkv.memory_kind import MemoryKind
-from memkv.nixl.support import ChunkPool, availability, metadata_agent_name
+from memkv.nixl.agent import availability
+from memkv.nixl.support import ChunkPool, metadata_agent_name
 from memkv.server.nixl_agent import ucx_has_rdma
 from memkv.server.nixl_leases import Lease, LeaseTable
 from memkv.server.testing import ServerProcess, write_keys_file

@@ -86,10 +86,10 @@ def _raw_peer_main(size: int) -> None:
 class NixlTarget(Target):
     def __init__(self, config: BenchConfig) -> None:
         from ..backends.nixl import NixlTransport
-        from ..nixl import support as nixl_support
+        from ..nixl import agent as nixl_agent
         from ..server.testing import ServerProcess, write_keys_file
 
-        nixl_support.load_api()  # Unsupported, with the install hint, before anything starts
+        nixl_agent.load_api()  # Unsupported, with the install hint, before anything starts
 
         base = config.directory
         if base is not None:

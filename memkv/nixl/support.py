@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from ..errors import InvalidArgument, LimitExceeded, MemkvError, Unavailable
-from .agent import INSTALL_HINT, NixlAgent, availability, load_api
+from .agent import NixlAgent
 
 MiB = 1024 * 1024
 DEFAULT_CHUNK = 2 * MiB
@@ -165,5 +165,4 @@ class ChunkPool:
             return (self.count - sum(self._free)) * self.chunk
 
 
-__all__ = ["DEFAULT_CHUNK", "INSTALL_HINT", "ChunkPool", "Pump", "allocate_pinned", "availability", "load_api",
-           "metadata_agent_name"]
+__all__ = ["DEFAULT_CHUNK", "ChunkPool", "Pump", "allocate_pinned", "metadata_agent_name"]
