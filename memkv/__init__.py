@@ -26,11 +26,12 @@ from .transport import (
     Transport,
 )
 from .version import __version__
+from .wrapper_transport import WrapperTransport
 
 __all__ = [
     "KEY_SIZE", "SPEC_VERSION", "BlockInfo", "BlockMeta", "Capabilities", "ErrorCode", "GetResult",
     "ItemResult", "Limits", "LookupResult", "MemkvError", "MemoryRegion", "PutItem", "ResumeResult",
     "SessionInfo", "SessionState", "Transport", "aligned_buffer", "block_key", "connect",
     "key_from_engine_hash", "key_from_sequence_hash", "model_fingerprint", "payload_checksum",
-    "prefix_chain", "__version__",
+    "prefix_chain", "WrapperTransport", "__version__",
 ]

@@ -193,8 +193,23 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def stats(self) -> dict[str, Any]: ...
 
+    _closed = False
+
+    def close(self) -> None:
+        """Close once: wait for the non-blocking operations in flight, then `_close()`."""
+        with _POOL_LOCK:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            self._shutdown_executor()
+        finally:
+            self._close()
+
     @abc.abstractmethod
-    def close(self) -> None: ...
+    def _close(self) -> None:
+        """Release what the transport holds (connections, an engine, an inner transport); called once,
+        after the operations in flight finished. Operations after close() raise Unavailable."""
 
     # ---- conveniences built on the primitives (shared by every backend) ----------------------
     def get(self, keys: Sequence[bytes]) -> list[bytes | None]:

@@ -60,12 +60,12 @@ def test_bench_keep(tmp_path: Path) -> None:
 def test_bench_backends(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(InvalidArgument, match="unknown backend"):
         run_bench(BenchConfig(backend="carrier-pigeon"))
-    import memkv.nixl.support as nixl_support
+    import memkv.nixl.agent as nixl_agent
 
     def no_nixl() -> None:
         raise Unsupported("NIXL is not importable (test)")
 
-    monkeypatch.setattr(nixl_support, "load_api", no_nixl)
+    monkeypatch.setattr(nixl_agent, "load_api", no_nixl)
     with pytest.raises(Unsupported):  # the nixl bench needs NIXL (tests/test_nixl.py runs it for real)
         run_bench(BenchConfig(backend="nixl"))
     with pytest.raises(InvalidArgument):

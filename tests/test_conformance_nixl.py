@@ -14,7 +14,7 @@ import pytest
 from report_dirs import report_dir
 
 from memkv.conformance.runner import Options, run
-from memkv.nixl.support import availability
+from memkv.nixl.agent import availability
 
 NIXL_OK, NIXL_REASON = availability()
 NIXL_CLAIMS = ["admin", "core", "nixl", "secure", "sessions", "shared", "wire"]

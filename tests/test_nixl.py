@@ -20,7 +20,8 @@ from memkv.blocks import BlockMeta
 from memkv.buffers import MemoryRegion, address_of, aligned_buffer
 from memkv.checksum import payload_checksum
 from memkv.errors import ErrorCode, MemkvError, PermissionDenied, Unsupported
-from memkv.nixl.support import ChunkPool, availability
+from memkv.nixl.agent import availability
+from memkv.nixl.support import ChunkPool
 from memkv.server.nixl_agent import metadata_agent_name
 from memkv.server.testing import ServerProcess, write_keys_file
 from memkv.transport import PutItem
@@ -236,16 +237,16 @@ def test_server_refuses_descriptors_without_hello_or_registration(client: Any, s
         assert info.value.code is ErrorCode.INVALID_ARGUMENT
         future = raw._request(Opcode.NIXL_GET, AgentArgs(client.agent_name), record, 1)  # type: ignore[attr-defined]
         with pytest.raises(MemkvError) as info:
-            raw._wait(future)  # type: ignore[attr-defined]
+            raw.wait(future)  # type: ignore[attr-defined]
         assert info.value.code is ErrorCode.INVALID_ARGUMENT
     finally:
         raw.close()
     # the client's own connection: an address it never registered is refused per item
     unregistered = np.zeros(2 * MiB, np.uint8)
-    conn = client._connection()
+    conn = client.control.connection()
     client._hello_if_needed(conn)
     bad = msg.pack_nixl_desc(key, int(unregistered.ctypes.data) + 123, 2 * MiB, 0, 0)
-    _, reader, _ = client._wait(conn.request(Opcode.NIXL_GET, AgentArgs(client.agent_name), bad, 1))
+    _, reader, _ = client.control.wait(conn.request(Opcode.NIXL_GET, AgentArgs(client.agent_name), bad, 1))
     result = reader.get_results(client.limits)[0]
     assert result.status is ErrorCode.INVALID_ARGUMENT and "registered" in result.message
     assert not unregistered.any()
@@ -255,9 +256,9 @@ def test_server_refuses_descriptors_without_hello_or_registration(client: Any, s
 def test_hello_must_carry_the_declared_agent(client: Any) -> None:
     blob = client._memory.metadata()[1]
     assert metadata_agent_name(blob) == client.agent_name
-    conn = client._connection()
+    conn = client.control.connection()
     with pytest.raises(MemkvError) as info:
-        client._wait(conn.request(Opcode.NIXL_HELLO, NixlHelloArgs("memkv-client-impostor", 99),
+        client.control.wait(conn.request(Opcode.NIXL_HELLO, NixlHelloArgs("memkv-client-impostor", 99),
                                   msg.pack_blob(blob), 1))
     assert info.value.code is ErrorCode.INVALID_ARGUMENT
 
@@ -298,7 +299,7 @@ def test_strict_mode_without_nixl_on_the_client(server: ServerProcess, creds: tu
     def missing(name: str) -> None:
         raise Unsupported("NIXL is not importable (test); install it with `pip install --no-deps nixl-cu12 numpy`")
 
-    monkeypatch.setattr(backend, "make_agent", missing)
+    monkeypatch.setattr(backend, "NixlAgent", missing)
     with pytest.raises(Unsupported, match="not importable"):
         memkv.connect(_url(server, transport="nixl"), namespace=NS, key=creds[1]["w"])
     with pytest.warns(RuntimeWarning, match="not importable"):

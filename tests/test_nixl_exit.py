@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from memkv.nixl.support import availability
+from memkv.nixl.agent import availability
 from memkv.server.testing import ServerProcess, write_keys_file
 
 NIXL_OK, NIXL_REASON = availability()
@@ -82,7 +82,7 @@ print("client done")
 
 @pytest.mark.requirement("MKV-WIRE-030")
 def test_a_process_that_created_an_agent_exits_zero() -> None:
-    proc = _run([sys.executable, "-c", "from memkv.nixl.support import make_agent; make_agent('bare'); print('made')"])
+    proc = _run([sys.executable, "-c", "from memkv.nixl.agent import NixlAgent; NixlAgent('bare'); print('made')"])
     _ok(proc)
     assert "made" in proc.stdout
 

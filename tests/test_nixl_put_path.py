@@ -20,7 +20,9 @@ import memkv
 from memkv.blocks import BlockMeta
 from memkv.checksum import payload_checksum
 from memkv.errors import ErrorCode, Unavailable
-from memkv.nixl.support import ChunkPool, availability, metadata_agent_name, release_handle, transfer, wait_transfer
+from memkv.memory_kind import MemoryKind
+from memkv.nixl.agent import availability
+from memkv.nixl.support import ChunkPool, metadata_agent_name
 from memkv.server.nixl_agent import ucx_has_rdma
 from memkv.server.nixl_leases import Lease, LeaseTable
 from memkv.server.testing import ServerProcess, write_keys_file
@@ -73,7 +75,7 @@ def _data(size: int, seed: int) -> np.ndarray:
 
 def _alloc(t: Any, items: list[tuple[bytes, int, int]]) -> list[tuple[Any, lease_msg.Grant | None]]:
     records = [msg.pack_put_item(key, length, checksum, BlockMeta().encode()) for key, length, checksum in items]
-    _, reader, _ = t._wait(t._nixl_request(Opcode.NIXL_ALLOC, records, pump_needed=False))
+    _, reader, _ = t.control.wait(t._nixl_request(Opcode.NIXL_ALLOC, records, pump_needed=False))
     answers = lease_msg.read_alloc_answer(reader)
     reader.finish()
     return answers
@@ -81,7 +83,7 @@ def _alloc(t: Any, items: list[tuple[bytes, int, int]]) -> list[tuple[Any, lease
 
 def _commit(t: Any, leases: list[tuple[int, int]]) -> list[Any]:
     records = [lease_msg.pack_commit_item(lease, action) for lease, action in leases]
-    _, reader, _ = t._wait(t._nixl_request(Opcode.NIXL_COMMIT, records, pump_needed=False))
+    _, reader, _ = t.control.wait(t._nixl_request(Opcode.NIXL_COMMIT, records, pump_needed=False))
     results = reader.results()
     reader.finish()
     return results
@@ -92,13 +94,13 @@ def _write(t: Any, data: np.ndarray, grant: lease_msg.Grant) -> None:
     t.register(data)
     for k, start in enumerate(range(0, data.nbytes, grant.piece)):
         size = min(grant.piece, data.nbytes - start)
-        handle = transfer(t._agent, "WRITE", [(int(data.ctypes.data) + start, size, 0)], "DRAM",
-                          [(grant.address + start, size, 0)], "DRAM", t.load_server_agent(),
-                          lease_msg.notification(grant.lease, k))
+        posted = t.agent.post("WRITE", [(int(data.ctypes.data) + start, size, 0)], MemoryKind.DRAM,
+                              [(grant.address + start, size, 0)], MemoryKind.DRAM, t.load_server_agent(),
+                              lease_msg.notification(grant.lease, k))
         try:
-            wait_transfer(t._agent, handle, time.monotonic() + 30)
+            t.agent.wait(posted, time.monotonic() + 30)
         finally:
-            release_handle(t._agent, handle)
+            t.agent.release(posted)
 
 
 # ---- through the transport ---------------------------------------------------------------------
@@ -161,7 +163,7 @@ def test_concurrent_puts_commit_on_the_connection_that_allocated(client: Any) ->
 @needs_nixl
 @pytest.mark.requirement("MKV-WIRE-031")
 def test_server_agent_metadata_names_the_server_agent(client: Any) -> None:
-    _, reader, _ = client._wait(client._nixl_request(Opcode.NIXL_SERVER_AGENT, [], pump_needed=False))
+    _, reader, _ = client.control.wait(client._nixl_request(Opcode.NIXL_SERVER_AGENT, [], pump_needed=False))
     blob = msg.read_blob(reader)
     assert reader.arg("agent", str) == client.server_agent == metadata_agent_name(blob)
 

@@ -25,8 +25,8 @@ pytestmark = pytest.mark.skipif(not NIXL_OK, reason=f"NIXL unavailable: {NIXL_RE
 from memkv import connect  # noqa: E402
 from memkv.errors import Unavailable  # noqa: E402
 from memkv.keys import key_from_sequence_hash  # noqa: E402
+from memkv.nixl.obj import ObjAgent  # noqa: E402
 from memkv.server.keyring import parse_credential  # noqa: E402
-from memkv.server.s3.nixl_obj import ObjAgent  # noqa: E402
 from memkv.server.testing import ServerProcess, write_keys_file  # noqa: E402
 
 MiB = 1024 * 1024
@@ -104,7 +104,7 @@ def test_wrong_secret_and_foreign_bucket_fail_the_transfer(served: tuple[ServerP
 
 _SECOND_PROCESS = """
 import sys, numpy as np
-from memkv.server.s3.nixl_obj import ObjAgent
+from memkv.nixl.obj import ObjAgent
 endpoint, kid, secret, sequence_hash, size, expected = sys.argv[1:7]
 buf = np.zeros(int(size), dtype=np.uint8)
 ObjAgent("second-engine", endpoint, "kvbm", kid, secret).read([(buf, int(sequence_hash), 0)])

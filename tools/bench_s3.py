@@ -25,8 +25,8 @@ import numpy as np
 
 from memkv import connect
 from memkv.keys import key_from_sequence_hash
+from memkv.nixl.obj import ObjAgent
 from memkv.server.keyring import parse_credential
-from memkv.server.s3.nixl_obj import ObjAgent
 from memkv.server.testing import ServerProcess, write_keys_file
 from memkv.transport import PutItem
 

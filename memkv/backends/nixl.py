@@ -2,8 +2,9 @@
 
 `memkv.connect("memkv+nixl://host:9900", namespace="team-a", key="<key id>:<secret>")`.
 
-Everything but the bulk bytes is the memkv+tcp client (lookup, sessions, invalidation, stat,
-errors). put and get_into register the caller's memory with this process's NIXL agent and send
+Everything but the bulk bytes goes through a memkv+tcp client this transport holds (lookup,
+sessions, invalidation, stat, errors), which also carries the payloads when NIXL is unavailable.
+put and get_into register the caller's memory with this process's NIXL agent and send
 descriptors (address, length, and for puts the XXH3-64 checksum) in a NIXL_PUT / NIXL_GET frame;
 the server NIXL-READs or NIXL-WRITEs that memory (spec/wire.md section 8). The agent's metadata
 goes to the server as bytes in NIXL_HELLO, again on each connection and after each new
@@ -27,7 +28,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
-import logging
 import os
 import sys
 import threading
@@ -49,22 +49,24 @@ from ..errors import (
     Unsupported,
 )
 from ..keys import check_key
-from ..nixl.support import Pump, describe_error, make_agent, metadata_agent_name
+from ..memory_kind import MemoryKind
+from ..nixl.agent import NixlAgent, Registration
+from ..nixl.support import Pump, metadata_agent_name
 from ..transport import Capabilities, GetResult, ItemResult, PutItem
 from ..units import parse_size
 from ..wire import messages as msg
 from ..wire import records as rec
 from ..wire.opcodes import Opcode
+from ..wrapper_transport import WrapperTransport
 from .nixl_write import ClientDrivenPut
-from .tcp import DEFAULT_PORT, Reply, TcpConnection, TcpTransport, _parse_credential, check_options, pop_credential
+from .tcp import DEFAULT_PORT, Reply, TcpConnection, TcpTransport, check_options, pop_credential
 
-log = logging.getLogger("memkv.nixl")
 R = TypeVar("R", ItemResult, GetResult)
+T = TypeVar("T")
 
 MiB = 1024 * 1024
 MODES = ("auto", "nixl")
 PUT_PATHS = ("auto", "read", "write")
-DRAM, VRAM = 0, 1
 PROBE_BYTES = 64
 DEFAULT_REGISTER_CACHE = 4096 * MiB
 DEFAULT_BOUNCE_CACHE = 256 * MiB
@@ -72,9 +74,9 @@ DEFAULT_BOUNCE_CACHE = 256 * MiB
 
 @dataclasses.dataclass(slots=True)
 class _Registration:
-    descs: Any
+    descs: Registration
     length: int
-    owner: Any = None
+    owner: object = None  # the array or tensor, kept alive while its memory is registered
     pins: int = 0
 
 
@@ -85,7 +87,7 @@ class _Slot:
     address: int = 0
     length: int = 0
     device_id: int = 0
-    kind: int = DRAM
+    kind: MemoryKind = MemoryKind.DRAM
     host: memoryview | None = None       # host view of the registered bytes (None for VRAM)
     user: memoryview | None = None       # the caller's buffer when `host` is a bounce copy
     release: Callable[[], None] | None = None
@@ -99,7 +101,7 @@ class _Slot:
 class _Memory:
     """This process's NIXL agent and what is registered with it; thread-safe."""
 
-    def __init__(self, agent: Any, register_cache: int, bounce_cache: int) -> None:
+    def __init__(self, agent: NixlAgent, register_cache: int, bounce_cache: int) -> None:
         self.agent = agent
         self.register_cache = register_cache
         self.bounce_cache = bounce_cache
@@ -110,45 +112,39 @@ class _Memory:
         self._auto_bytes = 0
         self._bounce: dict[int, list[tuple[memoryview, int]]] = {}
         self._bounce_bytes = 0
-        self._bounce_regs: dict[int, Any] = {}
+        self._bounce_regs: dict[int, Registration] = {}
 
     # ---- registration ---------------------------------------------------------------------------
-    def _register(self, address: int, length: int, device_id: int, kind: int) -> Any:
-        try:
-            descs = self.agent.register_memory([(address, length, device_id, "")], "VRAM" if kind == VRAM else "DRAM")
-        except Exception as exc:
-            raise InvalidArgument(f"NIXL cannot register {length} bytes at {address:#x}: {describe_error(exc)}"
-                                  ) from None
+    def _register(self, address: int, length: int, device_id: int, kind: MemoryKind) -> Registration:
+        registration = self.agent.register(address, length, device_id, kind)
         self.epoch += 1
-        return descs
+        return registration
 
-    def _deregister(self, descs: Any) -> None:
-        try:
-            self.agent.deregister_memory(descs)
-        except Exception as exc:
-            log.debug("NIXL deregistration failed: %s", describe_error(exc))
+    def _deregister(self, registration: Registration) -> None:
+        self.agent.deregister(registration)
 
-    def register(self, address: int, length: int, device_id: int, kind: int) -> None:
+    def register(self, address: int, length: int, device_id: int, kind: MemoryKind) -> None:
         with self._lock:
             key = (address, length, device_id, kind)
             if key not in self._explicit:
                 self._explicit[key] = _Registration(self._register(address, length, device_id, kind), length)
 
-    def deregister(self, address: int, length: int, device_id: int, kind: int) -> bool:
+    def deregister(self, address: int, length: int, device_id: int, kind: MemoryKind) -> bool:
         with self._lock:
             reg = self._explicit.pop((address, length, device_id, kind), None)
         if reg is not None:
             self._deregister(reg.descs)
         return reg is not None
 
-    def _covering(self, address: int, length: int, device_id: int, kind: int) -> _Registration | None:
+    def _covering(self, address: int, length: int, device_id: int, kind: MemoryKind) -> _Registration | None:
         for table in (self._explicit, self._auto):
             for (start, size, dev, knd), reg in table.items():
                 if dev == device_id and knd == kind and start <= address and address + length <= start + size:
                     return reg
         return None
 
-    def pin(self, address: int, length: int, device_id: int, kind: int, owner: Any) -> Callable[[], None]:
+    def pin(self, address: int, length: int, device_id: int, kind: MemoryKind, owner: object
+            ) -> Callable[[], None]:
         """Make sure [address, address + length) is registered; the callback unpins it."""
         with self._lock:
             reg = self._covering(address, length, device_id, kind)
@@ -179,7 +175,7 @@ class _Memory:
             self._auto_bytes -= victim[1].length
             self._deregister(victim[1].descs)
 
-    def covered(self, address: int, length: int, device_id: int = 0, kind: int = DRAM) -> bool:
+    def covered(self, address: int, length: int, device_id: int = 0, kind: MemoryKind = MemoryKind.DRAM) -> bool:
         with self._lock:
             return self._covering(address, length, device_id, kind) is not None
 
@@ -193,7 +189,7 @@ class _Memory:
             else:
                 view = aligned_buffer(size)
                 address = address_of(view)
-                self._bounce_regs[address] = self._register(address, size, 0, DRAM)
+                self._bounce_regs[address] = self._register(address, size, 0, MemoryKind.DRAM)
 
         def give_back() -> None:
             with self._lock:
@@ -209,7 +205,7 @@ class _Memory:
 
     def metadata(self) -> tuple[int, bytes]:
         with self._lock:
-            return self.epoch, bytes(self.agent.get_agent_metadata())
+            return self.epoch, self.agent.metadata()
 
     def close(self) -> None:
         with self._lock:
@@ -223,21 +219,26 @@ class _Memory:
             self._deregister(descs)
 
 
-def _torch_tensor(buffer: Any) -> Any:
+def _torch_tensor(buffer: object) -> Any:
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(buffer, torch.Tensor):
         return buffer
     return None
 
 
-def _numpy_array(buffer: Any) -> Any:
+def _numpy_array(buffer: object) -> Any:
     numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(buffer, numpy.ndarray):
         return buffer
     return None
 
 
-def describe_memory(buffer: Any) -> tuple[int, int, int, int, Any]:
+def _read_only(owner: object) -> bool:
+    array = _numpy_array(owner)
+    return array is not None and not array.flags.writeable
+
+
+def describe_memory(buffer: object) -> tuple[int, int, int, MemoryKind, object]:
     """(address, length, device id, memory kind, owner) of memory NIXL can register as it is.
 
     Raises LookupError for a buffer that has to go through a bounce copy.
@@ -245,7 +246,7 @@ def describe_memory(buffer: Any) -> tuple[int, int, int, int, Any]:
     if isinstance(buffer, MemoryRegion):
         if buffer.address <= 0 or buffer.length < 0:
             raise InvalidArgument("memory region needs a positive address and non-negative length")
-        kind = DRAM if buffer.device_id == 0 else VRAM
+        kind = MemoryKind.DRAM if buffer.device_id == 0 else MemoryKind.VRAM
         return buffer.address, buffer.length, buffer.device_id, kind, None
     tensor = _torch_tensor(buffer)
     if tensor is not None:
@@ -253,16 +254,17 @@ def describe_memory(buffer: Any) -> tuple[int, int, int, int, Any]:
             raise InvalidArgument("tensor must be contiguous")
         length = int(tensor.numel() * tensor.element_size())
         if tensor.is_cuda:
-            return int(tensor.data_ptr()), length, int(tensor.device.index or 0), VRAM, tensor
-        return int(tensor.data_ptr()), length, 0, DRAM, tensor
+            return int(tensor.data_ptr()), length, int(tensor.device.index or 0), MemoryKind.VRAM, tensor
+        return int(tensor.data_ptr()), length, 0, MemoryKind.DRAM, tensor
     array = _numpy_array(buffer)
     if array is not None and array.flags.c_contiguous:
-        return int(array.ctypes.data), int(array.nbytes), 0, DRAM, array
+        return int(array.ctypes.data), int(array.nbytes), 0, MemoryKind.DRAM, array
     raise LookupError
 
 
-class NixlTransport(TcpTransport):
-    """A namespace of a memkv server: control over TCP, block payloads over NIXL."""
+class NixlTransport(WrapperTransport):
+    """A namespace of a memkv server: block payloads over NIXL, everything else through `control`,
+    a memkv+tcp client (which also moves the payloads while NIXL is unavailable)."""
 
     def __init__(self, host: str, port: int = DEFAULT_PORT, namespace: str = "default",
                  key: str | tuple[str, bytes] | None = None, transport: str = "auto", pool_size: int = 4,
@@ -280,13 +282,15 @@ class NixlTransport(TcpTransport):
         self._server_loaded = False
         self.agent_name = f"memkv-client-{uuid.uuid4().hex}"
         self._memory: _Memory | None = None
-        self._agent: Any = None
+        self._agent: NixlAgent | None = None
         self._pump: Pump | None = None
         self._hello_lock = threading.Lock()
         self._sent_epoch: weakref.WeakKeyDictionary[TcpConnection, int] = weakref.WeakKeyDictionary()
         self.server_agent: str | None = None
         self.fallback_reason: str | None = None
-        super().__init__(host, port, namespace, key, pool_size, timeout, connect_timeout)
+        self.control = TcpTransport(host, port, namespace, key, pool_size, timeout, connect_timeout)
+        super().__init__(self.control)
+        self.limits: Limits = self.control.limits
         try:
             self._start_nixl(register_cache, bounce_cache)
         except MemkvError as exc:
@@ -305,25 +309,32 @@ class NixlTransport(TcpTransport):
     def nixl_active(self) -> bool:
         return self._memory is not None
 
+    @property
+    def agent(self) -> NixlAgent:
+        """This process's NIXL agent; Unsupported while the payloads go over TCP."""
+        if self._agent is None:
+            raise Unsupported(f"memkv+nixl runs without NIXL here: {self.fallback_reason or 'closed'}")
+        return self._agent
+
     def _start_nixl(self, register_cache: int, bounce_cache: int) -> None:
-        self._agent = make_agent(self.agent_name)
+        self._agent = NixlAgent(self.agent_name)
         self._pump = Pump(self._agent)
         memory = _Memory(self._agent, register_cache, bounce_cache)
         probe = aligned_buffer(4096)
         probe_address = address_of(probe)
-        memory.register(probe_address, len(probe), 0, DRAM)
-        conn = self._connection()
+        memory.register(probe_address, len(probe), 0, MemoryKind.DRAM)
+        conn = self.control.connection()
         epoch, blob = memory.metadata()
         self._pump.enter()
         try:
-            _, reader, _ = self._wait(conn.request(
+            _, reader, _ = self.control.wait(conn.request(
                 Opcode.NIXL_HELLO, rec.NixlHelloArgs(self.agent_name, epoch, probe_address, PROBE_BYTES),
                 msg.pack_blob(blob), 1))
         except ProtocolError as exc:
             raise Unsupported(f"the server does not speak NIXL_HELLO ({exc.message})") from None
         finally:
             self._pump.leave()
-            memory.deregister(probe_address, len(probe), 0, DRAM)
+            memory.deregister(probe_address, len(probe), 0, MemoryKind.DRAM)
         expected = reader.arg("probe", str, "")
         if expected != bytes(probe[:PROBE_BYTES]).hex():
             raise Unsupported("the NIXL probe transfer did not arrive (UCX cannot reach this client from the "
@@ -345,12 +356,12 @@ class NixlTransport(TcpTransport):
             memory.close()
         self._agent = None
 
-    def register(self, buffer: BufferLike | Any) -> None:
+    def register(self, buffer: BufferLike | object) -> None:
         """Register memory (an engine's KV pool) once; buffers inside it then move without copies."""
         if self._memory is not None:
             self._memory.register(*_region_of(buffer))
 
-    def deregister(self, buffer: BufferLike | Any) -> None:
+    def deregister(self, buffer: BufferLike | object) -> None:
         if self._memory is not None:
             self._memory.deregister(*_region_of(buffer))
 
@@ -389,7 +400,7 @@ class NixlTransport(TcpTransport):
 
     def _send_nixl(self, opcode: Opcode, records: list[bytes], conn: TcpConnection | None = None
                    ) -> concurrent.futures.Future[Reply]:
-        conn = conn if conn is not None else self._connection()
+        conn = conn if conn is not None else self.control.connection()
         hello = self._hello_if_needed(conn)
         future = conn.request(opcode, rec.AgentArgs(self.agent_name), b"".join(records), len(records))
         if hello is None:
@@ -415,36 +426,37 @@ class NixlTransport(TcpTransport):
         return out
 
     # ---- memory of one item ----------------------------------------------------------------------
-    def _slot(self, buffer: BufferLike | Any, writable: bool) -> _Slot:
+    def _slot(self, buffer: BufferLike | object, writable: bool) -> _Slot:
         memory = self._memory
         assert memory is not None
         try:
             address, length, device_id, kind, owner = describe_memory(buffer)
         except LookupError:
-            view = writable_view(buffer) if writable else readable_view(buffer)
+            view = writable_view(buffer) if writable else readable_view(buffer)  # type: ignore[arg-type]
             if len(view) == 0:
                 return _Slot()
             address = address_of(view)
             if memory.covered(address, len(view)):
-                return _Slot(address, len(view), 0, DRAM, view, None, memory.pin(address, len(view), 0, DRAM, None))
+                unpin = memory.pin(address, len(view), 0, MemoryKind.DRAM, None)
+                return _Slot(address, len(view), 0, MemoryKind.DRAM, view, None, unpin)
             copy, copy_address, give_back = memory.bounce(len(view))
-            return _Slot(copy_address, len(view), 0, DRAM, copy[: len(view)], view, give_back)
+            return _Slot(copy_address, len(view), 0, MemoryKind.DRAM, copy[: len(view)], view, give_back)
         if length == 0:
             return _Slot()
         host: memoryview | None = None
-        if kind == DRAM:
+        if kind == MemoryKind.DRAM:
             host = MemoryRegion(address, length).view()
-            if writable and owner is not None and getattr(getattr(owner, "flags", None), "writeable", True) is False:
+            if writable and _read_only(owner):
                 raise InvalidArgument("destination buffer is read-only")
         return _Slot(address, length, device_id, kind, host, None, memory.pin(address, length, device_id, kind, owner))
 
     @staticmethod
-    def _host_buffer(buffer: BufferLike | Any) -> BufferLike:
+    def _host_buffer(buffer: BufferLike | object) -> BufferLike:
         """The TCP fallback's view of a torch CPU tensor (other buffers pass as they are)."""
         tensor = _torch_tensor(buffer)
         if tensor is not None and not tensor.is_cuda:
             return MemoryRegion(int(tensor.data_ptr()), int(tensor.numel() * tensor.element_size()))
-        return buffer  # type: ignore[no-any-return]
+        return buffer  # type: ignore[return-value]
 
     # ---- blocks ----------------------------------------------------------------------------------
     def _nixl_batch(self, opcode: Opcode, count: int, prepare: Callable[[int], tuple[bytes, _Slot]],
@@ -500,7 +512,7 @@ class NixlTransport(TcpTransport):
             item.meta.validate(self.limits)
             checksum = item.checksum
             if checksum is None:
-                if slot.kind != DRAM:
+                if slot.kind != MemoryKind.DRAM:
                     raise InvalidArgument("a put from device memory needs the payload's XXH3-64 checksum "
                                           "(PutItem.checksum)")
                 checksum = payload_checksum(slot.user if slot.user is not None else slot.host or b"")
@@ -517,7 +529,8 @@ class NixlTransport(TcpTransport):
 
     def put_async(self, items: Sequence[PutItem]) -> concurrent.futures.Future[list[ItemResult]]:
         if self._memory is None:
-            return super().put_async([dataclasses.replace(i, payload=self._host_buffer(i.payload)) for i in items])
+            return self.control.put_async([dataclasses.replace(i, payload=self._host_buffer(i.payload))
+                                           for i in items])
         items = list(items)
         self.limits.check_batch(len(items))
         if self.chosen_put_path() == "write":
@@ -538,7 +551,7 @@ class NixlTransport(TcpTransport):
             if self._server_loaded:
                 assert self.server_agent is not None
                 return self.server_agent
-        _, reader, _ = self._wait(self._nixl_request(Opcode.NIXL_SERVER_AGENT, [], pump_needed=False))
+        _, reader, _ = self.control.wait(self._nixl_request(Opcode.NIXL_SERVER_AGENT, [], pump_needed=False))
         name = reader.arg("agent", str)
         if reader.count != 1:
             raise ProtocolError("NIXL_SERVER_AGENT answers exactly one metadata item")
@@ -548,14 +561,14 @@ class NixlTransport(TcpTransport):
             raise ProtocolError("NIXL_SERVER_AGENT answered metadata of another agent than the server's")
         with self._hello_lock:
             if not self._server_loaded:
-                self._agent.add_remote_agent(blob)
+                self.agent.add_peer(blob)
                 self._server_loaded = True
         return str(name)
 
     def get_into_async(self, keys: Sequence[bytes], buffers: Sequence[BufferLike]
                        ) -> concurrent.futures.Future[list[GetResult]]:
         if self._memory is None:
-            return super().get_into_async(keys, [self._host_buffer(b) for b in buffers])
+            return self.control.get_into_async(keys, [self._host_buffer(b) for b in buffers])
         keys, buffers = list(keys), list(buffers)
         self.limits.check_batch(len(keys))
         if len(keys) != len(buffers):
@@ -575,33 +588,39 @@ class NixlTransport(TcpTransport):
         return self._nixl_batch(Opcode.NIXL_GET, len(keys), prepare, lambda exc: GetResult(exc.code, exc.message),
                                 answers)
 
+    def put(self, items: Sequence[PutItem]) -> list[ItemResult]:
+        return self.control.wait(self.put_async(items))
+
+    def get_into(self, keys: Sequence[bytes], buffers: Sequence[BufferLike]) -> list[GetResult]:
+        return self.control.wait(self.get_into_async(keys, buffers))
+
     # ---- target ----------------------------------------------------------------------------------
     def capabilities(self) -> Capabilities:
-        caps = super().capabilities()
+        caps = self.control.capabilities()
         return dataclasses.replace(caps, backend="nixl") if self.nixl_active else caps
 
-    def stats(self) -> dict[str, Any]:
-        return super().stats()
+    def ping(self) -> float:
+        return self.control.ping()
 
-    def close(self) -> None:
-        super().close()
+    def _close(self) -> None:
+        self.control.close()
         self._stop_nixl()
 
 
-def _length_of(buffer: BufferLike | Any) -> int:
+def _length_of(buffer: BufferLike | object) -> int:
     try:
         return describe_memory(buffer)[1]
     except LookupError:
-        return len(readable_view(buffer))
+        return len(readable_view(buffer))  # type: ignore[arg-type]
 
 
-def _region_of(buffer: BufferLike | Any) -> tuple[int, int, int, int]:
+def _region_of(buffer: BufferLike | object) -> tuple[int, int, int, MemoryKind]:
     """(address, length, device id, memory kind) of a tensor, array, descriptor or plain buffer."""
     try:
         address, length, device_id, kind, _ = describe_memory(buffer)
     except LookupError:
-        view = readable_view(buffer)
-        return address_of(view), len(view), 0, DRAM
+        view = readable_view(buffer)  # type: ignore[arg-type]
+        return address_of(view), len(view), 0, MemoryKind.DRAM
     return address, length, device_id, kind
 
 
@@ -626,16 +645,16 @@ def _release(slots: Sequence[_Slot]) -> None:
         slot.done()
 
 
-def _done(value: Any) -> concurrent.futures.Future[Any]:
-    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+def _done(value: T) -> concurrent.futures.Future[T]:
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
     future.set_result(value)
     return future
 
 
-def _then(future: concurrent.futures.Future[Reply], combine: Callable[[Reply], Any],
-          cleanup: Callable[[], Any]) -> concurrent.futures.Future[Any]:
+def _then(future: concurrent.futures.Future[Reply], combine: Callable[[Reply], T],
+          cleanup: Callable[[], None]) -> concurrent.futures.Future[T]:
     """A future of combine(reply); cleanup runs once the answer is in, whatever it was."""
-    out: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    out: concurrent.futures.Future[T] = concurrent.futures.Future()
 
     def done(f: concurrent.futures.Future[Reply]) -> None:
         try:
@@ -658,8 +677,7 @@ def open_nixl(url_host: str, url_port: int | None, namespace: str, options: dict
             options[name] = parse_size(options[name])
     check_options("memkv+nixl", options, {"pool_size", "timeout", "connect_timeout", "transport", "register_cache",
                                           "bounce_cache", "put_path"})
-    return NixlTransport(url_host or "127.0.0.1", url_port or DEFAULT_PORT, namespace, _parse_credential(key),
-                         **options)
+    return NixlTransport(url_host or "127.0.0.1", url_port or DEFAULT_PORT, namespace, key, **options)
 
 
 __all__ = ["MODES", "PUT_PATHS", "NixlTransport", "describe_memory", "open_nixl"]

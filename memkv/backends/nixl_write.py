@@ -9,10 +9,11 @@ speed of the socket, where a server-driven READ costs a request per fragment.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import ErrorCode, Internal, MemkvError, ProtocolError
-from ..nixl.support import describe_error, mem_type, release_handle, transfer, wait_transfer
+from ..memory_kind import MemoryKind
+from ..nixl.agent import Transfer
 from ..transport import ItemResult, PutItem
 from ..wire import messages as msg
 from ..wire import nixl_leases as lease_msg
@@ -32,7 +33,7 @@ class ClientDrivenPut:
         self.slots: list[_Slot] = []
         self.sent: list[int] = []
         self.records: list[bytes] = []
-        self.conn = transport._connection()  # leases belong to the connection that allocated them
+        self.conn = transport.control.connection()  # leases belong to the connection that allocated them
 
     def run(self) -> list[ItemResult]:
         try:
@@ -79,7 +80,7 @@ class ClientDrivenPut:
     def _allocate(self, round_: list[int]) -> list[lease_msg.Grant | None]:
         request = self.transport._nixl_request(Opcode.NIXL_ALLOC, [self.records[p] for p in round_],
                                                pump_needed=False, conn=self.conn)
-        _, reader, _ = self.transport._wait(request)
+        _, reader, _ = self.transport.control.wait(request)
         answers = lease_msg.read_alloc_answer(reader)
         reader.finish()
         if len(answers) != len(round_):
@@ -94,34 +95,35 @@ class ClientDrivenPut:
     def _write(self, server: str, round_: list[int], grants: list[lease_msg.Grant | None]
                ) -> list[tuple[int, int, int]]:
         """Post every WRITE, then wait for each: (item index, lease id, action) per grant."""
-        agent = self.transport._agent
-        posted: list[tuple[int, lease_msg.Grant, list[Any], str | None]] = []
+        agent = self.transport.agent
+        posted: list[tuple[int, lease_msg.Grant, list[Transfer], str | None]] = []
         for position, grant in zip(round_, grants, strict=True):
             i, slot = self.sent[position], self.slots[position]
             if grant is None:
                 continue
-            handles: list[Any] = []
+            transfers: list[Transfer] = []
             error: str | None = None
             try:
+                remote_kind = MemoryKind.of(grant.mem_kind)
                 for k, start in enumerate(range(0, slot.length, grant.piece)):
                     size = min(grant.piece, slot.length - start)
-                    handles.append(transfer(agent, "WRITE", [(slot.address + start, size, slot.device_id)],
-                                            mem_type(slot.kind), [(grant.address + start, size, grant.device_id)],
-                                            mem_type(grant.mem_kind), server, lease_msg.notification(grant.lease, k)))
-            except Exception as exc:
-                error = describe_error(exc)
-            posted.append((i, grant, handles, error))
+                    transfers.append(agent.post("WRITE", [(slot.address + start, size, slot.device_id)], slot.kind,
+                                                [(grant.address + start, size, grant.device_id)], remote_kind,
+                                                server, lease_msg.notification(grant.lease, k)))
+            except MemkvError as exc:
+                error = exc.message
+            posted.append((i, grant, transfers, error))
         decided = []
-        for i, grant, handles, error in posted:
+        for i, grant, transfers, error in posted:
             deadline = time.monotonic() + grant.lease_ms / 1000
-            for handle in handles:
+            for transfer in transfers:
                 try:
                     if error is None:
-                        wait_transfer(agent, handle, deadline)
+                        agent.wait(transfer, deadline)
                 except MemkvError as exc:
                     error = exc.message
                 finally:
-                    if not release_handle(agent, handle) and error is None:
+                    if not agent.release(transfer) and error is None:
                         error = "the NIXL WRITE could not be released"
             if error is not None:
                 self.results[i] = ItemResult(ErrorCode.UNAVAILABLE, f"NIXL write to the server failed: {error}")
@@ -133,7 +135,7 @@ class ClientDrivenPut:
             return
         records = [lease_msg.pack_commit_item(lease, action) for _, lease, action in decided]
         request = self.transport._nixl_request(Opcode.NIXL_COMMIT, records, pump_needed=False, conn=self.conn)
-        _, reader, _ = self.transport._wait(request)
+        _, reader, _ = self.transport.control.wait(request)
         answers = reader.results()
         reader.finish()
         if len(answers) != len(decided):

@@ -326,7 +326,6 @@ class TcpTransport(Transport):
         self.connect_timeout = float(connect_timeout)
         self._conns: list[TcpConnection] = []
         self._lock = threading.Lock()
-        self._closed = False
         first = self._open()
         self._conns.append(first)
         caps = self._call(Opcode.CAPABILITIES)[1].args
@@ -337,7 +336,8 @@ class TcpTransport(Transport):
         return TcpConnection(self.host, self.port, self.namespace, self._credential, self.connect_timeout,
                              send_timeout=self.timeout)
 
-    def _connection(self) -> TcpConnection:
+    def connection(self) -> TcpConnection:
+        """The least busy pooled connection (a new one while the pool has room and all are busy)."""
         with self._lock:
             if self._closed:
                 raise Unavailable("transport is closed")
@@ -353,9 +353,10 @@ class TcpTransport(Transport):
     def _request(self, opcode: Opcode, args: rec.Args | None = None, items: bytes = b"", count: int = 0,
                  payload: Sequence[memoryview] = (), get_views: list[memoryview] | None = None
                  ) -> concurrent.futures.Future[Reply]:
-        return self._connection().request(opcode, args, items, count, payload, get_views)
+        return self.connection().request(opcode, args, items, count, payload, get_views)
 
-    def _wait(self, future: concurrent.futures.Future[T]) -> T:
+    def wait(self, future: concurrent.futures.Future[T]) -> T:
+        """The answer of a request, within the transport's timeout."""
         try:
             return future.result(timeout=self.timeout)
         except concurrent.futures.TimeoutError:
@@ -370,7 +371,7 @@ class TcpTransport(Transport):
             raise error from None
 
     def _call(self, opcode: Opcode, args: rec.Args | None = None, keys: Sequence[bytes] = ()) -> Reply:
-        return self._wait(self._request(opcode, args, msg.pack_keys(keys), len(keys)))
+        return self.wait(self._request(opcode, args, msg.pack_keys(keys), len(keys)))
 
     # ---- blocks --------------------------------------------------------------------------------
     def put_async(self, items: Sequence[PutItem]) -> concurrent.futures.Future[list[ItemResult]]:
@@ -414,7 +415,7 @@ class TcpTransport(Transport):
         return _gather(futures, combine)
 
     def put(self, items: Sequence[PutItem]) -> list[ItemResult]:
-        return self._wait(self.put_async(items))
+        return self.wait(self.put_async(items))
 
     def get_into_async(self, keys: Sequence[bytes], buffers: Sequence[BufferLike]
                        ) -> concurrent.futures.Future[list[GetResult]]:
@@ -452,7 +453,7 @@ class TcpTransport(Transport):
         return _gather(futures, combine)
 
     def get_into(self, keys: Sequence[bytes], buffers: Sequence[BufferLike]) -> list[GetResult]:
-        return self._wait(self.get_into_async(keys, buffers))
+        return self.wait(self.get_into_async(keys, buffers))
 
     def _checked_keys(self, keys: Sequence[bytes]) -> list[bytes]:
         self.limits.check_batch(len(keys))
@@ -587,13 +588,9 @@ class TcpTransport(Transport):
         self._call(Opcode.PING)
         return time.perf_counter() - started
 
-    def close(self) -> None:
+    def _close(self) -> None:
         with self._lock:
-            if self._closed:
-                return
-            self._closed = True
             conns, self._conns = self._conns, []
-        self._shutdown_executor()
         for conn in conns:
             conn.close()
 

@@ -21,7 +21,9 @@ import time
 
 from ..blocks import MiB
 from ..buffers import MemoryRegion, address_of, aligned_buffer
-from ..nixl.support import Pump, make_agent, release_handle, transfer, wait_transfer
+from ..memory_kind import MemoryKind
+from ..nixl.agent import NixlAgent
+from ..nixl.support import Pump
 from .common import BenchConfig, Target, bench_buffers, memkv_op
 
 
@@ -61,12 +63,12 @@ class _RawPeer:
 
 def _raw_peer_main(size: int) -> None:
     """Register a buffer, print how to reach it, progress UCX between b"1" and b"0" on stdin, exit at EOF."""
-    agent = make_agent(f"memkv-bench-peer-{os.getpid()}")
+    agent = NixlAgent(f"memkv-bench-peer-{os.getpid()}")
     buf = aligned_buffer(size)
     address = address_of(buf)
-    agent.register_memory([(address, size, 0, "")], "DRAM")
+    agent.register(address, size)
     pump = Pump(agent)
-    print("memkv-raw-peer", agent.name, address, bytes(agent.get_agent_metadata()).hex(), flush=True)
+    print("memkv-raw-peer", agent.name, address, agent.metadata().hex(), flush=True)
     pumping = False
     while True:
         command = sys.stdin.buffer.read(1)
@@ -84,10 +86,10 @@ def _raw_peer_main(size: int) -> None:
 class NixlTarget(Target):
     def __init__(self, config: BenchConfig) -> None:
         from ..backends.nixl import NixlTransport
-        from ..nixl import support as nixl_support
+        from ..nixl import agent as nixl_agent
         from ..server.testing import ServerProcess, write_keys_file
 
-        nixl_support.load_api()  # Unsupported, with the install hint, before anything starts
+        nixl_agent.load_api()  # Unsupported, with the install hint, before anything starts
 
         base = config.directory
         if base is not None:
@@ -107,8 +109,8 @@ class NixlTarget(Target):
             self.transport = NixlTransport(self.server.host, self.server.port, namespace="bench", key=creds["bench"],
                                            transport="nixl", pool_size=1)
             self.peer = _RawPeer(largest)
-            self.raw_agent = make_agent(f"memkv-bench-raw-{os.getpid()}")
-            self.raw_agent.add_remote_agent(self.peer.metadata)
+            self.raw_agent = NixlAgent(f"memkv-bench-raw-{os.getpid()}")
+            self.raw_agent.add_peer(self.peer.metadata)
         except BaseException:
             self.close()
             raise
@@ -132,7 +134,7 @@ class NixlTarget(Target):
             for buf in sources + dests:
                 region = MemoryRegion(address_of(buf), len(buf))
                 self.transport.register(region)
-                self.raw_agent.register_memory([(region.address, region.length, 0, "")], "DRAM")
+                self.raw_agent.register(region.address, region.length)
             self._buffers = {size: (sources, dests)}
         return self._buffers[size]
 
@@ -152,12 +154,13 @@ class NixlTarget(Target):
             memkv_op(self.transport, op, self._keys[i], src, dst)
             return
         local = src if op == "put" else dst
-        handle = transfer(self.raw_agent, "WRITE" if op == "put" else "READ", [(local.address, self._size, 0)],
-                          "DRAM", [(self.peer.address, self._size, 0)], "DRAM", self.peer.name)
+        posted = self.raw_agent.post("WRITE" if op == "put" else "READ", [(local.address, self._size, 0)],
+                                     MemoryKind.DRAM, [(self.peer.address, self._size, 0)], MemoryKind.DRAM,
+                                     self.peer.name)
         try:
-            wait_transfer(self.raw_agent, handle, time.monotonic() + 60)
+            self.raw_agent.wait(posted, time.monotonic() + 60)
         finally:
-            release_handle(self.raw_agent, handle)
+            self.raw_agent.release(posted)
 
     def end(self) -> None:
         self.transport.invalidate_keys(self._keys)

@@ -337,7 +337,7 @@ class ClusterTransport(Transport):
                 continue
         raise Unavailable("no shard of the cluster is reachable")
 
-    def close(self) -> None:
+    def _close(self) -> None:
         self._membership.unsubscribe(self._membership_changed)
         if self._owns_membership:
             self._membership.close()
@@ -347,7 +347,6 @@ class ClusterTransport(Transport):
         for link in links:
             link.close()
         self._workers.shutdown(wait=True)
-        self._shutdown_executor()
 
 
 def _split(placement: Placement, keys: Sequence[Any]) -> dict[int, list[int]]:

@@ -429,16 +429,18 @@ class ExpiredLeasesStillProtect(Wrapper):
 class ReleaseIsIdempotent(Wrapper):
     """Releasing a lease it has issued before always succeeds, even released or expired."""
 
+    issued: frozenset[str | None] = frozenset()
+
     def lookup(self, keys: Sequence[bytes], lease_ms: int = 0) -> LookupResult:
         res = self.inner.lookup(keys, lease_ms)
-        self.issued = getattr(self, "issued", set()) | {res.lease_id}
+        self.issued = self.issued | {res.lease_id}
         return res
 
     def release_lease(self, lease_id: str) -> None:
         try:
             self.inner.release_lease(lease_id)
         except UnknownLease:
-            if lease_id not in getattr(self, "issued", set()):
+            if lease_id not in self.issued:
                 raise
 
 
@@ -658,13 +660,15 @@ class RefusedPutStillEvicts(Recording):
 class PinnedRefusalWrongCode(Wrapper):
     """A put refused because suspended sessions pin the space is answered LIMIT_EXCEEDED."""
 
+    suspended = False
+
     def suspend(self, session_id: str, pause_ttl_s: float) -> SessionInfo:
         self.suspended = True
         return self.inner.suspend(session_id, pause_ttl_s)
 
     def put(self, items: Sequence[PutItem]) -> list[ItemResult]:
         results = self.inner.put(items)
-        if not getattr(self, "suspended", False):
+        if not self.suspended:
             return results
         return [ItemResult(E.LIMIT_EXCEEDED, r.message) if r.status is E.CAPACITY_EXCEEDED else r for r in results]
 

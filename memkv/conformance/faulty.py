@@ -10,98 +10,26 @@ same data through the same defect, as a third-party target's `spec` must.
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from memkv.buffers import BufferLike
-from memkv.sessions import SessionInfo
-from memkv.transport import (
-    BlockInfo,
-    Capabilities,
-    GetResult,
-    ItemResult,
-    LookupResult,
-    PutItem,
-    ResumeResult,
-    Transport,
-)
+from memkv.transport import Capabilities, Transport
+from memkv.transport_features import Flushable
+from memkv.wrapper_transport import WrapperTransport
 
 from .target import FileTarget, Target
 
 
-class Wrapper(Transport):
+class Wrapper(WrapperTransport):
     """Forwards everything to a correct transport; subclasses override one behaviour."""
 
     def __init__(self, inner: Transport, target: FaultyTarget | None = None) -> None:
-        self.inner = inner
-        self.namespace = inner.namespace
+        super().__init__(inner)
         self.target = target
 
-    def put(self, items: Sequence[PutItem]) -> list[ItemResult]:
-        return self.inner.put(items)
-
-    def get_into(self, keys: Sequence[bytes], buffers: Sequence[BufferLike]) -> list[GetResult]:
-        return self.inner.get_into(keys, buffers)
-
-    def stat(self, keys: Sequence[bytes]) -> list[BlockInfo | None]:
-        return self.inner.stat(keys)
-
-    def exists(self, keys: Sequence[bytes]) -> list[bool]:
-        return self.inner.exists(keys)
-
-    def lookup(self, keys: Sequence[bytes], lease_ms: int = 0) -> LookupResult:
-        return self.inner.lookup(keys, lease_ms)
-
-    def release_lease(self, lease_id: str) -> None:
-        self.inner.release_lease(lease_id)
-
-    def delete(self, keys: Sequence[bytes]) -> list[ItemResult]:
-        return self.inner.delete(keys)
-
-    def open_session(self, ttl_s: float, keys: Sequence[bytes] = (), fingerprint: bytes = bytes(16)) -> SessionInfo:
-        return self.inner.open_session(ttl_s, keys, fingerprint)
-
-    def append(self, session_id: str, keys: Sequence[bytes]) -> SessionInfo:
-        return self.inner.append(session_id, keys)
-
-    def suspend(self, session_id: str, pause_ttl_s: float) -> SessionInfo:
-        return self.inner.suspend(session_id, pause_ttl_s)
-
-    def resume(self, session_id: str) -> ResumeResult:
-        return self.inner.resume(session_id)
-
-    def fork(self, session_id: str, prefix_len: int | None = None, ttl_s: float | None = None) -> SessionInfo:
-        return self.inner.fork(session_id, prefix_len, ttl_s)
-
-    def close_session(self, session_id: str) -> SessionInfo:
-        return self.inner.close_session(session_id)
-
-    def session_info(self, session_id: str) -> SessionInfo:
-        return self.inner.session_info(session_id)
-
-    def invalidate_keys(self, keys: Sequence[bytes]) -> int:
-        return self.inner.invalidate_keys(keys)
-
-    def invalidate_prefix(self, key: bytes) -> int:
-        return self.inner.invalidate_prefix(key)
-
-    def invalidate_session(self, session_id: str) -> int:
-        return self.inner.invalidate_session(session_id)
-
-    def invalidate_model(self, fingerprint: bytes) -> int:
-        return self.inner.invalidate_model(fingerprint)
-
-    def invalidate_namespace(self) -> int:
-        return self.inner.invalidate_namespace()
-
-    def capabilities(self) -> Capabilities:
-        return self.inner.capabilities()
-
-    def stats(self) -> dict[str, Any]:
-        return self.inner.stats()
-
-    def close(self) -> None:
-        self.inner.close()
+    def flush(self) -> None:
+        if isinstance(self.inner, Flushable):
+            self.inner.flush()
 
     @classmethod
     def opened_elsewhere(cls, target: FaultyTarget) -> None:
@@ -110,11 +38,6 @@ class Wrapper(Transport):
     @classmethod
     def started(cls, target: FaultyTarget) -> None:
         """Hook: the target was started again (after a stop or a killed child)."""
-
-    def flush(self) -> None:
-        flush = getattr(self.inner, "flush", None)
-        if callable(flush):
-            flush()
 
 
 class FaultyTarget(Target):

@@ -30,6 +30,7 @@ from typing import Any
 
 from memkv.errors import InvalidArgument
 from memkv.transport import Capabilities, Transport
+from memkv.transport_features import Flushable
 
 DEFAULT_FILE_CAPACITY = 256 * 1024 * 1024
 DEFAULT_FILE_UNIT = 256 * 1024
@@ -82,10 +83,9 @@ class Target:
         raise NotImplementedError
 
     def flush(self, transport: Transport) -> None:
-        """Make committed blocks durable (MKV-DUR-002); the default calls transport.flush if any."""
-        flush = getattr(transport, "flush", None)
-        if callable(flush):
-            flush()
+        """Make committed blocks durable (MKV-DUR-002); the default flushes a Flushable transport."""
+        if isinstance(transport, Flushable):
+            transport.flush()
 
     def corrupt_block(self, namespace: str, key: bytes) -> bool:
         """Damage the stored bytes of a block behind the target's back; False if not possible."""

@@ -1,100 +1,31 @@
-"""Optional NVIDIA NIXL support: import, availability, agents, memory and transfer helpers.
+"""Helpers of the NIXL data path around the agent (memkv.nixl.agent): the progress pump, agent
+metadata names, and the registered staging pool the server lends.
 
-NIXL is an optional dependency (`pip install memkv[nixl]`, or `pip install --no-deps nixl-cu12
-numpy` to avoid CUDA torch). Nothing here imports it at module import time: `load_api()` tries
-the `nixl` meta package, then the `nixl_cu12` / `nixl_cu13` wheels, and caches the outcome.
-Every failure becomes `Unsupported` with a reason a person can act on.
+Nothing here imports NIXL itself.
 """
 
 from __future__ import annotations
 
-import importlib
 import mmap
 import os
 import struct
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
-from ..errors import InvalidArgument, LimitExceeded, MemkvError, Timeout, Unavailable, Unsupported
-from .libraries import prepare_environment
+from ..errors import InvalidArgument, LimitExceeded, MemkvError, Unavailable
+from .agent import NixlAgent
 
-_API_MODULES = ("nixl._api", "nixl_cu12._api", "nixl_cu13._api")
-INSTALL_HINT = "install it with `pip install --no-deps nixl-cu12 numpy` (or `pip install memkv[nixl]`)"
-UCX = "UCX"
 MiB = 1024 * 1024
 DEFAULT_CHUNK = 2 * MiB
 HUGEPAGE = 2 * MiB
 _MAP_HUGETLB = getattr(mmap, "MAP_HUGETLB", 0x40000)
 
-_lock = threading.Lock()
-_api: Any = None
-_api_error: str | None = None
-
-
-def load_api() -> Any:
-    """The NIXL Python API module (`nixl_agent`, `nixl_agent_config`, ...); Unsupported if absent."""
-    global _api, _api_error
-    with _lock:
-        if _api is not None:
-            return _api
-        if _api_error is not None:
-            raise Unsupported(_api_error)
-        errors = []
-        # Before UCX loads: keep its modules from loading host copies of the wheel's libraries.
-        prepare_environment()
-        for name in _API_MODULES:
-            try:
-                module = importlib.import_module(name)
-            except ImportError as exc:
-                errors.append(f"{name}: {exc}")
-                continue
-            except Exception as exc:  # a broken wheel (missing shared library, ABI mismatch)
-                errors.append(f"{name}: {type(exc).__name__}: {exc}")
-                continue
-            if hasattr(module, "nixl_agent") and hasattr(module, "nixl_agent_config"):
-                _api = module
-                return module
-            errors.append(f"{name}: has no nixl_agent")
-        _api_error = f"NIXL is not importable ({'; '.join(errors)}); {INSTALL_HINT}"
-        raise Unsupported(_api_error)
-
-
-def availability() -> tuple[bool, str]:
-    """(True, module name) when the NIXL Python API imports, else (False, the reason)."""
-    try:
-        return True, str(load_api().__name__)
-    except Unsupported as exc:
-        return False, exc.message
-
-
-def make_agent(name: str, progress_thread: bool = False) -> Any:
-    """A thread-safe NIXL agent with the UCX backend, or Unsupported saying why not.
-
-    UCX picks its transports from the environment (`UCX_TLS`): RDMA verbs where the host has
-    them, TCP or shared memory otherwise. NIXL's progress thread polls without pause (a whole
-    core per agent), so it is off by default: an initiator progresses its transfers while it
-    polls them, and a target that must progress (UCX over TCP emulates one-sided operations)
-    runs a `Pump` while transfers may be in flight.
-    """
-    api = load_api()
-    config = api.nixl_agent_config(enable_prog_thread=progress_thread, backends=[UCX],
-                                   sync_mode=api.nixl_thread_sync_t.NIXL_THREAD_SYNC_STRICT)
-    try:
-        agent = api.nixl_agent(name, config)
-    except Exception as exc:
-        raise Unsupported(f"cannot create a NIXL agent: {type(exc).__name__}: {exc}") from None
-    if UCX not in getattr(agent, "backends", {}):
-        raise Unsupported("NIXL has no UCX backend here (plugin missing or UCX failed to start; "
-                          "check NIXL_PLUGIN_DIR and UCX_TLS)")
-    return agent
-
 
 class Pump:
     """Progresses an agent's UCX worker from a thread, only while someone has work in flight."""
 
-    def __init__(self, agent: Any, on_notifs: Callable[[dict[str, list[bytes]]], None] | None = None) -> None:
+    def __init__(self, agent: NixlAgent, on_notifs: Callable[[dict[str, list[bytes]]], None] | None = None) -> None:
         self.agent = agent
         self.on_notifs = on_notifs  # gets the notifications each poll drains (else they are dropped)
         self._busy = 0
@@ -122,8 +53,8 @@ class Pump:
                     return
             while self._busy > 0 and not self._closed:
                 try:
-                    notifs = self.agent.get_new_notifs()  # progresses the worker (no progress thread)
-                except Exception:
+                    notifs = self.agent.notifications()  # progresses the worker (no progress thread)
+                except MemkvError:
                     time.sleep(0.001)
                     continue
                 if notifs and self.on_notifs is not None:
@@ -155,64 +86,6 @@ def metadata_agent_name(blob: bytes) -> str:
         return blob[begin : begin + size].decode("ascii")
     except UnicodeDecodeError:
         raise InvalidArgument("NIXL metadata names a non-ASCII agent") from None
-
-
-def mem_type(mem_kind: int) -> str:
-    from ..wire.messages import NIXL_MEM_KINDS
-
-    if not 0 <= mem_kind < len(NIXL_MEM_KINDS):
-        raise InvalidArgument(f"unknown NIXL memory kind {mem_kind}")
-    return NIXL_MEM_KINDS[mem_kind]
-
-
-def wait_transfer(agent: Any, handle: Any, deadline: float) -> None:
-    """Poll a posted transfer until DONE; Unavailable on ERR, Timeout past the deadline.
-
-    Each poll also progresses the agent's UCX worker (agents run without NIXL's progress
-    thread), so the loop only yields the GIL between polls instead of sleeping.
-    """
-    while True:
-        state = agent.check_xfer_state(handle)
-        if state == "DONE":
-            return
-        if state == "ERR":
-            raise Unavailable("NIXL transfer failed")
-        if time.monotonic() > deadline:
-            raise Timeout("NIXL transfer did not complete in time")
-        time.sleep(0)
-
-
-def release_handle(agent: Any, handle: Any) -> bool:
-    """Release a transfer handle; False when NIXL could not (the memory may still be in use)."""
-    try:
-        agent.release_xfer_handle(handle)
-        return True
-    except Exception:
-        return False
-
-
-def transfer(agent: Any, op: str, local: list[tuple[int, int, int]], local_type: str,
-             remote: list[tuple[int, int, int]], remote_type: str, peer: str, notif: bytes = b"") -> Any:
-    """Post a READ or WRITE (the peer gets `notif` once it is done, when given); returns the handle
-    (wait with wait_transfer, then release_handle)."""
-    local_descs = agent.get_xfer_descs(local, local_type)
-    remote_descs = agent.get_xfer_descs(remote, remote_type)
-    handle = agent.initialize_xfer(op, local_descs, remote_descs, peer, notif)
-    try:
-        state = agent.transfer(handle)
-    except BaseException:
-        release_handle(agent, handle)
-        raise
-    if state == "ERR":
-        release_handle(agent, handle)
-        raise Unavailable(f"NIXL {op} could not be posted")
-    return handle
-
-
-def describe_error(exc: BaseException) -> str:
-    if isinstance(exc, MemkvError):
-        return exc.message
-    return f"{type(exc).__name__}: {exc}"
 
 
 def allocate_pinned(size: int, hugepages: bool = True) -> tuple[mmap.mmap, bool]:
@@ -292,5 +165,4 @@ class ChunkPool:
             return (self.count - sum(self._free)) * self.chunk
 
 
-__all__ = ["DEFAULT_CHUNK", "INSTALL_HINT", "ChunkPool", "Pump", "allocate_pinned", "availability", "load_api",
-           "make_agent", "mem_type", "metadata_agent_name", "release_handle", "transfer", "wait_transfer"]
+__all__ = ["DEFAULT_CHUNK", "ChunkPool", "Pump", "allocate_pinned", "metadata_agent_name"]

@@ -29,7 +29,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..blocks import BlockMeta, Limits
@@ -45,18 +45,10 @@ from ..errors import (
     Unsupported,
 )
 from ..keys import check_key
+from ..memory_kind import MemoryKind
+from ..nixl.agent import NixlAgent, Operation, Registration, Transfer
 from ..nixl.libraries import rdma_devices
-from ..nixl.support import (
-    ChunkPool,
-    Pump,
-    describe_error,
-    make_agent,
-    mem_type,
-    metadata_agent_name,
-    release_handle,
-    transfer,
-    wait_transfer,
-)
+from ..nixl.support import ChunkPool, Pump, metadata_agent_name
 from ..transport import GetResult, ItemResult, PutItem
 from ..wire import messages as msg
 from ..wire import nixl_leases as lease_msg
@@ -66,6 +58,7 @@ from ..wire.opcodes import Opcode
 from .nixl_leases import Lease, LeaseTable
 
 if TYPE_CHECKING:
+    from ..store.engine import StorageEngine
     from .connection import Connection
     from .service import MemkvServer
 
@@ -107,11 +100,11 @@ class _Peer:
 @dataclasses.dataclass(slots=True)
 class _InFlight:
     index: int
-    handle: Any
+    transfer: Transfer
     offset: int
     length: int
     deadline: float
-    result: Any = None
+    result: GetResult | None = None
     item: PutItem | None = None
 
 
@@ -121,12 +114,12 @@ class NixlService:
     def __init__(self, server: MemkvServer, staging_bytes: int, chunk: int, hugepages: bool = True) -> None:
         self.server = server
         self.name = f"memkv-server-{uuid.uuid4().hex[:16]}"
-        self.agent = make_agent(self.name)
+        self.agent = NixlAgent(self.name)
         self.pool = ChunkPool(staging_bytes, chunk, hugepages)
         try:
-            self._registration = self.agent.register_memory([(self.pool.address, self.pool.size, 0, "")], "DRAM")
-        except Exception as exc:
-            raise Unsupported(f"cannot register the NIXL staging pool: {describe_error(exc)}") from None
+            self._registration: Registration = self.agent.register(self.pool.address, self.pool.size)
+        except MemkvError as exc:
+            raise Unsupported(f"cannot register the NIXL staging pool: {exc.message}") from None
         self._peers: dict[str, _Peer] = {}
         self._by_conn: dict[int, str] = {}
         self._lock = threading.Lock()
@@ -157,12 +150,7 @@ class NixlService:
             if peer is not None and (peer.namespace, peer.key_id) != (conn.namespace, conn.key_id):
                 raise PermissionDenied("that NIXL agent belongs to another key")
             if peer is None or epoch > peer.epoch:
-                try:
-                    loaded = self.agent.add_remote_agent(blob)
-                except Exception as exc:
-                    raise InvalidArgument(f"NIXL could not load the agent metadata: {describe_error(exc)}") from None
-                loaded_name = loaded.decode("ascii", "replace") if isinstance(loaded, bytes) else str(loaded)
-                if loaded_name != name:
+                if self.agent.add_peer(blob) != name:
                     raise InvalidArgument("NIXL loaded another agent than the one declared")
                 if peer is None:
                     peer = self._peers[name] = _Peer(name, conn.namespace, conn.key_id, epoch, set())
@@ -183,12 +171,12 @@ class NixlService:
         data = os.urandom(length)
         view[:] = data
         try:
-            handle = transfer(self.agent, "WRITE", [(self.pool.address + offset, length, 0)], "DRAM",
-                              [(address, length, 0)], "DRAM", peer)
-        except Exception as exc:
+            posted = self.agent.post("WRITE", [(self.pool.address + offset, length, 0)], MemoryKind.DRAM,
+                                     [(address, length, 0)], MemoryKind.DRAM, peer)
+        except MemkvError as exc:
             self.pool.release(offset, length)
-            raise Unavailable(f"NIXL probe transfer failed: {describe_error(exc)}") from None
-        self._settle(_InFlight(-1, handle, offset, length, time.monotonic() + self.server.config.frame_timeout_s))
+            raise Unavailable(f"NIXL probe transfer failed: {exc.message}") from None
+        self._settle(_InFlight(-1, posted, offset, length, time.monotonic() + self.server.config.frame_timeout_s))
         return data.hex()
 
     def _peer_of(self, conn: Connection, reader: msg.MetaReader) -> str:
@@ -210,10 +198,7 @@ class NixlService:
                 return
             del self._peers[peer.name]
             # Under the lock: a NIXL_HELLO of the same agent name must not bind in between.
-            try:
-                self.agent.remove_remote_agent(peer.name)
-            except Exception as exc:
-                log.debug("removing NIXL agent %s: %s", peer.name, describe_error(exc))
+            self.agent.remove_peer(peer.name)
 
     # ---- transfers ----------------------------------------------------------------------------
     def _deadline(self, length: int) -> float:
@@ -222,13 +207,9 @@ class NixlService:
     def _settle(self, job: _InFlight) -> None:
         """Wait for a transfer and give its staging back; raises the transfer's failure."""
         try:
-            wait_transfer(self.agent, job.handle, job.deadline)
+            self.agent.wait(job.transfer, job.deadline)
         finally:
-            if release_handle(self.agent, job.handle):
-                self.pool.release(job.offset, job.length)
-            else:
-                log.error("a NIXL transfer could not be cancelled; %d staging bytes are retired", job.length)
-                self.pool.quarantine(job.offset, job.length)
+            self._retire(job)
 
     def get(self, conn: Connection, header: Header, reader: msg.MetaReader) -> Response:
         peer = self._peer_of(conn, reader)
@@ -262,7 +243,7 @@ class NixlService:
                     results[i] = self._get_streamed(engine, namespace, peer, key, address, capacity, device_id, kind)
                     continue
                 try:
-                    remote_type = mem_type(kind)
+                    remote_kind = MemoryKind.of(kind)
                     if address <= 0:
                         raise InvalidArgument("destination address must be positive")
                     offset, view = self.pool.acquire(info.length, timeout)
@@ -277,14 +258,14 @@ class NixlService:
                     results[i] = result
                     continue
                 try:
-                    handle = transfer(self.agent, "WRITE", [(self.pool.address + offset, result.length, 0)], "DRAM",
-                                      [(address, result.length, device_id)], remote_type, peer)
-                except Exception as exc:
+                    posted = self.agent.post("WRITE", [(self.pool.address + offset, result.length, 0)],
+                                             MemoryKind.DRAM, [(address, result.length, device_id)], remote_kind, peer)
+                except MemkvError as exc:
                     self.pool.release(offset, info.length)
                     results[i] = GetResult(ErrorCode.INVALID_ARGUMENT, "destination is not memory the client "
-                                           f"registered with NIXL ({describe_error(exc)})")
+                                           f"registered with NIXL ({exc.message})")
                     continue
-                in_flight.append(_InFlight(i, handle, offset, info.length, self._deadline(result.length), result))
+                in_flight.append(_InFlight(i, posted, offset, info.length, self._deadline(result.length), result))
                 while len(in_flight) >= PIPELINE_DEPTH:
                     finish(in_flight.popleft())
         finally:
@@ -309,7 +290,7 @@ class NixlService:
             nonlocal moved
             assert job.item is not None
             try:
-                wait_transfer(self.agent, job.handle, job.deadline)
+                self.agent.wait(job.transfer, job.deadline)
             except MemkvError as exc:
                 results[job.index] = ItemResult(exc.code, f"NIXL read from the client failed: {exc.message}")
                 self._retire(job)
@@ -324,12 +305,12 @@ class NixlService:
             for i, (key, address, length, device_id, kind, checksum, decoded) in enumerate(descs):
                 try:
                     meta = check_put_item(length, decoded, limits)
-                    remote_type = mem_type(kind)
+                    remote_kind = MemoryKind.of(kind)
                     if address <= 0:
                         raise InvalidArgument("source address must be positive")
                     if self._streams(engine):
                         streamed = self._put_streamed(engine, namespace, peer, key, address, length, device_id,
-                                                      remote_type, checksum, meta)
+                                                      remote_kind, checksum, meta)
                         results[i] = streamed
                         moved += length if streamed.ok else 0
                         continue
@@ -338,15 +319,15 @@ class NixlService:
                     results[i] = ItemResult(exc.code, exc.message)
                     continue
                 try:
-                    handle = transfer(self.agent, "READ", [(self.pool.address + offset, length, 0)], "DRAM",
-                                      [(address, length, device_id)], remote_type, peer)
-                except Exception as exc:
+                    posted = self.agent.post("READ", [(self.pool.address + offset, length, 0)], MemoryKind.DRAM,
+                                             [(address, length, device_id)], remote_kind, peer)
+                except MemkvError as exc:
                     self.pool.release(offset, length)
                     results[i] = ItemResult(ErrorCode.INVALID_ARGUMENT, "source is not memory the client "
-                                            f"registered with NIXL ({describe_error(exc)})")
+                                            f"registered with NIXL ({exc.message})")
                     continue
                 item = PutItem(key, view, meta, checksum)
-                in_flight.append(_InFlight(i, handle, offset, length, self._deadline(length), item=item))
+                in_flight.append(_InFlight(i, posted, offset, length, self._deadline(length), item=item))
                 while len(in_flight) >= PIPELINE_DEPTH:
                     finish(in_flight.popleft())
         finally:
@@ -360,7 +341,7 @@ class NixlService:
     def server_agent(self, conn: Connection, header: Header, reader: msg.MetaReader) -> Response:
         self._peer_of(conn, reader)
         reader.finish()
-        return {"agent": self.name}, msg.pack_blob(bytes(self.agent.get_agent_metadata())), 1, []
+        return {"agent": self.name}, msg.pack_blob(self.agent.metadata()), 1, []
 
     def alloc(self, conn: Connection, header: Header, reader: msg.MetaReader) -> Response:
         peer = self._peer_of(conn, reader)
@@ -416,7 +397,7 @@ class NixlService:
 
         def store(lease: Lease, fill: Callable[[memoryview], None]) -> ItemResult:
             if streams:
-                return engine.put_stream(  # type: ignore[no-any-return]  # pwrite: no page faults of a mapping
+                return engine.put_stream(  # pwrite: no page faults of a mapping
                     namespace, lease.key, lease.length, fill, lease.buffers, lease.meta, lease.checksum,
                     use_mapping=False)
             fill(lease.landing)  # waits for every piece and the commit
@@ -426,10 +407,9 @@ class NixlService:
 
     # ---- streamed blocks: pieces through staging, device and network overlapping --------------------
     @staticmethod
-    def _streams(engine: Any) -> bool:
-        """Whole blocks through staging when the engine cannot stream or MEMKV_NIXL_STREAM=0."""
-        enabled = os.environ.get("MEMKV_NIXL_STREAM", "1") != "0"
-        return enabled and hasattr(engine, "read_stream") and hasattr(engine, "put_stream")
+    def _streams(engine: StorageEngine) -> bool:
+        """Whole blocks through staging when MEMKV_NIXL_STREAM=0."""
+        return os.environ.get("MEMKV_NIXL_STREAM", "1") != "0"
 
     def _pieces(self, length: int) -> tuple[int, int, list[memoryview]]:
         """(offset, bytes) of a staging run and the piece views cut from it for one block."""
@@ -438,15 +418,20 @@ class NixlService:
         offset, run = self.pool.acquire(piece * count, self.server.config.frame_timeout_s)
         return offset, piece * count, [run[k * piece : (k + 1) * piece] for k in range(count)]
 
-    def _move(self, op: str, piece: memoryview, remote: int, device_id: int, remote_type: str, peer: str,
-              broken: list[bool]) -> None:
-        """One piece between staging and the client, waited for (the engine reuses the piece next)."""
-        handle = transfer(self.agent, op, [(address_of(piece), len(piece), 0)], "DRAM",
-                          [(remote, len(piece), device_id)], remote_type, peer)
+    def _move(self, op: Operation, piece: memoryview, remote: int, device_id: int, remote_kind: MemoryKind,
+              peer: str, broken: list[bool]) -> None:
+        """One piece between staging and the client, waited for (the engine reuses the piece next).
+        InvalidArgument where NIXL refuses the client's region (not memory it registered)."""
         try:
-            wait_transfer(self.agent, handle, self._deadline(len(piece)))
+            posted = self.agent.post(op, [(address_of(piece), len(piece), 0)], MemoryKind.DRAM,
+                                     [(remote, len(piece), device_id)], remote_kind, peer)
+        except InvalidArgument as exc:
+            side = "destination" if op == "WRITE" else "source"
+            raise InvalidArgument(f"{side} is not memory the client registered with NIXL ({exc.message})") from None
+        try:
+            self.agent.wait(posted, self._deadline(len(piece)))
         finally:
-            if not release_handle(self.agent, handle):
+            if not self.agent.release(posted):
                 broken[0] = True
 
     def _give_back(self, offset: int, size: int, broken: list[bool]) -> None:
@@ -456,10 +441,10 @@ class NixlService:
         else:
             self.pool.release(offset, size)
 
-    def _get_streamed(self, engine: Any, namespace: str, peer: str, key: bytes, address: int, capacity: int,
-                      device_id: int, kind: int) -> GetResult:
+    def _get_streamed(self, engine: StorageEngine, namespace: str, peer: str, key: bytes, address: int,
+                      capacity: int, device_id: int, kind: int) -> GetResult:
         try:
-            remote_type = mem_type(kind)
+            remote_kind = MemoryKind.of(kind)
             if address <= 0:
                 raise InvalidArgument("destination address must be positive")
             block = engine.open_read(namespace, key, capacity)
@@ -473,39 +458,31 @@ class NixlService:
             position = [address]
 
             def emit(view: memoryview) -> None:
-                self._move("WRITE", view, position[0], device_id, remote_type, peer, broken)
+                self._move("WRITE", view, position[0], device_id, remote_kind, peer, broken)
                 position[0] += len(view)
 
             engine.read_stream(block, pieces, emit, use_mapping=False)  # pieces must be NIXL-registered
-            return block.result()  # type: ignore[no-any-return]
+            return block.result()
         except MemkvError as exc:
             return GetResult(exc.code, exc.message)
-        except Exception as exc:  # NIXL refused the destination: not memory the client registered
-            return GetResult(ErrorCode.INVALID_ARGUMENT, "destination is not memory the client registered with "
-                             f"NIXL ({describe_error(exc)})")
         finally:
             engine.close_read(block)
             if staged is not None:
                 self._give_back(*staged, broken)
 
-    def _put_streamed(self, engine: Any, namespace: str, peer: str, key: bytes, address: int, length: int,
-                      device_id: int, remote_type: str, checksum: int, meta: Any) -> ItemResult:
+    def _put_streamed(self, engine: StorageEngine, namespace: str, peer: str, key: bytes, address: int,
+                      length: int, device_id: int, remote_kind: MemoryKind, checksum: int, meta: BlockMeta
+                      ) -> ItemResult:
         broken = [False]
         offset, size, pieces = self._pieces(length)
         position = [address]
 
         def fill(view: memoryview) -> None:
-            try:
-                self._move("READ", view, position[0], device_id, remote_type, peer, broken)
-            except MemkvError:
-                raise
-            except Exception as exc:
-                raise InvalidArgument("source is not memory the client registered with NIXL "
-                                      f"({describe_error(exc)})") from None
+            self._move("READ", view, position[0], device_id, remote_kind, peer, broken)
             position[0] += len(view)
 
         try:
-            return engine.put_stream(  # type: ignore[no-any-return]
+            return engine.put_stream(
                 namespace, key, length, fill, pieces, meta, checksum, use_mapping=False)  # pieces are NIXL-registered
         except MemkvError as exc:
             return ItemResult(exc.code, exc.message)
@@ -513,13 +490,13 @@ class NixlService:
             self._give_back(offset, size, broken)
 
     def _retire(self, job: _InFlight) -> None:
-        if release_handle(self.agent, job.handle):
+        if self.agent.release(job.transfer):
             self.pool.release(job.offset, job.length)
         else:
             log.error("a NIXL transfer could not be cancelled; %d staging bytes are retired", job.length)
             self.pool.quarantine(job.offset, job.length)
 
-    def _count(self, op: Opcode, results: list[Any], direction: str, moved: int) -> None:
+    def _count(self, op: Opcode, results: Sequence[ItemResult], direction: str, moved: int) -> None:
         metrics = self.server.metrics
         for result in results:
             metrics.items.labels(op.name, result.status.name).inc()
@@ -531,14 +508,8 @@ class NixlService:
         with self._lock:
             peers, self._peers, self._by_conn = list(self._peers), {}, {}
         for name in peers:
-            try:
-                self.agent.remove_remote_agent(name)
-            except Exception:
-                pass
-        try:
-            self.agent.deregister_memory(self._registration)
-        except Exception as exc:
-            log.debug("deregistering NIXL staging: %s", describe_error(exc))
+            self.agent.remove_peer(name)
+        self.agent.deregister(self._registration)
 
 
 _RDMA_TLS = ("rc", "ud", "dc", "ib", "mlx5", "verbs")

@@ -21,7 +21,6 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from ..blocks import BlockMeta
 from ..buffers import address_of
@@ -36,7 +35,6 @@ ALIGN = 64 * KiB
 NOTIF_PREFIX = b"memkv-lease:"
 _SLICE_S = 0.05  # how long one staging attempt waits before expired leases are reaped again
 STORE, DISCARD = 1, 0
-
 
 
 def piece_size(length: int) -> int:
@@ -225,7 +223,7 @@ class LeaseTable:
         self.pump.leave()
         self._cond.notify_all()
 
-        def cool(_: Any = None) -> None:
+        def cool(_: object = None) -> None:
             with self._cond:
                 heapq.heappush(self._cooling, (time.monotonic() + lease.lease_s, lease.offset, lease.size))
                 self._cond.notify_all()

@@ -34,7 +34,6 @@ class FileTransport(Transport):
         self.engine = engine
         self.namespace = check_namespace(namespace)
         self._owns_engine = owns_engine
-        self._closed = False
 
     @classmethod
     def open(cls, directory: str, namespace: str = "default", **engine_options: Any) -> FileTransport:
@@ -115,11 +114,7 @@ class FileTransport(Transport):
     def flush(self) -> None:
         self._engine().flush()
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._shutdown_executor()
+    def _close(self) -> None:
         if self._owns_engine:
             self.engine.close()
 

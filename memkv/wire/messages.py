@@ -261,9 +261,8 @@ def finite(value: float) -> bool:
 # ---- NIXL data path (spec/wire.md section 8) ---------------------------------------------------
 # A descriptor names memory the client registered with its NIXL agent: the server moves a block's
 # bytes to (NIXL_GET) or from (NIXL_PUT) exactly this region, never beyond `length`.
-_NIXL_DESC = struct.Struct("<16sQQIB")    # key, address, length (capacity for get), device id, memory kind
+_NIXL_DESC = struct.Struct("<16sQQIB")    # key, address, length (capacity for get), device id, memkv.memory_kind
 _NIXL_PUT_TAIL = struct.Struct("<QH")     # checksum, meta_len (+ meta)
-NIXL_MEM_KINDS = ("DRAM", "VRAM")         # memory kind byte -> NIXL memory type
 MAX_NIXL_METADATA = 1024 * 1024           # bytes of NIXL agent metadata in one NIXL_HELLO
 
 

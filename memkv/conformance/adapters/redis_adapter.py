@@ -192,8 +192,8 @@ class RedisTransport(Transport):
         info = self.client.info("memory")
         return {"used_memory": info.get("used_memory"), "maxmemory": info.get("maxmemory")}
 
-    def close(self) -> None:
-        self._shutdown_executor()
+    def _close(self) -> None:
+        """Nothing to release beyond the executor, which the base class stops."""
 
 
 def _free_port() -> int:

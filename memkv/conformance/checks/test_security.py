@@ -25,6 +25,7 @@ from memkv.checksum import payload_checksum
 from memkv.conformance.support import Context, check, expect_code, fail, kept, launch_or_skip, payload, put_ok, read
 from memkv.errors import ErrorCode, MemkvError
 from memkv.transport import PutItem, Transport
+from memkv.transport_features import Pingable
 
 E = ErrorCode
 
@@ -70,7 +71,7 @@ def _refused(memkv: Context, requirement: str, what: str, namespace: str, creden
     except Exception as exc:
         fail("MKV-ERR-001", f"{what}: raised a non-spec exception", allowed[0].name, f"{type(exc).__name__}: {exc}")
     try:
-        transport.ping() if hasattr(transport, "ping") else transport.exists([bytes(16)])
+        transport.ping() if isinstance(transport, Pingable) else transport.exists([bytes(16)])
     except MemkvError as exc:
         check(requirement, exc.code in allowed, what, " or ".join(c.name for c in allowed), exc.code.name)
         return

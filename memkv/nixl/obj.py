@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import MemkvError, Timeout, Unavailable, Unsupported
-from ...nixl.support import describe_error, load_api
+from ..errors import Timeout, Unavailable, Unsupported
+from .agent import load_api, nixl_errors
 
 OBJ = "OBJ"
 
@@ -66,14 +66,10 @@ class ObjAgent:
         objects = self.agent.register_memory([(0, offset + buf.nbytes, h, "") for buf, h, offset in blocks], OBJ)
         handle: Any = None
         try:
-            handle = self.agent.initialize_xfer(op, self.agent.get_xfer_descs(local, "DRAM"),
-                                                self.agent.get_xfer_descs(remote, OBJ), self.name)
-            state = self._wait(handle, self.agent.transfer(handle), op, len(blocks))
-        except MemkvError:
-            raise
-        except Exception as exc:  # NIXL's binding errors: a refused request is NIXL_ERR_BACKEND
-            raise Unavailable(f"NIXL OBJ {op} failed: {describe_error(exc)}") from None
-        else:
+            with nixl_errors(Unavailable, f"NIXL OBJ {op} failed"):  # a refused request is NIXL_ERR_BACKEND
+                handle = self.agent.initialize_xfer(op, self.agent.get_xfer_descs(local, "DRAM"),
+                                                    self.agent.get_xfer_descs(remote, OBJ), self.name)
+                state = self._wait(handle, self.agent.transfer(handle), op, len(blocks))
             if state == "ERR":
                 raise Unavailable(f"NIXL OBJ {op} failed (the S3 endpoint refused or could not be reached)")
         finally:
