@@ -11,8 +11,8 @@ from ..errors import Unavailable
 from ..keys import NO_FINGERPRINT
 from ..sessions import SessionInfo
 from ..stats import namespace_stats
-from ..store.core import make_private_dirs as make_private_dirs  # connect() makes the store directory
 from ..store.engine import StorageEngine, check_namespace
+from ..store.opening import make_private_dirs as make_private_dirs  # connect() makes the store directory
 from ..transport import (
     BlockInfo,
     Capabilities,
