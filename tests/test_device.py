@@ -10,9 +10,9 @@ import pytest
 from helpers_store import KiB, MiB, key, open_engine, payload
 
 from memkv.buffers import aligned_buffer
-from memkv.errors import InvalidArgument
+from memkv.errors import InvalidArgument, Unavailable
 from memkv.store import device as device_module
-from memkv.store.device import BOUNCE_SIZE, Device
+from memkv.store.device import BOUNCE_SIZE, Device, DeviceFailure
 from memkv.transport import PutItem
 
 SIZE = 16 * MiB
@@ -179,3 +179,21 @@ def test_engine_round_trip_and_restart_per_io_mode(tmp_path: Path, monkeypatch: 
             for child in directory.iterdir():
                 child.unlink()
             directory.rmdir()
+
+
+@pytest.mark.requirement("MKV-ERR-010")
+def test_an_os_error_of_the_device_is_unavailable_naming_it(tmp_path: Path) -> None:
+    """The device is where an OSError becomes a spec error: the engine above sees UNAVAILABLE."""
+    device = Device(str(tmp_path / "dev.img"), size=SIZE, create=True)
+    os.close(device.fd)  # every read, write and fdatasync now fails with EBADF
+    try:
+        for attempt in (lambda: device.write(0, memoryview(bytes(4096))),
+                        lambda: device.read_into(0, aligned_buffer(4096)),
+                        device.sync):
+            with pytest.raises(Unavailable) as failed:
+                attempt()
+            assert isinstance(failed.value, DeviceFailure) and "EBADF" in failed.value.message
+        assert f"fdatasync of device {device.path}" in failed.value.message
+    finally:
+        device.fd = -1
+        device.close()
