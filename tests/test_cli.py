@@ -1,4 +1,4 @@
-"""The `memkv` command line (memkv.cli)."""
+"""The `memkv` command line (memkv.cli.main)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import memkv
-from memkv.cli import build_parser, main
+from memkv.cli.main import build_parser, main
 
 TINY = ["--requests", "12", "--block-size", "64KiB", "--capacity", "32MiB", "--quiet"]
 
@@ -77,7 +77,7 @@ def test_malformed_trace_exits_2_naming_the_line(tmp_path: Path, capsys: pytest.
 
 
 def test_console_entry_point_error_has_no_traceback(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "memkv.cli", "bench", "--backend", "nope"],
+    proc = subprocess.run([sys.executable, "-m", "memkv.cli.main", "bench", "--backend", "nope"],
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2
     assert proc.stderr.startswith("memkv: INVALID_ARGUMENT: unknown backend 'nope'")

@@ -214,7 +214,7 @@ def test_worked_examples_of_the_keys_section() -> None:
 def _cited_by_tests() -> dict[str, set[str]]:
     """Requirement IDs named by test markers (requirement(...), or a decorator alias like @req(...))."""
     cited: dict[str, set[str]] = {}
-    for folder in ("tests", "conformance"):
+    for folder in ("tests", "memkv/conformance"):
         for path in (ROOT / folder).rglob("*.py"):
             source = path.read_text(encoding="utf-8")
             calls = re.findall(r"requirement\(([^)]*)\)", source) + re.findall(r"^\s*@[\w.]+\(([^)]*)\)", source, re.M)

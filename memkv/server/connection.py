@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
 from ..blocks import BlockMeta
 from ..buffers import advance, aligned_buffer
 from ..errors import (
@@ -44,6 +43,7 @@ from ..errors import (
 )
 from ..store.engine import BlockRead
 from ..transport import SPEC_VERSION, GetResult, ItemResult
+from ..version import __version__
 from ..wire import messages as msg
 from ..wire import records as rec
 from ..wire.connection import Connection as WireConnection
@@ -57,8 +57,8 @@ from ..wire.frames import (
 from ..wire.opcodes import REQUIRED_ROLE, Opcode, Role
 
 if TYPE_CHECKING:
-    from .core import MemkvServer
     from .keyring import KeyRing
+    from .service import MemkvServer
 
 log = logging.getLogger("memkv.server")
 

@@ -18,8 +18,8 @@ import threading
 
 from ..buffers import PAGE, address_of, aligned_buffer
 from ..errors import CapacityExceeded, InvalidArgument, Unavailable
-from ..native_io import IOEngine, select_engine
 from ..units import format_size
+from .io_engines import IOEngine, select_engine
 from .storage_errors import describe
 
 ALIGN = 4096

@@ -46,6 +46,7 @@ from ..errors import (
     UnknownLease,
 )
 from ..keys import NO_FINGERPRINT, check_fingerprint, check_key
+from ..namespaces import check_namespace
 from ..sessions import SessionInfo
 from ..transport import BlockInfo, GetResult, ItemResult, LookupResult, PutItem, ResumeResult
 from .allocator import Extent, ExtentAllocator
@@ -55,7 +56,7 @@ from .eviction_plan import EvictionPlanner
 from .health import StoreHealth
 from .index import BlockRow, Index
 from .lock import StoreLock
-from .names import MAX_TTL_S, check_namespace, check_ttl
+from .names import MAX_TTL_S, check_ttl
 from .namespace_quotas import NamespaceQuotas
 from .open_checks import DamagedStore, open_index
 from .opening import bind_index, make_private_dirs, open_device
@@ -722,4 +723,4 @@ class StorageEngine:
             self._store_lock.release()
 
 
-__all__ = ["EXPIRED_SESSION_RETENTION_S", "MAX_TTL_S", "BlockRead", "StorageEngine", "check_namespace", "check_ttl"]
+__all__ = ["EXPIRED_SESSION_RETENTION_S", "MAX_TTL_S", "BlockRead", "StorageEngine", "check_ttl"]

@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 from ..blocks import Limits
 from ..errors import InvalidArgument, LimitExceeded, NotFound, UnknownSession
 from ..keys import check_key
+from ..namespaces import check_namespace
 from ..sessions import PINNING_STATES, SessionEvent, SessionInfo, SessionState, next_state
 from .health import StoreHealth
 from .index import Index, SessionRow
-from .names import check_namespace
 from .namespace_quotas import NamespaceQuotas
 from .protection import PinsAndLeases
 from .resident import ResidentBlocks
