@@ -46,10 +46,10 @@ def snapshot(engine: StorageEngine) -> dict[str, Any]:
     stats = engine.stats()
     with engine._lock:
         blocks = {block_id: (live.row.length, live.row.checksum, live.row.meta, tuple(live.row.extents))
-                  for block_id, live in engine._blocks.items()}
+                  for block_id, live in engine.resident.blocks.items()}
         sessions = {(row.namespace, row.session_id): (row.state, row.keys, row.expires_at)
                     for row in engine.index.sessions()}
-        pins = dict(engine._pins)
+        pins = dict(engine.protection.pins)
     kept = ("used_bytes", "free_bytes", "blocks", "pinned_blocks", "leases", "sessions", "namespaces")
     return {"stats": {k: stats[k] for k in kept}, "blocks": blocks, "sessions": sessions, "pins": pins}
 
@@ -58,13 +58,13 @@ def check_space(engine: StorageEngine) -> None:
     """Free runs and committed blocks tile the data area exactly: nothing leaked, nothing shared."""
     with engine._lock:
         alloc = engine.allocator
-        assert not engine._inflight, "a put is still in flight"
+        assert not engine.resident.reserved, "a put is still in flight"
         pieces: list[tuple[int, int, str]] = [(r.offset, r.length, "free") for r in alloc.runs()]
-        for (ns, k), live in engine._blocks.items():
+        for (ns, k), live in engine.resident.blocks.items():
             assert not live.removed
             assert sum(e.length for e in live.row.extents) == alloc.rounded(live.row.length)
             pieces.extend((e.offset, e.length, f"{ns}/{k.hex()}") for e in live.row.extents)
-        used = sum(alloc.rounded(live.row.length) for live in engine._blocks.values())
+        used = sum(alloc.rounded(live.row.length) for live in engine.resident.blocks.values())
         assert alloc.free_bytes == sum(r.length for r in alloc.runs())
         assert alloc.free_bytes + used == alloc.total_bytes, "space leaked or double counted"
     cursor = alloc.start
@@ -76,4 +76,4 @@ def check_space(engine: StorageEngine) -> None:
 
 def extents_of(engine: StorageEngine, namespace: str, k: bytes) -> list[Extent]:
     with engine._lock:
-        return list(engine._blocks[(namespace, k)].row.extents)
+        return list(engine.resident.blocks[(namespace, k)].row.extents)

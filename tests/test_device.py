@@ -10,9 +10,9 @@ import pytest
 from helpers_store import KiB, MiB, key, open_engine, payload
 
 from memkv.buffers import aligned_buffer
-from memkv.errors import InvalidArgument
+from memkv.errors import InvalidArgument, Unavailable
 from memkv.store import device as device_module
-from memkv.store.device import BOUNCE_SIZE, MEMORY_FILESYSTEMS, Device, mount_of, open_direct
+from memkv.store.device import BOUNCE_SIZE, MEMORY_FILESYSTEMS, Device, DeviceFailure, mount_of, open_direct
 from memkv.transport import PutItem
 
 SIZE = 16 * MiB
@@ -200,3 +200,21 @@ def test_doctor_and_store_agree_on_o_direct(tmp_path: Path) -> None:
     fd, direct = open_direct(str(tmp_path / "device"), os.O_RDWR | os.O_CREAT)
     os.close(fd)
     assert check.details["o_direct"] is direct
+
+
+@pytest.mark.requirement("MKV-ERR-010")
+def test_an_os_error_of_the_device_is_unavailable_naming_it(tmp_path: Path) -> None:
+    """The device is where an OSError becomes a spec error: the engine above sees UNAVAILABLE."""
+    device = Device(str(tmp_path / "dev.img"), size=SIZE, create=True)
+    os.close(device.fd)  # every read, write and fdatasync now fails with EBADF
+    try:
+        for attempt in (lambda: device.write(0, memoryview(bytes(4096))),
+                        lambda: device.read_into(0, aligned_buffer(4096)),
+                        device.sync):
+            with pytest.raises(Unavailable) as failed:
+                attempt()
+            assert isinstance(failed.value, DeviceFailure) and "EBADF" in failed.value.message
+        assert f"fdatasync of device {device.path}" in failed.value.message
+    finally:
+        device.fd = -1
+        device.close()

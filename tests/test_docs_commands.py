@@ -1,4 +1,4 @@
-"""Every ```sh block of README.md and docs/*.md runs as written.
+"""Every ```sh block of README.md, docs/*.md and the package's README.md files runs as written.
 
 Convention (for whoever writes documentation):
 
@@ -39,7 +39,7 @@ import sys
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "memkv").rglob("README.md"))]
 NOT_RUNNABLE = re.compile(r"^<!--\s*not-runnable:(?P<reason>.*?)-->\s*$")
 SLOW = re.compile(r"^<!--\s*slow:(?P<reason>.*?)-->\s*$")
 BLOCK_SECONDS = 120

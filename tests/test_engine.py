@@ -64,7 +64,7 @@ def test_clean_restart_keeps_blocks_metadata_sessions_and_pins(store_dir: Path) 
         check_space(engine)
         # and resume still releases them (the pin count was rebuilt right)
         engine.resume(NS, suspended.session_id)
-        assert engine.stats()["pinned_blocks"] == 0 and not engine._pins
+        assert engine.stats()["pinned_blocks"] == 0 and not engine.protection.pins
     finally:
         engine.close()
 
@@ -220,7 +220,7 @@ def test_a_corrupt_read_does_not_remove_a_newer_block_under_the_same_key(store_d
     engine = open_engine(store_dir, unit=64 * KiB)
     try:
         engine.put(NS, [PutItem(key(1), payload(1, 1000))])
-        real_read = engine._read_and_checksum
+        real_read = engine._read_into
         replaced = threading.Event()
 
         def read_then_replace(extents: list, dest: memoryview) -> int:  # type: ignore[type-arg]
@@ -230,9 +230,9 @@ def test_a_corrupt_read_does_not_remove_a_newer_block_under_the_same_key(store_d
             replaced.set()
             return checksum ^ 1  # ... and the read came back damaged
 
-        engine._read_and_checksum = read_then_replace  # type: ignore[method-assign]
+        engine._read_into = read_then_replace  # type: ignore[method-assign]
         (res,) = engine.get_into(NS, [key(1)], [bytearray(1000)])
-        engine._read_and_checksum = real_read  # type: ignore[method-assign]
+        engine._read_into = real_read  # type: ignore[method-assign]
         assert replaced.is_set() and res.status is ErrorCode.CORRUPTED
         buf = bytearray(2000)
         assert engine.get_into(NS, [key(1)], [buf])[0].ok and bytes(buf) == payload(2, 2000)
@@ -244,14 +244,14 @@ def test_a_corrupt_read_does_not_remove_a_newer_block_under_the_same_key(store_d
 def test_close_waits_for_io_in_flight_and_refuses_new_work(store_dir: Path) -> None:
     engine = open_engine(store_dir)
     entered, release = threading.Event(), threading.Event()
-    real_write = engine._write_extents
+    real_write = engine.device.write
 
-    def slow_write(extents: list, data: memoryview) -> None:  # type: ignore[type-arg]
+    def slow_write(offset: int, data: memoryview) -> None:
         entered.set()
         assert release.wait(10)
-        real_write(extents, data)
+        real_write(offset, data)
 
-    engine._write_extents = slow_write  # type: ignore[method-assign]
+    engine.device.write = slow_write  # type: ignore[method-assign]
     results: list[object] = []
     writer = threading.Thread(target=lambda: results.extend(engine.put(NS, [PutItem(key(1), payload(1, 9000))])))
     writer.start()
@@ -317,7 +317,7 @@ def test_flush_records_last_access_for_lru_after_restart(store_dir: Path) -> Non
     engine.close()
     engine = open_engine(store_dir, clock=clock)
     try:
-        order = [k for (_, k) in engine._blocks]
+        order = [k for (_, k) in engine.resident.blocks]
         assert order == [key(1), key(2), key(3), key(0)]
     finally:
         engine.close()

@@ -92,10 +92,10 @@ def test_racing_put_get_invalidate_on_the_same_keys(store_dir: Path, monkeypatch
         assert not failures, failures[:5]
         assert seen["get OK"] > 10 and seen["put OK"] > 10 and seen["invalidate"] > 0, seen
         with engine._lock:
-            engine._expire_leases(float("inf"))
+            engine.protection.expire_leases(float("inf"))
         check_space(engine)
-        assert not any(live.readers for live in engine._blocks.values())
-        for (_, k), live in list(engine._blocks.items()):
+        assert not any(live.readers for live in engine.resident.blocks.values())
+        for (_, k), live in list(engine.resident.blocks.items()):
             buf = bytearray(live.row.length)
             assert engine.get_into(NS, [k], [buf])[0].ok
             assert payload_checksum(buf) == live.row.checksum

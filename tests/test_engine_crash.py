@@ -53,7 +53,7 @@ def verify_after_crash(directory: Path, start: int, last_ack: int, context: str,
     engine = StorageEngine(str(directory), flush_interval_s=3600)
     try:
         check_space(engine)  # no leaked space: free runs and committed blocks tile the device
-        present = {int.from_bytes(k, "big") for (ns, k) in engine._blocks if ns == NS}
+        present = {int.from_bytes(k, "big") for (ns, k) in engine.resident.blocks if ns == NS}
         assert present <= set(range(max(start, last_ack - KEEP + 1), last_ack + 2)), f"{context}: {sorted(present)}"
         must = set(range(max(start, last_ack - KEEP + 2), last_ack + 1))
         assert must <= present, f"{context}: acknowledged blocks lost: {sorted(must - present)}"
@@ -94,8 +94,8 @@ def test_damage_after_a_crash_is_reported_never_returned(store_dir: Path) -> Non
     last = kill_writer_after(store_dir, 0, 4, 0.0, {})
     engine = StorageEngine(str(store_dir), flush_interval_s=3600)
     with engine._lock:
-        victim = max(i for (ns, k) in engine._blocks for i in [int.from_bytes(k, "big")] if ns == NS)
-        extents = list(engine._blocks[(NS, block_key(victim))].row.extents)
+        victim = max(i for (ns, k) in engine.resident.blocks for i in [int.from_bytes(k, "big")] if ns == NS)
+        extents = list(engine.resident.blocks[(NS, block_key(victim))].row.extents)
     engine.close()
     assert victim in (last, last + 1)
     with (store_dir / "device.img").open("r+b") as f:  # a torn sector in the middle of the block

@@ -132,7 +132,7 @@ def test_fragmented_space_that_cannot_fit_evicts_nothing(store_dir: Path) -> Non
 def test_a_block_being_read_is_neither_evicted_nor_reused(store_dir: Path) -> None:
     engine = small_store(store_dir, 2)
     reading, release = threading.Event(), threading.Event()
-    real_read = engine._read_and_checksum
+    real_read = engine._read_into
 
     def slow_read(extents: list, dest: memoryview) -> int:  # type: ignore[type-arg]
         real_read(extents, dest)
@@ -142,13 +142,13 @@ def test_a_block_being_read_is_neither_evicted_nor_reused(store_dir: Path) -> No
 
     try:
         put(engine, 0, units=2)
-        engine._read_and_checksum = slow_read  # type: ignore[method-assign]
+        engine._read_into = slow_read  # type: ignore[method-assign]
         out = bytearray(2 * UNIT)
         results: list[object] = []
         reader = threading.Thread(target=lambda: results.extend(engine.get_into(NS, [key(0)], [out])))
         reader.start()
         assert reading.wait(10)
-        engine._read_and_checksum = real_read  # type: ignore[method-assign]
+        engine._read_into = real_read  # type: ignore[method-assign]
         before = snapshot(engine)
         assert put(engine, 1) is ErrorCode.CAPACITY_EXCEEDED  # the only block is in use
         assert snapshot(engine) == before
@@ -165,7 +165,7 @@ def test_a_block_being_read_is_neither_evicted_nor_reused(store_dir: Path) -> No
         check_space(engine)
     finally:
         release.set()
-        engine._read_and_checksum = real_read  # type: ignore[method-assign]
+        engine._read_into = real_read  # type: ignore[method-assign]
         engine.close()
 
 
@@ -181,6 +181,6 @@ def test_space_accounting_under_churn(store_dir: Path) -> None:
                 engine.invalidate_keys(NS, [key(abs(i - 3)), key(abs(i - 4))])
         check_space(engine)
         assert engine.stats()["used_bytes"] == sum(
-            engine.allocator.rounded(live.row.length) for live in engine._blocks.values())
+            engine.allocator.rounded(live.row.length) for live in engine.resident.blocks.values())
     finally:
         engine.close()

@@ -67,7 +67,7 @@ def test_pause_expiry_releases_the_pins_even_without_a_sweep(store_dir: Path) ->
         assert fill(engine, 10, 1) == [ErrorCode.OK]  # the pause ran out: pins released, LRU evicted
         assert engine.exists(NS, [key(0)]) == [False]
         assert engine.session_info(NS, sid).state is SessionState.EXPIRED
-        assert not engine._pins and not engine._pinned_until
+        assert not engine.protection.pins and not engine.protection.pinned_until
         check_space(engine)
     finally:
         engine.close()
@@ -82,16 +82,16 @@ def test_pin_counting_with_repeated_keys_and_overlapping_sessions(store_dir: Pat
         b = engine.open_session(NS, 600, [key(1), key(2)]).session_id
         engine.suspend(NS, a, 60)
         engine.suspend(NS, b, 60)
-        assert engine._pins[(NS, key(0))] == 3 and engine._pins[(NS, key(1))] == 2
+        assert engine.protection.pins[(NS, key(0))] == 3 and engine.protection.pins[(NS, key(1))] == 2
         assert engine.stats()["pinned_blocks"] == 3
         child = engine.fork(NS, a, 2)  # a fork of a paused session is open: it pins nothing
         assert child.state is SessionState.OPEN
         assert engine.stats()["pinned_blocks"] == 3
         resumed = engine.resume(NS, a)
         assert resumed.valid_keys == (key(0), key(1), key(0), key(0))
-        assert dict(engine._pins) == {(NS, key(1)): 1, (NS, key(2)): 1}
+        assert dict(engine.protection.pins) == {(NS, key(1)): 1, (NS, key(2)): 1}
         engine.close_session(NS, b)
-        assert not engine._pins
+        assert not engine.protection.pins
         with pytest.raises(UnknownSession):
             engine.resume(NS, b)
         with pytest.raises(InvalidSessionState):
@@ -101,7 +101,7 @@ def test_pin_counting_with_repeated_keys_and_overlapping_sessions(store_dir: Pat
         assert engine.invalidate_keys(NS, [key(1)]) == 1
         resumed = engine.resume(NS, a)
         assert resumed.valid_keys == (key(0),)
-        assert not engine._pins
+        assert not engine.protection.pins
         # a new block under the invalidated key is not pinned by anything left over
         assert fill(engine, 1, 1) == [ErrorCode.OK]
         assert engine.stats()["pinned_blocks"] == 0
@@ -123,7 +123,7 @@ def test_invalidate_namespace_while_a_session_is_suspended(store_dir: Path) -> N
         lease = engine.lookup(NS, [key(2)], 10_000)
         assert engine.stats()["pinned_blocks"] == 4
         assert engine.invalidate_namespace(NS) == 4
-        assert set(engine._pins) == {("other", key(0)), ("other", key(1))}
+        assert set(engine.protection.pins) == {("other", key(0)), ("other", key(1))}
         assert engine.stats()["pinned_blocks"] == 2 and engine.stats()["leases"] == 0
         with pytest.raises(UnknownSession):
             engine.session_info(NS, mine)

@@ -138,7 +138,7 @@ def test_open_read_errors_and_pin(engine: StorageEngine) -> None:
 def test_corrupted_block_is_streamed_then_removed(engine: StorageEngine) -> None:
     data = payload(6, 512 * KiB)
     engine.put_stream("ns", key(6), len(data), feeder(data)[0], buffers())
-    extent = engine._blocks[("ns", key(6))].row.extents[0]
+    extent = engine.resident.blocks[("ns", key(6))].row.extents[0]
     fd = os.open(engine.device.path, os.O_RDWR)
     try:
         os.pwrite(fd, b"\xff" * 16, extent.offset + 1000)

@@ -122,7 +122,7 @@ def test_a_session_change_whose_commit_fails_moves_no_pin(store_dir: Path) -> No
         with pytest.raises(Unavailable):
             engine.suspend("ns", info.session_id, 60.0)
         assert engine.session_info("ns", info.session_id).state == info.state
-        assert not engine._pins
+        assert not engine.protection.pins
     finally:
         engine.close()
 

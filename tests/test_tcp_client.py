@@ -219,7 +219,7 @@ def test_streamed_get_of_a_corrupted_block(tcp: Transport, server: tuple[MemkvSe
     good, bad = os.urandom(16), os.urandom(16)
     data = [os.urandom(3 * MiB + 5), os.urandom(2 * MiB)]
     assert all(r.ok for r in tcp.put([PutItem(good, data[0]), PutItem(bad, data[1])]))
-    extent = srv.engine._blocks[("team-a", bad)].row.extents[0]
+    extent = srv.engine.resident.blocks[("team-a", bad)].row.extents[0]
     fd = os.open(srv.engine.device.path, os.O_RDWR)
     try:
         os.pwrite(fd, b"\x00" * 4096, extent.offset + MiB)

@@ -28,10 +28,14 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-# stream_ops.py is the server's streamed path, which the file backend never takes: mutate it with
-# `--module memkv/store/stream_ops.py --target memkv-serve`.
-MUTATED = ["memkv/store/allocator.py", "memkv/store/core.py", "memkv/store/engine.py", "memkv/store/index.py",
-           "memkv/store/session_ops.py", "memkv/store/superblock.py", "memkv/store/embedded.py"]
+# The engine's parts the file backend drives. StreamedPayload (write_path.py) and
+# StorageEngine.read_stream (engine.py) are the server's streamed path, which the file backend never
+# takes: their mutants survive here; mutate those with `--target memkv-serve`. namespace_quotas.py is
+# left out: quotas are set only by a server's operator, never on the file target.
+MUTATED = ["memkv/store/allocator.py", "memkv/store/engine.py", "memkv/store/eviction_plan.py",
+           "memkv/store/index.py", "memkv/store/protection.py", "memkv/store/read_path.py",
+           "memkv/store/resident.py", "memkv/store/stored_sessions.py", "memkv/store/superblock.py",
+           "memkv/store/write_path.py", "memkv/store/embedded.py"]
 SAMPLE_SEED = 7
 FAIL_LINE = re.compile(r"^\s+(?:FAIL|ERROR) (MKV-[A-Z]+-\d+)", re.MULTILINE)
 

@@ -196,7 +196,7 @@ class FileTarget(Target):
 
     def corrupt_block(self, namespace: str, key: bytes) -> bool:
         self.start()
-        live = self._engine._blocks.get((namespace, bytes(key)))
+        live = self._engine.resident.get((namespace, bytes(key)))
         if live is None:
             return False
         extent = live.row.extents[0]

@@ -3,6 +3,9 @@
 Opened with O_DIRECT where the filesystem supports it (ext4, xfs, raw NVMe) and buffered
 where it does not (tmpfs). With O_DIRECT, caller memory that is page-aligned goes straight
 to the device; anything else passes through a per-thread aligned bounce buffer.
+
+This is the one place where an OSError of a read, write or fdatasync becomes a spec error
+(DeviceFailure, UNAVAILABLE): the engine above sees only spec errors.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from ..buffers import PAGE, address_of, aligned_buffer
 from ..errors import CapacityExceeded, InvalidArgument, Unavailable
 from ..units import format_size
 from .io_engines import IOEngine, select_engine
+from .storage_errors import describe
 
 ALIGN = 4096
 BOUNCE_SIZE = 4 * 1024 * 1024
@@ -80,6 +84,14 @@ def open_direct(path: str, flags: int) -> tuple[int, bool]:
     return os.open(path, flags), False
 
 
+class DeviceFailure(Unavailable):
+    """A read, write or fdatasync of the device failed; `detail` names the OSError."""
+
+    def __init__(self, doing: str, exc: OSError) -> None:
+        self.detail = describe(exc)
+        super().__init__(f"{doing} failed, nothing was changed: {self.detail}")
+
+
 class Device:
     """Positional, aligned I/O on one file or block device."""
 
@@ -136,6 +148,12 @@ class Device:
     def write(self, offset: int, data: memoryview) -> None:
         """Write `data` at an aligned `offset`; the device tail past len(data) may be padded."""
         self._check_range(offset, _round_up(len(data)))
+        try:
+            self._write(offset, data)
+        except OSError as exc:
+            raise DeviceFailure("device I/O", exc) from None
+
+    def _write(self, offset: int, data: memoryview) -> None:
         if not self.direct:
             self._pwrite_all(offset, data)
             return
@@ -158,6 +176,12 @@ class Device:
     def read_into(self, offset: int, dest: memoryview) -> None:
         """Fill `dest` from the device at an aligned `offset`."""
         self._check_range(offset, _round_up(len(dest)))
+        try:
+            self._read_into(offset, dest)
+        except OSError as exc:
+            raise DeviceFailure("device I/O", exc) from None
+
+    def _read_into(self, offset: int, dest: memoryview) -> None:
         if not self.direct:
             self._pread_all(offset, dest)
             return
@@ -187,6 +211,13 @@ class Device:
             raise InvalidArgument(f"I/O at {offset}+{length} is unaligned or beyond device size {self.size}")
 
     def sync(self) -> None:
+        """fdatasync; a failure leaves durability unknown (the engine then stops taking writes)."""
+        try:
+            self._fdatasync()
+        except OSError as exc:
+            raise DeviceFailure(f"fdatasync of device {self.path}", exc) from None
+
+    def _fdatasync(self) -> None:
         os.fdatasync(self.fd)
 
     def close(self) -> None:

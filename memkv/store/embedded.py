@@ -21,8 +21,8 @@ from ..transport import (
     ResumeResult,
     Transport,
 )
-from .core import make_private_dirs as make_private_dirs  # connect() makes the store directory
 from .engine import StorageEngine
+from .opening import make_private_dirs as make_private_dirs  # connect() makes the store directory
 
 FILE_PROFILES = frozenset({"core", "sessions", "durable"})
 

@@ -68,7 +68,7 @@ class _Checker:
         shown = {b for b in self.universe if self.engine.exists(b[0], [b[1]])[0]}
         sessions = sorted((s.session_id, s.state.value, s.keys) for s in self.engine.sessions("a"))
         with self.engine._lock:
-            pins = dict(self.engine._pins)
+            pins = dict(self.engine.protection.pins)
         return shown, sessions, pins
 
     def step(self, name: str, action: Callable[[], bool], adds: set[BlockId] = frozenset(),  # type: ignore[assignment]
@@ -153,7 +153,7 @@ def space_error(engine: StorageEngine) -> str | None:
     with engine._lock:
         alloc = engine.allocator
         pieces = [(r.offset, r.length) for r in alloc.runs()]
-        pieces += [(x.offset, x.length) for live in engine._blocks.values() for x in live.row.extents]
+        pieces += [(x.offset, x.length) for live in engine.resident.blocks.values() for x in live.row.extents]
     cursor = alloc.start
     for offset, length in sorted(pieces):
         if offset != cursor:

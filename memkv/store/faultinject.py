@@ -155,7 +155,7 @@ def interpose(engine: StorageEngine, plan: FaultPlan, listener: StorageListener 
     """Route `engine`'s device I/O, fdatasync and index changes through `plan` (and `listener`)."""
     device = engine.device
     device.engine = FaultyIO(device.engine, plan, listener)
-    real_sync = device.sync
+    real_sync = device._fdatasync
 
     def sync() -> None:
         fault = plan.step("sync")
@@ -165,5 +165,5 @@ def interpose(engine: StorageEngine, plan: FaultPlan, listener: StorageListener 
         if listener is not None:
             listener.synced()
 
-    setattr(device, "sync", sync)  # noqa: B010 - an instance attribute shadows the method
+    setattr(device, "_fdatasync", sync)  # noqa: B010 - under the device's own OSError translation
     engine.index.db = FaultyConnection(engine.index.db, plan, listener)  # type: ignore[assignment]

@@ -21,11 +21,10 @@ from typing import Any
 from ..buffers import aligned_buffer
 from ..checksum import payload_hasher
 from ..errors import MemkvError
-from .core import SUPERBLOCK_RECORD
 from .device import Device
 from .index import BlockRow, Index
 from .lock import StoreLock
-from .superblock import SUPERBLOCK_SIZE, Superblock
+from .superblock import SUPERBLOCK_RECORD, SUPERBLOCK_SIZE, Superblock
 
 READ_PIECE = 4 * 1024 * 1024
 

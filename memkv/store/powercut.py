@@ -158,7 +158,8 @@ class _Model:
 
 def _present(engine: StorageEngine) -> dict[int, int]:
     with engine._lock:
-        return {int.from_bytes(k, "big"): live.row.length for (ns, k), live in engine._blocks.items() if ns == "pc"}
+        blocks = engine.resident.blocks.items()
+        return {int.from_bytes(k, "big"): live.row.length for (ns, k), live in blocks if ns == "pc"}
 
 
 def _one_cycle(directory: str, rng: random.Random, report: CutReport, io: str | None) -> None:

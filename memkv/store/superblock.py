@@ -13,6 +13,9 @@ from ..errors import Corrupted, InvalidArgument, UnsupportedVersion
 MAGIC = b"MEMKVDEV"
 FORMAT_VERSION = 1
 SUPERBLOCK_SIZE = 4096
+# The index keeps a copy of the header's first bytes under this name (`memkv fsck --repair`).
+SUPERBLOCK_RECORD = "superblock"
+SUPERBLOCK_RECORD_BYTES = 64
 
 # magic 8s, version u16, flags u16, unit u32, size u64, data_offset u64, uuid 16s, created f64
 _LAYOUT = struct.Struct("<8sHHIQQ16sd")
