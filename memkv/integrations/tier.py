@@ -9,7 +9,6 @@ memkv and never sees one of its exceptions.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import logging
 import threading
@@ -22,6 +21,7 @@ from ..buffers import BufferLike
 from ..connect import connect
 from ..errors import ErrorCode, InvalidArgument, MemkvError
 from ..transport import PutItem, Transport
+from .workers import BoundedWorkers
 
 log = logging.getLogger("memkv.integrations")
 
@@ -101,8 +101,7 @@ class GuardedTier:
         self._lock = threading.Lock()
         self._transport: Transport | None = None
         self._down_until = 0.0
-        self._pending = threading.BoundedSemaphore(settings.max_pending_stores)
-        self._workers = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="memkv-store")
+        self._workers = BoundedWorkers(settings.max_pending_stores, name="memkv-store")
         self._closed = False
 
     # ---- the calls an adapter makes -------------------------------------------------------------
@@ -141,41 +140,26 @@ class GuardedTier:
 
         The payload buffers must stay valid until `done` is called.
         """
-        if self._closed or not self._pending.acquire(blocking=False):
+        def refused() -> None:
             self.counters.dropped_stores += 1
-            return False
 
         def run() -> None:
-            try:
-                stored = self.store(items)
-            finally:
-                self._pending.release()
+            stored = self.store(items)
             if done is not None:
                 done(stored)
 
-        try:
-            self._workers.submit(run)
-        except RuntimeError:  # closed meanwhile
-            self._pending.release()
-            self.counters.dropped_stores += 1
+        if self._closed:
+            refused()
             return False
-        return True
+        return self._workers.submit(run, refused)
 
-    def drain(self, timeout_s: float | None = None) -> None:
+    def drain(self, timeout_s: float | None = None) -> bool:
         """Wait until the background stores submitted so far have finished."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        held = 0
-        for _ in range(self.settings.max_pending_stores):
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not self._pending.acquire(timeout=remaining):
-                break
-            held += 1
-        for _ in range(held):
-            self._pending.release()
+        return self._workers.drain(timeout_s)
 
     def close(self) -> None:
         self._closed = True
-        self._workers.shutdown(wait=True)
+        self._workers.close()
         with self._lock:
             transport, self._transport = self._transport, None
         if transport is not None:

@@ -8,7 +8,6 @@ gone between lookup and load is a load miss, which the interface allows.
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import threading
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from ...blocks import BlockMeta
 from ...transport import PutItem
 from ..engine_keys import EngineKeys, adapter_fingerprint, hash_seed_attributes
 from ..tier import GuardedTier, TierSettings
+from ..workers import BoundedWorkers
 
 LAYOUT = "lmcache-mp"
 _OWN_OPTIONS = ("weights", "kv_dtype", "hash_algorithm")
@@ -69,8 +69,7 @@ class MemkvL2Adapter(L2AdapterInterface):  # type: ignore[misc]
         self._next_id = 0
         self._store_results: dict[L2TaskId, L2StoreResult] = {}
         self._bitmaps: dict[str, dict[L2TaskId, Bitmap]] = {"lookup": {}, "load": {}}
-        self._backlog = threading.BoundedSemaphore(config.tier.max_pending_stores)
-        self._workers = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="memkv-l2")
+        self._workers = BoundedWorkers(config.tier.max_pending_stores, name="memkv-l2")
 
     # ---- event fds --------------------------------------------------------------------------------
     def get_store_event_fd(self) -> int:
@@ -97,21 +96,7 @@ class MemkvL2Adapter(L2AdapterInterface):  # type: ignore[misc]
 
     # ---- tasks -------------------------------------------------------------------------------------------
     def _submit(self, run: Callable[[], None], give_up: Callable[[], None]) -> None:
-        if not self._backlog.acquire(blocking=False):
-            give_up()
-            return
-
-        def task() -> None:
-            try:
-                run()
-            finally:
-                self._backlog.release()
-
-        try:
-            self._workers.submit(task)
-        except RuntimeError:  # closed
-            self._backlog.release()
-            give_up()
+        self._workers.submit(run, give_up)
 
     def _new_id(self) -> L2TaskId:
         with self._lock:
@@ -197,7 +182,7 @@ class MemkvL2Adapter(L2AdapterInterface):  # type: ignore[misc]
                 "dropped_stores": counters.dropped_stores, "skipped_while_down": counters.skipped_while_down}
 
     def close(self) -> None:
-        self._workers.shutdown(wait=True)
+        self._workers.close()
         self.tier.close()
         for notifier in self._notifiers.values():
             notifier.close()
