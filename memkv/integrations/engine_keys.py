@@ -12,10 +12,11 @@ import os
 from collections.abc import Mapping
 
 from ..errors import InvalidArgument
-from ..keys import key_from_engine_hash, model_fingerprint
+from ..keys import MAX_ENGINE_HASH_SIZE, key_from_engine_hash, model_fingerprint
 
 _U64 = 2**64
 _I64_MIN = -(2**63)
+_MAX_INT = 2 ** (8 * MAX_ENGINE_HASH_SIZE)
 
 
 class UnpinnedHashSeed(RuntimeError):
@@ -25,15 +26,17 @@ class UnpinnedHashSeed(RuntimeError):
 def engine_hash_bytes(engine_hash: bytes | bytearray | memoryview | int | str) -> bytes:
     """The bytes an adapter maps with MKV-KEY-006 (MKV-INT-001).
 
-    Bytes as they are; an integer in -2^63..2^64-1 as u64le of its value modulo 2^64 (engines
-    hand out both signed and unsigned 64-bit hashes); text (hex digests) as its UTF-8 bytes.
+    Bytes as they are; a negative integer (from -2^63) as the u64le of its value plus 2^64, a
+    non-negative one in little-endian order in 8 bytes, or in as few bytes as hold it when it
+    needs more than 8 (LMCache hands out 256-bit chunk hashes); text (hex digests) as UTF-8.
     """
     if isinstance(engine_hash, bool):
         raise InvalidArgument("an engine hash is bytes, an integer or text, not a bool")
     if isinstance(engine_hash, int):
-        if not _I64_MIN <= engine_hash < _U64:
-            raise InvalidArgument(f"integer engine hash {engine_hash} is outside -2^63..2^64-1")
-        return (engine_hash % _U64).to_bytes(8, "little")
+        if not _I64_MIN <= engine_hash < _MAX_INT:
+            raise InvalidArgument(f"integer engine hash {engine_hash} is outside -2^63..2^512-1")
+        value = engine_hash % _U64 if engine_hash < 0 else engine_hash
+        return value.to_bytes(max(8, (value.bit_length() + 7) // 8), "little")
     if isinstance(engine_hash, str):
         return engine_hash.encode("utf-8")
     return bytes(engine_hash)

@@ -22,7 +22,9 @@ def test_engine_hashes_are_written_as_the_spec_says() -> None:
     assert engine_hash_bytes(-1) == b"\xff" * 8 == engine_hash_bytes(2**64 - 1)
     assert engine_hash_bytes(-(2**63)) == engine_hash_bytes(2**63)
     assert engine_hash_bytes("ab12") == b"ab12"
-    for outside in (2**64, -(2**63) - 1):
+    assert engine_hash_bytes(2**64) == bytes(8) + b"\x01"  # wider hashes (LMCache's 256-bit) need more bytes
+    assert engine_hash_bytes(2**512 - 1) == b"\xff" * 64
+    for outside in (2**512, -(2**63) - 1):
         with pytest.raises(InvalidArgument):
             engine_hash_bytes(outside)
     with pytest.raises(InvalidArgument):

@@ -132,14 +132,14 @@ class MemkvConnector(RemoteConnector):  # type: ignore[misc]
     # ---- transfers ----------------------------------------------------------------------------------
     def _load_each(self, keys: Keys) -> MaybeObjects:
         """One memory object per key, None where the block did not load."""
+        memkv_keys = [self._key(k)[0] for k in keys]
         objects: Objects = []
         for _ in keys:
             obj = self.local_cpu_backend.allocate(self.meta_shapes, self.meta_dtypes, self.meta_fmt)
             if obj is None:
                 break
             objects.append(obj)
-        lengths = self.tier.load_into([self._key(k)[0] for k in keys[: len(objects)]],
-                                      [obj.byte_array for obj in objects])
+        lengths = self.tier.load_into(memkv_keys[: len(objects)], [obj.byte_array for obj in objects])
         loaded: MaybeObjects = [None] * len(keys)
         for index, (obj, length) in enumerate(zip(objects, lengths, strict=True)):
             try:
