@@ -6,10 +6,7 @@ Runs where LMCache is installed (`tox -e lmcache`); skipped elsewhere.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,19 +17,12 @@ pytest.importorskip("lmcache", reason="LMCache is not installed here; `tox -e lm
 
 import lmcache_worker
 import torch
+from engine_process import result_of, run_python
 
 from memkv.integrations.engine_keys import UnpinnedHashSeed
 
 HERE = Path(__file__).resolve().parent
 pytestmark = pytest.mark.requirement("MKV-INT-004")
-
-
-def _run(args: list[str], env: dict[str, str] | None = None, timeout: float = 240) -> str:
-    environ = {**os.environ, "PYTHONHASHSEED": "0", **(env or {})}
-    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=environ)
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-4000:]
-    return output
 
 
 def _score(output: str, pattern: str) -> tuple[int, int]:
@@ -41,16 +31,10 @@ def _score(output: str, pattern: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def _report(output: str) -> object:
-    lines = [line for line in output.splitlines() if line.startswith("RESULT ")]
-    assert len(lines) == 1, output[-4000:]
-    return json.loads(lines[0].removeprefix("RESULT "))
-
-
 def test_lmcache_harness_l2_adapter(memkv_server: ServerProcess) -> None:
     spec = json.dumps({"type": "plugin", "module_path": "memkv.integrations.lmcache.l2", "class_name": "MemkvL2Adapter",
                        "adapter_params": {"url": memkv_server.url, "namespace": "harness"}})
-    output = _run(["-m", "lmcache.v1.basic_check", "--mode", "test_l2_adapter", "--l2-adapter", spec])
+    output = run_python(["-m", "lmcache.v1.basic_check", "--mode", "test_l2_adapter", "--l2-adapter", spec])
     assert "MemkvL2Adapter" in output and "Test Failed" not in output, output[-4000:]
     assert "Validation: 5/5 correctly absent" in output and "Batch store OK" in output, output[-4000:]
     assert "Validation: 5/5 found" in output, output[-4000:]
@@ -66,7 +50,8 @@ def test_lmcache_harness_remote_connector(memkv_server: ServerProcess, tmp_path:
         "extra_config:\n"
         "  remote_storage_plugin.memkv.module_path: memkv.integrations.lmcache.remote\n"
         "  remote_storage_plugin.memkv.class_name: MemkvConnectorAdapter\n")
-    output = _run(["-m", "lmcache.v1.basic_check", "--mode", "test_remote"], env={"LMCACHE_CONFIG_FILE": str(config)})
+    output = run_python(["-m", "lmcache.v1.basic_check", "--mode", "test_remote"],
+                        env={"LMCACHE_CONFIG_FILE": str(config)})
     assert "Test Failed" not in output, output[-4000:]
     scores = re.findall(r"Validation[^:]*: (\d+)/(\d+) passed", output)
     assert len(scores) == 5 and all(a == b == "5" for a, b in scores), output[-4000:]
@@ -75,9 +60,9 @@ def test_lmcache_harness_remote_connector(memkv_server: ServerProcess, tmp_path:
 
 def test_a_prefix_stored_by_one_process_is_loaded_byte_exact_by_another(memkv_server: ServerProcess) -> None:
     worker = str(HERE / "lmcache_worker.py")
-    stored = _report(_run([worker, "store", memkv_server.url, "6"]))
+    stored = result_of(run_python([worker, "store", memkv_server.url, "6"]))
     assert stored == {"mode": "store", "stored": True}
-    loaded = _report(_run([worker, "load", memkv_server.url, "6"]))
+    loaded = result_of(run_python([worker, "load", memkv_server.url, "6"]))
     assert loaded == {"mode": "load", "found": 6, "loaded": 6, "exact": 6}
 
 
