@@ -123,6 +123,11 @@ class GuardedTier:
             return [None] * len(keys)
         return [r.length if r.ok else None for r in results]
 
+    def read(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """Blocks as fresh bytes (a stat round first: sizes unknown); None where absent or not read."""
+        blocks = self._guarded("read", lambda t: t.get(keys))
+        return list(blocks) if blocks is not None else [None] * len(keys)
+
     def store(self, items: Sequence[PutItem]) -> list[bool]:
         """Store now (in the caller's thread, under the deadline); True per block that is stored."""
         results = self._guarded("store", lambda t: t.put(items))
