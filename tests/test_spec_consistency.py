@@ -21,7 +21,7 @@ from memkv.transport import PROFILES, SPEC_VERSION
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_DIR = ROOT / "spec"
 MAIN_TEXT = SPEC_DIR / "memkv-spec.md"
-TEXTS = [MAIN_TEXT, SPEC_DIR / "wire.md"]  # wire.md joins once it exists
+TEXTS = [MAIN_TEXT, SPEC_DIR / "wire.md"]
 
 ID_RE = re.compile(r"^MKV-[A-Z]{2,5}-\d{3}$")
 TAG_RE = re.compile(r"\*\*(MKV-[A-Z]+-\d{3})\*\* \((MUST|SHOULD|MAY)\):")
@@ -214,7 +214,7 @@ def test_worked_examples_of_the_keys_section() -> None:
 def _cited_by_tests() -> dict[str, set[str]]:
     """Requirement IDs named by test markers (requirement(...), or a decorator alias like @req(...))."""
     cited: dict[str, set[str]] = {}
-    for folder in ("tests", "conformance"):
+    for folder in ("tests", "memkv/conformance"):
         for path in (ROOT / folder).rglob("*.py"):
             source = path.read_text(encoding="utf-8")
             calls = re.findall(r"requirement\(([^)]*)\)", source) + re.findall(r"^\s*@[\w.]+\(([^)]*)\)", source, re.M)

@@ -15,6 +15,7 @@ from typing import IO, Any
 
 import yaml
 
+from ..credentials import generate_secret, parse_credential
 from ..errors import ErrorCode, MemkvError
 from ..wire.connection import Connection as WireConnection
 from ..wire.connection import Credential, Side
@@ -25,8 +26,8 @@ from ..wire.frames import (
 )
 from ..wire.opcodes import Opcode
 from .config import ServerConfig
-from .core import MemkvServer
-from .keyring import KeyRing, generate_secret, parse_credential
+from .keyring import KeyRing
+from .service import MemkvServer
 
 _LISTEN = re.compile(r"listening on (\S+):(\d+) admin (\S+)")
 
