@@ -22,3 +22,9 @@ def result_of(output: str) -> Any:
     lines = [line for line in output.splitlines() if line.startswith("RESULT ")]
     assert len(lines) == 1, output[-4000:]
     return json.loads(lines[0].removeprefix("RESULT "))
+
+
+def report_result(result: dict[str, object]) -> int:
+    """What an engine process prints for `result_of`; its exit status."""
+    print("RESULT " + json.dumps(result))
+    return 0

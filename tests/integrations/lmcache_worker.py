@@ -14,6 +14,7 @@ import select
 import sys
 
 import torch
+from engine_process import report_result
 from lmcache.v1.distributed.api import ObjectKey
 from lmcache.v1.distributed.internal_api import L1MemoryDesc
 from lmcache.v1.distributed.l2_adapters import create_l2_adapter
@@ -91,9 +92,8 @@ def main() -> int:
             report["exact"] = sum(1 for i, c in enumerate(chunks) if torch.equal(c, expected_chunk(i)))
     finally:
         adapter.close()  # type: ignore[attr-defined]
-    print("RESULT " + json.dumps(report))
-    return 0
+    return report_result(report)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -8,11 +8,11 @@ alike (SGLang's page keys are SHA-256 hex digests); it prints a JSON line `RESUL
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from typing import Any
 
 import torch
+from engine_process import report_result
 from sglang.srt.mem_cache.hicache_storage import HiCacheStorageConfig
 from sglang.srt.mem_cache.storage.backend_factory import StorageBackendFactory
 
@@ -55,9 +55,8 @@ def main() -> int:
             report["exact"] = sum(1 for i, t in enumerate(loaded) if t is not None and torch.equal(t, expected_page(i)))
     finally:
         storage.close()
-    print("RESULT " + json.dumps(report))
-    return 0
+    return report_result(report)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -8,12 +8,12 @@ loads COUNT chunks of a prefix every process derives alike; it prints a JSON lin
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 import time
 from typing import Any
 
 import numpy as np
+from engine_process import report_result
 from vllm.plugins import load_general_plugins
 from vllm.v1.kv_offload.base import LookupResult, ReqContext, ScheduleEndContext, make_offload_key
 from vllm.v1.kv_offload.config import (
@@ -116,9 +116,8 @@ def main() -> int:
                                                                              expected_chunk(i)))
     finally:
         tier.shutdown()
-    print("RESULT " + json.dumps(report))
-    return 0
+    return report_result(report)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
