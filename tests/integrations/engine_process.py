@@ -28,3 +28,16 @@ def report_result(result: dict[str, object]) -> int:
     """What an engine process prints for `result_of`; its exit status."""
     print("RESULT " + json.dumps(result))
     return 0
+
+
+def engine_or_skip(module: str, engine: str) -> None:
+    """Skip where the engine is absent, but fail in its own tox environment (MEMKV_REQUIRE_ENGINE names
+    it there), so that a broken engine install can never pass as a skipped test."""
+    import importlib
+
+    import pytest
+
+    if os.environ.get("MEMKV_REQUIRE_ENGINE") == engine:
+        importlib.import_module(module)
+        return
+    pytest.importorskip(module, reason=f"{engine} is not installed here; `tox -e {engine}` runs these tests")

@@ -10,10 +10,11 @@ import re
 from pathlib import Path
 
 import pytest
+from engine_process import engine_or_skip
 
 from memkv.server.testing import ServerProcess
 
-pytest.importorskip("lmcache", reason="LMCache is not installed here; `tox -e lmcache` runs these tests")
+engine_or_skip("lmcache", "lmcache")
 
 import lmcache_worker
 import torch

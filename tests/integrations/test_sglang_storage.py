@@ -8,11 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from engine_process import engine_or_skip
 
 from memkv.server.testing import ServerProcess
 
-pytest.importorskip("sglang.srt.mem_cache.hicache_storage",
-                    reason="SGLang is not installed here; `tox -e sglang` runs these tests")
+engine_or_skip("sglang.srt.mem_cache.hicache_storage", "sglang")
 
 import sglang_worker
 import torch

@@ -8,11 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from engine_process import engine_or_skip
 
 from memkv.server.testing import ServerProcess
 
-pytest.importorskip("vllm.v1.kv_offload.tiering.base", reason="vLLM is not installed here; `tox -e vllm` runs these "
-                                                                "tests")
+engine_or_skip("vllm.v1.kv_offload.tiering.base", "vllm")
 
 import numpy as np
 import vllm_worker
