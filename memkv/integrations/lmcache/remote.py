@@ -7,6 +7,7 @@ before the bytes arrive and reads straight into it (one copy, socket to memory o
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import functools
 from collections.abc import Callable
@@ -111,13 +112,13 @@ class MemkvConnector(RemoteConnector):  # type: ignore[misc]
         return await self._run(lambda: self._load_prefix(keys))
 
     async def put(self, key: CacheEngineKey, memory_obj: MemoryObj) -> None:
-        await self._run(lambda: self._store([key], [memory_obj]))
+        await self._store([key], [memory_obj])
 
     def support_batched_put(self) -> bool:
         return True
 
     async def batched_put(self, keys: Keys, memory_objs: Objects) -> None:
-        await self._run(lambda: self._store(keys, memory_objs))
+        await self._store(keys, memory_objs)
 
     def remove_sync(self, key: CacheEngineKey) -> bool:
         return self.tier.delete([self._key(key)[0]]) == 1
@@ -165,12 +166,23 @@ class MemkvConnector(RemoteConnector):  # type: ignore[misc]
                 prefix.append(obj)
         return prefix
 
-    def _store(self, keys: Keys, memory_objs: Objects) -> None:
+    async def _store(self, keys: Keys, memory_objs: Objects) -> None:
+        """Store through the tier's bounded backlog; a full backlog drops the store (MKV-INT-004)."""
         items = []
         for key, obj in zip(keys, memory_objs, strict=True):
             memkv_key, meta = self._key(key)
             items.append(PutItem(memkv_key, obj.byte_array, meta))
-        self.tier.store(items)
+        finished: asyncio.Future[list[bool]] = self.loop.create_future()
+
+        def resolve(stored: list[bool]) -> None:
+            if not finished.done():
+                finished.set_result(stored)
+
+        def done(stored: list[bool]) -> None:
+            self.loop.call_soon_threadsafe(resolve, stored)
+
+        if self.tier.submit_store(items, done):
+            await finished
 
 
 class MemkvConnectorAdapter(ConnectorAdapter):  # type: ignore[misc]
