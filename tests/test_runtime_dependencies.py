@@ -16,6 +16,8 @@ DISTRIBUTIONS = {"yaml": "pyyaml", "prometheus_client": "prometheus-client", "ty
                  "elftools": "pyelftools"}
 # imported only inside an optional path that says what to install when it is missing
 OPTIONAL = {"nixl", "nixl_cu12", "pyverbs", "redis", "matplotlib", "h11", "botocore", "awscrt"}
+# imported only by the engine adapters (memkv/integrations/), which only the engine itself loads
+OPTIONAL |= {"lmcache", "vllm", "sglang", "torch"}
 
 
 def _top_level_imports(path: Path) -> set[str]:

@@ -1,0 +1,114 @@
+"""`HiCacheStorage` over memkv: SGLang's page hashes (SHA-256 hex) map to keys with MKV-INT-001.
+
+The legacy calls (get, set and their batch forms) move tensors as bytes; the v1 calls over
+`host_indices` move each page through the host pool's flat page (`get_data_page`,
+`set_from_flat_data_page`): one copy per page in the host, not zero-copy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from sglang.srt.mem_cache.hicache_storage import HiCacheStorage, HiCacheStorageConfig, HiCacheStorageExtraInfo
+
+from ...transport import PutItem
+from ..engine_keys import EngineKeys, adapter_fingerprint
+from ..tier import GuardedTier, TierSettings
+
+_FACTORY_FIELDS = ("backend_name", "module_path", "class_name")
+_OWN_OPTIONS = ("weights",)
+
+
+def _bytes(tensor: torch.Tensor) -> memoryview:
+    """The tensor's memory as writable bytes (no copy; it must be contiguous on the CPU)."""
+    return memoryview(tensor.contiguous().view(torch.uint8).numpy()).cast("B")
+
+
+class MemkvHiCacheStorage(HiCacheStorage):  # type: ignore[misc]
+    """SGLang's L3 tier in a memkv namespace."""
+
+    def __init__(self, storage_config: HiCacheStorageConfig, kwargs: dict[str, Any] | None = None) -> None:
+        extra = dict(storage_config.extra_config or {})
+        self.config = storage_config
+        self.weights = str(extra.get("weights", ""))
+        options = {k: v for k, v in extra.items() if k not in _FACTORY_FIELDS + _OWN_OPTIONS}
+        self.tier = GuardedTier(TierSettings.from_options(options))
+        self.keys = self._engine_keys(dtype="")
+
+    def _engine_keys(self, dtype: str) -> EngineKeys:
+        config = self.config
+        layout = (f"sglang-hicache;page_first={int(config.is_page_first_layout)};mla={int(config.is_mla_model)};"
+                  f"split_heads={int(config.should_split_heads)}")
+        # MLA ranks hold the same bytes (one writer per DCP shard): the rank is the DCP rank only
+        rank, world = (config.dcp_rank, config.dcp_size) if config.is_mla_model else (config.tp_rank, config.tp_size)
+        return EngineKeys(adapter_fingerprint(config.model_name or "unnamed", layout=layout, dtype=dtype,
+                                              world_size=world, rank=rank, weights=self.weights,
+                                              extra={"pp_size": config.pp_size, "pp_rank": config.pp_rank,
+                                                     "attn_cp_size": config.attn_cp_size,
+                                                     "attn_cp_rank": config.attn_cp_rank}))
+
+    def register_mem_pool_host(self, mem_pool_host: Any) -> None:
+        super().register_mem_pool_host(mem_pool_host)
+        page_bytes = memoryview(mem_pool_host.get_dummy_flat_data_page().view(torch.uint8).numpy()).nbytes
+        self.keys = self._engine_keys(dtype=f"{mem_pool_host.dtype};page_bytes={page_bytes}")
+
+    # ---- presence ----------------------------------------------------------------------------------
+    def exists(self, key: str) -> bool:
+        return self.tier.exists([self.keys.key(key)])[0]
+
+    def batch_exists(self, keys: list[str], extra_info: HiCacheStorageExtraInfo | None = None) -> int:
+        return self.tier.prefix_length(self.keys.keys(keys))
+
+    # ---- tensors as bytes (the legacy interface) -------------------------------------------------------
+    def get(self, key: str, target_location: Any = None, target_sizes: Any = None) -> torch.Tensor | None:
+        return self.batch_get([key], None if target_location is None else [target_location])[0]
+
+    def batch_get(self, keys: list[str], target_locations: Any = None,
+                  target_sizes: Any = None) -> list[torch.Tensor | None]:
+        memkv_keys = self.keys.keys(keys)
+        if target_locations is None:
+            return [None if data is None else torch.frombuffer(bytearray(data), dtype=torch.uint8)
+                    for data in self.tier.read(memkv_keys)]
+        targets = list(target_locations)
+        lengths = self.tier.load_into(memkv_keys, [_bytes(t) for t in targets])
+        return [t if n == _bytes(t).nbytes else None for t, n in zip(targets, lengths, strict=True)]
+
+    def set(self, key: str, value: Any = None, target_location: Any = None, target_sizes: Any = None) -> bool:
+        return self.batch_set([key], [value if value is not None else target_location])
+
+    def batch_set(self, keys: list[str], values: Any = None, target_locations: Any = None,
+                  target_sizes: Any = None) -> bool:
+        tensors = list(values if values is not None else target_locations)
+        items = [PutItem(k, _bytes(t)) for k, t in zip(self.keys.keys(keys), tensors, strict=True)]
+        return all(self.tier.store(items))
+
+    # ---- pages of the host pool (the v1 interface) -----------------------------------------------------
+    def _page_starts(self, keys: list[str], host_indices: torch.Tensor) -> list[int]:
+        page = self.mem_pool_host.page_size
+        return [int(host_indices[i * page]) for i in range(len(keys))]
+
+    def batch_get_v1(self, keys: list[str], host_indices: torch.Tensor,
+                     extra_info: HiCacheStorageExtraInfo | None = None) -> list[bool]:
+        pages = [self.mem_pool_host.get_dummy_flat_data_page() for _ in keys]
+        lengths = self.tier.load_into(self.keys.keys(keys), [_bytes(p) for p in pages])
+        loaded: list[bool] = []
+        for start, page, length in zip(self._page_starts(keys, host_indices), pages, lengths, strict=True):
+            ok = length == _bytes(page).nbytes
+            if ok:
+                self.mem_pool_host.set_from_flat_data_page(start, page)
+            loaded.append(ok)
+        return loaded
+
+    def batch_set_v1(self, keys: list[str], host_indices: torch.Tensor,
+                     extra_info: HiCacheStorageExtraInfo | None = None) -> list[bool]:
+        pages = [self.mem_pool_host.get_data_page(start, flat=True) for start in self._page_starts(keys, host_indices)]
+        stored: list[bool] = self.tier.store([PutItem(k, _bytes(p)) for k, p in zip(self.keys.keys(keys), pages,
+                                                                                    strict=True)])
+        return stored
+
+    def clear(self) -> None:
+        """memkv namespaces are cleared by their administrator (`memkv admin invalidate`), not by an engine."""
+
+    def close(self) -> None:
+        self.tier.close()

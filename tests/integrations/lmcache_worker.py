@@ -1,0 +1,99 @@
+"""One LMCache process for the shared-prefix test: `python lmcache_worker.py store|load URL COUNT`.
+
+It builds the memkv L2 adapter the way LMCache does (a "plugin" adapter spec through LMCache's
+own parser and factory), then stores or loads COUNT chunks of a prefix whose hashes and bytes
+every process derives alike, and prints what it did as JSON on a line starting `RESULT `.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import select
+import sys
+
+import torch
+from engine_process import report_result
+from lmcache.v1.distributed.api import ObjectKey
+from lmcache.v1.distributed.internal_api import L1MemoryDesc
+from lmcache.v1.distributed.l2_adapters import create_l2_adapter
+from lmcache.v1.distributed.l2_adapters.config import parse_args_to_l2_adapters_config
+from lmcache.v1.memory_management import MemoryFormat, MemoryObjMetadata, TensorMemoryObj
+from lmcache.v1.platform import consume_fd
+
+ELEMENTS = 4096  # float32 per chunk: 16 KiB
+MODEL = "memkv-test-model"
+
+
+def adapter_spec(url: str, deadline_s: float = 2.0) -> str:
+    return json.dumps({"type": "plugin", "module_path": "memkv.integrations.lmcache.l2", "class_name": "MemkvL2Adapter",
+                       "adapter_params": {"url": url, "namespace": "lmcache", "deadline_s": deadline_s,
+                                          "retry_interval_s": 0.5, "hash_algorithm": "sha256_cbor",
+                                          "kv_dtype": "float32"}})
+
+
+def make_adapter(url: str, buffer: torch.Tensor, deadline_s: float = 2.0) -> object:
+    config = parse_args_to_l2_adapters_config(argparse.Namespace(l2_adapter=[adapter_spec(url, deadline_s)]))
+    flat = buffer.view(-1)
+    desc = L1MemoryDesc(ptr=flat.data_ptr(), size=flat.numel() * flat.element_size(), align_bytes=4)
+    return create_l2_adapter(config.adapters[0], l1_memory_desc=desc)
+
+
+def prefix_key(index: int) -> ObjectKey:
+    return ObjectKey(chunk_hash=hashlib.sha256(f"shared-prefix-{index}".encode()).digest(), model_name=MODEL, kv_rank=0)
+
+
+def expected_chunk(index: int) -> torch.Tensor:
+    return torch.arange(ELEMENTS, dtype=torch.float32) * (index + 1) + 0.25
+
+
+def memory_obj(tensor: torch.Tensor) -> TensorMemoryObj:
+    meta = MemoryObjMetadata(shape=torch.Size([ELEMENTS]), dtype=torch.float32, address=tensor.data_ptr(),
+                             phy_size=ELEMENTS * 4, fmt=MemoryFormat.KV_2LTD, ref_count=1)
+    return TensorMemoryObj(tensor, meta, parent_allocator=None)
+
+
+def wait(fd: int, timeout_s: float) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    if not poller.poll(int(timeout_s * 1000)):
+        return False
+    try:
+        consume_fd(fd)
+    except BlockingIOError:
+        pass
+    return True
+
+
+def main() -> int:
+    mode, url, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    buffer = torch.zeros(count * ELEMENTS, dtype=torch.float32)
+    adapter = make_adapter(url, buffer)
+    chunks = [buffer[i * ELEMENTS:(i + 1) * ELEMENTS] for i in range(count)]
+    keys = [prefix_key(i) for i in range(count)]
+    report: dict[str, object] = {"mode": mode}
+    try:
+        if mode == "store":
+            for i, chunk in enumerate(chunks):
+                chunk.copy_(expected_chunk(i))
+            task = adapter.submit_store_task(keys, [memory_obj(c) for c in chunks])  # type: ignore[attr-defined]
+            assert wait(adapter.get_store_event_fd(), 30)  # type: ignore[attr-defined]
+            report["stored"] = adapter.pop_completed_store_tasks()[task].is_successful()  # type: ignore[attr-defined]
+        else:
+            task = adapter.submit_lookup_and_lock_task(keys, {})  # type: ignore[attr-defined]
+            assert wait(adapter.get_lookup_and_lock_event_fd(), 30)  # type: ignore[attr-defined]
+            found = adapter.query_lookup_and_lock_result(task)  # type: ignore[attr-defined]
+            report["found"] = sum(1 for i in range(count) if found.test(i))
+            task = adapter.submit_load_task(keys, [memory_obj(c) for c in chunks])  # type: ignore[attr-defined]
+            assert wait(adapter.get_load_event_fd(), 30)  # type: ignore[attr-defined]
+            loaded = adapter.query_load_result(task)  # type: ignore[attr-defined]
+            report["loaded"] = sum(1 for i in range(count) if loaded.test(i))
+            report["exact"] = sum(1 for i, c in enumerate(chunks) if torch.equal(c, expected_chunk(i)))
+    finally:
+        adapter.close()  # type: ignore[attr-defined]
+    return report_result(report)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
