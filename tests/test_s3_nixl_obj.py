@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memkv.nixl.support import availability
+from memkv.nixl.agent import availability
 
 pytest.importorskip("h11")
 pytest.importorskip("botocore")
