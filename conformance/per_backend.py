@@ -162,10 +162,13 @@ class Ledger:
 _LEDGER = pytest.StashKey[Ledger]()
 
 
-def register_if_named(config: pytest.Config) -> None:
-    """Turn the per-backend run on when backends are named (called by the plugin without --memkv-target)."""
+def register(config: pytest.Config, per_backend: bool) -> None:
+    """The `memkv_certification` fixture, always; the per-backend run when `per_backend` (no
+    --memkv-target given) and backends are named."""
     config.addinivalue_line("markers", "memkv_backend(name): the backend whose certification a test reads")
     config.pluginmanager.register(sys.modules[__name__], "memkv-per-backend-fixtures")
+    if not per_backend:
+        return
     option = config.getoption("--memkv-backends", default=None)
     names = [n.strip() for n in option.split(",") if n.strip()] if option is not None \
         else [str(n) for n in config.getini("memkv_backends")]
@@ -227,7 +230,8 @@ def memkv_certification(request: pytest.FixtureRequest) -> Certification:
     name = _certified_backend(request.node)
     ledger = request.config.stash.get(_LEDGER, None)
     if ledger is None:
-        pytest.skip("no backends named for this run (--memkv-backends, ini option memkv_backends)")
+        pytest.skip("this run does not run the checks per backend (--memkv-target given, or no backends named "
+                    "by --memkv-backends or the ini option memkv_backends)")
     if name not in ledger.names:
         pytest.skip(f"backend {name} is not among this run's backends ({', '.join(ledger.names)})")
     if name not in set(ledger.backend_of.values()):
@@ -239,4 +243,4 @@ def memkv_certification(request: pytest.FixtureRequest) -> Certification:
     return ledger.certify(name)
 
 
-__all__ = ["BACKENDS", "Backend", "Certification", "Ledger", "memkv_certification", "register_if_named", "started"]
+__all__ = ["BACKENDS", "Backend", "Certification", "Ledger", "memkv_certification", "register", "started"]

@@ -71,10 +71,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "requirement(*ids): spec requirement IDs this test checks")
     spec = config.getoption("--memkv-target", default=None)
-    if not spec:
-        from .per_backend import register_if_named
+    from .per_backend import register
 
-        register_if_named(config)
+    register(config, per_backend=not spec)
+    if not spec:
         return
     try:
         target = load_target(spec)
