@@ -92,8 +92,9 @@ class Ledger:
     """pytest plugin object of the per-backend run: parametrises the checks, notes which item
     belongs to which backend, and gathers each backend's results."""
 
-    def __init__(self, names: list[str], seed: int, max_shrink_time: float) -> None:
-        self.names = names
+    def __init__(self, backends: list[Backend], seed: int, max_shrink_time: float) -> None:
+        self.backends = {backend.name: backend for backend in backends}
+        self.names = list(self.backends)
         self.seed = seed
         self.max_shrink_time = max_shrink_time
         self.runs: dict[str, BackendRun] = {}
@@ -104,7 +105,7 @@ class Ledger:
 
     def run(self, name: str) -> BackendRun:
         if name not in self.runs:
-            self.runs[name] = BackendRun(BACKENDS[name], Collector(io.StringIO(), quiet=True))
+            self.runs[name] = BackendRun(self.backends[name], Collector(io.StringIO(), quiet=True))
         return self.runs[name]
 
     def pytest_report_header(self) -> str:
@@ -174,14 +175,24 @@ def register(config: pytest.Config, per_backend: bool) -> None:
         else [str(n) for n in config.getini("memkv_backends")]
     if not names:
         return
-    unknown = sorted(set(names) - set(BACKENDS))
-    if unknown:
-        raise pytest.UsageError(f"unknown memkv backend(s) {unknown}; known: {', '.join(BACKENDS)}")
     seed = config.getoption("--memkv-seed", default=None)
     shrink = float(config.getoption("--memkv-max-shrink-time", default=None) or 60.0)
-    config.stash[_LEDGER] = Ledger(names, random.randrange(2**31) if seed is None else int(seed), shrink)
+    config.stash[_LEDGER] = Ledger([backend_named(n) for n in names], random.randrange(2**31) if seed is None
+                                   else int(seed), shrink)
     cap_shrinking(shrink)
     config.pluginmanager.register(config.stash[_LEDGER], "memkv-per-backend")
+
+
+def backend_named(entry: str) -> Backend:
+    """`file`, `tcp`, `nixl`, or `NAME=SPEC` for any other target (SPEC as `memkv conformance --target`)."""
+    name, sep, spec = entry.partition("=")
+    if sep:
+        if not name.isidentifier() or not spec:
+            raise pytest.UsageError(f"memkv backend {entry!r}: expected NAME=TARGET with NAME a plain word")
+        return Backend(name, spec)
+    if entry not in BACKENDS:
+        raise pytest.UsageError(f"unknown memkv backend {entry!r}; known: {', '.join(BACKENDS)}, or NAME=TARGET")
+    return BACKENDS[entry]
 
 
 def _without_backend(nodeid: str, name: str) -> str:
@@ -201,7 +212,7 @@ def _certified_backend(item: pytest.Item) -> str:
 def started(request: pytest.FixtureRequest, name: str) -> Iterator[RunState]:
     """Start backend `name` for its checks (skips them all, with the reason, when it cannot run here)."""
     ledger = request.config.stash[_LEDGER]
-    backend = BACKENDS[name]
+    backend = ledger.backends[name]
     missing = backend.missing()
     if missing:
         pytest.skip(f"backend {name}: {missing}")
@@ -237,10 +248,11 @@ def memkv_certification(request: pytest.FixtureRequest) -> Certification:
     if name not in set(ledger.backend_of.values()):
         pytest.skip(f"the conformance checks were not collected in this run; the certification of {name} comes "
                     f"from `pytest conformance/checks {request.node.nodeid.split('::')[0]}`")
-    missing = BACKENDS[name].missing()
+    missing = ledger.backends[name].missing()
     if missing:
         pytest.skip(f"backend {name}: {missing}")
     return ledger.certify(name)
 
 
-__all__ = ["BACKENDS", "Backend", "Certification", "Ledger", "memkv_certification", "register", "started"]
+__all__ = ["BACKENDS", "Backend", "Certification", "Ledger", "backend_named", "memkv_certification", "register",
+           "started"]

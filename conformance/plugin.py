@@ -62,8 +62,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--memkv-max-shrink-time", type=float, default=60.0,
                     help="seconds Hypothesis may spend shrinking one failing example (default 60)")
     group.addoption("--memkv-backends", default=None,
-                    help="without --memkv-target: run every check once per backend named here "
-                         "(comma list of file, tcp, nixl; default: the memkv_backends ini option)")
+                    help="without --memkv-target: run every check once per backend named here (comma list "
+                         "of file, tcp, nixl or NAME=TARGET; default: the memkv_backends ini option)")
     parser.addini("memkv_backends", "backends every check runs against when no --memkv-target is given",
                   type="args", default=[])
 
