@@ -1,7 +1,7 @@
 """The embedded file backend is CERTIFIED for every profile it claims (core, sessions, durable).
 
-The checks ran just before this test, as `conformance/checks/...::test_x[file]` (pyproject.toml's
-`memkv_backends`, conformance/per_backend.py); this reads the certification made of their results.
+The checks ran just before this test, as `memkv/conformance/checks/...::test_x[file]` (pyproject.toml's
+`memkv_backends`, memkv/conformance/per_backend.py); this reads the certification made of their results.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conformance.per_backend import Certification
-from conformance.runner import REGRESSION_SEED
+from memkv.conformance.per_backend import Certification
+from memkv.conformance.runner import REGRESSION_SEED
 
 
 @pytest.mark.requirement("MKV-PRO-001")

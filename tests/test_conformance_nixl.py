@@ -1,7 +1,7 @@
 """The memkv server through the NIXL client is CERTIFIED for every profile it claims.
 
-The checks ran just before this test, as `conformance/checks/...::test_x[nixl]`
-(conformance/per_backend.py): the suite starts the server itself with `--nixl on`; UCX is forced
+The checks ran just before this test, as `memkv/conformance/checks/...::test_x[nixl]`
+(memkv/conformance/per_backend.py): the suite starts the server itself with `--nixl on`; UCX is forced
 onto TCP in both processes (the CI machine has no RDMA) and the client runs in strict mode
 (MEMKV_TRANSPORT=nixl), so a silent fall-back to the TCP data path would fail instead of
 certifying the wrong thing. Skipped, with the reason, when NIXL is not importable.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.per_backend import Certification
+from memkv.conformance.per_backend import Certification
 
 NIXL_CLAIMS = ["admin", "core", "nixl", "secure", "sessions", "shared", "wire"]
 

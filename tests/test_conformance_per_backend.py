@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from conformance.per_backend import backend_named
+from memkv.conformance.per_backend import backend_named
 
 ROOT = Path(__file__).resolve().parent.parent
-CHECK = "conformance/checks/test_blocks.py::test_lookup_longest_present_prefix"
+CHECK = "memkv/conformance/checks/test_blocks.py::test_lookup_longest_present_prefix"
 
 
 @pytest.mark.requirement("MKV-PRO-001")
@@ -23,7 +23,7 @@ def test_a_broken_requirement_fails_as_the_check_on_its_backend(tmp_path: Path) 
     env = os.environ | {"MEMKV_CONFORMANCE_REPORTS": str(reports)}
     run = subprocess.run(
         [sys.executable, "-m", "pytest", CHECK, "tests/test_conformance_file.py", "-p", "no:cacheprovider", "-rA",
-         "--memkv-backends", "file,faulty=conformance.faulty:defect?name=lookup_counts_present_keys",
+         "--memkv-backends", "file,faulty=memkv.conformance.faulty:defect?name=lookup_counts_present_keys",
          "--memkv-seed", "7", "--basetemp", str(tmp_path / "pytest")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     out = run.stdout
@@ -51,8 +51,8 @@ def test_certification_without_the_checks_is_an_explicit_skip(tmp_path: Path) ->
 
 def test_backends_are_named_or_given_as_name_and_target() -> None:
     assert backend_named("tcp").target == "memkv-serve"
-    named = backend_named("mine=conformance.faulty:defect?name=x")
-    assert (named.name, named.target) == ("mine", "conformance.faulty:defect?name=x")
+    named = backend_named("mine=memkv.conformance.faulty:defect?name=x")
+    assert (named.name, named.target) == ("mine", "memkv.conformance.faulty:defect?name=x")
     with pytest.raises(pytest.UsageError, match="unknown memkv backend"):
         backend_named("redis")
     with pytest.raises(pytest.UsageError, match="NAME=TARGET"):

@@ -1,8 +1,8 @@
 """The memkv server through the TCP client is CERTIFIED for every profile it claims.
 
-The checks ran just before the first test, as `conformance/checks/...::test_x[tcp]` against a server
+The checks ran just before the first test, as `memkv/conformance/checks/...::test_x[tcp]` against a server
 the suite started itself (target `memkv-serve`: 127.0.0.1, a free port, a generated pool of test
-namespaces with read/write/admin keys; conformance/per_backend.py); the first test reads the
+namespaces with read/write/admin keys; memkv/conformance/per_backend.py); the first test reads the
 certification made of their results. A second test points the suite at a server that is already
 running (`memkv+tcp://HOST:PORT?key_file=...`, the vendor case).
 """
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from conformance.per_backend import Certification
-from conformance.runner import REGRESSION_SEED, Options, run
-from conformance.target import load_target
-from conformance.targets.server import NamespacePool, ServerTarget, write_pool_keys_file
+from memkv.conformance.per_backend import Certification
+from memkv.conformance.runner import REGRESSION_SEED, Options, run
+from memkv.conformance.target import load_target
+from memkv.conformance.targets.server import NamespacePool, ServerTarget, write_pool_keys_file
 from memkv.server.testing import ServerProcess
 
 TCP_CLAIMS = ["admin", "core", "secure", "sessions", "shared", "wire"]

@@ -1,6 +1,6 @@
 """The memkv+tcp client against a live server: what is particular to this client (one pipelined connection,
 URL options, streamed gets, timeouts) and the same outcomes as the file backend. What every backend must do
-is checked by the conformance checks, which run against this client as `conformance/checks/...[tcp]`."""
+is checked by the conformance checks, which run against this client as `memkv/conformance/checks/...[tcp]`."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ import pytest
 
 import memkv
 from memkv import PutItem, aligned_buffer
-from memkv.backends.file import FileTransport
 from memkv.backends.tcp import TcpTransport
 from memkv.errors import (
     ErrorCode,
     InvalidArgument,
 )
-from memkv.server.core import MemkvServer
+from memkv.server.service import MemkvServer
 from memkv.server.testing import in_process_server, write_keys_file
+from memkv.store.embedded import FileTransport
 from memkv.transport import Transport
 
 req = pytest.mark.requirement
@@ -54,7 +54,7 @@ def tcp(server: tuple[MemkvServer, dict[str, str]]) -> Iterator[Transport]:
 @pytest.mark.parametrize("size", [1 * MiB + 7, 16 * MiB])
 def test_large_blocks_are_received_into_the_callers_aligned_buffer(tcp: Transport, size: int) -> None:
     """The client side of the zero-copy path; what any backend must return is checked by
-    conformance/checks/test_blocks.py on every backend."""
+    memkv/conformance/checks/test_blocks.py on every backend."""
     key, data = os.urandom(16), os.urandom(size)
     assert tcp.put([PutItem(key, data)])[0].ok
     buf = aligned_buffer(size + 100)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Regenerate the language-neutral test vectors of spec/vectors/ from the memkv package.
 
-    python tools/gen_vectors.py            # rewrite spec/vectors/keys.json and checksums.json
+    python tools/gen_vectors.py            # rewrite spec/vectors/keys.json, checksums.json, frames.json, s3_names.json
     python tools/gen_vectors.py --check    # exit 1 if the files differ from what memkv computes
 
 The case lists below are the source of the vectors; memkv computes the expected outputs.
@@ -24,7 +24,9 @@ import numpy as np
 from memkv import keys as K
 from memkv.checksum import payload_checksum
 from memkv.errors import MemkvError
+from memkv.server.s3.names import object_key
 from memkv.transport import SPEC_VERSION
+from memkv.wire.vectors import build_vectors as build_frames
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTOR_DIR = ROOT / "spec" / "vectors"
@@ -289,6 +291,30 @@ def build_checksums() -> dict[str, Any]:
     }
 
 
+U64_MAX = 2**64 - 1
+VALID = [("zero", "0"), ("one", "1"), ("kvbm-like", "1234567890123456789"), ("u64-max", str(U64_MAX)),
+         ("u63-boundary", str(2**63)), ("raw-key", "00112233445566778899aabbccddeeff"),
+         ("raw-key-all-digits", "0" * 32)]
+INVALID = [("empty", ""), ("leading-zero", "01"), ("negative", "-1"), ("plus-sign", "+1"),
+           ("over-u64", str(U64_MAX + 1)), ("twenty-nines", "9" * 20), ("twenty-one-digits", "1" * 21),
+           ("upper-hex", "00112233445566778899AABBCCDDEEFF"), ("hex-31", "0" * 30 + "a"),
+           ("hex-33", "a" * 33), ("path", "a/b"), ("space", " 1"), ("hex-prefix", "0x1f")]
+
+
+def build_s3_names() -> dict[str, object]:
+    """S3 object names and the keys they map to (spec/s3.md, MKV-S3-010)."""
+    valid = [{"name": label, "object": obj, "key": object_key(obj).hex()} for label, obj in VALID]
+    invalid = []
+    for label, obj in INVALID:
+        try:
+            object_key(obj)
+        except MemkvError as exc:
+            invalid.append({"name": label, "object": obj, "error": exc.code.name})
+        else:
+            raise AssertionError(f"{obj!r} should be refused")
+    return {"fingerprint": "00" * 16, "valid": valid, "invalid": invalid}
+
+
 def render(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
 
@@ -298,7 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 on difference")
     args = parser.parse_args(argv)
     outputs = {VECTOR_DIR / "keys.json": render(build_keys()),
-               VECTOR_DIR / "checksums.json": render(build_checksums())}
+               VECTOR_DIR / "checksums.json": render(build_checksums()),
+               VECTOR_DIR / "frames.json": json.dumps(build_frames(), indent=1, sort_keys=True) + "\n",
+               VECTOR_DIR / "s3_names.json": json.dumps(build_s3_names(), indent=1) + "\n"}
     stale = []
     for path, text in outputs.items():
         if args.check:

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # stream_ops.py is the server's streamed path, which the file backend never takes: mutate it with
 # `--module memkv/store/stream_ops.py --target memkv-serve`.
 MUTATED = ["memkv/store/allocator.py", "memkv/store/core.py", "memkv/store/engine.py", "memkv/store/index.py",
-           "memkv/store/session_ops.py", "memkv/store/superblock.py", "memkv/backends/file.py"]
+           "memkv/store/session_ops.py", "memkv/store/superblock.py", "memkv/store/embedded.py"]
 SAMPLE_SEED = 7
 FAIL_LINE = re.compile(r"^\s+(?:FAIL|ERROR) (MKV-[A-Z]+-\d+)", re.MULTILINE)
 
@@ -43,13 +43,13 @@ def copy_tree(dest: Path) -> None:
         if name and (ROOT / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, dest / name)
-    spec = importlib.util.find_spec("memkv._uring")
+    spec = importlib.util.find_spec("memkv.store._uring")
     if spec is not None and spec.origin:
-        shutil.copy2(spec.origin, dest / "memkv" / Path(spec.origin).name)
+        shutil.copy2(spec.origin, dest / "memkv" / "store" / Path(spec.origin).name)
 
 
 def write_config(dest: Path, modules: list[str], target: str, seed: int, timeout: float) -> Path:
-    test = (f"{sys.executable} -m memkv.cli_conformance conformance --target {target} --seed {seed} "
+    test = (f"{sys.executable} -m memkv.cli.conformance conformance --target {target} --seed {seed} "
             f"--examples 5 --steps 15 --quiet --max-shrink-time 5")
     config = dest / "cosmic-ray.toml"
     config.write_text("[cosmic-ray]\n"
