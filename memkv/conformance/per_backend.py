@@ -1,8 +1,10 @@
 """memkv's own test run: every conformance check once per backend, as a named test.
 
 Active when pytest runs without `--memkv-target` and backends are named (`--memkv-backends` or
-the `memkv_backends` ini option of memkv's pyproject.toml). Each check that uses the `memkv`
-fixture is parametrised over the backends, so a broken requirement reads
+the `memkv_backends` ini option of memkv's pyproject.toml). A run given no paths (pytest's
+`testpaths`) then also collects the checks of the installed package (the copy tox installs; the
+source tree in an editable install). Each check that uses the `memkv` fixture is parametrised
+over the backends, so a broken requirement reads
 `test_sessions.py::test_close_releases_pins[tcp]`. pytest groups the checks by backend; a
 backend's target is started before its first check and closed after its last one.
 
@@ -31,7 +33,7 @@ from typing import Any
 import pytest
 
 from .plugin import RunState, cap_shrinking, make_state
-from .runner import CERTIFY_EXAMPLES, CERTIFY_STEPS, Collector, Options, summarise
+from .runner import CERTIFY_EXAMPLES, CERTIFY_STEPS, CHECKS_DIR, Collector, Options, summarise
 from .target import load_target
 
 REPORTS_ENV = "MEMKV_CONFORMANCE_REPORTS"
@@ -181,6 +183,10 @@ def register(config: pytest.Config, per_backend: bool) -> None:
                                    else int(seed), shrink)
     cap_shrinking(shrink)
     config.pluginmanager.register(config.stash[_LEDGER], "memkv-per-backend")
+    if config.args_source is pytest.Config.ArgsSource.TESTPATHS:
+        # the installed checks, not a path in the checkout: under tox the package is installed, and
+        # collecting the checkout's copy of an imported package fails (import file mismatch)
+        config.args.append(str(CHECKS_DIR))
 
 
 def backend_named(entry: str) -> Backend:
