@@ -41,7 +41,7 @@ def test_a_broken_requirement_fails_as_the_check_on_its_backend(tmp_path: Path) 
     assert faulty["verdict"] == "NOT CERTIFIED" and faulty["seed"] == 7
     assert faulty["requirements"]["MKV-OPS-006"]["status"] == "fail"
     [test] = faulty["tests"]
-    assert test["nodeid"].endswith(CHECK)  # named as `memkv conformance` names it, without the backend
+    assert test["nodeid"] == f"conformance/checks/{CHECK}"  # as `memkv conformance` names it
     file = json.loads((reports / "file" / "results.json").read_text())
     assert file["requirements"]["MKV-OPS-006"]["status"] == "pass"
 

@@ -103,7 +103,7 @@ class Ledger:
         self.backend_of: dict[str, str] = {}
         """nodeid -> backend name, of every collected check."""
         self.suffix: dict[str, str] = {}
-        """nodeid -> the same check's nodeid without the backend parameter (as `memkv conformance` names it)."""
+        """nodeid -> the check's node id as `memkv conformance` names it (see _plain_nodeid)."""
 
     def run(self, name: str) -> BackendRun:
         if name not in self.runs:
@@ -130,7 +130,7 @@ class Ledger:
             name = callspec.params.get(PARAMETER) if callspec is not None else None
             if isinstance(name, str):
                 self.backend_of[item.nodeid] = name
-                self.suffix[item.nodeid] = _without_backend(item.nodeid, name)
+                self.suffix[item.nodeid] = _plain_nodeid(item, name)
                 last[name] = item
         for item in [i for i in items if i.get_closest_marker("memkv_backend") is not None]:
             name = _certified_backend(item)
@@ -199,6 +199,16 @@ def backend_named(entry: str) -> Backend:
     if entry not in BACKENDS:
         raise pytest.UsageError(f"unknown memkv backend {entry!r}; known: {', '.join(BACKENDS)}, or NAME=TARGET")
     return BACKENDS[entry]
+
+
+def _plain_nodeid(item: pytest.Item, name: str) -> str:
+    """The check's node id as `memkv conformance` gives it: its file relative to the folder above the
+    conformance package (wherever the package is installed), without the backend parameter."""
+    try:
+        path = item.path.relative_to(CHECKS_DIR.parent.parent).as_posix()
+    except ValueError:
+        path = item.nodeid.split("::")[0]
+    return _without_backend(path + "::" + item.nodeid.split("::", 1)[1], name)
 
 
 def _without_backend(nodeid: str, name: str) -> str:
