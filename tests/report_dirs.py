@@ -1,4 +1,5 @@
-"""Where a certification test writes its conformance report: CI collects them as artefacts."""
+"""Where a nested conformance run of a test writes its report (CI collects them as artefacts); the
+per-backend certifications write theirs themselves (memkv/conformance/per_backend.py)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
 """The memkv server through the TCP client is CERTIFIED for every profile it claims.
 
-The suite starts `python -m memkv.server` itself (target `memkv-serve`: 127.0.0.1, a free port, a
-generated pool of test namespaces with read/write/admin keys); a second test points the suite at
-a server that is already running (`memkv+tcp://HOST:PORT?key_file=...`, the vendor case).
+The checks ran just before the first test, as `memkv/conformance/checks/...::test_x[tcp]` against a server
+the suite started itself (target `memkv-serve`: 127.0.0.1, a free port, a generated pool of test
+namespaces with read/write/admin keys; memkv/conformance/per_backend.py); the first test reads the
+certification made of their results. A second test points the suite at a server that is already
+running (`memkv+tcp://HOST:PORT?key_file=...`, the vendor case).
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from report_dirs import report_dir
 
+from memkv.conformance.per_backend import Certification
 from memkv.conformance.runner import REGRESSION_SEED, Options, run
 from memkv.conformance.target import load_target
 from memkv.conformance.targets.server import NamespacePool, ServerTarget, write_pool_keys_file
@@ -25,11 +27,10 @@ TCP_CLAIMS = ["admin", "core", "secure", "sessions", "shared", "wire"]
 
 
 @pytest.mark.requirement("MKV-PRO-001")
-def test_tcp_server_is_certified(tmp_path: Path) -> None:
-    report = report_dir(tmp_path, "tcp")
-    stream = io.StringIO()
-    doc = run(Options(target="memkv-serve", certify=True, report_dir=str(report), stream=stream))
-    print(stream.getvalue()[-3000:])
+@pytest.mark.memkv_backend("tcp")
+def test_tcp_server_is_certified(memkv_certification: Certification) -> None:
+    doc = memkv_certification.doc
+    assert doc["target"]["capabilities"]["backend"] == "tcp"
     assert doc["verdict"] == "CERTIFIED", (doc["blocking"], [t["message"] for t in doc["tests"]
                                                             if t["status"] != "pass"])
     assert doc["claimed_profiles"] == TCP_CLAIMS
@@ -43,6 +44,7 @@ def test_tcp_server_is_certified(tmp_path: Path) -> None:
     assert not doc["profiles"]["durable"]["claimed"]
     assert doc["requirements"]["MKV-WIRE-012"]["status"] == "pass"
     assert doc["requirements"]["MKV-ADM-008"]["status"] == "pass"
+    report = memkv_certification.report_dir
     results = json.loads((report / "results.json").read_text())
     assert results["verdict"] == "CERTIFIED"
     assert "secret" not in json.dumps(results["target"]).lower()

@@ -1,7 +1,10 @@
 """memkv+nixl://: control over the wire protocol, block payloads over NIXL (UCX over TCP here).
 
 The server runs in a subprocess, the client in this process, UCX_TLS=tcp in both: the set-up
-CI uses. Skipped, with the reason, when the NIXL Python API is not importable.
+CI uses. Skipped, with the reason, when the NIXL Python API is not importable. What is particular
+to this client lives here (registered regions, numpy buffers, descriptors, transport selection,
+staging); what every backend must do is checked by the conformance checks, which run against this
+client as `memkv/conformance/checks/...[nixl]`.
 """
 
 from __future__ import annotations
@@ -16,10 +19,9 @@ import numpy as np
 import pytest
 
 import memkv
-from memkv.blocks import BlockMeta
 from memkv.buffers import MemoryRegion, address_of, aligned_buffer
 from memkv.checksum import payload_checksum
-from memkv.errors import ErrorCode, MemkvError, PermissionDenied, Unsupported
+from memkv.errors import ErrorCode, MemkvError, Unsupported
 from memkv.nixl.agent import availability
 from memkv.nixl.support import ChunkPool
 from memkv.server.nixl_agent import metadata_agent_name
@@ -134,39 +136,6 @@ def test_memory_regions_registered_once_and_on_first_use(client: Any) -> None:
     client.deregister(pool)
 
 
-def test_plain_buffers_go_through_bounce_buffers(client: Any) -> None:
-    payload = os.urandom(3 * MiB + 123)
-    key = _key()
-    client.put_one(key, payload)
-    assert client.get_one(key) == payload
-    dest = bytearray(4 * MiB)
-    result = client.get_into([key], [dest])[0]
-    assert result.ok and bytes(dest[: result.length]) == payload
-
-
-@pytest.mark.requirement("MKV-WIRE-024")
-def test_batch_with_missing_small_and_bad_items(client: Any) -> None:
-    a, b = _data(2 * MiB, 1), _data(3 * MiB, 2)
-    ka, kb, missing = _key(), _key(), _key()
-    results = client.put([PutItem(ka, a), PutItem(kb, b), PutItem(b"short", a), PutItem(_key(), b"")])
-    assert [r.status for r in results[:2]] == [ErrorCode.OK, ErrorCode.OK]
-    assert results[2].status is ErrorCode.INVALID_KEY
-    assert results[3].status is ErrorCode.INVALID_ARGUMENT
-    outs = [np.zeros(2 * MiB, np.uint8), np.zeros(2 * MiB, np.uint8), np.zeros(3 * MiB, np.uint8)]
-    got = client.get_into([ka, kb, missing], outs)
-    assert [r.status for r in got] == [ErrorCode.OK, ErrorCode.BUFFER_TOO_SMALL, ErrorCode.NOT_FOUND]
-    assert np.array_equal(outs[0], a)
-
-
-@pytest.mark.requirement("MKV-WIRE-024")
-def test_checksum_declared_by_the_writer_is_verified(client: Any) -> None:
-    data, key = _data(2 * MiB, 3), _key()
-    bad = PutItem(key, data, checksum=payload_checksum(data) ^ 1)
-    assert client.put([bad])[0].status is ErrorCode.CHECKSUM_MISMATCH
-    assert client.exists([key]) == [False]
-    assert client.put([PutItem(key, data, checksum=payload_checksum(data))])[0].ok
-
-
 @pytest.mark.requirement("MKV-WIRE-021", "MKV-WIRE-024")
 def test_client_verifies_what_arrived(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     data, key = _data(2 * MiB, 4), _key()
@@ -176,51 +145,6 @@ def test_client_verifies_what_arrived(client: Any, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(backend, "payload_checksum", lambda view: 12345)
     result = client.get_into([key], [np.zeros(2 * MiB, np.uint8)])[0]
     assert result.status is ErrorCode.CORRUPTED
-
-
-def test_metadata_travels_with_the_block(client: Any) -> None:
-    meta = BlockMeta(dtype="bfloat16", token_count=16, user=b"layer-0")
-    key = _key()
-    assert client.put([PutItem(key, _data(2 * MiB, 5), meta)])[0].ok
-    result = client.get_into([key], [np.zeros(2 * MiB, np.uint8)])[0]
-    assert result.ok and result.meta == meta
-    info = client.stat([key])[0]
-    assert info is not None and info.meta == meta
-
-
-def test_async_forms(client: Any) -> None:
-    keys = [_key() for _ in range(4)]
-    blocks = [_data(2 * MiB, 10 + i) for i in range(4)]
-    futures = [client.put_async([PutItem(k, b)]) for k, b in zip(keys, blocks, strict=True)]
-    assert all(f.result(timeout=60)[0].ok for f in futures)
-    outs = [np.zeros(2 * MiB, np.uint8) for _ in keys]
-    assert all(r.ok for r in client.get_into_async(keys, outs).result(timeout=60))
-    assert all(np.array_equal(o, b) for o, b in zip(outs, blocks, strict=True))
-
-
-def test_control_path_sessions_lookup_invalidation(client: Any) -> None:
-    keys = [_key() for _ in range(3)]
-    assert all(r.ok for r in client.put([PutItem(k, _data(2 * MiB, i)) for i, k in enumerate(keys)]))
-    found = client.lookup([*keys, _key()], lease_ms=1000)
-    assert found.prefix_len == 3 and found.lease_id
-    client.release_lease(found.lease_id)
-    session = client.open_session(60, keys[:2])
-    client.suspend(session.session_id, 30)
-    assert client.resume(session.session_id).valid_keys == tuple(keys[:2])
-    client.close_session(session.session_id)
-    assert client.invalidate_keys(keys) == 3
-    assert client.get_into([keys[0]], [np.zeros(2 * MiB, np.uint8)])[0].status is ErrorCode.NOT_FOUND
-
-
-@pytest.mark.requirement("MKV-NS-006")
-def test_read_only_key_cannot_put(server: ServerProcess, creds: tuple[str, dict[str, str]]) -> None:
-    reader = memkv.connect(_url(server, transport="nixl"), namespace=NS, key=creds[1]["r"])
-    try:
-        assert reader.nixl_active
-        with pytest.raises(PermissionDenied):
-            reader.put([PutItem(_key(), _data(2 * MiB, 6))])
-    finally:
-        reader.close()
 
 
 # ---- what the server refuses ---------------------------------------------------------------------

@@ -5,6 +5,9 @@ its `memkv` fixture skips. With a target it loads the target once per run, decid
 profile from the requirement IDs it cites, runs unselected profiles' checks as skips, and turns
 a skip or an "unsupported" answer inside a claimed profile into a failure (MKV-PRO-001).
 Every report carries a `memkv` user property: requirements, profile, status and failures.
+Without `--memkv-target` but with backends named (`--memkv-backends` or the `memkv_backends` ini
+option, as memkv's own pyproject.toml does), every check runs once per backend as a named test
+(memkv/conformance/per_backend.py).
 """
 
 from __future__ import annotations
@@ -58,11 +61,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--memkv-steps", type=int, default=None, help="steps per state-machine example")
     group.addoption("--memkv-max-shrink-time", type=float, default=60.0,
                     help="seconds Hypothesis may spend shrinking one failing example (default 60)")
+    group.addoption("--memkv-backends", default=None,
+                    help="without --memkv-target: run every check once per backend named here (comma list "
+                         "of file, tcp, nixl or NAME=TARGET; default: the memkv_backends ini option)")
+    parser.addini("memkv_backends", "backends every check runs against when no --memkv-target is given",
+                  type="args", default=[])
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "requirement(*ids): spec requirement IDs this test checks")
     spec = config.getoption("--memkv-target", default=None)
+    from .per_backend import register
+
+    register(config, per_backend=not spec)
     if not spec:
         return
     try:
@@ -71,24 +82,28 @@ def pytest_configure(config: pytest.Config) -> None:
     except Exception as exc:
         config.stash[_LOAD_ERROR_KEY] = f"cannot reach target {spec!r}: {type(exc).__name__}: {exc}"
         return
-    certify = bool(config.getoption("--memkv-certify"))
     cap_shrinking(float(config.getoption("--memkv-max-shrink-time") or 60.0))
+    seed = config.getoption("--memkv-seed")
+    config.stash[_STATE_KEY] = make_state(
+        target, caps, certify=bool(config.getoption("--memkv-certify")),
+        profiles=str(config.getoption("--memkv-profiles") or ""), seed=DEFAULT_SEED if seed is None else int(seed),
+        examples=config.getoption("--memkv-examples"), steps=config.getoption("--memkv-steps"))
+
+
+def make_state(target: Target, caps: Capabilities, *, certify: bool, profiles: str, seed: int,
+               examples: int | None, steps: int | None) -> RunState:
+    """What the checks of one target run with: claimed and selected profiles, seed, example counts."""
     claimed = frozenset(caps.profiles) | {"core"}
-    raw_profiles = str(config.getoption("--memkv-profiles") or "")
-    if raw_profiles in ("", "claimed"):
+    if profiles in ("", "claimed"):
         selected = claimed
-    elif raw_profiles == "all":
+    elif profiles == "all":
         selected = frozenset(PROFILES)
     else:
-        selected = frozenset(p.strip() for p in raw_profiles.split(",") if p.strip()) | {"core"}
+        selected = frozenset(p.strip() for p in profiles.split(",") if p.strip()) | {"core"}
     if certify:
         selected = selected | claimed
-    seed = config.getoption("--memkv-seed")
-    examples = config.getoption("--memkv-examples")
-    steps = config.getoption("--memkv-steps")
-    config.stash[_STATE_KEY] = RunState(
-        target, caps, claimed, selected,
-        seed=DEFAULT_SEED if seed is None else int(seed),
+    return RunState(
+        target, caps, claimed, selected, seed=seed,
         examples=(25 if certify else 15) if examples is None else int(examples),
         steps=(40 if certify else 30) if steps is None else int(steps),
         certify=certify,
@@ -134,36 +149,47 @@ def target_error(config: pytest.Config) -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    state = run_state(config)
     load_error = target_error(config)
     if load_error is not None:  # every check would fail the same way: run none, say it once, whole
         config.hook.pytest_deselected(items=list(items))
         items[:] = []
         return
-    if state is None:
-        return
     for item in items:
         ids = requirement_ids(item)
-        if not ids:
-            continue
-        profile = profile_of(ids)
-        item.stash[_ITEM_KEY] = (ids, profile)
-        if state is not None and profile not in state.selected:
-            item.add_marker(pytest.mark.skip(reason=f"{NOT_SELECTED}: {profile}"))
+        if ids and "memkv" in getattr(item, "fixturenames", ()):
+            item.stash[_ITEM_KEY] = (ids, profile_of(ids))
 
 
 _ITEM_KEY = pytest.StashKey[tuple[list[str], str]]()
+_ITEM_STATE_KEY = pytest.StashKey[RunState]()
+
+
+@pytest.fixture(scope="session")
+def memkv_run(request: pytest.FixtureRequest) -> Iterator[RunState | None]:
+    """The target the checks run against: the run's `--memkv-target` (None without one) or, as a
+    parameter (memkv/conformance/per_backend.py), one backend started once and closed after its last check."""
+    if not hasattr(request, "param"):
+        yield run_state(request.config)
+        return
+    from .per_backend import started
+
+    with started(request, str(request.param)) as state:
+        yield state
 
 
 @pytest.fixture
-def memkv(request: pytest.FixtureRequest) -> Iterator[Context]:
+def memkv(request: pytest.FixtureRequest, memkv_run: RunState | None) -> Iterator[Context]:
     """The conformance context: target, its declaration, fresh namespaces, seeded randomness."""
     load_error = request.config.stash.get(_LOAD_ERROR_KEY, None)
     if load_error is not None:
         raise RuntimeError(load_error)
-    state = run_state(request.config)
+    state = memkv_run
     if state is None:
         pytest.skip("no --memkv-target given")
+    request.node.stash[_ITEM_STATE_KEY] = state
+    info = request.node.stash.get(_ITEM_KEY, None)
+    if info is not None and info[1] not in state.selected:
+        pytest.skip(f"{NOT_SELECTED}: {info[1]}")
     rng = random.Random(f"{state.seed}:{request.node.nodeid}")
     ctx = Context(state.target, state.caps, state.claimed, state.seed, state.examples, state.steps,
                   state.certify, rng)
@@ -190,7 +216,7 @@ def _is_unsupported(exc: BaseException) -> bool:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     outcome: Any = yield
     info = item.stash.get(_ITEM_KEY, None)
-    state = run_state(item.config)
+    state = item.stash.get(_ITEM_STATE_KEY, None) or run_state(item.config)
     if info is None or (state is None and item.config.stash.get(_LOAD_ERROR_KEY, None) is None):
         return
     report: pytest.TestReport = outcome.get_result()
@@ -262,4 +288,5 @@ def _hypothesis_repro(report: pytest.TestReport) -> str:
     return "\n".join(keep[:80])
 
 
-__all__ = ["DEFAULT_SEED", "REGRESSION_SEED", "RunState", "memkv", "requirement_ids", "run_state"]
+__all__ = ["DEFAULT_SEED", "REGRESSION_SEED", "RunState", "make_state", "memkv", "memkv_run", "requirement_ids",
+           "run_state"]
