@@ -167,6 +167,8 @@ class _Machine(RuleBasedStateMachine):
                 # the old block was evicted before this put: storing the new bytes is allowed
                 self.model.blocks[ns][key].data = data
                 return
+            if self.small:
+                self.reconcile()  # protected blocks gone in the same put: evicted, then stored anew
             self.fail("MKV-BLK-007", f"put of different bytes under stored k{i}", "KEY_CONFLICT", "OK")
         if want is E.OK and res.status is E.KEY_CONFLICT:
             self.present_seen(ns, key, "put")
