@@ -456,11 +456,28 @@ class DeleteOfAbsentOkInBatch(Wrapper):
 
 @breaks("MKV-OPS-009")
 class ReadCacheOutlivesDelete(Wrapper):
-    """Blocks read once are cached; every invalidation clears the cache, delete forgets to."""
+    """Blocks read once are cached; every invalidation clears the cache and an eviction drops its
+    entry (the store tells the cache), delete forgets to."""
 
     def __init__(self, inner: Transport, target: FaultyTarget | None = None) -> None:
         super().__init__(inner, target)
-        self.cache: dict[bytes, bytes] = {}
+        self.read: dict[bytes, bytes] = {}
+        self.deleted: set[bytes] = set()
+
+    @property
+    def cache(self) -> dict[bytes, bytes]:
+        """What the cache serves: blocks read once, then deleted."""
+        return {k: v for k, v in self.read.items() if k in self.deleted}
+
+    def put(self, items: Sequence[PutItem]) -> list[ItemResult]:
+        results = self.inner.put(items)
+        self.deleted -= {_key(i.key) for i, r in zip(items, results, strict=False) if r.ok}
+        return results
+
+    def delete(self, keys: Sequence[bytes]) -> list[ItemResult]:
+        results = self.inner.delete(keys)
+        self.deleted |= {_key(k) for k, r in zip(keys, results, strict=False) if r.ok}
+        return results
 
     def get_into(self, keys: Sequence[bytes], buffers: Sequence[BufferLike]) -> list[GetResult]:
         results = self.inner.get_into(keys, buffers)
@@ -469,7 +486,7 @@ class ReadCacheOutlivesDelete(Wrapper):
             view = writable_view(buffer)
             cached = self.cache.get(_key(key))
             if res.ok:
-                self.cache[_key(key)] = bytes(view[: res.length])
+                self.read[_key(key)] = bytes(view[: res.length])
             elif res.status is E.NOT_FOUND and cached is not None and len(cached) <= len(view):
                 view[: len(cached)] = cached
                 res = GetResult(length=len(cached), checksum=payload_checksum(cached), meta=BlockMeta())
@@ -485,23 +502,23 @@ class ReadCacheOutlivesDelete(Wrapper):
         return [info is not None for info in self.stat(keys)]
 
     def invalidate_keys(self, keys: Sequence[bytes]) -> int:
-        self.cache.clear()
+        self.read.clear()
         return self.inner.invalidate_keys(keys)
 
     def invalidate_prefix(self, key: bytes) -> int:
-        self.cache.clear()
+        self.read.clear()
         return self.inner.invalidate_prefix(key)
 
     def invalidate_model(self, fingerprint: bytes) -> int:
-        self.cache.clear()
+        self.read.clear()
         return self.inner.invalidate_model(fingerprint)
 
     def invalidate_session(self, session_id: str) -> int:
-        self.cache.clear()
+        self.read.clear()
         return self.inner.invalidate_session(session_id)
 
     def invalidate_namespace(self) -> int:
-        self.cache.clear()
+        self.read.clear()
         return self.inner.invalidate_namespace()
 
 

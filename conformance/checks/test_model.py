@@ -164,7 +164,13 @@ class _Machine(RuleBasedStateMachine):
             return
         if want is E.KEY_CONFLICT and res.ok:
             if self.small and self.model.protected_by(ns, key) is None:
-                # the old block was evicted before this put: storing the new bytes is allowed
+                # the old block may have been evicted before this put: storing the new bytes is then
+                # allowed, but answering OK while keeping the old ones is not
+                buf = bytearray(n + 1)
+                got = self.ts[ns].get_into([key], [buf])[0]
+                if old is not None and got.ok and bytes(buf[: got.length]) == old.data:
+                    self.fail("MKV-BLK-007", f"put of different bytes under stored k{i} answered OK, old bytes kept",
+                              "KEY_CONFLICT", "OK")
                 self.model.blocks[ns][key].data = data
                 return
             if self.small:
@@ -535,11 +541,35 @@ class _Machine(RuleBasedStateMachine):
             if count != n:
                 self.fail("MKV-INV-003", "invalidate_session count", n, count)
 
+    def _verify_all(self, when: str) -> None:
+        """Read back every block the model holds (bytes, metadata) and every session's state."""
+        self.step(f"# {when}: get, stat and session_info of everything")
+        for ns in (0, 1):
+            for key in list(self.model.blocks[ns]):
+                self.get(ns, _index(key))
+                block = self.model.blocks[ns].get(key)
+                stat = self.ts[ns].stat([key])[0]
+                if block is not None and stat is not None and stat.meta != block.meta:
+                    self.fail("MKV-BLK-003", f"stat of k{_index(key)} returned other metadata", block.meta, stat.meta)
+        for sid, session in list(self.model.sessions.items()):
+            code, info = self._session_call_query(sid, session.ns)
+            if code is E.OK:
+                self._check_info(sid, session.ns, info, "session_info")
+
+    def _session_call_query(self, sid: str, ns: int) -> tuple[ErrorCode, Any]:
+        try:
+            return E.OK, self.ts[ns].session_info(sid)
+        except MemkvError as exc:
+            self.fail("MKV-SES-007" if exc.code is E.UNKNOWN_SESSION else "MKV-SES-001", "session_info of a session "
+                      "the model holds", "its state", exc.code.name)
+            raise
+
     @precondition(lambda self: self.restarting and self.restarts < RESTARTS)
     @rule()
     def restart(self) -> None:
         """A clean restart through the target's hooks; everything the model holds must be there."""
         self.restarts += 1
+        self._verify_all("before a restart")  # what is wrong already is not the restart's doing
         self.step("target.stop(); target.start(); a, b = target.connect(ns_a), target.connect(ns_b)")
         self.ctx.target.stop()
         self.ctx.target.start()

@@ -115,7 +115,7 @@ def test_batch_shapes_with_mixed_outcomes(memkv: Context) -> None:
     prove(memkv, mixed_put, kinds=kinds)
 
 
-@pytest.mark.requirement("MKV-OPS-003", "MKV-OPS-005")
+@pytest.mark.requirement("MKV-OPS-003", "MKV-OPS-005", "MKV-OPS-001")
 def test_batch_get_shapes_with_missing_keys(memkv: Context) -> None:
     """Gets of 1..max_batch keys, each stored or missing, in any order: statuses and bytes per item."""
     t = memkv.transport()
@@ -130,13 +130,17 @@ def test_batch_get_shapes_with_missing_keys(memkv: Context) -> None:
                   [r.status.name for r in results])
         buffers = [bytearray(64 + len(keys)) for _ in keys]
         got = t.get_into(keys, buffers)
-        want = [E.OK if p else E.NOT_FOUND for p in present]
-        shape = "".join("P" if p else "-" for p in present)
-        check("MKV-OPS-003", [g.status for g in got] == want, f"statuses of a {len(keys)}-key get, in order",
-              [s.name for s in want], [g.status.name for g in got], f"get_into of keys present/missing: {shape}")
-        wrong = [i for i, k in enumerate(keys) if k in blocks and bytes(buffers[i][: got[i].length]) != blocks[k]]
-        check("MKV-OPS-005", not wrong, "each item of a batch get lands in its own buffer", "the bytes put",
-              f"other bytes at items {wrong[:5]}", f"get_into of keys present/missing: {shape}")
+        shape = f"get_into of keys present (P) or missing (-): {''.join('P' if p else '-' for p in present)}"
+        check("MKV-OPS-003", len(got) == len(keys), f"one result per key of a {len(keys)}-key get", len(keys),
+              len(got), shape)
+        for i, (key, result) in enumerate(zip(keys, got, strict=True)):
+            if key not in blocks:
+                check("MKV-OPS-005", result.status is E.NOT_FOUND, f"item {i} of the batch: a missing key",
+                      "NOT_FOUND", result.status.name, shape)
+                continue
+            check("MKV-OPS-001", result.ok and bytes(buffers[i][: result.length]) == blocks[key],
+                  f"item {i} of the batch: a stored key", f"OK, the {len(blocks[key])} bytes put",
+                  f"{result.status.name}, {result.length} bytes", shape)
         if blocks:
             t.delete(list(blocks))
 
