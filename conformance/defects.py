@@ -403,15 +403,15 @@ class NoLeaseOnPartialChain(Wrapper):
         res = self.inner.lookup(keys, lease_ms)
         if res.lease_id is not None and res.prefix_len < len(keys):
             self.inner.release_lease(res.lease_id)
-            self.__dict__.setdefault("fakes", set()).add(res.lease_id)
+            self.__dict__.setdefault("fakes", {})[res.lease_id] = time.time() + lease_ms / 1000
         return res
 
     def release_lease(self, lease_id: str) -> None:
-        fakes: set[str] = self.__dict__.get("fakes", set())
-        if lease_id in fakes:
-            fakes.discard(lease_id)
-        else:
+        fakes: dict[str, float] = self.__dict__.get("fakes", {})
+        if lease_id not in fakes:
             self.inner.release_lease(lease_id)
+        elif fakes.pop(lease_id) <= time.time():
+            raise UnknownLease("lease expired")  # a fake lease still expires like a real one
 
 
 @breaks("MKV-CAP-002")
