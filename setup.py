@@ -1,8 +1,8 @@
-"""Adds the optional io_uring C extension (memkv._uring) and the package list; pyproject.toml holds the metadata.
+"""Adds the optional io_uring C extension (memkv.store._uring) and the package list; pyproject.toml holds the metadata.
 
 The extension is an accelerator, never a requirement: when the platform is not Linux, the
 compiler or kernel headers are missing, or compilation fails, the install goes on without it
-and memkv uses its pure-Python I/O path (memkv.native_io.ThreadEngine). Set
+and memkv uses its pure-Python I/O path (memkv.store.io_engines.ThreadEngine). Set
 MEMKV_NO_NATIVE=1 to skip the build on purpose.
 """
 
@@ -43,7 +43,7 @@ def _extensions() -> list[Extension]:
         return []
     return [
         Extension(
-            "memkv._uring",
+            "memkv.store._uring",
             sources=["native/uring.c"],
             extra_compile_args=["-O2", "-Wall", "-std=gnu11"],
             optional=True,
@@ -52,7 +52,7 @@ def _extensions() -> list[Extension]:
 
 
 setup(
-    packages=[*find_packages(include=["memkv", "memkv.*", "conformance", "conformance.*"]), "memkv_spec"],
+    packages=[*find_packages(include=["memkv", "memkv.*"]), "memkv_spec"],
     package_dir={"memkv_spec": "spec"},
     ext_modules=_extensions(),
     cmdclass={"build_ext": OptionalBuildExt},

@@ -25,8 +25,7 @@ from .transport import (
     ResumeResult,
     Transport,
 )
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "KEY_SIZE", "SPEC_VERSION", "BlockInfo", "BlockMeta", "Capabilities", "ErrorCode", "GetResult",

@@ -46,7 +46,7 @@ def _store_directory(url: str, parsed: urllib.parse.SplitResult) -> str:
 
 
 def _connect_file(url: str, parsed: urllib.parse.SplitResult, namespace: str, options: dict[str, Any]) -> Transport:
-    from .backends.file import FileTransport, make_private_dirs
+    from .store.embedded import FileTransport, make_private_dirs
 
     path = _store_directory(url, parsed)
     engine_options = _file_options(urllib.parse.parse_qs(parsed.query)) | options

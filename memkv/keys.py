@@ -8,7 +8,7 @@ The 16-byte digest is XXH3-128's canonical (big-endian) form, as `xxhash.xxh3_12
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import xxhash
 
@@ -126,6 +126,3 @@ def key_from_engine_hash(fingerprint: bytes, engine_hash: bytes) -> bytes:
     data = _ENGINE_HASH_TAG + check_fingerprint(fingerprint) + struct.pack("<H", len(raw)) + raw
     return _xxh3_128(data)
 
-
-def chain_from_sequence_hashes(fingerprint: bytes, hashes: Iterable[int]) -> list[bytes]:
-    return [key_from_sequence_hash(fingerprint, h) for h in hashes]

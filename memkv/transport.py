@@ -18,7 +18,7 @@ from typing import Any
 
 from .blocks import BlockMeta, Limits
 from .buffers import BufferLike
-from .errors import ErrorCode, MemkvError, error_for
+from .errors import ErrorCode, error_for
 from .sessions import SessionInfo
 
 SPEC_VERSION = "1.1"
@@ -263,6 +263,6 @@ def raise_first_error(results: Sequence[ItemResult]) -> None:
 
 
 __all__ = [
-    "BlockInfo", "Capabilities", "GetResult", "ItemResult", "LookupResult", "MemkvError",
+    "BlockInfo", "Capabilities", "GetResult", "ItemResult", "LookupResult",
     "PROFILES", "PutItem", "ResumeResult", "SPEC_VERSION", "Transport", "raise_first_error",
 ]

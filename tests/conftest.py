@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from memkv.backends.file import FileTransport
+from memkv.store.embedded import FileTransport
 
 
 def pytest_configure(config: pytest.Config) -> None:

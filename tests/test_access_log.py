@@ -9,10 +9,10 @@ import pytest
 
 import memkv
 from memkv.plan import SimConfig, simulate
+from memkv.plan.workload import read_trace
 from memkv.server.access_log import AccessLog
 from memkv.server.testing import in_process_server, write_keys_file
 from memkv.transport import PutItem
-from memkv.workload import read_trace
 
 NAMESPACE = "secret-team"
 

@@ -16,7 +16,7 @@ import pytest
 
 import memkv
 from memkv import PutItem
-from memkv.server.core import MemkvServer
+from memkv.server.service import MemkvServer
 from memkv.server.testing import in_process_server, write_keys_file
 
 req = pytest.mark.requirement
@@ -84,7 +84,7 @@ def test_sessions_and_invalidation(server: tuple[MemkvServer, dict[str, str], st
     assert status == 200 and json.loads(body)["keys"] == [k.hex() for k in keys]
     assert _get(f"{url}/v1/namespaces/team-a/sessions/nope", creds["a-admin"])[0] == 404
     assert _get(url + "/v1/namespaces/team-b/sessions", creds["a-admin"])[0] == 403
-    from memkv import cli_admin
+    from memkv.cli import admin as cli_admin
 
     parser = argparse.ArgumentParser()
     cli_admin.add_parser(parser.add_subparsers())

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import trustme
 
-from memkv import cli
+from memkv.cli import main as cli
 from memkv.errors import ErrorCode, MemkvError
-from memkv.server.core import MemkvServer
+from memkv.server.service import MemkvServer
 from memkv.server.testing import in_process_server, write_keys_file
 
 

@@ -1,4 +1,4 @@
-"""`memkv bench` with tiny sizes: the report's shape, not its speed (memkv.bench)."""
+"""`memkv bench` with tiny sizes: the report's shape, not its speed (memkv.bench.runner)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from memkv.bench import BenchConfig, format_report, parse_sizes, run_bench
-from memkv.cli import main
+from memkv.bench.common import BenchConfig, parse_sizes
+from memkv.bench.runner import format_report, run_bench
+from memkv.cli.main import main
 from memkv.errors import InvalidArgument, Unsupported
-from memkv.native_io import uring_status
+from memkv.store.io_engines import uring_status
 
 KiB, MiB = 1024, 1024 * 1024
 
@@ -59,7 +60,7 @@ def test_bench_keep(tmp_path: Path) -> None:
 def test_bench_backends(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(InvalidArgument, match="unknown backend"):
         run_bench(BenchConfig(backend="carrier-pigeon"))
-    import memkv.nixl_support as nixl_support
+    import memkv.nixl.support as nixl_support
 
     def no_nixl() -> None:
         raise Unsupported("NIXL is not importable (test)")

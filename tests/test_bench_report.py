@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from memkv.bench_html import render_html
-from memkv.cli import main
+from memkv.bench.html import render_html
+from memkv.cli.main import main
 from memkv.errors import ErrorCode, MemkvError
 
 ARGS = ["bench", "--backend", "file", "--sizes", "64KiB,128KiB", "--count", "2", "--rounds", "1", "--quiet"]

@@ -1,4 +1,4 @@
-"""The `memkv` command line (memkv.cli)."""
+"""The `memkv` command line (memkv.cli.main)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import memkv
-from memkv.cli import build_parser, main
+from memkv.cli.main import build_parser, main
 
 TINY = ["--requests", "12", "--block-size", "64KiB", "--capacity", "32MiB", "--quiet"]
 
@@ -77,8 +77,33 @@ def test_malformed_trace_exits_2_naming_the_line(tmp_path: Path, capsys: pytest.
 
 
 def test_console_entry_point_error_has_no_traceback(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "memkv.cli", "bench", "--backend", "nope"],
+    proc = subprocess.run([sys.executable, "-m", "memkv.cli.main", "bench", "--backend", "nope"],
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2
     assert proc.stderr.startswith("memkv: INVALID_ARGUMENT: unknown backend 'nope'")
     assert "Traceback" not in proc.stderr
+
+
+def _modules_loaded_by(argv: list[str]) -> set[str]:
+    """The memkv modules a fresh interpreter has loaded after `memkv <argv>` (help and version exit)."""
+    script = ("import sys\nfrom memkv.cli.main import main\n"
+              "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+              "print(' '.join(m for m in sys.modules if m.startswith('memkv')))")
+    proc = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, check=True)
+    return set(proc.stdout.splitlines()[-1].split())
+
+
+def test_version_loads_no_subcommand() -> None:
+    loaded = _modules_loaded_by(["--version"])
+    roles = {m for m in loaded if m.split(".")[1:2] and m.split(".")[1] in
+             ("store", "server", "wire", "backends", "conformance", "plan", "bench", "torture", "nixl")}
+    assert "memkv.cli.main" in loaded and roles == set()
+    assert not any(m.startswith("memkv.cli.") and m != "memkv.cli.main" for m in loaded)
+
+
+def test_a_command_loads_only_its_own_module() -> None:
+    loaded = _modules_loaded_by(["serve", "--help"])
+    assert "memkv.cli.serve" in loaded
+    others = {m for m in loaded if m.startswith("memkv.cli.") and m not in ("memkv.cli.main", "memkv.cli.serve")}
+    assert others == set()
+    assert not any(m.startswith(("memkv.conformance", "memkv.plan", "memkv.bench")) for m in loaded)

@@ -1,4 +1,4 @@
-"""memkv's tcp client certified by the client checker (conformance/client_checker.py), and the checker
+"""memkv's tcp client certified by the client checker (memkv/conformance/client_checker.py), and the checker
 failing a client that skips payload verification (MKV-WIRE-021, MKV-WIRE-043, MKV-WIRE-011, MKV-NS-007,
 MKV-WIRE-041)."""
 
@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 
 import memkv
-from conformance.client_checker import SCRIPTED_PAYLOAD, check_client
 from memkv.backends import tcp
 from memkv.checksum import payload_checksum
+from memkv.conformance.client_checker import SCRIPTED_PAYLOAD, check_client
 from memkv.transport import Transport
 
 
@@ -40,7 +40,7 @@ def test_checker_fails_a_client_that_trusts_payloads(monkeypatch: pytest.MonkeyP
 
 @pytest.mark.requirement("MKV-WIRE-021")
 def test_command_certifies_memkv_connect(capsys: pytest.CaptureFixture[str]) -> None:
-    from memkv.cli import main
+    from memkv.cli.main import main
 
     assert main(["conformance-client", "--connect", "memkv:connect"]) == 0
     out = capsys.readouterr().out

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from memkv.cli import main
+from memkv.cli.main import main
 
 
 def _complete(script: Path, words: list[str]) -> list[str]:

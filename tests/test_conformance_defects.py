@@ -1,6 +1,6 @@
 """The conformance suite catches deliberate defects, each as a failure of exactly the requirement it breaks.
 
-Each faulty target (conformance/defects.py) wraps the correct file backend and breaks one rule in
+Each faulty target (memkv/conformance/defects.py) wraps the correct file backend and breaks one rule in
 one conditional shape. The suite runs the checks that cite that requirement (example-based
 checks and the model-based state machines) and must report exactly that requirement as failed.
 CI runs a fixed-seed sample of the catalogue; `MEMKV_DEFECTS=all` runs every defect.
@@ -14,8 +14,8 @@ import random
 
 import pytest
 
-from conformance.defects import CATALOGUE
-from conformance.runner import Options, run
+from memkv.conformance.defects import CATALOGUE
+from memkv.conformance.runner import Options, run
 
 SAMPLE_SIZE = 16
 SAMPLE_SEED = 9
@@ -29,7 +29,7 @@ def _selected() -> list[str]:
 
 
 def test_catalogue_spans_every_profile_the_file_backend_claims() -> None:
-    from conformance.requirements import requirements
+    from memkv.conformance.requirements import requirements
 
     reqs = requirements()
     profiles = {reqs[d.requirement].profile for d in CATALOGUE.values()}
@@ -41,8 +41,8 @@ def test_catalogue_spans_every_profile_the_file_backend_claims() -> None:
 @pytest.mark.parametrize("name", _selected())
 def test_defect_is_reported_against_exactly_its_requirement(name: str) -> None:
     requirement, also = CATALOGUE[name].requirement, CATALOGUE[name].also
-    doc = run(Options(target=f"conformance.faulty:defect?name={name}", select=(requirement,), seed=1234, examples=8,
-                      steps=20, quiet=True, stream=io.StringIO(), max_shrink_time=5))
+    doc = run(Options(target=f"memkv.conformance.faulty:defect?name={name}", select=(requirement,), seed=1234,
+                      examples=8,                      steps=20, quiet=True, stream=io.StringIO(), max_shrink_time=5))
     failed = {r for r, v in doc["requirements"].items() if v["status"] in ("fail", "error")}
     assert requirement in failed and failed <= {requirement, *also}, (name, requirement, sorted(failed))
     failure = doc["requirements"][requirement]["failures"][0]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance.faulty import defect
-from conformance.runner import Options, run
+from memkv.conformance.faulty import defect
+from memkv.conformance.runner import Options, run
 from memkv.transport import PutItem
 
 
@@ -34,7 +34,7 @@ def test_a_run_cut_by_its_timeout_still_reports_and_removes_its_stores(tmp_path:
 
 @pytest.mark.requirement("MKV-PRO-001")
 def test_a_failure_names_requirement_seed_and_shrunk_steps() -> None:
-    doc = run(Options(target="conformance.faulty:defect?name=lookup_stops_at_eight", select=("MKV-OPS-006",),
+    doc = run(Options(target="memkv.conformance.faulty:defect?name=lookup_stops_at_eight", select=("MKV-OPS-006",),
                       seed=77, examples=8, steps=20, quiet=True, stream=io.StringIO(), max_shrink_time=5))
     assert doc["seed"] == 77 and doc["replay"] == "--seed 77"
     failures = doc["requirements"]["MKV-OPS-006"]["failures"]
@@ -49,7 +49,7 @@ def test_faulty_target_spec_reopens_the_same_data_in_a_child_process() -> None:
         t = target.connect("spec-check")
         assert t.put([PutItem(key, b"kept across processes")])[0].ok
         target.stop()
-        code = ("from conformance.target import load_target\n"
+        code = ("from memkv.conformance.target import load_target\n"
                 f"t = load_target({target.spec!r}).connect('spec-check')\n"
                 f"print(t.exists([{key!r}])[0])")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)

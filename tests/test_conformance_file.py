@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from report_dirs import report_dir
 
-from conformance.runner import REGRESSION_SEED, Options, run
+from memkv.conformance.runner import REGRESSION_SEED, Options, run
 
 
 @pytest.mark.requirement("MKV-PRO-001")

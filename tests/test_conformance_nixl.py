@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from report_dirs import report_dir
 
-from conformance.runner import Options, run
-from memkv.nixl_support import availability
+from memkv.conformance.runner import Options, run
+from memkv.nixl.support import availability
 
 NIXL_OK, NIXL_REASON = availability()
 NIXL_CLAIMS = ["admin", "core", "nixl", "secure", "sessions", "shared", "wire"]

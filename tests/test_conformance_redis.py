@@ -1,4 +1,4 @@
-"""Proof on a store nobody here wrote: the suite against Redis through conformance/adapters/redis_adapter.py."""
+"""Proof on a store nobody here wrote: the suite against Redis through memkv/conformance/adapters/redis_adapter.py."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import pytest
 
 pytest.importorskip("redis")
 
-from conformance.runner import Options, run
+from memkv.conformance.runner import Options, run
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 
 
 @pytest.mark.requirement("MKV-PRO-001")
 def test_redis_adapter_report(tmp_path: Path) -> None:
-    doc = run(Options(target="conformance.adapters.redis_adapter:target", profiles="all", seed=1234,
+    doc = run(Options(target="memkv.conformance.adapters.redis_adapter:target", profiles="all", seed=1234,
                       report_dir=str(tmp_path), quiet=True, stream=io.StringIO()))
     print(f"Redis verdict: {doc['verdict']}")
     for name, profile in doc["profiles"].items():

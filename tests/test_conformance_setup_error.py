@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from memkv import cli
+from memkv.cli import main as cli
 
 
 def test_a_single_credential_key_file_stops_before_any_check(
@@ -23,7 +23,7 @@ def test_a_single_credential_key_file_stops_before_any_check(
     setup_lines = [line for line in text.splitlines() if "setup error" in line]
     assert len(setup_lines) == 1, text
     # the remedy is there in full, not cut off
-    assert "python -m conformance.targets.server keys --out pool.yaml" in setup_lines[0]
+    assert "python -m memkv.conformance.targets.server keys --out pool.yaml" in setup_lines[0]
     assert "give it to the server too" in setup_lines[0]
     assert "memkv conformance: 0 checks" in text
     assert elapsed < 30

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from report_dirs import report_dir
 
-from conformance.runner import REGRESSION_SEED, Options, run
-from conformance.target import load_target
-from conformance.targets.server import NamespacePool, ServerTarget, write_pool_keys_file
+from memkv.conformance.runner import REGRESSION_SEED, Options, run
+from memkv.conformance.target import load_target
+from memkv.conformance.targets.server import NamespacePool, ServerTarget, write_pool_keys_file
 from memkv.server.testing import ServerProcess
 
 TCP_CLAIMS = ["admin", "core", "secure", "sessions", "shared", "wire"]

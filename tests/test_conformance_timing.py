@@ -1,4 +1,4 @@
-"""conformance.timing: limits that only ever stretch on a busy machine."""
+"""memkv.conformance.timing: limits that only ever stretch on a busy machine."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from conformance import timing
+from memkv.conformance import timing
 
 
 @pytest.fixture(autouse=True)

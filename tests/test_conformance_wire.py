@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance.runner import Options, run
-from conformance.targets.server import write_pool_keys_file
+from memkv.conformance.runner import Options, run
+from memkv.conformance.targets.server import write_pool_keys_file
 from memkv.server.testing import ServerProcess
 
 
@@ -23,7 +23,7 @@ def test_running_server_passes_the_wire_checks(tmp_path: Path) -> None:
         stream = io.StringIO()
         doc = run(Options(target=url, profiles="wire", seed=1, stream=stream, keyword="test_wire"))
         print(stream.getvalue()[-3000:])
-    wire = [t for t in doc["tests"] if t["nodeid"].startswith("conformance/checks/test_wire.py")]
+    wire = [t for t in doc["tests"] if t["nodeid"].startswith("memkv/conformance/checks/test_wire.py")]
     assert len(wire) >= 13
     assert [t["name"] for t in wire if t["status"] != "pass"] == []
     assert doc["profiles"]["wire"]["status"] == "pass" and doc["profiles"]["wire"]["fail"] == 0

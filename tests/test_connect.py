@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import memkv
-from memkv.backends.file import FileTransport
 from memkv.errors import ErrorCode, MemkvError
+from memkv.store.embedded import FileTransport
 
 
 @pytest.mark.requirement("MKV-CAP-005")

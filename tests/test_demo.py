@@ -1,4 +1,4 @@
-"""`memkv demo` end to end on small stores (memkv.demo)."""
+"""`memkv demo` end to end on small stores (memkv.cli.demo)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from memkv.buffers import aligned_buffer
-from memkv.demo import DemoConfig, check_payload, fill_payload, format_report, run_demo
+from memkv.cli.demo import DemoConfig, check_payload, fill_payload, format_report, run_demo
 from memkv.errors import InvalidArgument
-from memkv.workload import synthetic_trace
+from memkv.plan.workload import synthetic_trace
 
 KEY_A, KEY_B = bytes(range(16)), bytes(range(1, 17))
 

@@ -12,7 +12,7 @@ from helpers_store import KiB, MiB, key, open_engine, payload
 from memkv.buffers import aligned_buffer
 from memkv.errors import InvalidArgument
 from memkv.store import device as device_module
-from memkv.store.device import BOUNCE_SIZE, Device
+from memkv.store.device import BOUNCE_SIZE, MEMORY_FILESYSTEMS, Device, mount_of, open_direct
 from memkv.transport import PutItem
 
 SIZE = 16 * MiB
@@ -179,3 +179,24 @@ def test_engine_round_trip_and_restart_per_io_mode(tmp_path: Path, monkeypatch: 
             for child in directory.iterdir():
                 child.unlink()
             directory.rmdir()
+
+
+def test_mount_of_picks_the_longest_mount_and_unescapes_spaces(tmp_path: Path) -> None:
+    mounts = tmp_path / "mounts"
+    mounts.write_text("/dev/vda / ext4 rw 0 0\nnone /dev/hugepages hugetlbfs rw 0 0\n"
+                      "tmpfs /mnt/my\\040ram tmpfs rw 0 0\n", encoding="utf-8")
+    assert mount_of("/dev/hugepages/memkv", str(mounts)) == ("/dev/hugepages", "hugetlbfs")
+    assert mount_of("/mnt/my ram/store", str(mounts)) == ("/mnt/my ram", "tmpfs")
+    assert mount_of("/var/lib/memkv", str(mounts)) == ("/", "ext4")
+    assert mount_of("/x", str(tmp_path / "absent")) is None
+    assert {"tmpfs", "ramfs", "hugetlbfs"} <= MEMORY_FILESYSTEMS
+
+
+def test_doctor_and_store_agree_on_o_direct(tmp_path: Path) -> None:
+    """`memkv doctor` reports the open mode the store itself picks for the same directory."""
+    from memkv.cli.doctor_checks import check_data_path
+
+    check = check_data_path(Path("/proc"), str(tmp_path))
+    fd, direct = open_direct(str(tmp_path / "device"), os.O_RDWR | os.O_CREAT)
+    os.close(fd)
+    assert check.details["o_direct"] is direct

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from memkv import cli_doctor, doctor
-from memkv.doctor import DEGRADED, FAIL, NOT_READY, OK, READY, SKIP, WARN, run_checks
+from memkv.cli import doctor as cli_doctor
+from memkv.cli import doctor_checks as doctor
+from memkv.cli.doctor_checks import DEGRADED, FAIL, NOT_READY, OK, READY, SKIP, WARN, run_checks
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SYSFS = FIXTURES / "sysfs" / "host_rdma_nvme"

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from helpers_store import Clock, KiB, MiB, check_space, extents_of, key, open_engine, payload, snapshot
 
-from memkv.backends.file import FileTransport
 from memkv.blocks import BlockMeta, Limits
 from memkv.checksum import payload_checksum
 from memkv.errors import (
@@ -24,6 +23,7 @@ from memkv.errors import (
 )
 from memkv.keys import model_fingerprint
 from memkv.sessions import SessionState
+from memkv.store.embedded import FileTransport
 from memkv.store.engine import StorageEngine
 from memkv.transport import PutItem
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from helpers_store import extents_of, key, open_engine, payload
 
-from memkv.cli import main
+from memkv.cli.main import main
 from memkv.errors import StoreLocked
 from memkv.store.fsck import fsck
 from memkv.store.index import pack_extents

@@ -1,4 +1,4 @@
-"""The device I/O engines: io_uring (memkv._uring) and the thread pool move the same bytes."""
+"""The device I/O engines: io_uring (memkv.store._uring) and the thread pool move the same bytes."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from memkv import native_io
 from memkv.errors import InvalidArgument, Unsupported
-from memkv.native_io import IOEngine, ThreadEngine, UringEngine, compare_engines, format_rows, select_engine
+from memkv.store import io_engines as native_io
+from memkv.store.io_engines import IOEngine, ThreadEngine, UringEngine, compare_engines, format_rows, select_engine
 
 URING_OK, URING_WHY = native_io.uring_status()
 needs_uring = pytest.mark.skipif(not URING_OK, reason=f"io_uring unavailable: {URING_WHY}")
@@ -252,7 +252,7 @@ def test_uring_engine_from_many_threads(tmp_path: Path) -> None:
 
 @needs_uring
 def test_ring_validates_and_closes() -> None:
-    from memkv import _uring
+    from memkv.store import _uring
 
     with pytest.raises(ValueError):
         _uring.Ring(0)
@@ -289,8 +289,8 @@ def test_select_engine_honors_memkv_io(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_falls_back_to_threads_without_the_extension(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "memkv._uring", None)  # makes `from . import _uring` fail
-    monkeypatch.delattr(sys.modules["memkv"], "_uring", raising=False)
+    monkeypatch.setitem(sys.modules, "memkv.store._uring", None)  # makes `from . import _uring` fail
+    monkeypatch.delattr(sys.modules["memkv.store"], "_uring", raising=False)
     ok, why = native_io.uring_status()
     assert not ok and "not built" in why
     monkeypatch.delenv("MEMKV_IO", raising=False)

@@ -20,7 +20,7 @@ from memkv.blocks import BlockMeta
 from memkv.buffers import MemoryRegion, address_of, aligned_buffer
 from memkv.checksum import payload_checksum
 from memkv.errors import ErrorCode, MemkvError, PermissionDenied, Unsupported
-from memkv.nixl_support import ChunkPool, availability
+from memkv.nixl.support import ChunkPool, availability
 from memkv.server.nixl_agent import metadata_agent_name
 from memkv.server.testing import ServerProcess, write_keys_file
 from memkv.transport import PutItem
@@ -330,7 +330,8 @@ def test_whole_block_staging_without_streaming(ucx_tcp: None, creds: tuple[str, 
 
 
 def test_bench_compares_with_raw_nixl(ucx_tcp: None, tmp_path: Path) -> None:
-    from memkv.bench import BenchConfig, format_report, run_bench
+    from memkv.bench.common import BenchConfig
+    from memkv.bench.runner import format_report, run_bench
 
     report = run_bench(BenchConfig(backend="nixl", sizes=(2 * MiB,), count=2, rounds=1, directory=str(tmp_path)))
     assert {(r["size"], r["op"]) for r in report["results"]} == {(2 * MiB, "put"), (2 * MiB, "get")}

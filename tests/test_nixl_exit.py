@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from memkv.nixl_support import availability
+from memkv.nixl.support import availability
 from memkv.server.testing import ServerProcess, write_keys_file
 
 NIXL_OK, NIXL_REASON = availability()
@@ -82,7 +82,7 @@ print("client done")
 
 @pytest.mark.requirement("MKV-WIRE-030")
 def test_a_process_that_created_an_agent_exits_zero() -> None:
-    proc = _run([sys.executable, "-c", "from memkv.nixl_support import make_agent; make_agent('bare'); print('made')"])
+    proc = _run([sys.executable, "-c", "from memkv.nixl.support import make_agent; make_agent('bare'); print('made')"])
     _ok(proc)
     assert "made" in proc.stdout
 
@@ -101,7 +101,7 @@ def test_client_exits_zero_and_server_exits_zero_on_sigterm(server: ServerProces
 def test_conformance_worker_exits_zero(open_server: ServerProcess, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEMKV_TRANSPORT", "nixl")  # strict: no silent fall-back to the TCP data path
     url = f"memkv+nixl://{open_server.host}:{open_server.port}"
-    proc = _run([sys.executable, "-m", "conformance.worker", "history", "--target", url, "--namespace", NS,
+    proc = _run([sys.executable, "-m", "memkv.conformance.worker", "history", "--target", url, "--namespace", NS,
                  "--client", "0", "--seed", "1", "--ops", "20"])
     _ok(proc)
     assert proc.stdout.count("{") >= 20
@@ -109,7 +109,7 @@ def test_conformance_worker_exits_zero(open_server: ServerProcess, monkeypatch: 
 
 @pytest.mark.requirement("MKV-WIRE-030")
 def test_bench_nixl_exits_zero(tmp_path: Path) -> None:
-    proc = _run([sys.executable, "-m", "memkv.cli", "bench", "--backend", "nixl", "--sizes", "2MiB", "--count", "2",
-                 "--rounds", "1", "--dir", str(tmp_path), "--quiet", "--json"])
+    proc = _run([sys.executable, "-m", "memkv.cli.main", "bench", "--backend", "nixl", "--sizes", "2MiB",
+                 "--count", "2",                 "--rounds", "1", "--dir", str(tmp_path), "--quiet", "--json"])
     _ok(proc)
     assert '"nixl"' in proc.stdout

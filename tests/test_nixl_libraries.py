@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from memkv import nixl_libraries
-from memkv.doctor import FAIL, OK, SKIP, check_nixl_libraries
+from memkv.cli.doctor_checks import FAIL, OK, SKIP, check_nixl_libraries
+from memkv.nixl import libraries as nixl_libraries
 
 WHEEL = nixl_libraries.wheel_libs()
 HOST_HAS_RDMA_CORE = nixl_libraries.host_library("libefa.so.1") is not None

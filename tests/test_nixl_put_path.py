@@ -20,7 +20,7 @@ import memkv
 from memkv.blocks import BlockMeta
 from memkv.checksum import payload_checksum
 from memkv.errors import ErrorCode, Unavailable
-from memkv.nixl_support import ChunkPool, availability, metadata_agent_name, release_handle, transfer, wait_transfer
+from memkv.nixl.support import ChunkPool, availability, metadata_agent_name, release_handle, transfer, wait_transfer
 from memkv.server.nixl_agent import ucx_has_rdma
 from memkv.server.nixl_leases import Lease, LeaseTable
 from memkv.server.testing import ServerProcess, write_keys_file

@@ -12,10 +12,10 @@ import pytest
 from helpers_store import KiB, key, open_engine, payload
 
 from memkv.blocks import BlockMeta
-from memkv.cli import main
+from memkv.cli.main import main
 from memkv.plan import PlanOptions, SimConfig, make_plan, simulate
+from memkv.plan.workload import TRACE_NAMES, TraceRequest, find_trace, read_trace, synthetic_trace
 from memkv.transport import PutItem
-from memkv.workload import TRACE_NAMES, TraceRequest, find_trace, read_trace, synthetic_trace
 
 HAND_TRACE = [[1, 2, 3], [1, 2, 4], [1, 5], [1, 2, 3]]
 """By hand, capacity 3, LRU: r1 misses 1,2,3 (cache 1,2,3); r2 hits 1,2, touches them, stores 4
@@ -172,7 +172,7 @@ def test_plan_runs_on_the_shared_traces(name: str, capsys: pytest.CaptureFixture
 
 
 def test_demo_prices_prefill_with_the_plan_catalog() -> None:
-    from memkv.demo import MODELS
+    from memkv.cli.demo import MODELS
     from memkv.plan.catalog import assumptions
     from memkv.plan.economics import prefill_value
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from memkv.native_io import uring_status
 from memkv.store.index import Index
+from memkv.store.io_engines import uring_status
 from memkv.store.powercut import StableStorage, simulate
 
 

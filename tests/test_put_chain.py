@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import memkv
-from memkv.backends.file import FileTransport
 from memkv.errors import ErrorCode, MemkvError
+from memkv.store.embedded import FileTransport
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import memkv
-from memkv import cli
+from memkv.cli import main as cli
 from memkv.errors import ErrorCode, MemkvError
 from memkv.server.testing import in_process_server, write_keys_file
 

@@ -11,9 +11,10 @@ import pytest
 
 import memkv
 from memkv import PutItem
+from memkv.credentials import parse_credential
 from memkv.errors import ErrorCode, PermissionDenied, Unauthenticated
-from memkv.server.core import MemkvServer
-from memkv.server.keyring import KeyRing, parse_credential
+from memkv.server.keyring import KeyRing
+from memkv.server.service import MemkvServer
 from memkv.server.testing import (
     closed as _closed,
 )

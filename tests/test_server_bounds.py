@@ -21,8 +21,8 @@ from memkv import PutItem
 from memkv.errors import ErrorCode, InvalidArgument
 from memkv.server import admin
 from memkv.server.config import ServerConfig
-from memkv.server.core import MemkvServer
 from memkv.server.keyring import KeyRing
+from memkv.server.service import MemkvServer
 from memkv.server.testing import error_code, in_process_server, raw_session, read_frame, write_keys_file
 from memkv.wire import messages as msg
 from memkv.wire.frames import Header, sign

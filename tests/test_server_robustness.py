@@ -15,7 +15,7 @@ import pytest
 import memkv
 from memkv import PutItem
 from memkv.errors import ErrorCode, MemkvError, Unavailable
-from memkv.server.core import MemkvServer
+from memkv.server.service import MemkvServer
 from memkv.server.testing import ServerProcess, in_process_server, write_keys_file
 from memkv.server.testing import closed as _closed
 from memkv.server.testing import error_code as _error_code

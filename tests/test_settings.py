@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from memkv import cli
+from memkv.cli import main as cli
 from memkv.errors import ErrorCode, MemkvError
 from memkv.server.logs import configure_logging
 from memkv.server.settings import ServeSettings, example_file, load_settings, markdown_reference

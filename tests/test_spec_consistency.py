@@ -21,10 +21,10 @@ from memkv.transport import PROFILES, SPEC_VERSION
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_DIR = ROOT / "spec"
 MAIN_TEXT = SPEC_DIR / "memkv-spec.md"
-TEXTS = [MAIN_TEXT, SPEC_DIR / "wire.md"]  # wire.md joins once it exists
+TEXTS = [MAIN_TEXT, SPEC_DIR / "wire.md", SPEC_DIR / "s3.md"]
 
-ID_RE = re.compile(r"^MKV-[A-Z]{2,5}-\d{3}$")
-TAG_RE = re.compile(r"\*\*(MKV-[A-Z]+-\d{3})\*\* \((MUST|SHOULD|MAY)\):")
+ID_RE = re.compile(r"^MKV-[A-Z][A-Z0-9]{1,4}-\d{3}$")
+TAG_RE = re.compile(r"\*\*(MKV-[A-Z][A-Z0-9]*-\d{3})\*\* \((MUST|SHOULD|MAY)\):")
 BOLD_ID_RE = re.compile(r"\*\*(MKV-[^*]*)\*\*")
 BCP14_RE = re.compile(r"\b(MUST|SHALL|SHOULD|MAY|REQUIRED|RECOMMENDED|OPTIONAL)\b")
 LEVELS = ("MUST", "SHOULD", "MAY")
@@ -214,12 +214,12 @@ def test_worked_examples_of_the_keys_section() -> None:
 def _cited_by_tests() -> dict[str, set[str]]:
     """Requirement IDs named by test markers (requirement(...), or a decorator alias like @req(...))."""
     cited: dict[str, set[str]] = {}
-    for folder in ("tests", "conformance"):
+    for folder in ("tests", "memkv/conformance"):
         for path in (ROOT / folder).rglob("*.py"):
             source = path.read_text(encoding="utf-8")
             calls = re.findall(r"requirement\(([^)]*)\)", source) + re.findall(r"^\s*@[\w.]+\(([^)]*)\)", source, re.M)
             for call in calls:
-                for rid in re.findall(r"[\"'](MKV-[A-Z]+-\d{3})[\"']", call):
+                for rid in re.findall(r"[\"'](MKV-[A-Z][A-Z0-9]*-\d{3})[\"']", call):
                     cited.setdefault(rid, set()).add(str(path.relative_to(ROOT)))
     return cited
 

@@ -14,10 +14,10 @@ import pytest
 from helpers_store import KiB, check_space, key, open_engine, payload
 
 from memkv.errors import ErrorCode, Unavailable
-from memkv.native_io import uring_status
 from memkv.store.engine import StorageEngine
 from memkv.store.fault_sweep import sweep
 from memkv.store.faultinject import FaultPlan, interpose
+from memkv.store.io_engines import uring_status
 from memkv.transport import PutItem
 
 SIZE = 300 * KiB

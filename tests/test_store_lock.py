@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from helpers_crash import CAPACITY, UNIT, child
 
-from memkv.backends.file import FileTransport
 from memkv.errors import ErrorCode, StoreLocked
+from memkv.store.embedded import FileTransport
 from memkv.store.engine import StorageEngine
 
 

@@ -11,7 +11,6 @@ import pytest
 
 import memkv
 from memkv import BlockMeta, PutItem, aligned_buffer
-from memkv.backends.file import FileTransport
 from memkv.backends.tcp import TcpTransport
 from memkv.errors import (
     ErrorCode,
@@ -22,8 +21,9 @@ from memkv.errors import (
     UnknownSession,
 )
 from memkv.keys import model_fingerprint, prefix_chain
-from memkv.server.core import MemkvServer
+from memkv.server.service import MemkvServer
 from memkv.server.testing import in_process_server, write_keys_file
+from memkv.store.embedded import FileTransport
 from memkv.transport import Transport
 
 req = pytest.mark.requirement

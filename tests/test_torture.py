@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from memkv.cli import main
+from memkv.cli.main import main
 from memkv.torture.fuzz import fuzz
 from memkv.wire import messages
 

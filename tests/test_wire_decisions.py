@@ -10,14 +10,15 @@ from collections.abc import Iterator
 import pytest
 
 import memkv
-from conformance.wire_peer import Peer
 from memkv import PutItem
 from memkv.blocks import BlockMeta
 from memkv.checksum import payload_checksum
+from memkv.conformance.wire_peer import Peer
+from memkv.credentials import parse_secret
 from memkv.errors import ErrorCode, InvalidArgument
 from memkv.keys import model_fingerprint
-from memkv.server.core import MemkvServer
-from memkv.server.keyring import KeyRing, parse_secret
+from memkv.server.keyring import KeyRing
+from memkv.server.service import MemkvServer
 from memkv.server.testing import in_process_server, write_keys_file
 from memkv.wire import messages as msg
 

@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from conformance import opschema as schema
 from memkv.blocks import BlockMeta
 from memkv.checksum import payload_checksum
+from memkv.conformance import opschema as schema
+from memkv.credentials import parse_credential
 from memkv.errors import ErrorCode, MemkvError
-from memkv.server.core import MemkvServer
-from memkv.server.keyring import parse_credential
+from memkv.server.service import MemkvServer
 from memkv.server.testing import hello_bytes, in_process_server, read_frame, recv_exact, write_keys_file
 from memkv.transport import SPEC_VERSION
 from memkv.wire import messages as msg

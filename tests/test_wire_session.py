@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from memkv.errors import ErrorCode
-from memkv.server.core import MemkvServer
+from memkv.server.service import MemkvServer
 from memkv.server.testing import hello_bytes, in_process_server, raw_session, read_frame, write_keys_file
 from memkv.wire import messages as msg
 from memkv.wire.frames import Header, sign, verify

@@ -1,4 +1,4 @@
-"""The trace reader, the synthetic generator and the session planner (memkv.workload)."""
+"""The trace reader, the synthetic generator and the session planner (memkv.plan.workload)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from memkv.errors import ErrorCode, InvalidArgument
-from memkv.workload import (
+from memkv.plan.workload import (
     MAX_HASH_IDS,
     MAX_LINE_BYTES,
     TRACE_NAMES,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Regenerate the language-neutral test vectors of spec/vectors/ from the memkv package.
 
-    python tools/gen_vectors.py            # rewrite spec/vectors/keys.json and checksums.json
+    python tools/gen_vectors.py            # rewrite spec/vectors/keys.json, checksums.json and frames.json
     python tools/gen_vectors.py --check    # exit 1 if the files differ from what memkv computes
 
 The case lists below are the source of the vectors; memkv computes the expected outputs.
@@ -25,6 +25,7 @@ from memkv import keys as K
 from memkv.checksum import payload_checksum
 from memkv.errors import MemkvError
 from memkv.transport import SPEC_VERSION
+from memkv.wire.vectors import build_vectors as build_frames
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTOR_DIR = ROOT / "spec" / "vectors"
@@ -298,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 on difference")
     args = parser.parse_args(argv)
     outputs = {VECTOR_DIR / "keys.json": render(build_keys()),
-               VECTOR_DIR / "checksums.json": render(build_checksums())}
+               VECTOR_DIR / "checksums.json": render(build_checksums()),
+               VECTOR_DIR / "frames.json": json.dumps(build_frames(), indent=1, sort_keys=True) + "\n"}
     stale = []
     for path, text in outputs.items():
         if args.check:

@@ -60,9 +60,9 @@ def copy_tree(dest: Path) -> None:
         if name and (ROOT / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, dest / name)
-    spec = importlib.util.find_spec("memkv._uring")
+    spec = importlib.util.find_spec("memkv.store._uring")
     if spec is not None and spec.origin:
-        shutil.copy2(spec.origin, dest / "memkv" / Path(spec.origin).name)
+        shutil.copy2(spec.origin, dest / "memkv" / "store" / Path(spec.origin).name)
 
 
 def write_config(dest: Path, modules: list[str], target: str, seed: int, timeout: float) -> Path:

@@ -49,7 +49,7 @@ from ..errors import (
     Unsupported,
 )
 from ..keys import check_key
-from ..nixl_support import Pump, describe_error, make_agent, metadata_agent_name
+from ..nixl.support import Pump, describe_error, make_agent, metadata_agent_name
 from ..transport import Capabilities, GetResult, ItemResult, PutItem
 from ..units import parse_size
 from ..wire import messages as msg

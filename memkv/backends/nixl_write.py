@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ErrorCode, Internal, MemkvError, ProtocolError
-from ..nixl_support import describe_error, mem_type, release_handle, transfer, wait_transfer
+from ..nixl.support import describe_error, mem_type, release_handle, transfer, wait_transfer
 from ..transport import ItemResult, PutItem
 from ..wire import messages as msg
 from ..wire import nixl_leases as lease_msg

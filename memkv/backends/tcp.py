@@ -21,21 +21,21 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from .. import __version__
-from ..blocks import BlockMeta, Limits
+from ..blocks import Limits
 from ..buffers import BufferLike, advance, readable_view, writable_view
 from ..checksum import payload_checksum, payload_hasher
+from ..credentials import parse_credential
 from ..errors import (
     ErrorCode,
     InvalidArgument,
-    InvalidKey,
     MemkvError,
     ProtocolError,
     Timeout,
     Unavailable,
     error_for,
 )
-from ..keys import KEY_SIZE, NO_FINGERPRINT, check_fingerprint, check_key
+from ..keys import NO_FINGERPRINT, check_fingerprint, check_key
+from ..namespaces import check_namespace
 from ..sessions import SessionInfo
 from ..transport import (
     BlockInfo,
@@ -47,6 +47,7 @@ from ..transport import (
     ResumeResult,
     Transport,
 )
+from ..version import __version__
 from ..wire import messages as msg
 from ..wire import records as rec
 from ..wire.connection import Answer, Credential, HelloAnswered, Refused, Side
@@ -74,8 +75,6 @@ class _Pending:
 def _parse_credential(key: str | tuple[str, bytes] | None) -> tuple[str, bytes] | None:
     if key is None or isinstance(key, tuple):
         return key
-    from ..server.keyring import parse_credential
-
     return parse_credential(key)
 
 
@@ -319,8 +318,6 @@ class TcpTransport(Transport):
     def __init__(self, host: str, port: int = DEFAULT_PORT, namespace: str = "default",
                  key: str | tuple[str, bytes] | None = None, pool_size: int = 4, timeout: float = 120.0,
                  connect_timeout: float = 10.0) -> None:
-        from ..store.engine import check_namespace
-
         self.namespace = check_namespace(namespace)
         self.host, self.port = host, port
         self._credential = _parse_credential(key)
@@ -623,8 +620,6 @@ def pop_credential(options: dict[str, Any]) -> str | tuple[str, bytes] | None:
 
 def checked_credential(text: str, source: str) -> str:
     """`text` when it is a well-formed `<key id>:<secret>`; else InvalidArgument naming where it came from."""
-    from ..server.keyring import parse_credential
-
     try:
         parse_credential(text)
     except InvalidArgument as exc:
@@ -645,4 +640,4 @@ def open_tcp(url_host: str, url_port: int | None, namespace: str, options: dict[
     return TcpTransport(url_host or "127.0.0.1", url_port or DEFAULT_PORT, namespace, key, **options)
 
 
-__all__ = ["KEY_SIZE", "BlockMeta", "InvalidKey", "TcpConnection", "TcpTransport", "open_tcp"]
+__all__ = ["TcpConnection", "TcpTransport", "open_tcp"]

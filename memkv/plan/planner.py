@@ -12,7 +12,6 @@ from typing import Any
 
 from ..errors import InvalidArgument
 from ..eviction import POLICIES
-from ..workload import TraceRequest
 from .catalog import Assumptions, Tier, assumptions
 from .economics import (
     TB,
@@ -28,6 +27,7 @@ from .economics import (
     storage_usd_per_year,
 )
 from .simulate import SimConfig, SimResult, simulate, sweep_capacities
+from .workload import TraceRequest
 
 NOT_WORTH_MIN_HIT = 0.02
 """Below this unbounded prefix hit ratio a workload has too little reuse for any tier."""

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 
 from ..errors import InvalidArgument
 from ..eviction import POLICIES, ChainOrder, EvictionOrder, LruOrder, PolicyName, make_order
-from ..workload import TRACE_BLOCK_TOKENS, TraceRequest
+from .workload import TRACE_BLOCK_TOKENS, TraceRequest
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

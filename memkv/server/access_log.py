@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import Sequence
 
-from ..workload import TRACE_BLOCK_TOKENS
+from ..plan.workload import TRACE_BLOCK_TOKENS
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 MAX_HASH_ID = 2**63 - 1

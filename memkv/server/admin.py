@@ -20,18 +20,19 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .. import __version__, bounded_json
+from .. import bounded_json
 from ..errors import ErrorCode, MemkvError
+from ..namespaces import is_namespace
 from ..sessions import SessionInfo
+from ..version import __version__
 from ..wire.opcodes import Role
 from .keyring import ApiKey
 
 if TYPE_CHECKING:
-    from .core import MemkvServer
+    from .service import MemkvServer
 
 log = logging.getLogger("memkv.admin")
 
-NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 SESSION_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 HEX32_RE = re.compile(r"[0-9a-fA-F]{32}")
 MAX_BODY = 64 * 1024
@@ -152,7 +153,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _namespace(self, key: ApiKey | None, raw: str) -> str:
         namespace = urllib.parse.unquote(raw, errors="strict") if "%" in raw else raw
-        if not NAMESPACE_RE.fullmatch(namespace):
+        if not is_namespace(namespace):
             raise _bad("namespace must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
         if key is not None and not key.administers(namespace):
             raise _HttpError(403, "PERMISSION_DENIED", f"key {key.key_id} does not administer {namespace}")

@@ -55,6 +55,7 @@ class ServerConfig:
     admin_tls_key: str | None = None
     access_log: str | None = None  # trace-format log of lookups for `memkv plan` (MKV-CAP-009)
     access_log_max_bytes: int = 64 * MiB  # rotated at this size, one older file kept
+    s3_listen: str | None = None  # the optional S3 endpoint (spec/s3.md), host:port; off when None
 
     def update(self, values: dict[str, Any]) -> None:
         names = {f.name for f in dataclasses.fields(self)}
@@ -77,6 +78,11 @@ class ServerConfig:
 
     def listen_address(self) -> tuple[str, int]:
         return split_address(self.listen)
+
+    def s3_address(self) -> tuple[str, int] | None:
+        if self.s3_listen in (None, "off", "none", ""):
+            return None
+        return split_address(self.s3_listen, 0)
 
     def admin_address(self) -> tuple[str, int] | None:
         if self.admin_listen in ("off", "none", ""):

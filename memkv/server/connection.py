@@ -28,13 +28,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
 from ..blocks import BlockMeta
 from ..buffers import advance, aligned_buffer
 from ..errors import (
     BlockTooLarge,
     ErrorCode,
-    InvalidArgument,
     LimitExceeded,
     MemkvError,
     PermissionDenied,
@@ -44,6 +42,7 @@ from ..errors import (
 )
 from ..store.engine import BlockRead
 from ..transport import SPEC_VERSION, GetResult, ItemResult
+from ..version import __version__
 from ..wire import messages as msg
 from ..wire import records as rec
 from ..wire.connection import Connection as WireConnection
@@ -57,8 +56,8 @@ from ..wire.frames import (
 from ..wire.opcodes import REQUIRED_ROLE, Opcode, Role
 
 if TYPE_CHECKING:
-    from .core import MemkvServer
     from .keyring import KeyRing
+    from .service import MemkvServer
 
 log = logging.getLogger("memkv.server")
 
@@ -203,10 +202,6 @@ class Connection:
 
     def _payload_deadline(self, size: int) -> float:
         return time.monotonic() + self.config.frame_timeout_s + size / MIN_PAYLOAD_RATE
-
-    def _recv_payload(self, view: memoryview) -> None:
-        self._recv_exact(view, self._payload_deadline(len(view)))
-        self.wire.payload_received(len(view))
 
     def _discard_payload(self, size: int) -> None:
         deadline = self._payload_deadline(size)
@@ -633,4 +628,4 @@ def _grant_of(ring: KeyRing) -> Callable[[str], Grant | None]:
     return lookup
 
 
-__all__ = ["BlockMeta", "BufferBudget", "Connection", "InvalidArgument"]
+__all__ = ["BufferBudget", "Connection"]

@@ -18,8 +18,6 @@ keys file readable by other users is refused.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import hmac
 import logging
@@ -32,16 +30,13 @@ from typing import Any
 
 import yaml
 
+from ..credentials import KEY_ID_RE, parse_credential, parse_secret
 from ..errors import InvalidArgument
-from ..store.engine import check_namespace
+from ..namespaces import check_namespace
 from ..store.quotas import Quota, parse_quotas
 from ..wire.opcodes import Role
 
 log = logging.getLogger("memkv.server")
-
-MIN_SECRET_BYTES = 16
-KEY_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_HEX_SECRET_RE = re.compile(r"(?:[0-9a-fA-F]{2})+")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -57,33 +52,6 @@ class ApiKey:
 
     def grants(self, role: Role) -> bool:
         return self.role >= role
-
-
-def parse_secret(text: str) -> bytes:
-    text = text.strip()
-    try:
-        if text.startswith("base64:"):
-            raw = base64.b64decode(text[7:], validate=True)
-        elif _HEX_SECRET_RE.fullmatch(text):
-            raw = bytes.fromhex(text)
-        else:
-            raise ValueError(text)
-    except (ValueError, binascii.Error):
-        raise InvalidArgument("a key secret must be hex digits or base64:<...>") from None
-    if len(raw) < MIN_SECRET_BYTES:
-        raise InvalidArgument(f"a key secret must be at least {MIN_SECRET_BYTES} bytes")
-    return raw
-
-
-def parse_credential(text: str) -> tuple[str, bytes]:
-    """`<key id>:<secret>` as used by clients, MEMKV_KEY and the admin API's bearer token."""
-    key_id, sep, secret = text.partition(":")
-    if not sep or not key_id:
-        raise InvalidArgument("a credential is '<key id>:<secret>'")
-    try:
-        return key_id, parse_secret(secret)
-    except InvalidArgument as exc:
-        raise InvalidArgument(f"credential of key {key_id!r}: {exc.message}") from None
 
 
 MAX_KEYS_FILE = 4 * 1024 * 1024
@@ -197,7 +165,3 @@ def _operators(entries: Any) -> list[ApiKey]:
             raise InvalidArgument(f"key id {entry['id']!r} must match {KEY_ID_RE.pattern}")
         operators.append(ApiKey(str(entry["id"]), "", parse_secret(str(entry["secret"])), Role.ADMIN, operator=True))
     return operators
-
-
-def generate_secret() -> str:
-    return os.urandom(32).hex()

@@ -45,8 +45,8 @@ from ..errors import (
     Unsupported,
 )
 from ..keys import check_key
-from ..nixl_libraries import rdma_devices
-from ..nixl_support import (
+from ..nixl.libraries import rdma_devices
+from ..nixl.support import (
     ChunkPool,
     Pump,
     describe_error,
@@ -67,7 +67,7 @@ from .nixl_leases import Lease, LeaseTable
 
 if TYPE_CHECKING:
     from .connection import Connection
-    from .core import MemkvServer
+    from .service import MemkvServer
 
 log = logging.getLogger("memkv.server.nixl")
 

@@ -26,7 +26,7 @@ from typing import Any
 from ..blocks import BlockMeta
 from ..buffers import address_of
 from ..errors import ErrorCode, MemkvError, Unavailable
-from ..nixl_support import ChunkPool, Pump
+from ..nixl.support import ChunkPool, Pump
 from ..transport import ItemResult
 
 MiB = 1024 * 1024

@@ -90,6 +90,9 @@ class ServeSettings(BaseSettings):
                                                      "payloads, keys or namespace names: keyed hashes only)")
     access_log_max_bytes: Size = Field(64 * 1024**2, description="rotate the access log at this size, one older "
                                                                  "file kept")
+    s3_listen: str | None = Field(None, description="address, host:port, of the optional S3-compatible endpoint "
+                                                    "(spec/s3.md; bucket = namespace; needs memkv[s3]); off by "
+                                                    "default")
     admin_tls_cert: str | None = Field(None, description="PEM certificate (chain) of the admin API: with "
                                                          "--admin-tls-key it serves HTTPS only")
     admin_tls_key: str | None = Field(None, description="PEM private key of --admin-tls-cert (keep it chmod 600)")
@@ -130,7 +133,7 @@ class ServeSettings(BaseSettings):
             max_connections_per_peer=self.max_connections_per_peer, shutdown_grace_s=self.shutdown_grace,
             flush_interval_s=self.flush_interval, nixl=self.nixl, nixl_staging=self.nixl_staging,
             access_log=self.access_log, access_log_max_bytes=self.access_log_max_bytes,
-            admin_tls_cert=self.admin_tls_cert, admin_tls_key=self.admin_tls_key)
+            admin_tls_cert=self.admin_tls_cert, admin_tls_key=self.admin_tls_key, s3_listen=self.s3_listen)
 
 
 def read_config_file(path: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import IO, Any
 
 import yaml
 
+from ..credentials import generate_secret, parse_credential
 from ..errors import ErrorCode, MemkvError
 from ..wire.connection import Connection as WireConnection
 from ..wire.connection import Credential, Side
@@ -25,10 +26,11 @@ from ..wire.frames import (
 )
 from ..wire.opcodes import Opcode
 from .config import ServerConfig
-from .core import MemkvServer
-from .keyring import KeyRing, generate_secret, parse_credential
+from .keyring import KeyRing
+from .service import MemkvServer
 
 _LISTEN = re.compile(r"listening on (\S+):(\d+) admin (\S+)")
+_S3 = re.compile(r" s3 (http://\S+)")
 
 
 def write_keys_file(path: str | os.PathLike[str], namespaces: Mapping[str, Iterable[tuple[str, str]]],
@@ -85,6 +87,8 @@ class ServerProcess:
                 self.host, self.port = match.group(1), int(match.group(2))
                 admin = match.group(3)
                 self.admin_url = None if admin == "off" else admin
+                s3 = _S3.search(line.decode("utf-8", "replace"))
+                self.s3_url = s3.group(1) if s3 else None
                 return
             if not line and self.proc.poll() is not None:
                 break

@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -37,6 +36,7 @@ from ..errors import (
 )
 from ..eviction import ChainOrder
 from ..keys import ROOT_PARENT, check_key
+from ..namespaces import check_namespace
 from ..sessions import PINNING_STATES, SessionEvent, SessionInfo, SessionState, next_state
 from ..transport import GetResult, ItemResult
 from .allocator import Extent, ExtentAllocator
@@ -55,7 +55,6 @@ DEFAULT_LIMITS = Limits()
 DEFAULT_CAPACITY = 1024 * MiB
 MAX_TTL_S = 30 * 24 * 3600.0
 EXPIRED_SESSION_RETENTION_S = 3600.0
-NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 # Payloads at least this large are hashed while the device write runs in another thread.
 OVERLAP_MIN_BYTES = 1 * MiB
@@ -87,12 +86,6 @@ def _parent_of(row: BlockRow) -> BlockId | None:
 def _check_declared(checksum: int, declared: int | None) -> None:
     if declared is not None and declared != checksum:
         raise ChecksumMismatch(f"payload checksum {checksum:#x} != declared {declared:#x}")
-
-
-def check_namespace(namespace: str) -> str:
-    if not isinstance(namespace, str) or not NAMESPACE_PATTERN.fullmatch(namespace):
-        raise InvalidArgument(f"namespace {namespace!r} must match {NAMESPACE_PATTERN.pattern}")
-    return namespace
 
 
 def check_ttl(ttl_s: float, what: str = "ttl_s") -> float:

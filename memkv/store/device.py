@@ -15,8 +15,8 @@ import threading
 
 from ..buffers import PAGE, address_of, aligned_buffer
 from ..errors import CapacityExceeded, InvalidArgument, Unavailable
-from ..native_io import IOEngine, select_engine
 from ..units import format_size
+from .io_engines import IOEngine, select_engine
 
 ALIGN = 4096
 BOUNCE_SIZE = 4 * 1024 * 1024
@@ -26,30 +26,40 @@ def _round_up(value: int, align: int = ALIGN) -> int:
     return (value + align - 1) // align * align
 
 
-def in_memory_fs(path: str) -> bool:
-    """Whether `path` lies on tmpfs or ramfs (from /proc/self/mounts; False when unknown)."""
-    real = os.path.realpath(path)
-    best, fstype = "", ""
+# Filesystems whose files live in memory: the store never opens these with O_DIRECT (MEMKV_DIRECT).
+MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs", "hugetlbfs"})
+
+
+def mount_of(path: str, mounts: str = "/proc/self/mounts") -> tuple[str, str] | None:
+    """(mount point, filesystem type) of the mount holding `path`, from a mounts table; None when unknown."""
+    best: tuple[str, str] | None = None
     try:
-        with open("/proc/self/mounts", encoding="utf-8") as handle:
-            for line in handle:
-                fields = line.split()
-                if len(fields) < 3:
-                    continue
-                mount = fields[1].replace("\\040", " ")
-                inside = real == mount or real.startswith(mount.rstrip("/") + "/")
-                if inside and len(mount) >= len(best):
-                    best, fstype = mount, fields[2]
+        with open(mounts, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
     except OSError:
-        return False
-    return fstype in ("tmpfs", "ramfs")
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        mount = fields[1].replace("\\040", " ")
+        inside = path == mount or path.startswith(mount.rstrip("/") + "/")
+        if inside and (best is None or len(mount) >= len(best[0])):
+            best = (mount, fields[2])
+    return best
+
+
+def in_memory_fs(path: str) -> bool:
+    """Whether `path` lies on a memory filesystem (MEMORY_FILESYSTEMS; False when unknown)."""
+    mount = mount_of(os.path.realpath(path))
+    return mount is not None and mount[1] in MEMORY_FILESYSTEMS
 
 
 def open_direct(path: str, flags: int) -> tuple[int, bool]:
     """Open with O_DIRECT when the filesystem accepts it and an aligned read works.
 
-    Never on tmpfs/ramfs: there the page cache is the storage, O_DIRECT only adds a copy, and
-    a buffered device can be memory-mapped (Device.mapping).
+    Never on a memory filesystem (tmpfs, ramfs, hugetlbfs): there the page cache is the storage,
+    O_DIRECT only adds a copy, and a buffered device can be memory-mapped (Device.mapping).
     """
     direct_flag = getattr(os, "O_DIRECT", 0)
     if direct_flag and os.environ.get("MEMKV_DIRECT", "1") != "0" and not in_memory_fs(path):

@@ -27,6 +27,7 @@ from ..errors import (
     UnknownLease,
 )
 from ..keys import check_fingerprint, check_key
+from ..namespaces import check_namespace
 from ..sessions import PINNING_STATES
 from ..transport import BlockInfo, GetResult, ItemResult, LookupResult, PutItem
 from .allocator import Extent
@@ -40,7 +41,6 @@ from .core import (
     _Lease,
     _Live,
     _reput,
-    check_namespace,
     check_ttl,
 )
 from .index import BlockRow
@@ -259,4 +259,4 @@ class StorageEngine(SessionOps, StreamOps):
             return removed
 
 
-__all__ = ["EXPIRED_SESSION_RETENTION_S", "MAX_TTL_S", "BlockRead", "StorageEngine", "check_namespace", "check_ttl"]
+__all__ = ["EXPIRED_SESSION_RETENTION_S", "MAX_TTL_S", "BlockRead", "StorageEngine", "check_ttl"]

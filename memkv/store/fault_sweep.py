@@ -175,15 +175,6 @@ class SweepReport:
     violations: list[str] = dataclasses.field(default_factory=list)
 
 
-@dataclasses.dataclass
-class _Scratch:
-    root: str
-
-    def fresh(self) -> str:
-        shutil.rmtree(self.root, ignore_errors=True)
-        return self.root
-
-
 def run_once(directory: str, plan: FaultPlan, io: str | None) -> Outcome:
     outcome = Outcome()
     engine = open_store(directory, io)

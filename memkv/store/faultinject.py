@@ -19,8 +19,8 @@ from typing import Any, Protocol
 
 from typing_extensions import Buffer
 
-from ..native_io import IOEngine
 from .engine import StorageEngine
+from .io_engines import IOEngine
 
 # kind of operation -> faults that can be injected there
 FAULTS: dict[str, tuple[str, ...]] = {

@@ -16,7 +16,6 @@ import os
 import random
 import sqlite3
 import threading
-from typing import Any
 
 from ..errors import Corrupted, MemkvError
 from ..transport import PutItem
@@ -267,6 +266,3 @@ def simulate(directory: str, cycles: int, seed: int = 0, io: str | None = None) 
         _one_cycle(directory, rng, report, io)
     return report
 
-
-def report_json(report: CutReport) -> dict[str, Any]:
-    return dataclasses.asdict(report)

@@ -15,11 +15,11 @@ from ..errors import (
     UnknownSession,
 )
 from ..keys import NO_FINGERPRINT, check_fingerprint, check_key
+from ..namespaces import check_namespace
 from ..sessions import SessionEvent, SessionInfo, SessionState, next_state
 from ..transport import ResumeResult
 from .core import (
     EngineCore,
-    check_namespace,
     check_ttl,
 )
 from .index import SessionRow

@@ -38,6 +38,3 @@ def is_fatal(exc: BaseException) -> bool:
 def unavailable(exc: BaseException, doing: str) -> Unavailable:
     return Unavailable(f"{doing} failed, nothing was changed: {describe(exc)}")
 
-
-def transient_os_error(exc: OSError) -> bool:
-    return exc.errno in _OS_TRANSIENT

@@ -20,6 +20,7 @@ from ..errors import (
     Unavailable,
 )
 from ..keys import check_key
+from ..namespaces import check_namespace
 from ..transport import ItemResult, PutItem
 from .core import (
     OVERLAP_MIN_BYTES,
@@ -29,7 +30,6 @@ from .core import (
     _check_declared,
     _Live,
     _reput,
-    check_namespace,
 )
 from .index import BlockRow
 

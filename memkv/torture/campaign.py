@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..native_io import uring_status
 from ..store.fault_sweep import sweep
+from ..store.io_engines import uring_status
 from ..store.powercut import simulate
 from . import live
 from .fuzz import fuzz

@@ -34,6 +34,7 @@ from ..errors import (
     Unauthenticated,
     error_for,
 )
+from ..namespaces import check_namespace
 from . import messages as msg
 from . import records as rec
 from .frames import (
@@ -291,8 +292,6 @@ class Connection:
         `answer` holds the server's own fields (limits, idle timeout, names); a refusal raises the
         spec error, after which the connection is closed.
         """
-        from ..store.engine import check_namespace  # the store's own rule (MKV-NS-003), loaded lazily
-
         try:
             if header.opcode is not Opcode.HELLO:
                 raise Unauthenticated("the first frame must be HELLO")

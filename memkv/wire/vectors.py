@@ -1,15 +1,13 @@
 """Frame test vectors (spec/vectors/frames.json): valid frames and each way a frame is refused.
 
-`python -m memkv.wire.vectors > spec/vectors/frames.json` regenerates the file; a test checks
-that the file and this generator agree and that `decode_frame` gives the stated outcome.
+`python tools/gen_vectors.py` regenerates the file with the other vectors; a test checks
+that the file and these cases agree and that `decode_frame` gives the stated outcome.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import struct
-import sys
 from typing import Any
 
 from ..blocks import BlockMeta
@@ -113,8 +111,3 @@ def build_vectors() -> dict[str, Any]:
         "vectors": vectors,
         **operation_vectors(SECRET),
     }
-
-
-if __name__ == "__main__":
-    json.dump(build_vectors(), sys.stdout, indent=1, sort_keys=True)
-    sys.stdout.write("\n")

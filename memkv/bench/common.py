@@ -1,0 +1,143 @@
+"""What every benchmark path shares: the run's configuration, page-aligned buffers, key slots, one
+memkv operation, and the Target interface a backend's measured pair (memkv path, raw path) implements."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import os
+from typing import Any
+
+import numpy as np
+
+from ..blocks import MiB
+from ..buffers import BufferLike, aligned_buffer
+from ..errors import InvalidArgument, Unsupported
+from ..transport import PutItem, Transport
+from ..units import parse_size
+
+DEFAULT_SIZES = (2 * MiB, 4 * MiB, 8 * MiB, 16 * MiB)
+DEFAULT_COUNT = 32
+DEFAULT_ROUNDS = 5
+TARGET_SIZE = 16 * MiB
+TARGET_RATIO = 0.85
+OPS = ("put", "get")
+PATHS = ("memkv", "raw")
+
+
+def parse_sizes(text: str) -> list[int]:
+    """"2,4,8,16MiB" or "64KiB,2MiB": a bare number takes the unit of the last item."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise InvalidArgument("--sizes needs at least one size")
+    unit = parts[-1].lstrip("0123456789.")
+    sizes = [parse_size(p + unit if p.replace(".", "").isdigit() else p) for p in parts]
+    for size in sizes:
+        if size <= 0 or size % 4096:
+            raise InvalidArgument(f"block size {size} must be a positive multiple of 4 KiB")
+    return sizes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BenchConfig:
+    backend: str = "file"
+    sizes: tuple[int, ...] = DEFAULT_SIZES
+    count: int = DEFAULT_COUNT
+    rounds: int = DEFAULT_ROUNDS
+    directory: str | None = None
+    keep: bool = False
+    io: tuple[str, ...] = ("auto",)
+    compare: tuple[str, ...] = ()  # peers and limits measured in the same run (memkv.bench.peers)
+    stored: int = 0  # bytes of other blocks kept in the store for the whole run (--stored)
+
+
+def bench_buffers(size: int, count: int) -> tuple[list[memoryview], list[memoryview]]:
+    """Up to four page-aligned sources of random bytes, and as many destinations, of `size`."""
+    rng = np.random.default_rng(size)
+    sources = []
+    for _ in range(min(count, 4)):
+        buf = aligned_buffer(size)
+        np.frombuffer(buf, dtype=np.uint8)[:] = rng.integers(0, 256, size, dtype=np.uint8)
+        sources.append(buf)
+    return sources, [aligned_buffer(size) for _ in range(min(count, 4))]
+
+
+class BlockSlots:
+    """One round's keys, and source/destination buffers reused cyclically by block index."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[int, tuple[list[memoryview], list[memoryview]]] = {}
+        self.keys: list[bytes] = []
+        self.size = 0
+
+    def begin(self, size: int, count: int) -> None:
+        if size not in self._buffers:
+            self._buffers = {size: bench_buffers(size, count)}  # keep only the current size's buffers
+        self.size = size
+        self.keys = [os.urandom(16) for _ in range(count)]
+
+    def src(self, i: int) -> memoryview:
+        sources = self._buffers[self.size][0]
+        return sources[i % len(sources)]
+
+    def dst(self, i: int) -> memoryview:
+        dests = self._buffers[self.size][1]
+        return dests[i % len(dests)]
+
+
+def memkv_op(transport: Transport, op: str, key: bytes, src: BufferLike, dst: BufferLike) -> None:
+    """One timed memkv operation: put `src` under `key`, or get `key` into `dst`."""
+    if op == "put":
+        transport.put([PutItem(key, src)])[0].raise_for_status()
+    else:
+        transport.get_into([key], [dst])[0].raise_for_status()
+
+
+def fill_store(transport: Transport, stored: int, block: int) -> int:
+    """Put blocks of `block` bytes under fresh keys until `stored` bytes are held; the count put."""
+    source = bench_buffers(block, 1)[0][0]
+    count = -(-stored // block)
+    for _ in range(count):
+        transport.put([PutItem(os.urandom(16), source)])[0].raise_for_status()
+    return count
+
+
+def process_memory(pid: int) -> dict[str, int]:
+    """Resident and peak resident bytes of a process (Linux /proc)."""
+    fields: dict[str, int] = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                fields[name] = int(value.split()[0]) * 1024
+    return {"rss_bytes": fields.get("VmRSS", 0), "peak_rss_bytes": fields.get("VmHWM", 0)}
+
+
+class Target(abc.ABC):
+    """One backend's memkv path(s) and its raw counterpart. Ops work on block slot `i` of a round.
+
+    `paths` names what `op` can run: one or more memkv paths, then "raw" last.
+    """
+
+    description: dict[str, Any]
+    paths: tuple[str, ...] = PATHS
+
+    @abc.abstractmethod
+    def begin(self, size: int, count: int, round_no: int) -> None: ...
+
+    @abc.abstractmethod
+    def op(self, path: str, op: str, i: int) -> None: ...
+
+    @abc.abstractmethod
+    def end(self) -> None: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def preload(self, stored: int, block: int) -> int:
+        """Keep `stored` bytes of other blocks in every memkv store of the target; the blocks put."""
+        raise Unsupported(f"--stored is not supported by this backend ({type(self).__name__})")
+
+    def server_memory(self) -> dict[str, int] | None:
+        """Memory of the server process the memkv path talks to, when there is one."""
+        return None

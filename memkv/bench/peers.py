@@ -1,0 +1,227 @@
+"""Other stores and the physical limit, measured in the same run as memkv (`memkv bench --compare`).
+
+A peer is one more path of the run: it moves the same blocks as memkv, round after round, and
+its rate is reported against the same raw path. Peers start their own servers on 127.0.0.1 and
+stop them afterwards; a peer whose software is missing is refused before anything runs.
+
+- `redis`: a `redis-server` process (no persistence, enough maxmemory for the round) and
+  redis-py (with hiredis when installed): put = SET of the block, get = GET, copied into the
+  destination buffer. Redis keeps data in DRAM, like memkv with its store on tmpfs.
+- `iperf3`: not a store but the machine's loopback limit: one TCP stream of `iperf3` (a native
+  sender and receiver), reported beside every memkv figure (`physical_limit` in the report).
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..errors import InvalidArgument, Unsupported
+from .common import BlockSlots, Target
+
+STARTUP_S = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + STARTUP_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise Unsupported(f"{what} exited with status {proc.returncode} at start")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise Unsupported(f"{what} did not listen on 127.0.0.1:{port} within {STARTUP_S:.0f} s")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class Peer(abc.ABC):
+    """Another store, measured block by block like memkv."""
+
+    name: str
+    description: str
+
+    @abc.abstractmethod
+    def begin(self, size: int, count: int) -> None: ...
+
+    @abc.abstractmethod
+    def op(self, op: str, i: int) -> None: ...
+
+    @abc.abstractmethod
+    def end(self) -> None: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+class RedisPeer(Peer):
+    name = "redis"
+
+    def __init__(self, largest: int, count: int) -> None:
+        server = shutil.which("redis-server")
+        if server is None:
+            raise Unsupported("--compare redis needs redis-server on PATH (Debian: apt-get install redis-server)")
+        try:
+            import redis
+        except ImportError:
+            raise Unsupported("--compare redis needs the redis Python package (pip install redis hiredis)") from None
+        self.port = free_port()
+        maxmemory = 2 * count * largest + 64 * 1024 * 1024
+        self.proc = subprocess.Popen(
+            [server, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
+             "--maxmemory", str(maxmemory), "--proto-max-bulk-len", str(max(largest, 512 * 1024 * 1024))],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_for_port(self.port, self.proc, "redis-server")
+        self.client = redis.Redis(host="127.0.0.1", port=self.port)
+        version = self.client.info("server").get("redis_version", "?")
+        parser = "hiredis" if redis.utils.HIREDIS_AVAILABLE else "python parser"
+        self.description = f"redis-server {version} on 127.0.0.1, redis-py {redis.__version__} ({parser})"
+        self.slots = BlockSlots()
+        self.payloads: list[bytes] = []
+
+    def begin(self, size: int, count: int) -> None:
+        self.slots.begin(size, count)
+        # redis-py sends bytes: made once per round, outside the timed operations
+        self.payloads = [bytes(self.slots.src(i)) for i in range(min(count, 4))]
+
+    def op(self, op: str, i: int) -> None:
+        key = self.slots.keys[i]
+        if op == "put":
+            self.client.set(key, self.payloads[i % len(self.payloads)])
+            return
+        value = self.client.get(key)
+        if not isinstance(value, bytes) or len(value) != self.slots.size:
+            raise Unsupported(f"redis returned {type(value).__name__} for a stored block")
+        self.slots.dst(i)[:] = value
+
+    def end(self) -> None:
+        self.client.delete(*self.slots.keys)
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        finally:
+            _stop(self.proc)
+
+
+PEERS: dict[str, Callable[[int, int], Peer]] = {"redis": RedisPeer}
+LIMITS = ("iperf3",)
+
+
+def check_compare(names: Sequence[str]) -> tuple[str, ...]:
+    known = (*PEERS, *LIMITS)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise InvalidArgument(f"--compare: unknown {', '.join(unknown)}; known: {', '.join(known)}")
+    return tuple(names)
+
+
+class ComparedTarget(Target):
+    """A backend's target with peers as extra paths, before the raw path."""
+
+    def __init__(self, target: Target, peers: Sequence[Peer]) -> None:
+        self.target = target
+        self.peers = {peer.name: peer for peer in peers}
+        self.paths = (*target.paths[:-1], *self.peers, target.paths[-1])
+        self.description = {**target.description, "peers": {p.name: p.description for p in peers}}
+
+    def begin(self, size: int, count: int, round_no: int) -> None:
+        self.target.begin(size, count, round_no)
+        for peer in self.peers.values():
+            peer.begin(size, count)
+
+    def op(self, path: str, op: str, i: int) -> None:
+        peer = self.peers.get(path)
+        if peer is None:
+            self.target.op(path, op, i)
+        else:
+            peer.op(op, i)
+
+    def end(self) -> None:
+        self.target.end()
+        for peer in self.peers.values():
+            peer.end()
+
+    def preload(self, stored: int, block: int) -> int:
+        return self.target.preload(stored, block)
+
+    def server_memory(self) -> dict[str, int] | None:
+        return self.target.server_memory()
+
+    def close(self) -> None:
+        try:
+            self.target.close()
+        finally:
+            for peer in self.peers.values():
+                peer.close()
+
+
+def start_peers(names: Sequence[str], largest: int, count: int) -> list[Peer]:
+    started: list[Peer] = []
+    try:
+        for name in names:
+            if name in PEERS:
+                started.append(PEERS[name](largest, count))
+    except BaseException:
+        for peer in started:
+            peer.close()
+        raise
+    return started
+
+
+def loopback_limit(seconds: float = 2.0) -> dict[str, Any]:
+    """One TCP stream over loopback between a native iperf3 sender and receiver, in GB/s."""
+    tool = shutil.which("iperf3")
+    if tool is None:
+        raise Unsupported("--compare iperf3 needs iperf3 on PATH (Debian: apt-get install iperf3)")
+    port = free_port()
+    server = subprocess.Popen([tool, "-s", "-1", "-B", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_iperf(tool, port, server)
+        done = subprocess.run([tool, "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-J"],
+                              capture_output=True, text=True, timeout=seconds + 30)
+    finally:
+        _stop(server)
+    if done.returncode != 0:
+        raise Unsupported(f"iperf3 failed: {done.stderr.strip() or done.stdout[-300:]}")
+    result = json.loads(done.stdout)
+    bits = float(result["end"]["sum_received"]["bits_per_second"])
+    return {"tool": "iperf3", "gb_per_s": bits / 8 / 1e9, "seconds": seconds,
+            "what": "one TCP stream over loopback, native sender and receiver (iperf3 -c 127.0.0.1)"}
+
+
+def _wait_for_iperf(tool: str, port: int, server: subprocess.Popen[bytes]) -> None:
+    # iperf3 -s takes one client (-1); a plain connect would use it up, so wait for its socket instead
+    deadline = time.monotonic() + STARTUP_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise Unsupported(f"{tool} -s exited with status {server.returncode} at start")
+        with open("/proc/net/tcp", encoding="ascii") as table:
+            if any(f":{port:04X} 00000000:0000 0A" in line for line in table):
+                return
+        time.sleep(0.05)
+    raise Unsupported(f"iperf3 did not listen on 127.0.0.1:{port} within {STARTUP_S:.0f} s")

@@ -1,0 +1,254 @@
+"""`memkv bench`: memkv put/get throughput and latency against the raw path, in the same run.
+
+For `--backend file` the raw path is a plain preallocated file in the same directory, written
+and read with os.pwritev/os.preadv in the store's own open mode (O_DIRECT when the store's
+device uses it) from the same page-aligned buffers. Rounds alternate which path goes first;
+throughput is the median over rounds, latencies are pooled over rounds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..blocks import MiB
+from ..cli.progress import Progress
+from ..errors import InvalidArgument
+from ..store.device import preallocate
+from ..units import format_size
+from .common import (
+    OPS,
+    TARGET_RATIO,
+    TARGET_SIZE,
+    BenchConfig,
+    BlockSlots,
+    Target,
+    fill_store,
+    memkv_op,
+)
+from .peers import ComparedTarget, check_compare, loopback_limit, start_peers
+
+
+class FileTarget(Target):
+    """The embedded file backend versus pwritev/preadv on a file beside the store's device."""
+
+    def __init__(self, config: BenchConfig) -> None:
+        from ..store.embedded import FileTransport
+
+        self._own_dir = config.directory is None
+        base = config.directory
+        if base is not None:
+            os.makedirs(base, exist_ok=True)
+        self.root = tempfile.mkdtemp(prefix="memkv-bench-", dir=base)
+        self.keep = config.keep
+        largest = max(config.sizes)
+        capacity = config.stored + config.count * largest + 4 * largest + 8 * MiB
+        # One store per I/O engine compared (--io both: io_uring and the thread pool side by side).
+        self.transports = {
+            _memkv_path(io, config.io): FileTransport.open(os.path.join(self.root, _memkv_path(io, config.io)), "bench",
+                                                           capacity=capacity, unit=MiB, io=io)
+            for io in config.io
+        }
+        self.paths = (*self.transports, "raw")
+        device = next(iter(self.transports.values())).engine.device
+        self.direct = device.direct
+        self.raw_path = os.path.join(self.root, "raw.img")
+        fd = os.open(self.raw_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            preallocate(fd, config.count * largest)
+        finally:
+            os.close(fd)
+        flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | (getattr(os, "O_DIRECT", 0) if self.direct else 0)
+        self.raw_fd = os.open(self.raw_path, flags)
+        self.description = {"dir": self.root, "direct_io": self.direct, "store_capacity_bytes": capacity,
+                            "io_engines": {path: t.engine.device.engine.describe()
+                                           for path, t in self.transports.items()},
+                            "raw": "os.pwritev/os.preadv on a preallocated file in the same directory"
+                                   + (", O_DIRECT" if self.direct else ", buffered")}
+        self.slots = BlockSlots()
+
+    def begin(self, size: int, count: int, round_no: int) -> None:
+        self.slots.begin(size, count)
+
+    def op(self, path: str, op: str, i: int) -> None:
+        slots = self.slots
+        if path != "raw":
+            memkv_op(self.transports[path], op, slots.keys[i], slots.src(i), slots.dst(i))
+        elif op == "put":
+            _all(os.pwritev, self.raw_fd, slots.src(i), i * slots.size)
+        else:
+            _all(os.preadv, self.raw_fd, slots.dst(i), i * slots.size)
+
+    def end(self) -> None:
+        for transport in self.transports.values():
+            transport.invalidate_keys(self.slots.keys)
+
+    def preload(self, stored: int, block: int) -> int:
+        return sum(fill_store(transport, stored, block) for transport in self.transports.values())
+
+    def close(self) -> None:
+        try:
+            for transport in self.transports.values():
+                transport.close()
+            os.close(self.raw_fd)
+        finally:
+            if not self.keep:
+                shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _memkv_path(io: str, compared: Sequence[str]) -> str:
+    return "memkv" if len(compared) == 1 else f"memkv-{io}"
+
+
+def _all(fn: Callable[[int, Sequence[memoryview], int], int], fd: int, buf: memoryview, offset: int) -> None:
+    done = 0
+    while done < len(buf):
+        n = fn(fd, [buf[done:]], offset + done)
+        if n <= 0:
+            raise OSError(f"raw I/O moved no bytes at offset {offset + done}")
+        done += n
+
+
+def _tcp_target(config: BenchConfig) -> Target:
+    from .tcp import TcpTarget
+
+    return TcpTarget(config)
+
+
+def _nixl_target(config: BenchConfig) -> Target:
+    from .nixl import NixlTarget
+
+    return NixlTarget(config)
+
+
+BACKENDS: dict[str, Callable[[BenchConfig], Target]] = {
+    "file": FileTarget,
+    "tcp": _tcp_target,
+    "nixl": _nixl_target,
+}
+
+
+def _summary(seconds: list[float], round_rates: list[float]) -> dict[str, Any]:
+    lat = np.array(seconds) * 1000.0
+    return {"gb_per_s": statistics.median(round_rates), "rounds_gb_per_s": round_rates,
+            "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)), "ops": len(seconds)}
+
+
+def run_bench(config: BenchConfig, progress: Progress | None = None) -> dict[str, Any]:
+    factory = BACKENDS.get(config.backend)
+    if factory is None:
+        raise InvalidArgument(f"unknown backend {config.backend!r}; known: {', '.join(sorted(BACKENDS))}")
+    if config.count <= 0 or config.rounds <= 0:
+        raise InvalidArgument("--count and --rounds must be positive")
+    compare = check_compare(config.compare)
+    target = factory(config)
+    try:
+        peers = start_peers(compare, max(config.sizes), config.count)
+    except BaseException:
+        target.close()
+        raise
+    if peers:
+        target = ComparedTarget(target, peers)
+    try:
+        stored_blocks = target.preload(config.stored, max(config.sizes)) if config.stored else 0
+    except BaseException:
+        target.close()
+        raise
+    lat: dict[tuple[int, str, str], list[float]] = {}
+    rates: dict[tuple[int, str, str], list[float]] = {}
+    steps = config.rounds * len(config.sizes)
+    started = time.perf_counter()
+    try:
+        for round_no in range(config.rounds):
+            for s_index, size in enumerate(config.sizes):
+                target.begin(size, config.count, round_no)
+                order = target.paths if round_no % 2 == 0 else target.paths[::-1]
+                for path in order:
+                    for op in OPS:
+                        times = lat.setdefault((size, path, op), [])
+                        t_phase = time.perf_counter()
+                        for i in range(config.count):
+                            t0 = time.perf_counter()
+                            target.op(path, op, i)
+                            times.append(time.perf_counter() - t0)
+                        phase = time.perf_counter() - t_phase
+                        rates.setdefault((size, path, op), []).append(size * config.count / phase / 1e9)
+                target.end()
+                if progress is not None:
+                    progress.update(round_no * len(config.sizes) + s_index + 1,
+                                    f"round {round_no + 1}/{config.rounds}, {format_size(size)}")
+    finally:
+        description, paths = target.description, target.paths
+        memory = target.server_memory()
+        target.close()
+    limit = loopback_limit() if "iperf3" in compare else None
+    if progress is not None:
+        progress.finish()
+    results = []
+    for size in config.sizes:
+        for op in OPS:
+            for path in paths[:-1]:
+                memkv = _summary(lat[(size, path, op)], rates[(size, path, op)])
+                raw = _summary(lat[(size, "raw", op)], rates[(size, "raw", op)])
+                row = {"size": size, "op": op, "path": path, "memkv": memkv, "raw": raw,
+                       "ratio": memkv["gb_per_s"] / raw["gb_per_s"], "peer": path in compare}
+                if limit is not None:
+                    row["of_limit"] = memkv["gb_per_s"] / limit["gb_per_s"]
+                results.append(row)
+    target_rows = [r for r in results if r["size"] == TARGET_SIZE and not r["peer"]]
+    return {
+        "backend": config.backend, **description, "sizes": list(config.sizes), "count": config.count,
+        "rounds": config.rounds, "steps": steps, "wall_s": time.perf_counter() - started, "results": results,
+        "physical_limit": limit, "stored_bytes": config.stored, "stored_blocks": stored_blocks,
+        "server_memory": memory,
+        "target": {"size": TARGET_SIZE, "min_ratio": TARGET_RATIO,
+                   "met": all(r["ratio"] >= TARGET_RATIO for r in target_rows) if target_rows else None},
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = [
+        f"memkv bench --backend {report['backend']}: {report['rounds']} rounds x {report['count']} blocks per size, "
+        f"{'O_DIRECT' if report.get('direct_io') else 'buffered'}, {report['dir']}",
+        f"raw path: {report.get('raw', '')}",
+        f"{'size':>8} {'op':>4} {'memkv GB/s':>11} {'raw GB/s':>9} {'ratio':>6}  "
+        f"{'memkv p50/p99 ms':>17}  {'raw p50/p99 ms':>15}",
+    ]
+    for r in report["results"]:
+        m, w = r["memkv"], r["raw"]
+        label = "" if r["path"] == "memkv" else f"  {r['path']}"
+        lines.append(f"{format_size(r['size']):>8} {r['op']:>4} {m['gb_per_s']:>11.2f} {w['gb_per_s']:>9.2f} "
+                     f"{r['ratio']:>6.2f}  {m['p50_ms']:>8.2f}/{m['p99_ms']:<8.2f}  "
+                     f"{w['p50_ms']:>7.2f}/{w['p99_ms']:<7.2f}{label}")
+    if report.get("stored_bytes"):
+        lines.append(f"held in the store throughout: {format_size(report['stored_bytes'])} "
+                     f"({report['stored_blocks']} other blocks)")
+    memory = report.get("server_memory")
+    if memory:
+        lines.append(f"server memory: {format_size(memory['rss_bytes'])} resident, "
+                     f"{format_size(memory['peak_rss_bytes'])} at its peak"
+                     + (f" (buffer pool {format_size(memory['buffer_memory_bytes'])})"
+                        if "buffer_memory_bytes" in memory else ""))
+    limit = report.get("physical_limit")
+    if limit:
+        lines.append(f"physical limit: {limit['gb_per_s']:.2f} GB/s ({limit['what']}); of it: "
+                     + ", ".join(f"{format_size(r['size'])} {r['op']} {r['path']} {r['of_limit']:.2f}"
+                                 for r in report["results"]))
+    t = report["target"]
+    if t["met"] is not None:
+        lines.append(f"target: memkv >= {t['min_ratio']:.0%} of raw at {format_size(t['size'])}: "
+                     + ("met" if t["met"] else "NOT met"))
+    lines.append(f"wall time: {report['wall_s']:.1f} s (both paths, every round)")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "BACKENDS", "FileTarget", "format_report", "run_bench",
+]

@@ -1,0 +1,1 @@
+"""The `memkv` command line: one module per subcommand (see memkv.cli.main)."""

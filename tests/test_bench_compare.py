@@ -1,0 +1,62 @@
+"""`memkv bench --compare`: other stores and the loopback limit measured in the same run."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+
+from memkv.bench.common import BenchConfig
+from memkv.bench.runner import format_report, run_bench
+from memkv.errors import InvalidArgument, Unsupported
+
+HAVE_REDIS = shutil.which("redis-server") is not None and importlib.util.find_spec("redis") is not None
+HAVE_IPERF3 = shutil.which("iperf3") is not None
+SMALL = {"sizes": (256 * 1024,), "count": 4, "rounds": 2}
+
+
+def test_unknown_peer_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument, match="unknown mooncake"):
+        run_bench(BenchConfig(backend="file", directory=str(tmp_path), compare=("mooncake",), **SMALL))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not (HAVE_REDIS and HAVE_IPERF3), reason="needs redis-server, redis-py and iperf3")
+def test_redis_and_the_loopback_limit_are_measured_beside_memkv(tmp_path: Path) -> None:
+    report = run_bench(BenchConfig(backend="tcp", directory=str(tmp_path), compare=("redis", "iperf3"), **SMALL))
+    by_path = {(r["path"], r["op"]): r for r in report["results"]}
+    assert set(by_path) == {("memkv", "put"), ("memkv", "get"), ("redis", "put"), ("redis", "get")}
+    for row in by_path.values():
+        assert row["memkv"]["gb_per_s"] > 0 and row["memkv"]["ops"] == 8
+        assert row["of_limit"] == pytest.approx(row["memkv"]["gb_per_s"] / report["physical_limit"]["gb_per_s"])
+    assert by_path[("redis", "put")]["peer"] and not by_path[("memkv", "put")]["peer"]
+    assert "redis-server" in report["peers"]["redis"]
+    text = format_report(report)
+    assert "physical limit" in text and "redis" in text
+
+
+@pytest.mark.parametrize("backend", ["file", "tcp"])
+def test_stored_blocks_stay_in_the_store_for_the_whole_run(backend: str, tmp_path: Path) -> None:
+    report = run_bench(BenchConfig(backend=backend, directory=str(tmp_path), stored=3 * 256 * 1024 + 1, **SMALL))
+    assert report["stored_bytes"] == 3 * 256 * 1024 + 1 and report["stored_blocks"] == 4
+    assert report["store_capacity_bytes"] >= report["stored_bytes"]
+    memory = report["server_memory"]
+    if backend == "tcp":
+        assert 0 < memory["rss_bytes"] <= memory["peak_rss_bytes"]
+        assert "server memory" in format_report(report)
+    else:
+        assert memory is None
+
+
+def test_stored_is_refused_where_the_backend_cannot_hold_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from memkv.bench import runner
+    from memkv.bench.common import Target
+
+    class NoPreload(runner.FileTarget):
+        preload = Target.preload
+
+    monkeypatch.setitem(runner.BACKENDS, "file", NoPreload)
+    with pytest.raises(Unsupported, match="--stored"):
+        run_bench(BenchConfig(backend="file", directory=str(tmp_path), stored=1, **SMALL))
