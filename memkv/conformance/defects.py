@@ -858,6 +858,22 @@ class ResumedSessionsNeverExpire(SessionIds):
         return res
 
 
+@breaks("MKV-SES-008")
+class ExpiredSessionsFork(Wrapper):
+    """fork copies the source's chain into a new session without looking at the source's state: an
+    expired session can still be forked (only the state machines' expiry walks reach it)."""
+
+    def fork(self, session_id: str, prefix_len: int | None = None, ttl_s: float | None = None) -> SessionInfo:
+        try:
+            return self.inner.fork(session_id, prefix_len, ttl_s)
+        except MemkvError as exc:
+            if exc.code is not E.SESSION_EXPIRED:
+                raise
+            source = self.inner.session_info(session_id)
+            keys = source.keys if prefix_len is None else source.keys[:prefix_len]
+            return self.inner.open_session(source.ttl_s if ttl_s is None else ttl_s, keys, source.fingerprint)
+
+
 @breaks("MKV-SES-009")
 class ClampsLongTtl(Wrapper):
     """A TTL over 30 days (up to 31) is silently clamped to 30 days instead of refused."""
