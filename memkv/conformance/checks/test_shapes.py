@@ -316,7 +316,7 @@ def _filled(small: Context, t: Transport, count: int, base: int = 0) -> list[byt
     return keys
 
 
-@pytest.mark.requirement("MKV-CAP-001")
+@pytest.mark.requirement("MKV-CAP-001", "MKV-OPS-001")
 def test_declared_capacity_is_really_held(memkv: Context) -> None:
     small, t = memkv.empty_small(SMALL)
     declared = small.caps.capacity_bytes
@@ -337,12 +337,24 @@ def test_declared_capacity_is_really_held(memkv: Context) -> None:
           "fragmented free space without eviction", f"{len(kept)} + {len(big)} present",
           f"{sum(t.exists(kept))} + {sum(t.exists(big))} present",
           f"fill with {BLOCK}-byte blocks; delete two of every three; put {len(big)} blocks of {3 * BLOCK} bytes")
-    t.invalidate_namespace()
-    whole = small.key()
-    size = min(declared - BLOCK, small.limits.max_block_size)
-    put_ok(t, whole, payload(800, size), "MKV-CAP-001")
-    check("MKV-CAP-001", t.exists([whole]) == [True], "after emptying it, the target holds one block of its whole "
-          "declared capacity but one unit", True, False, f"the above; invalidate_namespace; put {size} bytes")
+    for i, key in enumerate(big):  # a block stored across several holes reads back whole
+        check("MKV-OPS-001", read(t, key) == payload(700 + i, 3 * BLOCK), "get of a block put into fragmented free "
+              "space returns exactly its bytes", "the bytes put", "other bytes", "the above; get each large block")
+    for order in ("put", "reverse"):  # freed in either order, the free space joins up again
+        if order == "reverse":
+            keys = _filled(small, t, declared // BLOCK - 1)
+            t.delete(keys[::-1])
+        else:
+            t.invalidate_namespace()
+        whole = small.key()
+        size = min(declared - BLOCK, small.limits.max_block_size)
+        data = payload(800, size)
+        put_ok(t, whole, data, "MKV-CAP-001")
+        check("MKV-CAP-001", read(t, whole) == data, "after emptying it, the target holds one block of its whole "
+              "declared capacity but one unit", True, False,
+              f"the above; {'fill, delete in reverse order' if order == 'reverse' else 'invalidate_namespace'}; "
+              f"put and get {size} bytes")
+        t.delete([whole])
 
 
 @pytest.mark.requirement("MKV-CAP-002")
