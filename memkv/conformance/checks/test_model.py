@@ -262,10 +262,14 @@ class _Machine(RuleBasedStateMachine):
         it gets UNKNOWN_LEASE (MKV-OPS-008)."""
         lease_ms = max(1, round(SHORT_S * 1000))
         lease_id = self._lookup(ns, start, n, lease_ms)
-        self.step(f"time.sleep({SHORT_S})  # the lease expires")
-        time.sleep(SHORT_S)
+        self._wait_out("lease")
         if lease_id is not None:
             self.model.expire_lease(lease_id)
+
+    def _wait_out(self, what: str) -> None:
+        """Wait SHORT_S after the target answered: the lifetime it set before answering has passed."""
+        self.step(f"time.sleep({SHORT_S})  # the {what} expires")
+        time.sleep(SHORT_S)
 
     @precondition(lambda self: bool(self.lease_ids))
     @rule(j=st.integers(0, 50))
@@ -492,8 +496,7 @@ class _Machine(RuleBasedStateMachine):
             sid = self._pick(j)[0] if self._suspend(j, SHORT_S) else None
         else:
             sid = self._fork(j, n, SHORT_S)
-        self.step(f"time.sleep({SHORT_S})  # the session expires")
-        time.sleep(SHORT_S)
+        self._wait_out("session")
         if sid is not None:
             self.model.expire(sid)
 
