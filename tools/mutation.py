@@ -1,12 +1,14 @@
 """Mutation testing of the reference implementation with the conformance suite as the test.
 
-cosmic-ray mutates memkv/store/ and the file backend one mutant at a time and runs the
-conformance suite against the file backend (`memkv conformance --target file://`); a mutant the
-suite fails is killed, and the requirement IDs the suite printed as FAIL say which requirement
-killed it. Everything happens in a copy of the tracked tree (cosmic-ray edits files in place).
+cosmic-ray mutates the modules of tools/mutation_scope.toml (memkv/store/ and the file backend)
+one mutant at a time and runs the conformance checks against the file backend, stopping at the
+first failing check; a mutant the suite fails is killed, and the requirement ID of that failure
+says which requirement killed it. Everything happens in a copy of the tracked tree (cosmic-ray
+edits files in place).
 
     python -m tools.mutation --sample 6 --floor 0.8          # CI: a fixed-seed sample of mutants
     python -m tools.mutation --report out/mutation.json      # the full campaign (hours)
+    python -m tools.mutation --only 'memkv/store/core.py:460 core/ReplaceComparisonOperator_LtE_Lt #0'
 
 The report gives the kill rate, kills per requirement and every surviving mutant with its diff.
 """
@@ -24,20 +26,31 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-# The engine's parts the file backend drives. StreamedPayload (write_path.py) and
-# StorageEngine.read_stream (engine.py) are the server's streamed path, which the file backend never
-# takes: their mutants survive here; mutate those with `--target memkv-serve`. namespace_quotas.py is
-# left out: quotas are set only by a server's operator, never on the file target.
-MUTATED = ["memkv/store/allocator.py", "memkv/store/engine.py", "memkv/store/eviction_plan.py",
-           "memkv/store/index.py", "memkv/store/protection.py", "memkv/store/read_path.py",
-           "memkv/store/resident.py", "memkv/store/stored_sessions.py", "memkv/store/superblock.py",
-           "memkv/store/write_path.py", "memkv/store/embedded.py"]
+SCOPE = Path(__file__).resolve().with_name("mutation_scope.toml")
 SAMPLE_SEED = 7
-FAIL_LINE = re.compile(r"^\s+(?:FAIL|ERROR) (MKV-[A-Z]+-\d+)", re.MULTILINE)
+FAILED_REQUIREMENT = re.compile(r"\[(MKV-[A-Z]+-\d+)\]")
+
+
+def scope(path: Path = SCOPE) -> list[str]:
+    """The modules to mutate (tools/mutation_scope.toml), each checked to exist."""
+    modules = list(tomllib.loads(path.read_text())["modules"])
+    missing = [m for m in modules if not (ROOT / m).is_file()]
+    if missing:
+        raise SystemExit(f"{path.name} names modules that do not exist: {missing}; update it after moving modules")
+    return modules
+
+
+def checks_package() -> str:
+    """The conformance checks' package (it moves into memkv/ with the restructure)."""
+    for name in ("memkv.conformance.checks", "conformance.checks"):
+        if importlib.util.find_spec(name.rsplit(".", 1)[0]) is not None:
+            return name
+    raise SystemExit("no conformance checks package found")
 
 
 def copy_tree(dest: Path) -> None:
@@ -53,8 +66,10 @@ def copy_tree(dest: Path) -> None:
 
 
 def write_config(dest: Path, modules: list[str], target: str, seed: int, timeout: float) -> Path:
-    test = (f"{sys.executable} -m memkv.cli.conformance conformance --target {target} --seed {seed} "
-            f"--examples 5 --steps 15 --quiet --max-shrink-time 5")
+    # pytest -x: a killed mutant costs the checks up to the first failure, not the whole suite
+    test = (f"{sys.executable} -m pytest --pyargs {checks_package()} -x -q -p no:cacheprovider -p no:randomly "
+            f"--memkv-target {target} --memkv-seed {seed} --memkv-examples 5 --memkv-steps 15 "
+            f"--memkv-max-shrink-time 5")
     config = dest / "cosmic-ray.toml"
     config.write_text("[cosmic-ray]\n"
                       f"module-path = {json.dumps(modules)}\n"
@@ -66,8 +81,15 @@ def write_config(dest: Path, modules: list[str], target: str, seed: int, timeout
     return config
 
 
-def keep_sample(session: Path, size: int, seed: int) -> int:
-    """Mark every work item outside a fixed-seed sample of `size` as skipped; returns the total."""
+def name_of(item: Any) -> str:
+    """How the report names a mutant: `module:line operator #occurrence`."""
+    m = item.mutations[0]
+    return f"{m.module_path}:{m.start_pos[0]} {m.operator_name} #{m.occurrence}"
+
+
+def keep_sample(session: Path, size: int, seed: int, only: list[str] | None = None) -> int:
+    """Mark every work item outside a fixed-seed sample of `size` (or outside the mutants named in
+    `only`) as skipped; returns the total."""
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
@@ -77,7 +99,13 @@ def keep_sample(session: Path, size: int, seed: int) -> int:
             return str(m.module_path), m.start_pos[0], m.start_pos[1], m.operator_name, m.occurrence
 
         items = sorted(db.pending_work_items, key=where)
-        keep = {item.job_id for item in random.Random(seed).sample(items, min(size, len(items)))}
+        if only is not None:
+            keep = {item.job_id for item in items if name_of(item) in only}
+            unknown = set(only) - {name_of(item) for item in items}
+            if unknown:
+                raise SystemExit(f"no such mutants: {sorted(unknown)}")
+        else:
+            keep = {item.job_id for item in random.Random(seed).sample(items, min(size, len(items)))}
         for item in items:
             if item.job_id not in keep:
                 db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
@@ -134,15 +162,15 @@ def summarise(session: Path, total: int) -> dict[str, Any]:
             if result.worker_outcome is WorkerOutcome.SKIPPED:
                 continue
             tested += 1
-            mutation = items[job_id].mutations[0]
-            where = f"{mutation.module_path}:{mutation.start_pos[0]} {mutation.operator_name} #{mutation.occurrence}"
+            where = name_of(items[job_id])
             if result.test_outcome is TestOutcome.SURVIVED:
                 survivors.append({"mutant": where, "diff": result.diff or ""})
                 continue
             killed += 1
             output = result.output or ""
-            reqs = (["target unusable (every check errors)"] if "cannot reach target" in output else
-                    sorted(set(FAIL_LINE.findall(output))) or
+            reqs = (sorted(set(FAILED_REQUIREMENT.findall(output))) or
+                    (["target unusable (no check ran)"] if " passed" not in output and " failed" not in output
+                     else []) or
                     ["timeout" if result.test_outcome is None else "other (no requirement printed)"])
             killed_by.update(reqs)
             kills.append({"mutant": where, "by": reqs, "output": (result.output or "")[-600:]})
@@ -161,24 +189,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds per mutant before it counts killed")
     parser.add_argument("--floor", type=float, default=None, help="exit 1 when the kill rate is below this")
     parser.add_argument("--report", default=None, help="write the JSON summary here")
-    parser.add_argument("--module", action="append", default=None, help="module to mutate (default: store + file)")
+    parser.add_argument("--module", action="append", default=None,
+                        help="module to mutate (default: tools/mutation_scope.toml)")
+    parser.add_argument("--only", action="append", default=None,
+                        help="test only this mutant, named as in the report ('module:line operator #n')")
+    parser.add_argument("--session", default=None,
+                        help="keep cosmic-ray's results database here (summarise it while it runs)")
+    parser.add_argument("--summarise", metavar="SESSION", default=None,
+                        help="only summarise the results database of a campaign (finished or not)")
     args = parser.parse_args(argv)
+    if args.summarise:
+        return finish(args, summarise(Path(args.summarise), total_of(Path(args.summarise))))
     with tempfile.TemporaryDirectory(prefix="memkv-mutation-") as tmp:
         work = Path(tmp)
         copy_tree(work)
-        config = write_config(work, args.module or MUTATED, args.target, args.seed, args.timeout)
-        session = work / "session.sqlite"
+        config = write_config(work, args.module or scope(), args.target, args.seed, args.timeout)
+        session = Path(args.session).resolve() if args.session else work / "session.sqlite"
         cosmic = [sys.executable, "-m", "cosmic_ray.cli"]
         subprocess.run([*cosmic, "init", str(config), str(session)], cwd=work, check=True)
-        from cosmic_ray.work_db import WorkDB, use_db
-
-        with use_db(str(session), WorkDB.Mode.open) as db:
-            total = db.num_work_items
+        total = total_of(session)
         equivalent = skip_equivalent(session, work)
-        if args.sample:
-            keep_sample(session, args.sample, args.sample_seed)
+        if args.sample or args.only:
+            keep_sample(session, args.sample, args.sample_seed, args.only)
         subprocess.run([*cosmic, "exec", str(config), str(session)], cwd=work, check=True)
         summary = summarise(session, total) | {"equivalent_skipped": equivalent}
+    return finish(args, summary)
+
+
+def total_of(session: Path) -> int:
+    from cosmic_ray.work_db import WorkDB, use_db
+
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        return int(db.num_work_items)
+
+
+def finish(args: argparse.Namespace, summary: dict[str, Any]) -> int:
     text = json.dumps(summary, indent=2)
     if args.report:
         Path(args.report).write_text(text + "\n")

@@ -403,15 +403,15 @@ class NoLeaseOnPartialChain(Wrapper):
         res = self.inner.lookup(keys, lease_ms)
         if res.lease_id is not None and res.prefix_len < len(keys):
             self.inner.release_lease(res.lease_id)
-            self.__dict__.setdefault("fakes", set()).add(res.lease_id)
+            self.__dict__.setdefault("fakes", {})[res.lease_id] = time.time() + lease_ms / 1000
         return res
 
     def release_lease(self, lease_id: str) -> None:
-        fakes: set[str] = self.__dict__.get("fakes", set())
-        if lease_id in fakes:
-            fakes.discard(lease_id)
-        else:
+        fakes: dict[str, float] = self.__dict__.get("fakes", {})
+        if lease_id not in fakes:
             self.inner.release_lease(lease_id)
+        elif fakes.pop(lease_id) <= time.time():
+            raise UnknownLease("lease expired")  # a fake lease still expires like a real one
 
 
 @breaks("MKV-CAP-002")
@@ -458,11 +458,28 @@ class DeleteOfAbsentOkInBatch(Wrapper):
 
 @breaks("MKV-OPS-009")
 class ReadCacheOutlivesDelete(Wrapper):
-    """Blocks read once are cached; every invalidation clears the cache, delete forgets to."""
+    """Blocks read once are cached; every invalidation clears the cache and an eviction drops its
+    entry (the store tells the cache), delete forgets to."""
 
     def __init__(self, inner: Transport, target: FaultyTarget | None = None) -> None:
         super().__init__(inner, target)
-        self.cache: dict[bytes, bytes] = {}
+        self.read: dict[bytes, bytes] = {}
+        self.deleted: set[bytes] = set()
+
+    @property
+    def cache(self) -> dict[bytes, bytes]:
+        """What the cache serves: blocks read once, then deleted."""
+        return {k: v for k, v in self.read.items() if k in self.deleted}
+
+    def put(self, items: Sequence[PutItem]) -> list[ItemResult]:
+        results = self.inner.put(items)
+        self.deleted -= {_key(i.key) for i, r in zip(items, results, strict=False) if r.ok}
+        return results
+
+    def delete(self, keys: Sequence[bytes]) -> list[ItemResult]:
+        results = self.inner.delete(keys)
+        self.deleted |= {_key(k) for k, r in zip(keys, results, strict=False) if r.ok}
+        return results
 
     def get_into(self, keys: Sequence[bytes], buffers: Sequence[BufferLike]) -> list[GetResult]:
         results = self.inner.get_into(keys, buffers)
@@ -471,7 +488,7 @@ class ReadCacheOutlivesDelete(Wrapper):
             view = writable_view(buffer)
             cached = self.cache.get(_key(key))
             if res.ok:
-                self.cache[_key(key)] = bytes(view[: res.length])
+                self.read[_key(key)] = bytes(view[: res.length])
             elif res.status is E.NOT_FOUND and cached is not None and len(cached) <= len(view):
                 view[: len(cached)] = cached
                 res = GetResult(length=len(cached), checksum=payload_checksum(cached), meta=BlockMeta())
@@ -487,23 +504,23 @@ class ReadCacheOutlivesDelete(Wrapper):
         return [info is not None for info in self.stat(keys)]
 
     def invalidate_keys(self, keys: Sequence[bytes]) -> int:
-        self.cache.clear()
+        self.read.clear()
         return self.inner.invalidate_keys(keys)
 
     def invalidate_prefix(self, key: bytes) -> int:
-        self.cache.clear()
+        self.read.clear()
         return self.inner.invalidate_prefix(key)
 
     def invalidate_model(self, fingerprint: bytes) -> int:
-        self.cache.clear()
+        self.read.clear()
         return self.inner.invalidate_model(fingerprint)
 
     def invalidate_session(self, session_id: str) -> int:
-        self.cache.clear()
+        self.read.clear()
         return self.inner.invalidate_session(session_id)
 
     def invalidate_namespace(self) -> int:
-        self.cache.clear()
+        self.read.clear()
         return self.inner.invalidate_namespace()
 
 
@@ -843,6 +860,22 @@ class ResumedSessionsNeverExpire(SessionIds):
         self.inner.close_session(self.inner_id(session_id))
         self.ids[session_id] = long_lived.session_id
         return res
+
+
+@breaks("MKV-SES-008")
+class ExpiredSessionsFork(Wrapper):
+    """fork copies the source's chain into a new session without looking at the source's state: an
+    expired session can still be forked (only the state machines' expiry walks reach it)."""
+
+    def fork(self, session_id: str, prefix_len: int | None = None, ttl_s: float | None = None) -> SessionInfo:
+        try:
+            return self.inner.fork(session_id, prefix_len, ttl_s)
+        except MemkvError as exc:
+            if exc.code is not E.SESSION_EXPIRED:
+                raise
+            source = self.inner.session_info(session_id)
+            keys = source.keys if prefix_len is None else source.keys[:prefix_len]
+            return self.inner.open_session(source.ttl_s if ttl_s is None else ttl_s, keys, source.fingerprint)
 
 
 @breaks("MKV-SES-009")

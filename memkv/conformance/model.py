@@ -36,6 +36,9 @@ class ModelLease:
     ns: int
     keys: tuple[bytes, ...]
     live: bool = True
+    #: the requirement a release after the end must follow when the lease ended without a release:
+    #: MKV-OPS-008 (it expired) or MKV-OPS-018 (the target restarted)
+    ended_by: str | None = None
 
 
 class Model:
@@ -75,6 +78,15 @@ class Model:
                 return "MKV-OPS-007"
         return None
 
+    def may_be_pinned(self, ns: int, key: bytes) -> bool:
+        """Protected now, or pinned by a session that expired: a target notices an expiry at the next
+        operation on the session or within its sweep interval (MKV-SES-008), so until then its pins
+        may still hold.
+        The same holds for an expired lease, which a target may drop lazily."""
+        return self.protected_by(ns, key) is not None or any(
+            s.ns == ns and s.state is SessionState.EXPIRED and key in s.keys for s in self.sessions.values()) or any(
+            lease.ended_by == "MKV-OPS-008" and lease.ns == ns and key in lease.keys for lease in self.leases.values())
+
     def protected_bytes(self, granule: int = 1) -> int:
         """Bytes no eviction may free: protected blocks and every stored block they are chained
         after (MKV-CAP-006: a block never goes before a block chained after it), each counted as at
@@ -82,7 +94,7 @@ class Model:
         kept: set[tuple[int, bytes]] = set()
         for ns, blocks in enumerate(self.blocks):
             for key in blocks:
-                if not self.protected_by(ns, key):
+                if not self.may_be_pinned(ns, key):
                     continue
                 at: bytes | None = key
                 while at is not None and at in blocks and (ns, at) not in kept:
@@ -128,6 +140,8 @@ class Model:
         session = self.sessions.get(sid)
         if session is None or session.ns != ns:
             return E.UNKNOWN_SESSION
+        if session.state is SessionState.EXPIRED:
+            return E.SESSION_EXPIRED
         return E.OK if (session.state, event) in TRANSITIONS else E.INVALID_SESSION_STATE
 
     def apply(self, sid: str, event: SessionEvent) -> None:
@@ -135,6 +149,21 @@ class Model:
         session.state = TRANSITIONS[(session.state, event)]
         if session.state is SessionState.CLOSED:
             del self.sessions[sid]
+
+    def expire(self, sid: str) -> None:
+        """The session's expiry has passed: it is kept, in state expired, with SESSION_EXPIRED for
+        every state-changing operation (MKV-SES-008)."""
+        self.sessions[sid].state = SessionState.EXPIRED
+
+    def expire_lease(self, lease_id: str) -> None:
+        self.leases[lease_id].live = False
+        self.leases[lease_id].ended_by = "MKV-OPS-008"
+
+    def restart(self) -> None:
+        """A clean restart: blocks and sessions stay (MKV-DUR-001), every lease is gone (MKV-OPS-018)."""
+        for lease in self.leases.values():
+            if lease.live or lease.ended_by is not None:
+                lease.live, lease.ended_by = False, "MKV-OPS-018"
 
     def valid_prefix(self, session: ModelSession) -> tuple[bytes, ...]:
         prefix = self.lookup(session.ns, list(session.keys))

@@ -213,3 +213,29 @@ def test_restart_keeps_large_metadata_and_appended_chains(memkv: Context) -> Non
     check("MKV-DUR-001", sinfo.keys == tuple(keys) and sinfo.state is SessionState.SUSPENDED,
           "a suspended session grown by append keeps its whole chain after a restart", (3, "suspended"),
           (len(sinfo.keys), sinfo.state.value), "open with 1 key; append 2; suspend; restart")
+
+
+@pytest.mark.requirement("MKV-DUR-003")
+def test_free_space_between_kept_blocks_is_free_after_a_restart(memkv: Context) -> None:
+    """The allocator is rebuilt from the committed blocks at reopen: the holes between them are free."""
+    small = _restartable(memkv, 4 * MiB)
+    ns = small.namespace()
+    t = small.transport(ns)
+    t.invalidate_namespace()
+    unit = 64 * 1024
+    declared = small.caps.capacity_bytes or 4 * MiB
+    blocks = {small.key(): payload(5000 + i, unit) for i in range(declared // unit - 1)}
+    for key, data in blocks.items():
+        put_ok(t, key, data, "MKV-DUR-003")
+    keys = list(blocks)
+    holes, kept = keys[::2], keys[1::2]
+    t.delete(holes)
+    small.target.stop()
+    small.target.start()
+    t = small.transport(ns)
+    for i in range(len(holes)):
+        put_ok(t, small.key(), payload(6000 + i, unit), "MKV-DUR-003")
+    lost = [k for k, there in zip(kept, t.exists(kept), strict=True) if not there]
+    check("MKV-DUR-003", not lost, "blocks put into the holes left before a restart evict none of the kept ones",
+          f"{len(kept)} kept blocks present", f"{len(lost)} evicted",
+          f"fill a {declared}-byte target with {unit}-byte blocks; delete every other; restart; put as many again")

@@ -4,10 +4,19 @@ Allowed nondeterminism is a set of allowed outcomes, never a skipped check: on a
 instance an unprotected block may disappear (eviction), and a put may get CAPACITY_EXCEEDED when
 protected data fills the store; a protected (pinned or leased) block may never disappear.
 Bytes are compared exactly. On failure the reproduction is the step list of the minimal example.
+
+Expiry without a slow clock: an `expire_*` rule gives one session or lease a lifetime of
+`SHORT_S` (2 ms) and waits that long after the target answered, so the expiry has certainly
+passed on the target's clock (it set the expiry before answering) and the model knows the state
+exactly; the walk then goes on with an expired session or lease, which later rules meet. Restart:
+on a target that claims durable and can be restarted, the under-eviction machines stop and start
+it through its `Target` hooks and compare every block, its metadata and every session with the
+model before going on (MKV-DUR-001); leases end there (MKV-OPS-018).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -35,6 +44,8 @@ E = ErrorCode
 NKEYS = 6
 FINGERPRINTS = (bytes([0xA1] * 16), bytes([0xB2] * 16))
 HOUR = 3600.0
+SHORT_S = 0.002
+RESTARTS = 2  # per example: each one reopens the store and reads everything back
 SMALL_CAPACITY = 768 * 1024
 
 
@@ -55,17 +66,20 @@ class _Machine(RuleBasedStateMachine):
     sessions_on: bool
     small: bool
     crowded: bool  # the target had too little free space at the start to rule out evictions
+    restarting: bool  # the target claims durable and the suite can restart it
     sizes: tuple[int, ...]
 
     def __init__(self) -> None:
         super().__init__()
-        self.ts: list[Transport] = [self.ctx.transport(), self.ctx.transport()]
+        self.namespaces = [self.ctx.namespace(), self.ctx.namespace()]
+        self.ts: list[Transport] = [self.ctx.transport(ns) for ns in self.namespaces]
         self.model = Model(2)
         self.log: list[str] = ["a, b = target.connect(ns_a), target.connect(ns_b)"]
         self.lease_ms = min(60_000, self.ctx.limits.max_lease_ms)
         self.sids: list[str] = []
         self.lease_ids: list[str] = []
         self.capacity = self.ctx.caps.capacity_bytes
+        self.restarts = 0
 
     @property
     def may_evict(self) -> bool:
@@ -150,9 +164,17 @@ class _Machine(RuleBasedStateMachine):
             return
         if want is E.KEY_CONFLICT and res.ok:
             if self.small and self.model.protected_by(ns, key) is None:
-                # the old block was evicted before this put: storing the new bytes is allowed
+                # the old block may have been evicted before this put: storing the new bytes is then
+                # allowed, but answering OK while keeping the old ones is not
+                buf = bytearray(n + 1)
+                got = self.ts[ns].get_into([key], [buf])[0]
+                if old is not None and got.ok and bytes(buf[: got.length]) == old.data:
+                    self.fail("MKV-BLK-007", f"put of different bytes under stored k{i} answered OK, old bytes kept",
+                              "KEY_CONFLICT", "OK")
                 self.model.blocks[ns][key].data = data
                 return
+            if self.small:
+                self.reconcile()  # protected blocks gone in the same put: evicted, then stored anew
             self.fail("MKV-BLK-007", f"put of different bytes under stored k{i}", "KEY_CONFLICT", "OK")
         if want is E.OK and res.status is E.KEY_CONFLICT:
             self.present_seen(ns, key, "put")
@@ -205,10 +227,14 @@ class _Machine(RuleBasedStateMachine):
 
     @rule(ns=st.integers(0, 1), start=st.integers(0, NKEYS - 1), n=st.integers(0, NKEYS), lease=st.booleans())
     def lookup(self, ns: int, start: int, n: int, lease: bool) -> None:
+        self._lookup(ns, start, n, self.lease_ms if lease else 0)
+
+    def _lookup(self, ns: int, start: int, n: int, lease_ms: int) -> str | None:
+        """Look up k{start}.. (n keys) with a lease of `lease_ms`; the lease id, if one was given."""
+        lease = lease_ms > 0
         keys = [_key(i) for i in range(start, min(NKEYS, start + n))]
-        lease_ms = self.lease_ms if lease else 0
         self.step(f"{self.name(ns)}.lookup(k{start}..k{start + len(keys) - 1}, lease_ms={lease_ms})")
-        res = self.ts[ns].lookup(keys, self.lease_ms if lease else 0)
+        res = self.ts[ns].lookup(keys, lease_ms)
         want = self.model.lookup(ns, keys)
         if res.prefix_len != want:
             at = keys[min(res.prefix_len, want)]
@@ -228,6 +254,22 @@ class _Machine(RuleBasedStateMachine):
         if res.lease_id is not None:
             self.model.leases[res.lease_id] = ModelLease(ns, tuple(keys[: res.prefix_len]))
             self.lease_ids.append(res.lease_id)
+        return res.lease_id
+
+    @rule(ns=st.integers(0, 1), start=st.integers(0, NKEYS - 1), n=st.integers(1, NKEYS))
+    def expire_lease(self, ns: int, start: int, n: int) -> None:
+        """A lease of SHORT_S, then a wait until it has expired: no longer protecting, and releasing
+        it gets UNKNOWN_LEASE (MKV-OPS-008)."""
+        lease_ms = max(1, round(SHORT_S * 1000))
+        lease_id = self._lookup(ns, start, n, lease_ms)
+        self._wait_out("lease")
+        if lease_id is not None:
+            self.model.expire_lease(lease_id)
+
+    def _wait_out(self, what: str) -> None:
+        """Wait SHORT_S after the target answered: the lifetime it set before answering has passed."""
+        self.step(f"time.sleep({SHORT_S})  # the {what} expires")
+        time.sleep(SHORT_S)
 
     @precondition(lambda self: bool(self.lease_ids))
     @rule(j=st.integers(0, 50))
@@ -242,7 +284,7 @@ class _Machine(RuleBasedStateMachine):
             code = exc.code
         want = E.OK if lease.live else E.UNKNOWN_LEASE
         if code is not want:
-            self.fail("MKV-OPS-008", "release_lease", want.name, code.name)
+            self.fail(lease.ended_by or "MKV-OPS-008", "release_lease", want.name, code.name)
         lease.live = False
 
     @rule(ns=st.integers(0, 1), i=st.integers(0, NKEYS - 1))
@@ -306,9 +348,12 @@ class _Machine(RuleBasedStateMachine):
         except MemkvError as exc:
             value, code = None, exc.code
         if code is not want:
-            req = {E.UNKNOWN_SESSION: "MKV-SES-007", E.INVALID_SESSION_STATE: "MKV-SES-001"}.get(want, "MKV-SES-001")
+            req = {E.UNKNOWN_SESSION: "MKV-SES-007", E.INVALID_SESSION_STATE: "MKV-SES-001",
+                   E.SESSION_EXPIRED: "MKV-SES-008"}.get(want, "MKV-SES-001")
             if code is E.UNKNOWN_SESSION and want is E.OK:
                 req = "MKV-SES-002"
+            elif code is E.SESSION_EXPIRED:
+                req = "MKV-SES-008"  # expired before its TTL, or (after a restart) MKV-DUR-001 below
             self.fail(req, f"{event.value} of a session", want.name, code.name)
         return code, value
 
@@ -316,19 +361,24 @@ class _Machine(RuleBasedStateMachine):
         session = self.model.sessions.get(sid)
         if session is None or info is None:
             return
-        if info.state is not session.state or tuple(info.keys) != session.keys:
+        expired = session.state is SessionState.EXPIRED  # a query reports the state (MKV-SES-008)
+        if info.state is not session.state or (not expired and tuple(info.keys) != session.keys):
             self.fail("MKV-SES-001", f"session after {what}", (session.state.value, len(session.keys)),
                       (info.state.value, len(info.keys)))
 
     @precondition(lambda self: self.sessions_on)
     @rule(ns=st.integers(0, 1), n=st.integers(0, 3))
     def open_session(self, ns: int, n: int) -> None:
+        self._open(ns, n, HOUR)
+
+    def _open(self, ns: int, n: int, ttl: float) -> str | None:
+        """Open a session on k0..k{n-1} with `ttl`; its id, when the target opened one."""
         keys = [_key(i) for i in range(n)]
-        self.step(f"s{len(self.sids)} = {self.name(ns)}.open_session({HOUR}, k0..k{n - 1})")
+        self.step(f"s{len(self.sids)} = {self.name(ns)}.open_session({ttl}, k0..k{n - 1})")
         if self.small:
             self.reconcile()
         try:
-            info = self.ts[ns].open_session(HOUR, keys)
+            info = self.ts[ns].open_session(ttl, keys)
             code = E.OK
         except MemkvError as exc:
             code, info = exc.code, None
@@ -340,6 +390,8 @@ class _Machine(RuleBasedStateMachine):
                 self.fail("MKV-SES-002", "open returns a new unique id, open", "new id", info.session_id)
             self.model.sessions[info.session_id] = ModelSession(info.session_id, ns, SessionState.OPEN, tuple(keys))
             self.sids.append(info.session_id)
+            return info.session_id
+        return None
 
     @precondition(lambda self: self.sessions_on)
     @rule(ns=st.integers(0, 1), n=st.integers(1, NKEYS), variant=st.integers(0, 1))
@@ -383,12 +435,16 @@ class _Machine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.sids))
     @rule(j=st.integers(0, 50))
     def suspend(self, j: int) -> None:
+        self._suspend(j, HOUR)
+
+    def _suspend(self, j: int, pause: float) -> bool:
         sid, ns = self._pick(j)
-        self.step(f"{self.name(ns)}.suspend(s{j % len(self.sids)}, {HOUR})")
-        code, info = self._session_call(sid, ns, SessionEvent.SUSPEND, lambda: self.ts[ns].suspend(sid, HOUR))
+        self.step(f"{self.name(ns)}.suspend(s{j % len(self.sids)}, {pause})")
+        code, info = self._session_call(sid, ns, SessionEvent.SUSPEND, lambda: self.ts[ns].suspend(sid, pause))
         if code is E.OK:
             self.model.apply(sid, SessionEvent.SUSPEND)
             self._check_info(sid, ns, info, "suspend")
+        return code is E.OK
 
     @precondition(lambda self: bool(self.sids))
     @rule(j=st.integers(0, 50))
@@ -409,17 +465,40 @@ class _Machine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.sids))
     @rule(j=st.integers(0, 50), n=st.integers(0, 3))
     def fork(self, j: int, n: int) -> None:
+        self._fork(j, n, None)
+
+    def _fork(self, j: int, n: int, ttl: float | None) -> str | None:
         sid, ns = self._pick(j)
         session = self.model.sessions.get(sid)
         n = min(n, len(session.keys)) if session is not None else 0
-        self.step(f"s{len(self.sids)} = {self.name(ns)}.fork(s{j % len(self.sids)}, {n})")
-        code, info = self._session_call(sid, ns, SessionEvent.FORK, lambda: self.ts[ns].fork(sid, n))
+        self.step(f"s{len(self.sids)} = {self.name(ns)}.fork(s{j % len(self.sids)}, {n}, ttl_s={ttl})")
+        code, info = self._session_call(sid, ns, SessionEvent.FORK, lambda: self.ts[ns].fork(sid, n, ttl))
         if code is E.OK and session is not None:
             if info.state is not SessionState.OPEN or tuple(info.keys) != session.keys[:n]:
                 self.fail("MKV-SES-006", "fork shares the first n keys, open", n, len(info.keys))
             self.model.sessions[info.session_id] = ModelSession(info.session_id, ns, SessionState.OPEN,
                                                                 session.keys[:n])
             self.sids.append(info.session_id)
+            return str(info.session_id)
+        return None
+
+    @precondition(lambda self: self.sessions_on)
+    @rule(how=st.sampled_from(["open", "suspend", "fork"]), j=st.integers(0, 50), ns=st.integers(0, 1),
+          n=st.integers(0, 3))
+    def expire_session(self, how: str, j: int, ns: int, n: int) -> None:
+        """A session whose TTL (open, fork) or pause TTL (suspend) is SHORT_S, then a wait until it
+        has expired: later operations on it get SESSION_EXPIRED, a query says expired, its pins go
+        (MKV-SES-008)."""
+        sid: str | None = None
+        if how == "open" or not self.sids:
+            sid = self._open(ns, n, SHORT_S)
+        elif how == "suspend":
+            sid = self._pick(j)[0] if self._suspend(j, SHORT_S) else None
+        else:
+            sid = self._fork(j, n, SHORT_S)
+        self._wait_out("session")
+        if sid is not None:
+            self.model.expire(sid)
 
     @precondition(lambda self: bool(self.sids))
     @rule(j=st.integers(0, 50))
@@ -465,6 +544,63 @@ class _Machine(RuleBasedStateMachine):
             if count != n:
                 self.fail("MKV-INV-003", "invalidate_session count", n, count)
 
+    def _verify_all(self, when: str) -> None:
+        """Read back every block the model holds (bytes, metadata) and every session's state."""
+        self.step(f"# {when}: get, stat and session_info of everything")
+        for ns in (0, 1):
+            for key in list(self.model.blocks[ns]):
+                self.get(ns, _index(key))
+                block = self.model.blocks[ns].get(key)
+                stat = self.ts[ns].stat([key])[0]
+                if block is not None and stat is not None and stat.meta != block.meta:
+                    self.fail("MKV-BLK-003", f"stat of k{_index(key)} returned other metadata", block.meta, stat.meta)
+        for sid, session in list(self.model.sessions.items()):
+            code, info = self._session_call_query(sid, session.ns)
+            if code is E.OK:
+                self._check_info(sid, session.ns, info, "session_info")
+
+    def _session_call_query(self, sid: str, ns: int) -> tuple[ErrorCode, Any]:
+        try:
+            return E.OK, self.ts[ns].session_info(sid)
+        except MemkvError as exc:
+            self.fail("MKV-SES-007" if exc.code is E.UNKNOWN_SESSION else "MKV-SES-001", "session_info of a session "
+                      "the model holds", "its state", exc.code.name)
+            raise
+
+    @precondition(lambda self: self.restarting and self.restarts < RESTARTS)
+    @rule()
+    def restart(self) -> None:
+        """A clean restart through the target's hooks; everything the model holds must be there."""
+        self.restarts += 1
+        self._verify_all("before a restart")  # what is wrong already is not the restart's doing
+        self.step("target.stop(); target.start(); a, b = target.connect(ns_a), target.connect(ns_b)")
+        self.ctx.target.stop()
+        self.ctx.target.start()
+        self.ts = [self.ctx.transport(ns) for ns in self.namespaces]
+        self.model.restart()
+        for ns in (0, 1):
+            for key, block in self.model.blocks[ns].items():
+                buf = bytearray(len(block.data) + 1)
+                res = self.ts[ns].get_into([key], [buf])[0]
+                got = bytes(buf[: res.length]) if res.ok else None
+                if got != block.data:
+                    self.fail("MKV-DUR-001", f"k{_index(key)} after a clean restart", f"{len(block.data)} bytes put",
+                              res.status.name if got is None else f"{len(got)} other bytes")
+                stat = self.ts[ns].stat([key])[0]
+                if stat is None or stat.meta != block.meta:
+                    self.fail("MKV-DUR-001", f"metadata of k{_index(key)} after a clean restart", block.meta,
+                              None if stat is None else stat.meta)
+        for sid, session in self.model.sessions.items():
+            try:
+                info = self.ts[session.ns].session_info(sid)
+            except MemkvError as exc:
+                self.fail("MKV-DUR-001", "a session after a clean restart", session.state.value, exc.code.name)
+                raise
+            expired = session.state is SessionState.EXPIRED
+            if info.state is not session.state or (not expired and tuple(info.keys) != session.keys):
+                self.fail("MKV-DUR-001", "a session's state and chain after a clean restart",
+                          (session.state.value, len(session.keys)), (info.state.value, len(info.keys)))
+
     @initialize()
     def start(self) -> None:
         for t in self.ts:
@@ -483,8 +619,10 @@ def _run(memkv: Context, sessions_on: bool, small: bool) -> None:
     # Evictions are a failure only where none can happen: a small target expects them, and so does
     # a target whose space other data fills (a store certified before, or in use).
     crowded = not small and _free_bytes(ctx) < 16 * 2 * NKEYS * max(sizes)
+    restarting = small and "durable" in memkv.claimed and bool(getattr(ctx.target, "restartable", False))
     machine = type("ConformanceMachine", (_Machine,), {"ctx": ctx, "sessions_on": sessions_on, "small": small,
-                                                        "crowded": crowded, "sizes": sizes})
+                                                        "crowded": crowded, "sizes": sizes,
+                                                        "restarting": restarting})
     # A certification walks from the fixed regression seed and from its own seed (new paths each run).
     for run_seed in dict.fromkeys([REGRESSION_SEED, memkv.seed] if memkv.certify else [memkv.seed]):
         try:
@@ -506,13 +644,13 @@ def test_model_core(memkv: Context) -> None:
     _run(memkv, sessions_on=False, small=False)
 
 
-@pytest.mark.requirement(*CORE_IDS, "MKV-CAP-002", "MKV-CAP-003", "MKV-OPS-007")
+@pytest.mark.requirement(*CORE_IDS, "MKV-CAP-002", "MKV-CAP-003", "MKV-OPS-007", "MKV-OPS-018")
 def test_model_core_under_eviction(memkv: Context) -> None:
     _run(memkv, sessions_on=False, small=True)
 
 
 SESSION_IDS = ("MKV-SES-001", "MKV-SES-002", "MKV-SES-003", "MKV-SES-005", "MKV-SES-006", "MKV-SES-007",
-               "MKV-INV-003", "MKV-NS-002")
+               "MKV-SES-008", "MKV-INV-003", "MKV-NS-002")
 
 
 @pytest.mark.requirement(*SESSION_IDS, *CORE_IDS)
@@ -520,6 +658,7 @@ def test_model_sessions(memkv: Context) -> None:
     _run(memkv, sessions_on=True, small=False)
 
 
-@pytest.mark.requirement("MKV-SES-004", *SESSION_IDS, *CORE_IDS, "MKV-CAP-002", "MKV-CAP-003", "MKV-OPS-007")
+@pytest.mark.requirement("MKV-SES-004", *SESSION_IDS, *CORE_IDS, "MKV-CAP-002", "MKV-CAP-003", "MKV-OPS-007",
+                         "MKV-OPS-018", "MKV-DUR-001")
 def test_model_sessions_under_eviction(memkv: Context) -> None:
     _run(memkv, sessions_on=True, small=True)

@@ -171,3 +171,21 @@ def test_invalidate_session_covers_appended_keys(memkv: Context) -> None:
           "invalidate_session removes the blocks appended to the chain too", "4 removed",
           f"count {count}, {sum(t.exists(keys[:4]))} left", "open with 2 keys; append 2; invalidate_session")
     check("MKV-INV-003", t.exists([keys[4]]) == [True], "blocks outside the session stay", True, False)
+
+
+@pytest.mark.requirement("MKV-INV-005")
+def test_pins_of_an_invalidated_namespace_are_gone(memkv: Context) -> None:
+    """Invalidating a namespace removes its suspended sessions, and their pins with them: the same
+    keys put again are evictable like any block."""
+    small, t = memkv.empty_small(SMALL)
+    keys = _stored(small, t, SMALL // BLOCK // 2, BLOCK, "MKV-INV-005")
+    sid = t.open_session(HOUR, keys).session_id
+    t.suspend(sid, HOUR)
+    t.invalidate_namespace()
+    for i, key in enumerate(keys):
+        put_ok(t, key, payload(3000 + i, BLOCK), "MKV-INV-005")
+    size = SMALL * 3 // 4
+    expect_code("MKV-INV-005", f"a put of {size} bytes needing the space of blocks a removed session had pinned",
+                lambda: t.put([PutItem(small.key(), payload(4000, size))]), [E.OK],
+                f"put {len(keys)} blocks; open and suspend a session on them; invalidate_namespace; put the same "
+                f"keys again; put {size} bytes into a {SMALL}-byte target")

@@ -1,15 +1,19 @@
 """Core requirements in more than one shape: sizes around piece boundaries, batch shapes with mixed
 outcomes, histories (read, delete, read again), timings (expired leases) and the cases the
-example-based checks never reached. Sizes and shapes are drawn from the run's seed."""
+example-based checks never reached. Sizes and batch shapes are Hypothesis properties (drawn from
+the run's seed, shrunk to a minimal shape when one fails); other positions are drawn from the
+run's seed."""
 
 from __future__ import annotations
 
 import time
 
 import pytest
+from hypothesis import strategies as st
 
 from memkv.blocks import BlockMeta
 from memkv.checksum import payload_checksum
+from memkv.conformance.properties import block_sizes, prove
 from memkv.conformance.support import Context, check, expect_code, payload, put_ok, read
 from memkv.errors import ErrorCode, MemkvError
 from memkv.transport import PutItem, Transport
@@ -22,28 +26,25 @@ BLOCK = 64 * KiB
 SENTINEL = 0xA5
 
 
-def boundary_sizes(memkv: Context, count: int = 6) -> list[int]:
-    """1 byte, sizes around 4 KiB, 64 KiB and 1 MiB pieces, max_block_size, and random ones between."""
-    top = min(memkv.limits.max_block_size, 16 * MiB)
-    edges = [1, 4095, 4097, BLOCK - 1, BLOCK + 1, MiB + 1, top]
-    return sorted(set(edges + [memkv.rng.randint(1, top) for _ in range(count)]))
-
-
 @pytest.mark.requirement("MKV-OPS-005")
 def test_bytes_beyond_the_block_are_left_alone(memkv: Context) -> None:
     t = memkv.transport()
-    for size in (1, 4095, 4097, BLOCK + 1):
+
+    def left_alone(size: int, slack: int) -> None:
         key = memkv.key()
         data = payload(memkv.rng.randrange(2**32), size)
         put_ok(t, key, data, "MKV-OPS-005")
-        buf = bytearray([SENTINEL]) * (size + 4096)
+        buf = bytearray([SENTINEL]) * (size + slack)
         res = t.get_into([key], [buf])[0]
         check("MKV-OPS-005", res.ok and bytes(buf[:size]) == data, f"get of {size} bytes into a larger buffer",
               "OK", res.status.name)
-        touched = [i for i in range(size, len(buf)) if buf[i] != SENTINEL]
-        check("MKV-OPS-005", not touched, f"bytes of the caller's buffer beyond the {size}-byte block are untouched",
-              "unchanged", f"{len(touched)} changed, first at offset {touched[0] if touched else None}",
-              f"put {size} bytes; get_into a buffer of {size + 4096} bytes filled with 0xA5")
+        changed = [size + i for i, b in enumerate(buf[size:]) if b != SENTINEL]
+        check("MKV-OPS-005", not changed, f"bytes of the caller's buffer beyond the {size}-byte block are untouched",
+              "unchanged", f"{len(changed)} changed, first at offset {changed[0] if changed else None}",
+              f"put {size} bytes; get_into a buffer of {size + slack} bytes filled with 0xA5")
+        t.delete([key])
+
+    prove(memkv, left_alone, size=block_sizes(MiB + 4 * KiB), slack=st.integers(1, 8 * KiB))
 
 
 @pytest.mark.requirement("MKV-OPS-005")
@@ -60,42 +61,90 @@ def test_missing_key_inside_a_batch_get(memkv: Context) -> None:
 
 @pytest.mark.requirement("MKV-OPS-001", "MKV-BLK-001")
 def test_sizes_around_piece_boundaries(memkv: Context) -> None:
+    """Every size from 1 byte to max_block_size (up to 16 MiB), near piece boundaries half the time."""
     t = memkv.transport()
-    for size in boundary_sizes(memkv):
+
+    def round_trip(size: int) -> None:
         key = memkv.key()
         data = payload(memkv.rng.randrange(2**32), size)
         put_ok(t, key, data, "MKV-BLK-001")
         got = read(t, key)
+        t.delete([key])
         check("MKV-OPS-001", got == data, f"get after put of {size} bytes", f"{size} bytes put",
               "absent" if got is None else f"{len(got)} bytes, other content" if len(got) == size else len(got),
               f"put then get one block of {size} bytes")
-        t.delete([key])
+
+    prove(memkv, round_trip, size=block_sizes(min(memkv.limits.max_block_size, 16 * MiB)))
+
+
+PUT_OUTCOMES = {"new": E.OK, "same": E.OK, "conflict": E.KEY_CONFLICT, "checksum": E.CHECKSUM_MISMATCH}
 
 
 @pytest.mark.requirement("MKV-OPS-003")
 def test_batch_shapes_with_mixed_outcomes(memkv: Context) -> None:
-    """Batches of 1..max_batch items; each item new, a conflicting re-put, or a wrong checksum."""
+    """Puts of 1..max_batch items, each new, an identical re-put, a conflicting re-put or a wrong
+    checksum, in any order; statuses per item and in order, the good items stored."""
     t = memkv.transport()
     stored = memkv.key()
-    put_ok(t, stored, payload(1, 100), "MKV-OPS-003")
-    for n in sorted({1, 2, 5, memkv.rng.randint(3, 40), min(memkv.limits.max_batch, 64)}):
-        kinds = [memkv.rng.choice(("new", "new", "conflict", "checksum")) for _ in range(n)]
-        if n > 1:
-            kinds[memkv.rng.randrange(n)] = "conflict"
-        items, keys, want = [], [], []
+    stored_data = payload(1, 100)
+    put_ok(t, stored, stored_data, "MKV-OPS-003")
+
+    def mixed_put(kinds: list[str]) -> None:
+        items, keys = [], []
         for i, kind in enumerate(kinds):
-            key = stored if kind == "conflict" else memkv.key()
-            data = payload(1000 + i, 200 + i)
+            key = stored if kind in ("same", "conflict") else memkv.key()
+            data = stored_data if kind == "same" else payload(1000 + i, 200 + i)
             checksum = payload_checksum(data) ^ 1 if kind == "checksum" else None
             items.append(PutItem(key, data, checksum=checksum))
             keys.append(key)
-            want.append({"new": E.OK, "conflict": E.KEY_CONFLICT, "checksum": E.CHECKSUM_MISMATCH}[kind])
+        want = [PUT_OUTCOMES[kind] for kind in kinds]
         results = t.put(items)
-        check("MKV-OPS-003", [r.status for r in results] == want, f"per-item statuses of a {n}-item put, in order",
-              [s.name for s in want], [r.status.name for r in results], f"put batch {kinds}")
+        check("MKV-OPS-003", [r.status for r in results] == want,
+              f"per-item statuses of a {len(kinds)}-item put, in order", [s.name for s in want],
+              [r.status.name for r in results], f"put batch {kinds}")
         new = [k for k, kind in zip(keys, kinds, strict=True) if kind == "new"]
-        check("MKV-OPS-003", all(t.exists(new)) if new else True, "the good items of a mixed batch are stored",
-              len(new), sum(t.exists(new)) if new else 0, f"put batch {kinds}")
+        present = t.exists(new) if new else []
+        check("MKV-OPS-003", all(present), "the good items of a mixed batch are stored", len(new), sum(present),
+              f"put batch {kinds}")
+        refused = [k for k, kind in zip(keys, kinds, strict=True) if kind == "checksum"]
+        stored_refused = sum(t.exists(refused)) if refused else 0
+        check("MKV-OPS-003", not stored_refused, "the refused items of a mixed batch are not stored", 0,
+              stored_refused, f"put batch {kinds}")
+
+    kinds = st.lists(st.sampled_from(sorted(PUT_OUTCOMES)), min_size=1, max_size=memkv.limits.max_batch)
+    prove(memkv, mixed_put, kinds=kinds)
+
+
+@pytest.mark.requirement("MKV-OPS-003", "MKV-OPS-005", "MKV-OPS-001")
+def test_batch_get_shapes_with_missing_keys(memkv: Context) -> None:
+    """Gets of 1..max_batch keys, each stored or missing, in any order: statuses and bytes per item."""
+    t = memkv.transport()
+
+    def mixed_get(present: list[bool]) -> None:
+        keys = [memkv.key() for _ in present]
+        blocks = {k: payload(memkv.rng.randrange(2**32), 64 + i) for i, (k, p) in enumerate(zip(keys, present,
+                                                                                                 strict=True)) if p}
+        if blocks:
+            results = t.put([PutItem(k, d) for k, d in blocks.items()])
+            check("MKV-OPS-003", all(r.ok for r in results), "put of new blocks", "OK",
+                  [r.status.name for r in results])
+        buffers = [bytearray(64 + len(keys)) for _ in keys]
+        got = t.get_into(keys, buffers)
+        shape = f"get_into of keys present (P) or missing (-): {''.join('P' if p else '-' for p in present)}"
+        check("MKV-OPS-003", len(got) == len(keys), f"one result per key of a {len(keys)}-key get", len(keys),
+              len(got), shape)
+        for i, (key, result) in enumerate(zip(keys, got, strict=True)):
+            if key not in blocks:
+                check("MKV-OPS-005", result.status is E.NOT_FOUND, f"item {i} of the batch: a missing key",
+                      "NOT_FOUND", result.status.name, shape)
+                continue
+            check("MKV-OPS-001", result.ok and bytes(buffers[i][: result.length]) == blocks[key],
+                  f"item {i} of the batch: a stored key", f"OK, the {len(blocks[key])} bytes put",
+                  f"{result.status.name}, {result.length} bytes", shape)
+        if blocks:
+            t.delete(list(blocks))
+
+    prove(memkv, mixed_get, present=st.lists(st.booleans(), min_size=1, max_size=memkv.limits.max_batch))
 
 
 @pytest.mark.requirement("MKV-OPS-004", "MKV-ERR-002", "MKV-ERR-001")
@@ -267,7 +316,7 @@ def _filled(small: Context, t: Transport, count: int, base: int = 0) -> list[byt
     return keys
 
 
-@pytest.mark.requirement("MKV-CAP-001")
+@pytest.mark.requirement("MKV-CAP-001", "MKV-OPS-001")
 def test_declared_capacity_is_really_held(memkv: Context) -> None:
     small, t = memkv.empty_small(SMALL)
     declared = small.caps.capacity_bytes
@@ -288,12 +337,24 @@ def test_declared_capacity_is_really_held(memkv: Context) -> None:
           "fragmented free space without eviction", f"{len(kept)} + {len(big)} present",
           f"{sum(t.exists(kept))} + {sum(t.exists(big))} present",
           f"fill with {BLOCK}-byte blocks; delete two of every three; put {len(big)} blocks of {3 * BLOCK} bytes")
-    t.invalidate_namespace()
-    whole = small.key()
-    size = min(declared - BLOCK, small.limits.max_block_size)
-    put_ok(t, whole, payload(800, size), "MKV-CAP-001")
-    check("MKV-CAP-001", t.exists([whole]) == [True], "after emptying it, the target holds one block of its whole "
-          "declared capacity but one unit", True, False, f"the above; invalidate_namespace; put {size} bytes")
+    for i, key in enumerate(big):  # a block stored across several holes reads back whole
+        check("MKV-OPS-001", read(t, key) == payload(700 + i, 3 * BLOCK), "get of a block put into fragmented free "
+              "space returns exactly its bytes", "the bytes put", "other bytes", "the above; get each large block")
+    for order in ("put", "reverse"):  # freed in either order, the free space joins up again
+        if order == "reverse":
+            keys = _filled(small, t, declared // BLOCK - 1)
+            t.delete(keys[::-1])
+        else:
+            t.invalidate_namespace()
+        whole = small.key()
+        size = min(declared - BLOCK, small.limits.max_block_size)
+        data = payload(800, size)
+        put_ok(t, whole, data, "MKV-CAP-001")
+        check("MKV-CAP-001", read(t, whole) == data, "after emptying it, the target holds one block of its whole "
+              "declared capacity but one unit", True, False,
+              f"the above; {'fill, delete in reverse order' if order == 'reverse' else 'invalidate_namespace'}; "
+              f"put and get {size} bytes")
+        t.delete([whole])
 
 
 @pytest.mark.requirement("MKV-CAP-002")
