@@ -3,7 +3,7 @@
 Every defect is a small `Wrapper` around the correct file backend that misbehaves only in some
 shape: at some sizes, batch shapes, histories or timings, the way real bugs do. `CATALOGUE`
 maps a defect's name to its wrapper and the requirement it breaks; the suite must report that
-requirement as failed (tests/test_conformance_defects.py). Reach one as the target
+requirement as failed (tests/conformance/test_conformance_defects.py). Reach one as the target
 `memkv.conformance.faulty:defect?name=NAME`.
 """
 

@@ -253,7 +253,7 @@ def flags_of(args: argparse.Namespace) -> dict[str, Any]:
 def markdown_reference() -> str:
     lines = ["# `memkv serve` settings", "",
              "Generated from `memkv/server/settings.py` by `python -m memkv.server.settings markdown`;",
-             "tests/test_settings.py checks it is current. Each setting has one name: the flag, the config",
+             "tests/server/test_settings.py checks it is current. Each setting has one name: the flag, the config",
              "file key (YAML, or TOML by the `.toml` extension, given with `--config FILE`) and the",
              "environment variable. Flags override the environment, which overrides the file. Sizes take",
              "`4096`, `16MiB`, `4GiB`; an invalid value stops the server with the setting's name. A",

@@ -362,7 +362,7 @@ def test_the_error_mapping_is_the_table_of_the_spec() -> None:
     from memkv.errors import ErrorCode, error_for
     from memkv.server.s3.errors import from_memkv
 
-    text = (Path(__file__).resolve().parent.parent / "spec" / "s3.md").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parents[2] / "spec" / "s3.md").read_text(encoding="utf-8")
     rows = re.findall(r"^\| (`[A-Z_]+`(?:, `[A-Z_]+`)*) \| (\d{3}) \| `(\w+)` \|$", text, re.M)
     assert len(rows) == 7
     table = {ErrorCode[name]: (int(status), code) for names, status, code in rows

@@ -66,7 +66,7 @@ def test_bench_backends(monkeypatch: pytest.MonkeyPatch) -> None:
         raise Unsupported("NIXL is not importable (test)")
 
     monkeypatch.setattr(nixl_agent, "load_api", no_nixl)
-    with pytest.raises(Unsupported):  # the nixl bench needs NIXL (tests/test_nixl.py runs it for real)
+    with pytest.raises(Unsupported):  # the nixl bench needs NIXL (tests/nixl/test_nixl.py runs it for real)
         run_bench(BenchConfig(backend="nixl"))
     with pytest.raises(InvalidArgument):
         run_bench(BenchConfig(count=0))

@@ -20,7 +20,7 @@ from memkv.errors import ErrorCode, MemkvError
 from memkv.server.logs import configure_logging
 from memkv.server.settings import ServeSettings, example_file, load_settings, markdown_reference
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,7 @@ FLOOR = 0.75
 
 def test_sampled_mutants_are_killed_by_the_conformance_suite(tmp_path: Path) -> None:
     report = tmp_path / "mutation.json"
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "-m", "tools.mutation", "--sample", str(SAMPLE), "--floor", str(FLOOR),
                            "--report", str(report)], cwd=root, capture_output=True, text=True, timeout=900)
     summary = json.loads(report.read_text())
@@ -34,7 +34,7 @@ def test_mutation_scope_names_every_store_module_once() -> None:
     import importlib.util
     import tomllib
 
-    spec = importlib.util.spec_from_file_location("mutation_tool", Path(__file__).resolve().parent.parent / "tools"
+    spec = importlib.util.spec_from_file_location("mutation_tool", Path(__file__).resolve().parents[2] / "tools"
                                                   / "mutation.py")
     assert spec is not None and spec.loader is not None
     tool = importlib.util.module_from_spec(spec)

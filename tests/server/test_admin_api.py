@@ -20,7 +20,7 @@ from memkv.server.service import MemkvServer
 from memkv.server.testing import in_process_server, write_keys_file
 
 req = pytest.mark.requirement
-SPEC = Path(__file__).resolve().parents[1] / "spec" / "openapi.yaml"
+SPEC = Path(__file__).resolve().parents[2] / "spec" / "openapi.yaml"
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,7 @@ from memkv.wire.frames import (
 )
 from memkv.wire.opcodes import PAYLOAD_REQUESTS, PAYLOAD_RESPONSES, REQUIRED_ROLE, Opcode
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = schema.load(ROOT / "spec" / "operations.yaml")
 FRAMES = json.loads((ROOT / "spec" / "vectors" / "frames.json").read_text(encoding="utf-8"))
 BIG = WireLimits(max_meta=1 << 20, max_payload=1 << 20, max_items=256)

@@ -13,7 +13,7 @@ import memkv
 from memkv.errors import ErrorCode, MemkvError
 from memkv.store.embedded import FileTransport
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _chain(tokens: int = 64) -> tuple[bytes, list[bytes]]:

@@ -23,7 +23,7 @@ from memkv.store.embedded import FileTransport
 from memkv.transport import ItemResult, PutItem, Transport
 from memkv.transport_features import Flushable, Pingable, RegistersMemory
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KEY = bytes(range(16))
 
 # every operation of the interface, with arguments to forward

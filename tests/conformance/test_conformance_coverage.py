@@ -7,7 +7,7 @@ from pathlib import Path
 
 from memkv.conformance.requirements import exclusions, requirements
 
-CHECKS = Path(__file__).resolve().parent.parent / "memkv" / "conformance" / "checks"
+CHECKS = Path(__file__).resolve().parents[2] / "memkv" / "conformance" / "checks"
 
 
 def _cited() -> dict[str, list[str]]:

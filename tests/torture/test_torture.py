@@ -1,7 +1,7 @@
 """`memkv torture` in its short form (CI): crash loop, parser fuzzer, socket fuzzing, soak.
 
-The fault sweep and the power-cut simulator run in tests/test_store_faults.py and
-tests/test_powercut.py. The full campaign is on demand (docs/reliability.md).
+The fault sweep and the power-cut simulator run in tests/store/test_store_faults.py and
+tests/store/test_powercut.py. The full campaign is on demand (docs/reliability.md).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from memkv.sessions import (
     next_state,
 )
 
-SPEC = Path(__file__).resolve().parent.parent / "spec"
+SPEC = Path(__file__).resolve().parents[2] / "spec"
 
 pytestmark = pytest.mark.requirement("MKV-SES-001")
 

@@ -15,7 +15,7 @@ import pytest
 from memkv.conformance.per_backend import backend_named
 from memkv.conformance.runner import CHECKS_DIR
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHECK = "test_blocks.py::test_lookup_longest_present_prefix"
 
 
@@ -24,7 +24,7 @@ def test_a_broken_requirement_fails_as_the_check_on_its_backend(tmp_path: Path) 
     reports = tmp_path / "reports"
     env = os.environ | {"MEMKV_CONFORMANCE_REPORTS": str(reports)}
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", str(CHECKS_DIR / CHECK), "tests/test_conformance_file.py", "-p",
+        [sys.executable, "-m", "pytest", str(CHECKS_DIR / CHECK), "tests/conformance/test_conformance_file.py", "-p",
          "no:cacheprovider", "-rA", "--memkv-backends",
          "file,faulty=memkv.conformance.faulty:defect?name=lookup_counts_present_keys",
          "--memkv-seed", "7", "--basetemp", str(tmp_path / "pytest")],
@@ -36,7 +36,7 @@ def test_a_broken_requirement_fails_as_the_check_on_its_backend(tmp_path: Path) 
     assert re.search(rf"^FAILED \S*{re.escape(CHECK)}\[faulty\]", out, re.M) and "[MKV-OPS-006]" in out, out[-3000:]
     assert "seed 7 (replay: --memkv-seed 7)" in out
     # one check of many: the file backend's certification says what is missing, it does not pass
-    assert "FAILED tests/test_conformance_file.py::test_file_backend_is_certified" in out
+    assert "FAILED tests/conformance/test_conformance_file.py::test_file_backend_is_certified" in out
     faulty = json.loads((reports / "faulty" / "results.json").read_text())
     assert faulty["verdict"] == "NOT CERTIFIED" and faulty["seed"] == 7
     assert faulty["requirements"]["MKV-OPS-006"]["status"] == "fail"
@@ -47,8 +47,9 @@ def test_a_broken_requirement_fails_as_the_check_on_its_backend(tmp_path: Path) 
 
 
 def test_certification_without_the_checks_is_an_explicit_skip(tmp_path: Path) -> None:
-    run = subprocess.run([sys.executable, "-m", "pytest", "tests/test_conformance_file.py", "-p", "no:cacheprovider",
-                          "-rs", "--memkv-backends", "file", "--basetemp", str(tmp_path / "pytest")],
+    run = subprocess.run([sys.executable, "-m", "pytest", "tests/conformance/test_conformance_file.py",
+                          "-p", "no:cacheprovider", "-rs", "--memkv-backends", "file",
+                          "--basetemp", str(tmp_path / "pytest")],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:]
     assert "SKIPPED" in run.stdout and "the conformance checks were not collected in this run" in run.stdout

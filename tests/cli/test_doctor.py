@@ -16,7 +16,7 @@ from memkv.cli import doctor as cli_doctor
 from memkv.cli import doctor_checks as doctor
 from memkv.cli.doctor_checks import DEGRADED, FAIL, NOT_READY, OK, READY, SKIP, WARN, run_checks
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parent.parent / "fixtures"
 SYSFS = FIXTURES / "sysfs" / "host_rdma_nvme"
 PROCFS = FIXTURES / "procfs" / "host_rdma_nvme"
 

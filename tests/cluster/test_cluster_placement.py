@@ -17,7 +17,7 @@ from memkv.cluster.placement import Placement, Shard
 from memkv.cluster.vectors import placement_vectors
 from memkv.errors import InvalidArgument
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VECTORS: dict[str, Any] = json.loads((ROOT / "spec" / "vectors" / "placement.json").read_text(encoding="utf-8"))
 SIMULATED_KEYS = 1_000_000
 M64 = (1 << 64) - 1

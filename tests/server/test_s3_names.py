@@ -17,7 +17,7 @@ from memkv.server.s3.errors import S3Error
 from memkv.server.s3.names import object_key, sequence_hash_name
 from memkv.server.s3.ranges import byte_range
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VECTORS: dict[str, Any] = json.loads((ROOT / "spec" / "vectors" / "s3_names.json").read_text(encoding="utf-8"))
 
 

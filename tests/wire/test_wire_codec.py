@@ -24,7 +24,7 @@ from memkv.wire.frames import (
 from memkv.wire.opcodes import REQUIRED_ROLE, Opcode
 from memkv.wire.vectors import SECRET, build_vectors
 
-VECTORS = Path(__file__).resolve().parents[1] / "spec" / "vectors" / "frames.json"
+VECTORS = Path(__file__).resolve().parents[2] / "spec" / "vectors" / "frames.json"
 req = pytest.mark.requirement
 
 

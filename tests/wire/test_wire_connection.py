@@ -16,7 +16,7 @@ from memkv.wire.connection import TRANSITIONS, Connection, Credential, Event, Gr
 from memkv.wire.frames import HEADER_SIZE, Header, WireLimits, encode_frame, parse_header
 from memkv.wire.opcodes import Opcode, Role
 
-SPEC = yaml.safe_load((Path(__file__).resolve().parents[1] / "spec" / "connection.yaml").read_text())
+SPEC = yaml.safe_load((Path(__file__).resolve().parents[2] / "spec" / "connection.yaml").read_text())
 SECRET = os.urandom(32)
 req = pytest.mark.requirement
 

@@ -90,7 +90,7 @@ def test_engine_refuses_an_index_with_a_newer_version(store_dir: Path) -> None:
 
 def test_device_file_without_header_is_formatted(store_dir: Path) -> None:
     """A process that died between creating device.img and writing its header left zeros; its
-    index lists no block. (With blocks listed the open is refused: tests/test_store_damage.py.)"""
+    index lists no block. (With blocks listed the open is refused: tests/store/test_store_damage.py.)"""
     open_engine(store_dir).close()
     image = store_dir / "device.img"
     with image.open("r+b") as f:
