@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """What the S3 endpoint costs against the native path, measured in one run (issue 13, item 4).
 
 Starts `memkv serve --s3-listen` (a subprocess on 127.0.0.1, authentication on), then stores and
@@ -6,7 +5,7 @@ loads the same number of fresh blocks per size through: memkv+tcp (put/get), NIX
 (DRAM -> OBJ WRITE and OBJ -> DRAM READ, what Dynamo KVBM's G4 does) and boto3 (PutObject,
 GetObject). Prints MiB/s per path and operation, and each S3 path's ratio to memkv+tcp.
 
-    python tools/bench_s3.py --sizes 2,16 --blocks 16 --repeats 3
+    python -m memkv.bench.s3 --sizes 2,16 --blocks 16 --repeats 3
 """
 
 from __future__ import annotations
@@ -23,18 +22,19 @@ from pathlib import Path
 
 import numpy as np
 
-from memkv import connect
-from memkv.keys import key_from_sequence_hash
-from memkv.nixl.obj import ObjAgent
-from memkv.server.keyring import parse_credential
-from memkv.server.testing import ServerProcess, write_keys_file
 from memkv.transport import PutItem
+
+from ..connect import connect
+from ..credentials import parse_credential
+from ..keys import key_from_sequence_hash
+from ..nixl.obj import ObjAgent
+from ..server.testing import ServerProcess, write_keys_file
 
 MiB = 1024 * 1024
 _hashes = itertools.count(1)
 
 
-def _rate(size: int, count: int, run: Callable[[], None]) -> float:
+def _rate(size: int, count: int, run: Callable[[], object]) -> float:
     started = time.perf_counter()
     run()
     return size * count / MiB / (time.perf_counter() - started)
@@ -61,8 +61,11 @@ def measure(proc: ServerProcess, cred: str, size: int, count: int) -> dict[str, 
     hashes = [next(_hashes) for _ in blocks]
     keys = [key_from_sequence_hash(bytes(16), h) for h in hashes]
     with connect(proc.url, "bench", key=cred) as native:
-        put = _rate(size, count, lambda: [r.raise_for_status() for r in
-                                          native.put([PutItem(k, b) for k, b in zip(keys, blocks, strict=True)])])
+        def put_all() -> None:
+            for result in native.put([PutItem(k, b.data) for k, b in zip(keys, blocks, strict=True)]):
+                result.raise_for_status()
+
+        put = _rate(size, count, put_all)
         get = _rate(size, count, lambda: native.get(keys))
     results["memkv+tcp"] = (put, get)
 
