@@ -47,6 +47,15 @@ def parse_credential(text: str) -> tuple[str, bytes]:
         raise InvalidArgument(f"credential of key {key_id!r}: {exc.message}") from None
 
 
+def checked_credential(text: str, source: str) -> str:
+    """`text` when it is a well-formed `<key id>:<secret>`; else InvalidArgument naming where it came from."""
+    try:
+        parse_credential(text)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{source}: {exc.message}") from None
+    return text
+
+
 def generate_secret() -> str:
     """A new random secret of 32 bytes, in hex (the recommended length)."""
     return os.urandom(32).hex()

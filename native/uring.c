@@ -1,5 +1,5 @@
 /*
- * memkv._uring: positional block I/O through io_uring, for the storage engine's device path.
+ * memkv.store._uring: positional block I/O through io_uring, for the storage engine's device path.
  *
  * No dependency beyond the kernel UAPI header <linux/io_uring.h>: the rings are set up with
  * raw io_uring_setup / io_uring_enter / io_uring_register system calls and mmap'd directly.
@@ -22,7 +22,7 @@
 #include <Python.h>
 
 #if !defined(__linux__)
-#error "memkv._uring needs Linux"
+#error "memkv.store._uring needs Linux"
 #endif
 
 #include <errno.h>
@@ -636,7 +636,7 @@ static PyMethodDef Ring_methods[] = {
 };
 
 static PyTypeObject RingType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "memkv._uring.Ring",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "memkv.store._uring.Ring",
     .tp_basicsize = sizeof(Ring),
     .tp_weaklistoffset = offsetof(Ring, weakreflist),
     .tp_flags = Py_TPFLAGS_DEFAULT,
@@ -663,7 +663,7 @@ static PyMethodDef module_methods[] = {
 };
 
 static struct PyModuleDef uring_module = {
-    PyModuleDef_HEAD_INIT, "memkv._uring", "io_uring positional I/O for memkv's device path", -1, module_methods,
+    PyModuleDef_HEAD_INIT, "memkv.store._uring", "io_uring positional I/O for memkv's device path", -1, module_methods,
 };
 
 PyMODINIT_FUNC PyInit__uring(void) {

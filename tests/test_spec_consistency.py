@@ -77,7 +77,7 @@ def _parse(path: Path) -> tuple[list[Statement], list[tuple[str, int, str]]]:
 
 
 def _texts() -> list[Path]:
-    return [p for p in TEXTS if p.exists()]
+    return list(TEXTS)
 
 
 def _all_statements() -> list[Statement]:

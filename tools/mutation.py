@@ -8,7 +8,7 @@ edits files in place).
 
     python -m tools.mutation --sample 6 --floor 0.8          # CI: a fixed-seed sample of mutants
     python -m tools.mutation --report out/mutation.json      # the full campaign (hours)
-    python -m tools.mutation --only 'memkv/store/core.py:460 core/ReplaceComparisonOperator_LtE_Lt #0'
+    python -m tools.mutation --only 'memkv/store/protection.py:55 core/ReplaceComparisonOperator_LtE_Lt #1'
 
 The report gives the kill rate, kills per requirement and every surviving mutant with its diff.
 """

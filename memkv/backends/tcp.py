@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from ..blocks import Limits
 from ..buffers import BufferLike, advance, readable_view, writable_view
 from ..checksum import payload_checksum, payload_hasher
-from ..credentials import parse_credential
+from ..credentials import checked_credential, parse_credential
 from ..errors import (
     ErrorCode,
     InvalidArgument,
@@ -613,15 +613,6 @@ def pop_credential(options: dict[str, Any]) -> str | tuple[str, bytes] | None:
             return checked_credential(handle.read(4096).strip(), f"key_file {key_file}")
     from_environment = os.environ.get("MEMKV_KEY")
     return checked_credential(from_environment, "MEMKV_KEY") if from_environment else None
-
-
-def checked_credential(text: str, source: str) -> str:
-    """`text` when it is a well-formed `<key id>:<secret>`; else InvalidArgument naming where it came from."""
-    try:
-        parse_credential(text)
-    except InvalidArgument as exc:
-        raise InvalidArgument(f"{source}: {exc.message}") from None
-    return text
 
 
 def check_options(scheme: str, options: dict[str, Any], known: set[str]) -> None:

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from ..blocks import MiB
-from ..cli.progress import Progress
 from ..errors import InvalidArgument
 from ..store.device import preallocate
 from ..units import format_size
@@ -34,6 +33,7 @@ from .common import (
     memkv_op,
 )
 from .peers import ComparedTarget, check_compare, loopback_limit, start_peers
+from .progress import Progress
 
 
 class FileTarget(Target):

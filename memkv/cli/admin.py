@@ -17,12 +17,13 @@ from ..errors import ErrorCode as _Code
 from ..errors import InvalidArgument, MemkvError, Unauthenticated, Unavailable, error_for
 from ..server.tls import client_context
 from ..units import format_size
+from .main import Subparsers
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9901"
 KEY_HINT = "give an admin key as --key-file FILE (holding '<key id>:<secret>') or in $MEMKV_ADMIN_KEY"
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("admin", help="query and manage a running memkv server",
                               description="Client of the memkv admin HTTP API (spec/openapi.yaml).")
     p.add_argument("--url", default=os.environ.get("MEMKV_ADMIN_URL", DEFAULT_ADMIN_URL),
@@ -59,7 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _token(args: argparse.Namespace) -> str | None:
-    from ..backends.tcp import checked_credential
+    from ..credentials import checked_credential
 
     if args.key_file:
         with open(args.key_file, encoding="utf-8") as handle:

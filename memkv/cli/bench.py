@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 from ..bench import common, runner
+from ..bench.progress import Progress
 from ..units import parse_size
-from .progress import Progress
+from .main import Subparsers
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "bench", help="put/get throughput and latency of memkv against the raw path",
         description=runner.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

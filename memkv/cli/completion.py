@@ -6,10 +6,12 @@ import argparse
 
 import shtab
 
+from .main import Subparsers
+
 SHELLS = ("bash", "zsh", "tcsh")
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "completion", help="print a shell completion script",
         description="Print a completion script for memkv's commands and flags, e.g. "

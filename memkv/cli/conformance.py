@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+
+from .main import Subparsers
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "conformance", help="run the conformance suite against a target",
         description="Run the memkv conformance suite against a target and report per requirement.")
@@ -30,7 +31,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=None, help="steps per state-machine example")
     parser.add_argument("-k", dest="keyword", default=None, help="only checks matching this pytest -k expression")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
-    parser.set_defaults(func=run)
     return parser
 
 
@@ -67,15 +67,3 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         print(f"reports: {args.report}/results.json, junit.xml, report.html", file=out)
     return 0 if doc["verdict"] in ("CERTIFIED", "PASSED") else 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="memkv")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -6,19 +6,18 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from ..transport import Transport
+from .main import Subparsers
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "conformance-client", help="certify a client library of the wire protocol against a scripted server",
         description="Runs memkv/conformance/client_checker.py: a scripted memkv server sends what the spec says a "
                     "client must handle (corrupted payloads, unknown codes, bad MACs, small limits).")
     parser.add_argument("--connect", default="memkv:connect", metavar="MODULE:FUNCTION",
                         help="the library's connect(url, namespace=..., key=...) (default memkv:connect)")
-    parser.set_defaults(func=run)
     return parser
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..bench.progress import Progress
 from ..blocks import GiB, MiB
 from ..buffers import aligned_buffer
 from ..connect import DEFAULT_DATA_DIR, connect
@@ -48,7 +49,7 @@ from ..plan.workload import (
 )
 from ..transport import PutItem, Transport
 from ..units import format_size, parse_size
-from .progress import Progress
+from .main import Subparsers
 
 NAMESPACE = "demo"
 DEFAULT_CAPACITY = 2 * GiB
@@ -431,7 +432,7 @@ def default_store() -> str:
     return os.environ.get("MEMKV_DATA_DIR") or os.path.join(DEFAULT_DATA_DIR, "demo")
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "demo", help="replay a multi-agent workload against an embedded store and report the savings",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

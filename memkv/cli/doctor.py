@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 
 from .doctor_checks import NOT_READY, READY, format_report, run_checks
+from .main import Subparsers
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "doctor",
         help="check this host for production (RDMA, NVMe, hugepages, io_uring, O_DIRECT, NIXL, UCX)",

@@ -9,9 +9,10 @@ import argparse
 import json
 
 from ..store.fsck import fsck
+from .main import Subparsers
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "fsck", help="check a stopped store offline: index against device, checksums, overlapping extents",
         description="Check a stopped store: the index, the device header and its length, every block's "

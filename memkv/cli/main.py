@@ -16,7 +16,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
-from typing import Protocol, cast
+from typing import Protocol, TypeAlias, cast
 
 from ..errors import MemkvError
 from ..version import __version__
@@ -34,13 +34,15 @@ COMMANDS: dict[str, str] = {
     "torture": "memkv.cli.torture",
     "conformance-client": "memkv.cli.conformance_client",
 }
+# What every subcommand module's add_parser(subparsers) receives.
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 EXIT_MEMKV_ERROR = 2
 EXIT_IO_ERROR = 1
 EXIT_INTERRUPTED = 130
 
 
 class Subcommand(Protocol):
-    def add_parser(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    def add_parser(self, subparsers: Subparsers) -> argparse.ArgumentParser:
         ...
 
     def run(self, args: argparse.Namespace) -> int: ...

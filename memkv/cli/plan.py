@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
 
 from ..errors import InvalidArgument
 from ..eviction import POLICIES
@@ -21,9 +20,10 @@ from ..plan.report import format_plan
 from ..plan.simulate import SimConfig
 from ..plan.workload import TRACE_BLOCK_TOKENS, TRACE_NAMES, find_trace, read_trace
 from ..units import parse_size
+from .main import Subparsers
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "plan", help="what caching saves on a workload trace: hit ratios, dollars, the tier to buy",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

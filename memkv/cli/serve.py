@@ -10,9 +10,10 @@ from types import FrameType
 
 from ..server.logs import configure_logging
 from ..server.settings import ServeSettings, add_flags, flags_of, load_settings
+from .main import Subparsers
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("serve", help="run a memkv server over a store",
                               description="Run a memkv server: signed wire protocol, admin HTTP API, metrics.")
     p.add_argument("--config", help="config file (YAML, or TOML by the .toml extension) with the settings below "

@@ -11,9 +11,10 @@ import sys
 
 from ..torture.campaign import SCENARIOS, Settings
 from ..torture.campaign import run as run_campaign
+from .main import Subparsers
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "torture", help="reliability campaign: fault sweep, power cuts, kill -9 loop, fuzzing, soak",
         description="Run the reliability campaign and print (or write) its JSON report. Short settings by "

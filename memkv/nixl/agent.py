@@ -29,6 +29,9 @@ INSTALL_HINT = "install it with `pip install --no-deps nixl-cu12 numpy` (or `pip
 UCX = "UCX"
 
 Region = tuple[int, int, int]
+# NIXL's object-storage segment: a transfer's far side for the OBJ backend (not a memory kind of the wire)
+OBJ: Literal["OBJ"] = "OBJ"
+Segment = MemoryKind | Literal["OBJ"]
 """(address, length, device id) of one side of a transfer."""
 Operation = Literal["READ", "WRITE"]
 T = TypeVar("T")
@@ -90,6 +93,13 @@ class _RawAgent(Protocol):
     def check_xfer_state(self, handle: object) -> str: ...
     def release_xfer_handle(self, handle: object) -> None: ...
     def get_new_notifs(self) -> dict[str, list[bytes]]: ...
+    def get_plugin_list(self) -> list[str]: ...
+    def create_backend(self, backend: str, params: dict[str, str]) -> object: ...
+    def query_memory(self, regions: list[tuple[int, int, int, str]], backend: str, mem_type: str) -> list[object]: ...
+
+
+def _segment_name(segment: Segment) -> str:
+    return segment if isinstance(segment, str) else segment.name
 
 
 @contextlib.contextmanager
@@ -141,19 +151,27 @@ class NixlAgent:
     them, TCP or shared memory otherwise. NIXL's progress thread polls without pause (a whole
     core per agent), so it is off by default: an initiator progresses its transfers while it
     waits for them, and a target that must progress (UCX over TCP emulates one-sided operations)
-    runs a `memkv.nixl_support.Pump` while transfers may be in flight.
+    runs a `memkv.nixl.support.Pump` while transfers may be in flight.
     """
 
-    def __init__(self, name: str, progress_thread: bool = False) -> None:
+    def __init__(self, name: str, progress_thread: bool = False, backend: str = UCX,
+                 params: dict[str, str] | None = None) -> None:
+        """An agent with one backend: UCX (the default), or another NIXL plugin such as OBJ, created
+        with its `params`."""
         api = load_api()
         with nixl_errors(Unsupported, "cannot create a NIXL agent"):
-            config = api.nixl_agent_config(enable_prog_thread=progress_thread, backends=[UCX],
+            config = api.nixl_agent_config(enable_prog_thread=progress_thread,
+                                           backends=[UCX] if backend == UCX else [],
                                            sync_mode=api.nixl_thread_sync_t.NIXL_THREAD_SYNC_STRICT)
             raw: _RawAgent = api.nixl_agent(name, config)
+            if backend != UCX:
+                if backend not in raw.get_plugin_list():
+                    raise Unsupported(f"this NIXL build has no {backend} plugin")
+                raw.create_backend(backend, dict(params or {}))
             backends = raw.backends
-        if UCX not in backends:
-            raise Unsupported("NIXL has no UCX backend here (plugin missing or UCX failed to start; "
-                              "check NIXL_PLUGIN_DIR and UCX_TLS)")
+        if backend not in backends:
+            raise Unsupported(f"NIXL has no {backend} backend here (plugin missing or it failed to start; "
+                              "check NIXL_PLUGIN_DIR and, for UCX, UCX_TLS)")
         self.name = name
         self._raw = raw
 
@@ -163,6 +181,19 @@ class NixlAgent:
         """Register memory as a transfer's local side; InvalidArgument where NIXL refuses it."""
         with nixl_errors(InvalidArgument, f"NIXL cannot register {length} bytes at {address:#x}"):
             return Registration(self._raw.register_memory([(address, length, device_id, "")], kind.name), length)
+
+    def register_regions(self, regions: list[tuple[int, int, int, str]], segment: Segment) -> Registration:
+        """Register several regions (address, length, device id, metadata) of one segment at once."""
+        with nixl_errors(InvalidArgument, f"NIXL cannot register {len(regions)} {_segment_name(segment)} regions"):
+            return Registration(self._raw.register_memory(regions, _segment_name(segment)),
+                                sum(length for _, length, _, _ in regions))
+
+    def query(self, regions: list[tuple[int, int, int, str]], segment: Segment) -> list[bool]:
+        """Whether the backend holds each region (for OBJ: whether each object exists)."""
+        name = _segment_name(segment)
+        with nixl_errors(Unavailable, f"NIXL could not query {len(regions)} {name} regions"):
+            answers = self._raw.query_memory(regions, name, name)
+        return [answer is not None for answer in answers]
 
     def deregister(self, registration: Registration) -> bool:
         """Give memory back; False (logged) when NIXL refused, which leaves it registered."""
@@ -189,15 +220,15 @@ class NixlAgent:
             return self._raw.get_new_notifs()
 
     # ---- transfers ---------------------------------------------------------------------------
-    def post(self, operation: Operation, local: list[Region], local_kind: MemoryKind, remote: list[Region],
-             remote_kind: MemoryKind, peer: str, notif: bytes = b"") -> Transfer:
+    def post(self, operation: Operation, local: list[Region], local_kind: Segment, remote: list[Region],
+             remote_kind: Segment, peer: str, notif: bytes = b"") -> Transfer:
         """Post a READ or WRITE between local and `peer`'s memory (the peer gets `notif` once it is
         done, when given). InvalidArgument where NIXL refuses the regions (not registered on either
         side), Unavailable where the transfer cannot be posted."""
         raw = self._raw
         with nixl_errors(InvalidArgument, f"NIXL refused the {operation}"):
-            handle = raw.initialize_xfer(operation, raw.get_xfer_descs(local, local_kind.name),
-                                         raw.get_xfer_descs(remote, remote_kind.name), peer, notif)
+            handle = raw.initialize_xfer(operation, raw.get_xfer_descs(local, _segment_name(local_kind)),
+                                         raw.get_xfer_descs(remote, _segment_name(remote_kind)), peer, notif)
         posted = Transfer(handle, operation)
         try:
             with nixl_errors(Unavailable, f"NIXL {operation} could not be posted"):
@@ -210,11 +241,12 @@ class NixlAgent:
             raise Unavailable(f"NIXL {operation} could not be posted")
         return posted
 
-    def wait(self, transfer: Transfer, deadline: float) -> None:
+    def wait(self, transfer: Transfer, deadline: float, pause_s: float = 0.0) -> None:
         """Poll a posted transfer until it is done; Unavailable when it failed, Timeout past the deadline.
 
         Each poll also progresses the agent's UCX worker (agents run without NIXL's progress
-        thread), so the loop only yields the GIL between polls instead of sleeping.
+        thread), so the loop only yields the GIL between polls instead of sleeping; a backend that
+        progresses in threads of its own (OBJ) is polled every `pause_s`.
         """
         while True:
             with nixl_errors(Unavailable, "NIXL transfer failed"):
@@ -225,12 +257,12 @@ class NixlAgent:
                 raise Unavailable("NIXL transfer failed")
             if time.monotonic() > deadline:
                 raise Timeout("NIXL transfer did not complete in time")
-            time.sleep(0)
+            time.sleep(pause_s)
 
     def release(self, transfer: Transfer) -> bool:
         """Release a transfer; False when NIXL could not (its memory may still be in use)."""
         return _best_effort("NIXL could not release a transfer", self._raw.release_xfer_handle, transfer._handle)
 
 
-__all__ = ["INSTALL_HINT", "NixlAgent", "Operation", "Region", "Registration", "Transfer", "availability",
-           "load_api"]
+__all__ = ["INSTALL_HINT", "OBJ", "NixlAgent", "Operation", "Region", "Registration", "Segment", "Transfer",
+           "availability", "load_api"]

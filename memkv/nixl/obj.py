@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
-from ..errors import Timeout, Unavailable, Unsupported
-from .agent import load_api, nixl_errors
-
-OBJ = "OBJ"
+from ..errors import InvalidArgument, Unavailable
+from ..memory_kind import MemoryKind
+from .agent import OBJ, NixlAgent, Operation
 
 
 class ObjAgent:
@@ -25,17 +23,13 @@ class ObjAgent:
 
     def __init__(self, name: str, endpoint: str, bucket: str, access_key: str, secret_key: str,
                  req_checksum: str = "supported", timeout_s: float = 60.0) -> None:
-        api = load_api()
-        self.name = name
-        self.timeout_s = timeout_s
-        self.agent = api.nixl_agent(name, api.nixl_agent_config(backends=[]))
         scheme = endpoint.partition("://")[0] or "http"
         params = {"bucket": bucket, "endpoint_override": endpoint, "scheme": scheme, "region": "us-east-1",
                   "access_key": access_key, "secret_key": secret_key, "use_virtual_addressing": "false",
                   "req_checksum": req_checksum}
-        if OBJ not in self.agent.get_plugin_list():
-            raise Unsupported("this NIXL build has no OBJ plugin")
-        self.agent.create_backend(OBJ, params)
+        self.name = name
+        self.timeout_s = timeout_s
+        self.agent = NixlAgent(name, backend=OBJ, params=params)
 
     def write(self, blocks: Sequence[tuple[np.ndarray, int]]) -> None:
         """Store each buffer as the object named by its sequence hash (one PutObject each)."""
@@ -47,33 +41,24 @@ class ObjAgent:
 
     def exists(self, sequence_hashes: Sequence[int]) -> list[bool]:
         """Whether each object is stored (HeadObject, through NIXL's query_memory)."""
-        answers = self.agent.query_memory([(0, 0, h, str(h)) for h in sequence_hashes], OBJ, OBJ)
-        return [answer is not None for answer in answers]
+        return self.agent.query([(0, 0, h, str(h)) for h in sequence_hashes], OBJ)
 
-    def _wait(self, handle: Any, state: str, op: str, count: int) -> str:
-        deadline = time.monotonic() + self.timeout_s
-        while state not in ("DONE", "ERR"):
-            if time.monotonic() > deadline:
-                raise Timeout(f"NIXL OBJ {op} of {count} objects took over {self.timeout_s} s")
-            time.sleep(0.0005)
-            state = self.agent.check_xfer_state(handle)
-        return state
-
-    def _transfer(self, op: str, blocks: Sequence[tuple[np.ndarray, int, int]]) -> None:
+    def _transfer(self, op: Operation, blocks: Sequence[tuple[np.ndarray, int, int]]) -> None:
         local = [(buf.ctypes.data, buf.nbytes, 0) for buf, _, _ in blocks]
         remote = [(offset, buf.nbytes, sequence_hash) for buf, sequence_hash, offset in blocks]
-        dram = self.agent.register_memory([(*desc, "") for desc in local], "DRAM")
-        objects = self.agent.register_memory([(0, offset + buf.nbytes, h, "") for buf, h, offset in blocks], OBJ)
-        handle: Any = None
+        dram = self.agent.register_regions([(*desc, "") for desc in local], MemoryKind.DRAM)
         try:
-            with nixl_errors(Unavailable, f"NIXL OBJ {op} failed"):  # a refused request is NIXL_ERR_BACKEND
-                handle = self.agent.initialize_xfer(op, self.agent.get_xfer_descs(local, "DRAM"),
-                                                    self.agent.get_xfer_descs(remote, OBJ), self.name)
-                state = self._wait(handle, self.agent.transfer(handle), op, len(blocks))
-            if state == "ERR":
-                raise Unavailable(f"NIXL OBJ {op} failed (the S3 endpoint refused or could not be reached)")
+            objects = self.agent.register_regions([(0, offset + buf.nbytes, h, "") for buf, h, offset in blocks], OBJ)
+            try:
+                try:
+                    transfer = self.agent.post(op, local, MemoryKind.DRAM, remote, OBJ, self.name)
+                except InvalidArgument as exc:  # the OBJ backend refuses a request the endpoint refused
+                    raise Unavailable(f"NIXL OBJ {op} failed: {exc.message}") from None
+                try:
+                    self.agent.wait(transfer, time.monotonic() + self.timeout_s, pause_s=0.0005)
+                finally:
+                    self.agent.release(transfer)
+            finally:
+                self.agent.deregister(objects)
         finally:
-            if handle is not None:
-                self.agent.release_xfer_handle(handle)
-            self.agent.deregister_memory(objects)
-            self.agent.deregister_memory(dram)
+            self.agent.deregister(dram)

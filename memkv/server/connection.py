@@ -170,7 +170,7 @@ class Connection:
             Opcode.INVALIDATE_NAMESPACE: self._invalidate_namespace, Opcode.CAPABILITIES: self._capabilities,
             Opcode.STATS: self._stats, Opcode.PING: self._ping, Opcode.GOODBYE: self._ping,
         }
-        self._handlers.update(server.nixl.handlers(self))  # NIXL_HELLO/GET/PUT (memkv/server/nixl_agent.py)
+        self._handlers.update(server.nixl.handlers(self))  # NIXL_HELLO/GET/PUT (memkv/server/nixl_service.py)
 
     # ---- socket plumbing ------------------------------------------------------------------
     def _timeout(self, option: int, deadline: float) -> bool:

@@ -21,7 +21,7 @@ from .config import ServerConfig
 from .connection import BufferBudget, BufferPool, Connection
 from .keyring import KeyRing
 from .metrics import ServerMetrics
-from .nixl_agent import NixlGate
+from .nixl_service import NixlGate
 
 log = logging.getLogger("memkv.server")
 

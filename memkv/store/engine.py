@@ -56,7 +56,6 @@ from .eviction_plan import EvictionPlanner
 from .health import StoreHealth
 from .index import BlockRow, Index
 from .lock import StoreLock
-from .names import MAX_TTL_S, check_ttl
 from .namespace_quotas import NamespaceQuotas
 from .open_checks import DamagedStore, open_index
 from .opening import bind_index, make_private_dirs, open_device
@@ -66,6 +65,7 @@ from .read_path import READ_PIECE, BlockRead, emit_mapped, piece_plan, read_piec
 from .resident import BlockId, LiveBlock, Reservation, ResidentBlocks
 from .storage_errors import describe, unavailable
 from .stored_sessions import EXPIRED_SESSION_RETENTION_S, StoredSessions, info
+from .ttl import MAX_TTL_S, check_ttl
 from .write_path import (
     OVERLAP_MIN_BYTES,
     PayloadSource,

@@ -111,6 +111,9 @@ def _scenario(t: Transport) -> list[Any]:
 
 @req("MKV-PRO-001", "MKV-ERR-001")
 def test_same_outcomes_as_file_backend(tcp: Transport, tmp_path: Path) -> None:
+    """One scenario's outcomes, error codes included, compared between the two backends side by side
+    (MKV-PRO-001: a backend changes how bytes move, never what an operation answers); the per-backend
+    checks judge each backend against the spec alone, not against the other."""
     file_t = FileTransport.open(str(tmp_path / "f"), "team-a", capacity=64 * MiB)
     try:
         assert _scenario(tcp) == _scenario(file_t)

@@ -24,7 +24,7 @@ from memkv.checksum import payload_checksum
 from memkv.errors import ErrorCode, MemkvError, Unsupported
 from memkv.nixl.agent import availability
 from memkv.nixl.support import ChunkPool
-from memkv.server.nixl_agent import metadata_agent_name
+from memkv.server.nixl_service import metadata_agent_name
 from memkv.server.testing import ServerProcess, write_keys_file
 from memkv.transport import PutItem
 from memkv.wire import messages as msg

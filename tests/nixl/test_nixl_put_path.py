@@ -23,8 +23,8 @@ from memkv.errors import ErrorCode, Unavailable
 from memkv.memory_kind import MemoryKind
 from memkv.nixl.agent import availability
 from memkv.nixl.support import ChunkPool, metadata_agent_name
-from memkv.server.nixl_agent import ucx_has_rdma
 from memkv.server.nixl_leases import Lease, LeaseTable
+from memkv.server.nixl_service import ucx_has_rdma
 from memkv.server.testing import ServerProcess, write_keys_file
 from memkv.transport import ItemResult, PutItem
 from memkv.wire import messages as msg
