@@ -24,8 +24,9 @@ def test_a_broken_requirement_fails_as_the_check_on_its_backend(tmp_path: Path) 
     reports = tmp_path / "reports"
     env = os.environ | {"MEMKV_CONFORMANCE_REPORTS": str(reports)}
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", str(CHECKS_DIR / CHECK), "tests/conformance/test_conformance_file.py", "-p",
-         "no:cacheprovider", "-rA", "--memkv-backends",
+        # -P: the checkout must not shadow the installed memkv whose checks CHECKS_DIR names (tox)
+        [sys.executable, "-P", "-m", "pytest", str(CHECKS_DIR / CHECK), "tests/conformance/test_conformance_file.py",
+         "-p", "no:cacheprovider", "-rA", "--memkv-backends",
          "file,faulty=memkv.conformance.faulty:defect?name=lookup_counts_present_keys",
          "--memkv-seed", "7", "--basetemp", str(tmp_path / "pytest")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -47,7 +48,7 @@ def test_a_broken_requirement_fails_as_the_check_on_its_backend(tmp_path: Path) 
 
 
 def test_certification_without_the_checks_is_an_explicit_skip(tmp_path: Path) -> None:
-    run = subprocess.run([sys.executable, "-m", "pytest", "tests/conformance/test_conformance_file.py",
+    run = subprocess.run([sys.executable, "-P", "-m", "pytest", "tests/conformance/test_conformance_file.py",
                           "-p", "no:cacheprovider", "-rs", "--memkv-backends", "file",
                           "--basetemp", str(tmp_path / "pytest")],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
