@@ -16,37 +16,16 @@ from __future__ import annotations
 import abc
 import json
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import InvalidArgument, Unsupported
+from ..server.testing import free_port
 from .common import BlockSlots, Target
 
 STARTUP_S = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + STARTUP_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise Unsupported(f"{what} exited with status {proc.returncode} at start")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise Unsupported(f"{what} did not listen on 127.0.0.1:{port} within {STARTUP_S:.0f} s")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -78,24 +57,21 @@ class Peer(abc.ABC):
 
 
 class RedisPeer(Peer):
+    """A redis-server of its own, started by the conformance suite's Redis target (no persistence)."""
+
     name = "redis"
 
     def __init__(self, largest: int, count: int) -> None:
-        server = shutil.which("redis-server")
-        if server is None:
-            raise Unsupported("--compare redis needs redis-server on PATH (Debian: apt-get install redis-server)")
         try:
             import redis
+
+            from ..conformance.adapters.redis_adapter import RedisTarget
         except ImportError:
-            raise Unsupported("--compare redis needs the redis Python package (pip install redis hiredis)") from None
-        self.port = free_port()
-        maxmemory = 2 * count * largest + 64 * 1024 * 1024
-        self.proc = subprocess.Popen(
-            [server, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
-             "--maxmemory", str(maxmemory), "--proto-max-bulk-len", str(max(largest, 512 * 1024 * 1024))],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_for_port(self.port, self.proc, "redis-server")
-        self.client = redis.Redis(host="127.0.0.1", port=self.port)
+            raise Unsupported("--compare redis needs the redis Python package (pip install 'memkv[compare]')") from None
+        if shutil.which("redis-server") is None:
+            raise Unsupported("--compare redis needs redis-server on PATH (Debian: apt-get install redis-server)")
+        self.server = RedisTarget(maxmemory=2 * count * largest + 64 * 1024 * 1024)
+        self.client = self.server.client
         version = self.client.info("server").get("redis_version", "?")
         parser = "hiredis" if redis.utils.HIREDIS_AVAILABLE else "python parser"
         self.description = f"redis-server {version} on 127.0.0.1, redis-py {redis.__version__} ({parser})"
@@ -121,10 +97,7 @@ class RedisPeer(Peer):
         self.client.delete(*self.slots.keys)
 
     def close(self) -> None:
-        try:
-            self.client.close()
-        finally:
-            _stop(self.proc)
+        self.server.close()
 
 
 PEERS: dict[str, Callable[[int, int], Peer]] = {"redis": RedisPeer}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -15,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .testing import ServerProcess
+from .testing import ServerProcess, free_port
 
 
 class LocalCluster:
@@ -83,12 +82,6 @@ class LocalCluster:
         self.close()
 
 
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class EtcdProcess:
@@ -180,4 +173,4 @@ class PoolWriter:
         self._thread.join()
 
 
-__all__ = ["EtcdProcess", "LocalCluster", "PoolWriter", "free_port", "pool_payload"]
+__all__ = ["EtcdProcess", "LocalCluster", "PoolWriter", "pool_payload"]

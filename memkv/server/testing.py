@@ -126,6 +126,13 @@ class ServerProcess:
 
 # ---- raw wire helpers (tests that forge, replay or break frames) ---------------------------------
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a child process to bind)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def recv_exact(sock: socket.socket, size: int) -> bytes:
     buf = b""
     while len(buf) < size:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -40,6 +39,7 @@ from memkv.errors import (
 )
 from memkv.keys import KEY_SIZE
 from memkv.namespaces import check_namespace
+from memkv.server.testing import free_port
 from memkv.sessions import SessionInfo
 from memkv.transport import (
     BlockInfo,
@@ -196,12 +196,6 @@ class RedisTransport(Transport):
         """Nothing to release beyond the executor, which the base class stops."""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class RedisTarget(Target):
     """A redis-server: started privately by the suite (and stopped at the end), or a running one."""
 
@@ -228,7 +222,7 @@ class RedisTarget(Target):
         if server is None:
             raise Unavailable("redis-server is not installed")
         self.directory = tempfile.mkdtemp(prefix="memkv-redis-")
-        port = _free_port()
+        port = free_port()
         self.process = subprocess.Popen(
             [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
              "--dir", self.directory, "--maxmemory", str(maxmemory), "--maxmemory-policy", "allkeys-lru",
