@@ -111,15 +111,16 @@ class Model:
         return prefix
 
     def descendants(self, ns: int, key: bytes) -> list[bytes]:
-        """`key` and every stored block chained after it through stored blocks."""
-        if key not in self.blocks[ns]:
-            return []
-        found = [key]
+        """`key` when stored, and every stored block chained after it through stored blocks, whether
+        `key` itself is stored or not (MKV-INV-008)."""
+        found = [key] if key in self.blocks[ns] else []
+        seen = {key}
         frontier = [key]
         while frontier:
             parent = frontier.pop()
             for child, block in self.blocks[ns].items():
-                if block.meta.parent == parent and child not in found:
+                if block.meta.parent == parent and child not in seen:
+                    seen.add(child)
                     found.append(child)
                     frontier.append(child)
         return found
