@@ -12,6 +12,7 @@ import dataclasses
 
 from memkv.blocks import BlockMeta
 from memkv.errors import ErrorCode
+from memkv.keys import ROOT_PARENT
 from memkv.sessions import TRANSITIONS, SessionEvent, SessionState
 
 E = ErrorCode
@@ -115,7 +116,7 @@ class Model:
         `key` itself is stored or not (MKV-INV-008)."""
         found = [key] if key in self.blocks[ns] else []
         seen = {key}
-        frontier = [key]
+        frontier = [key] if key != ROOT_PARENT else []  # the root is no block's parent
         while frontier:
             parent = frontier.pop()
             for child, block in self.blocks[ns].items():

@@ -46,7 +46,7 @@ from ..errors import (
     Unavailable,
     UnknownLease,
 )
-from ..keys import NO_FINGERPRINT, check_fingerprint, check_key
+from ..keys import NO_FINGERPRINT, ROOT_PARENT, check_fingerprint, check_key
 from ..namespaces import check_namespace
 from ..sessions import SessionInfo
 from ..transport import BlockInfo, GetResult, ItemResult, LookupResult, PutItem, ResumeResult
@@ -551,7 +551,7 @@ class StorageEngine:
         """A page of the stored keys whose parent is one of `parents` (MKV-WIRE-044); changes nothing."""
         check_namespace(namespace)
         self.limits.check_batch(len(parents))
-        checked = [check_key(k) for k in parents]
+        checked = [k for k in (check_key(k) for k in parents) if k != ROOT_PARENT]  # the root has no children
         start = None if after is None else check_key(after)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidArgument("a page holds at least one key")

@@ -90,7 +90,7 @@ def _samples() -> dict[Opcode, tuple[Side | None, Side]]:
                           "lease_expires_at": 1767225605.25}, b"", 0, b"")),
         Opcode.RELEASE_LEASE: (({"lease_id": "9b2f4c6d8e0a1b3c5d7e9f1a2b3c4d5e"}, b"", 0, b""), NONE),
         Opcode.DELETE: (({}, two, two_n, b""), ({}, ok, 2, b"")),
-        # the second page of KEY_1's children: the ones after KEY_1 itself, the last page (next: null)
+        # the children of KEY_1 greater than KEY_1 (bytes order): KEY_2, and no more (next null)
         Opcode.CHILDREN: (({"after": KEY_1.hex()}, *_keys(KEY_1), b""), ({"next": None}, *_keys(KEY_2), b"")),
         Opcode.SESSION_OPEN: (({"ttl_s": 600.0, "fingerprint": FINGERPRINT.hex()}, two, two_n, b""),
                               _session_answer()),

@@ -195,3 +195,11 @@ def test_a_shard_lost_during_the_removal_keeps_the_levels_above(
     assert cluster.exists(chain) == [True] * 18 + [False] * 2  # every remaining block still chained after K
     monkeypatch.setattr(ClusterTransport, "invalidate_keys", real)
     assert cluster.invalidate_prefix(chain[0]) == 18
+
+
+@pytest.mark.requirement("MKV-INV-008", "MKV-WIRE-044")
+def test_the_root_is_no_blocks_parent(cluster: ClusterTransport, engines: dict[str, StorageEngine]) -> None:
+    chain = _line(cluster, 6)  # chain[0]'s parent is the root, 16 zero bytes
+    cluster.put([PutItem(bytes(16), b"a block under the zero key")])
+    assert all(e.children("walk", [bytes(16)], None, 256).keys == () for e in engines.values())
+    assert cluster.invalidate_prefix(bytes(16)) == 1 and cluster.exists(chain) == [True] * 6

@@ -62,6 +62,9 @@ def test_invalidate_prefix_of_a_key_that_is_not_stored(memkv: Context) -> None:
     for i, n in enumerate("rabc"):
         p = parent[n]
         put_ok(t, keys[n], payload(i, 150), "MKV-INV-008", meta=BlockMeta(parent=keys[p]) if p else BlockMeta())
+    count = t.invalidate_prefix(bytes(16))
+    check("MKV-INV-008", count == 0 and t.exists([keys["r"]]) == [True], "the root (16 zero bytes) is no block's "
+          "parent: invalidating it as a prefix leaves first blocks alone", "0, r kept", count)
     check("MKV-INV-008", t.delete([keys["r"]])[0].ok, "the prefix block is deleted first", "OK", "refused")
     count = t.invalidate_prefix(keys["r"])
     check("MKV-INV-008", count == 3, "invalidate_prefix of a deleted key removes and counts what is chained "
