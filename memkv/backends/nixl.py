@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 from ..blocks import Limits
 from ..buffers import BufferLike, MemoryRegion, address_of, aligned_buffer, readable_view, writable_view
 from ..checksum import payload_checksum
+from ..children import ChildPage
 from ..errors import (
     ErrorCode,
     Internal,
@@ -601,6 +602,9 @@ class NixlTransport(WrapperTransport):
 
     def ping(self) -> float:
         return self.control.ping()
+
+    def children(self, parents: Sequence[bytes], after: bytes | None = None) -> ChildPage:
+        return self.control.children(parents, after)  # a control-plane read (MKV-WIRE-044)
 
     def _close(self) -> None:
         self.control.close()

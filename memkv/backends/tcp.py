@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from ..blocks import Limits
 from ..buffers import BufferLike, advance, readable_view, writable_view
 from ..checksum import payload_checksum, payload_hasher
+from ..children import ChildPage
 from ..credentials import checked_credential, parse_credential
 from ..errors import (
     ErrorCode,
@@ -32,6 +33,7 @@ from ..errors import (
     ProtocolError,
     Timeout,
     Unavailable,
+    Unsupported,
     error_for,
 )
 from ..keys import NO_FINGERPRINT, check_fingerprint, check_key
@@ -53,7 +55,7 @@ from ..wire import records as rec
 from ..wire.connection import Answer, Credential, HelloAnswered, Refused, Side
 from ..wire.connection import Connection as WireConnection
 from ..wire.frames import Header
-from ..wire.opcodes import Opcode
+from ..wire.opcodes import SINCE_MINOR, Opcode
 
 log = logging.getLogger("memkv.tcp")
 
@@ -503,6 +505,28 @@ class TcpTransport(Transport):
             for (i, _), answer in zip(valid, reader.results(), strict=True):
                 results[i] = answer
         return [r or ItemResult(ErrorCode.INTERNAL) for r in results]
+
+    def children(self, parents: Sequence[bytes], after: bytes | None = None) -> ChildPage:
+        checked = self._checked_keys(parents)
+        conn = self.connection()
+        self._check_version(conn, Opcode.CHILDREN)
+        start = None if after is None else rec.Hex16(check_key(after))
+        _, reader, _ = self.wait(conn.request(Opcode.CHILDREN, rec.ChildrenArgs(start), msg.pack_keys(checked),
+                                              len(checked)))
+        next_key = rec.decode(reader, rec.ChildrenAnswer).next
+        keys = reader.keys()
+        reader.finish()
+        return ChildPage(tuple(keys), next_key)
+
+    @staticmethod
+    def _check_version(conn: TcpConnection, opcode: Opcode) -> None:
+        """Never send an opcode the HELLO answer's version lacks (MKV-WIRE-045)."""
+        needed = SINCE_MINOR.get(opcode, 0)
+        version = str(conn.server_info.get("version", ""))
+        minor = int(version.split(".")[1]) if version.count(".") == 1 and version.split(".")[1].isdigit() else 0
+        if minor < needed:
+            raise Unsupported(f"{opcode.name} needs wire 1.{needed}; the server at {conn.address[0]}:"
+                              f"{conn.address[1]} speaks {version or 'an unknown version'}")
 
     # ---- sessions -------------------------------------------------------------------------------
     def _session(self, opcode: Opcode, args: rec.Args, keys: Sequence[bytes] = ()) -> SessionInfo:

@@ -7,6 +7,7 @@ cannot be reached get their own answer (UNAVAILABLE, absent) and never move to a
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import functools
 import os
@@ -17,7 +18,8 @@ from typing import Any, TypeVar
 
 from ..blocks import Limits
 from ..buffers import BufferLike
-from ..errors import ErrorCode, Unavailable, UnknownLease, UnknownSession
+from ..errors import ErrorCode, Unavailable, UnknownLease, UnknownSession, Unsupported
+from ..keys import check_key
 from ..namespaces import check_namespace
 from ..sessions import SessionInfo
 from ..transport import (
@@ -30,6 +32,7 @@ from ..transport import (
     ResumeResult,
     Transport,
 )
+from .chain_walk import children_on, chunks, walk
 from .membership import Membership
 from .placement import Placement, Shard
 from .session_ids import home_tag, split_session_id
@@ -269,7 +272,40 @@ class ClusterTransport(Transport):
         return _counted(answers, links)
 
     def invalidate_prefix(self, key: bytes) -> int:
-        return self._broadcast(lambda t: t.invalidate_prefix(key))
+        """Walk the chain under `key` on every shard, then remove it deepest level first (MKV-CLU-013)."""
+        root = check_key(key)
+        batch = self._max_batch()
+        try:
+            levels = walk(root, functools.partial(self._children_everywhere, batch))
+        except (Unavailable, Unsupported):
+            with contextlib.suppress(Unavailable):
+                self.invalidate_keys([root])  # repeatable: K's children are found without K (MKV-CLU-041)
+            raise
+        removed = 0
+        for level in reversed(levels):
+            for part in chunks(level, batch):
+                removed += self.invalidate_keys(part)  # UNAVAILABLE stops before the levels above
+        return removed
+
+    def _children_everywhere(self, batch: int, parents: list[bytes]) -> list[bytes]:
+        """The children every shard stores of `parents`; UNAVAILABLE or UNSUPPORTED naming the shards
+        that could not answer."""
+        _, links = self._view()
+        answers = self._fan_out(dict.fromkeys(range(len(links)), functools.partial(_children_or_refusal, parents,
+                                                                                    batch)), links)
+        lost = [links[i].shard.shard_id for i, a in answers.items() if isinstance(a, Unavailable)]
+        if lost:
+            raise Unavailable(f"shards {', '.join(lost)} are unreachable: only the prefix key was removed; "
+                              "repeat the invalidation once they are back")
+        older = [f"{links[i].shard.shard_id} ({a.message})" for i, a in answers.items() if isinstance(a, Unsupported)]
+        if older:
+            raise Unsupported(f"shards {', '.join(older)} cannot follow a chain: only the prefix key was removed")
+        return [k for a in answers.values() if isinstance(a, list) for k in a]
+
+    def _max_batch(self) -> int:
+        if self._limits is None:
+            self._limits = self.capabilities().limits
+        return self._limits.max_batch
 
     def invalidate_session(self, session_id: str) -> int:
         return self._on_home(session_id, lambda t, sid: t.invalidate_session(sid))
@@ -384,6 +420,13 @@ def _lookup_part(keys: Sequence[bytes], positions: list[int], lease_ms: int, tra
 
 def _invalidate_part(keys: Sequence[bytes], positions: list[int], transport: Transport) -> int:
     return transport.invalidate_keys([keys[j] for j in positions])
+
+
+def _children_or_refusal(parents: list[bytes], batch: int, transport: Transport) -> list[bytes] | Unsupported:
+    try:
+        return children_on(transport, parents, batch)
+    except Unsupported as exc:
+        return exc
 
 
 def _release_one(part: str, transport: Transport) -> bool:

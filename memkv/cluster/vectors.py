@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..keys import key_from_sequence_hash
+from ..transport import SPEC_VERSION
 from .placement import Placement, Shard, key_hash, point_hash, score
 
 VECTOR_FINGERPRINT = bytes(16)
@@ -42,5 +43,5 @@ def placement_vectors() -> dict[str, Any]:
                       "best_score": str(max(score(key, s, i) for s, w in members for i in range(w)))}
                      for key in keys],
         })
-    return {"spec_version": "1.1", "generator": "tools/gen_vectors.py",
+    return {"spec_version": SPEC_VERSION, "generator": "tools/gen_vectors.py",
             "format": "spec/vectors/README.md#placementjson", "memberships": cases}

@@ -33,9 +33,7 @@ def _split_listen(listen: str) -> tuple[str, int]:
 def worker_flags(settings: Any, index: int) -> list[str]:
     """The `memkv serve` flags of shard `index` (settings: a validated ServeSettings)."""
     count = settings.shards
-    devices = [d for d in (settings.device or "").split(",") if d]
-    if devices and len(devices) != count:
-        raise InvalidArgument(f"--device names {len(devices)} devices for {count} shards: give one per shard")
+    devices = [d for d in (settings.device or "").split(",") if d]  # one per shard (ServeSettings checks)
     host, port = _split_listen(settings.listen)
     shard_port = port + 2 * index if port else 0
     slice_size = settings.capacity // count // settings.unit * settings.unit

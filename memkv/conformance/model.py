@@ -12,6 +12,7 @@ import dataclasses
 
 from memkv.blocks import BlockMeta
 from memkv.errors import ErrorCode
+from memkv.keys import ROOT_PARENT
 from memkv.sessions import TRANSITIONS, SessionEvent, SessionState
 
 E = ErrorCode
@@ -111,15 +112,16 @@ class Model:
         return prefix
 
     def descendants(self, ns: int, key: bytes) -> list[bytes]:
-        """`key` and every stored block chained after it through stored blocks."""
-        if key not in self.blocks[ns]:
-            return []
-        found = [key]
-        frontier = [key]
+        """`key` when stored, and every stored block chained after it through stored blocks, whether
+        `key` itself is stored or not (MKV-INV-008)."""
+        found = [key] if key in self.blocks[ns] else []
+        seen = {key}
+        frontier = [key] if key != ROOT_PARENT else []  # the root is no block's parent
         while frontier:
             parent = frontier.pop()
             for child, block in self.blocks[ns].items():
-                if block.meta.parent == parent and child not in found:
+                if block.meta.parent == parent and child not in seen:
+                    seen.add(child)
                     found.append(child)
                     frontier.append(child)
         return found

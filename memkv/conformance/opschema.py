@@ -121,7 +121,8 @@ def render_tables(schema: dict[str, Any]) -> str:
         lines.append("")
     lines += [f"Errors every request may get: {', '.join(f'`{e}`' for e in schema['common_errors'])}.", ""]
     for entry in schema["opcodes"]:
-        lines += [f"#### 0x{entry['code']:02X} {entry['name']} (role: {entry['role']})", ""]
+        since = f", since {entry['since']}" if "since" in entry else ""
+        lines += [f"#### 0x{entry['code']:02X} {entry['name']} (role: {entry['role']}{since})", ""]
         lines += _side("Request", entry["request"]) + _side("Answer", entry["answer"])
         errors = entry["errors"]
         codes = ", ".join(f"`{e}`" if ":" not in e else f"`{e.split(': ')[1]}` (per item)" for e in errors)

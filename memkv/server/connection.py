@@ -161,6 +161,7 @@ class Connection:
         self._handlers: dict[Opcode, Callable[[Header, msg.MetaReader], Response]] = {
             Opcode.PUT: self._put, Opcode.GET: self._get, Opcode.STAT: self._stat, Opcode.EXISTS: self._exists,
             Opcode.LOOKUP: self._lookup, Opcode.RELEASE_LEASE: self._release_lease, Opcode.DELETE: self._delete,
+            Opcode.CHILDREN: self._children,
             Opcode.SESSION_OPEN: self._session_open, Opcode.SESSION_APPEND: self._session_append,
             Opcode.SESSION_SUSPEND: self._session_suspend, Opcode.SESSION_RESUME: self._session_resume,
             Opcode.SESSION_FORK: self._session_fork, Opcode.SESSION_CLOSE: self._session_close,
@@ -541,6 +542,14 @@ class Connection:
         results = self.engine.delete(self.namespace, keys)
         self._count_items(header.opcode, results)
         return {}, msg.pack_results(results), len(results), []
+
+    def _children(self, header: Header, reader: msg.MetaReader) -> Response:
+        after = rec.decode(reader, rec.ChildrenArgs).after
+        parents = reader.keys()
+        reader.finish()
+        page = self.engine.children(self.namespace, parents, after, self.limits.max_items)
+        next_key = None if page.next is None else rec.Hex16(page.next)
+        return rec.encode(rec.ChildrenAnswer(next_key)), msg.pack_keys(page.keys), len(page.keys), []
 
     # ---- sessions ------------------------------------------------------------------------------
     def _session(self, info: Any) -> Response:

@@ -52,7 +52,9 @@ class ServeSettings(BaseSettings):
                                       case_sensitive=False)
 
     data: str = Field(description="store directory: index and lock, and the device file unless --device")
-    device: str | None = Field(None, description="file or block device holding block payloads")
+    device: str | None = Field(None, description="file or block device holding block payloads; with --shards N, "
+                                                 "one per shard: repeat --device (JBOF) or give a comma list",
+                               json_schema_extra={"repeatable": True})
     format_device: bool = Field(False, description="format --device if it holds no memkv store yet (DESTROYS "
                                                    "what is on it); a device that holds a store is opened as is")
     capacity: Size = Field(1024**3, description="capacity of a new device file, e.g. 64GiB")
@@ -101,7 +103,7 @@ class ServeSettings(BaseSettings):
     log_format: Literal["text", "json"] = Field("text", description="log lines as text or as one JSON object each")
     quiet: bool = Field(False, description="log warnings and errors only (also NIXL's and UCX's INFO lines)")
     shards: int = Field(1, ge=1, le=256, description="worker processes, each a shard with its own slice of the "
-                                                     "capacity (or its own device of a comma list in --device), "
+                                                     "capacity (or its own --device), "
                                                      "its own port (listen port + 2 x shard) and data directory")
     etcd: str | None = Field(None, description="etcd endpoint host:port: register every shard under a lease "
                                                "(spec/cluster.md section 5)")
@@ -110,6 +112,13 @@ class ServeSettings(BaseSettings):
                                                    "static list of addresses names it)")
     advertise: str | None = Field(None, description="host clients reach this server at (default: the --listen "
                                                     "host, or the host name when it listens on every interface)")
+
+    @model_validator(mode="after")
+    def _one_device_per_shard(self) -> ServeSettings:
+        devices = [d for d in (self.device or "").split(",") if d]
+        if self.device is not None and len(devices) != self.shards:
+            raise ValueError(f"device names {len(devices)} devices for {self.shards} shards: give one per shard")
+        return self
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ServeSettings:
@@ -199,6 +208,10 @@ def _is_flag(info: FieldInfo) -> bool:
     return info.annotation is bool
 
 
+def _is_repeatable(info: FieldInfo) -> bool:
+    return isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("repeatable") is True
+
+
 def _type_name(info: FieldInfo) -> str:
     choices = _choices(info)
     if choices:
@@ -240,6 +253,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         text = f"{info.description} [{ENV_PREFIX}{name.upper()}; default {_default_text(info)}]"
         if _is_flag(info):
             parser.add_argument(flag, dest=name, action="store_true", default=None, help=text)
+        elif _is_repeatable(info):  # each use adds one value; the setting holds them as a comma list
+            parser.add_argument(flag, dest=name, action="append", default=None, help=text, metavar=name.upper())
         else:  # values, choices included, are checked by the model: one error message for every source
             choices = _choices(info)
             parser.add_argument(flag, dest=name, default=None, help=text,
@@ -247,7 +262,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def flags_of(args: argparse.Namespace) -> dict[str, Any]:
-    return {name: getattr(args, name, None) for name in ServeSettings.model_fields}
+    values = {name: getattr(args, name, None) for name in ServeSettings.model_fields}
+    return {name: ",".join(v) if isinstance(v, list) else v for name, v in values.items()}
 
 
 def markdown_reference() -> str:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..buffers import BufferLike
+from ..children import ChildPage
 from ..errors import Unavailable
 from ..keys import NO_FINGERPRINT
 from ..namespaces import check_namespace
@@ -55,6 +56,10 @@ class FileTransport(Transport):
 
     def exists(self, keys: Sequence[bytes]) -> list[bool]:
         return self._engine().exists(self.namespace, keys)
+
+    def children(self, parents: Sequence[bytes], after: bytes | None = None) -> ChildPage:
+        engine = self._engine()
+        return engine.children(self.namespace, parents, after, engine.limits.max_batch)
 
     def lookup(self, keys: Sequence[bytes], lease_ms: int = 0) -> LookupResult:
         return self._engine().lookup(self.namespace, keys, lease_ms)

@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 from ..blocks import BlockMeta, Limits, MiB
 from ..buffers import BufferLike, readable_view, writable_view
 from ..checksum import payload_hasher
+from ..children import ChildPage, page_of
 from ..errors import (
     BufferTooSmall,
     CapacityExceeded,
@@ -45,7 +46,7 @@ from ..errors import (
     Unavailable,
     UnknownLease,
 )
-from ..keys import NO_FINGERPRINT, check_fingerprint, check_key
+from ..keys import NO_FINGERPRINT, ROOT_PARENT, check_fingerprint, check_key
 from ..namespaces import check_namespace
 from ..sessions import SessionInfo
 from ..transport import BlockInfo, GetResult, ItemResult, LookupResult, PutItem, ResumeResult
@@ -545,6 +546,19 @@ class StorageEngine:
         checked = [check_key(k) for k in keys]
         with self._guard():
             return self._remove_many((namespace, k) for k in checked)
+
+    def children(self, namespace: str, parents: Sequence[bytes], after: bytes | None, limit: int) -> ChildPage:
+        """A page of the stored keys whose parent is one of `parents` (MKV-WIRE-044); changes nothing."""
+        check_namespace(namespace)
+        self.limits.check_batch(len(parents))
+        checked = [k for k in (check_key(k) for k in parents) if k != ROOT_PARENT]  # the root has no children
+        start = None if after is None else check_key(after)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidArgument("a page holds at least one key")
+        if not checked:
+            return ChildPage(())
+        with self._guard():
+            return page_of(self.index.children(namespace, checked, start, limit + 1), limit)
 
     def invalidate_prefix(self, namespace: str, key: bytes) -> int:
         check_namespace(namespace)

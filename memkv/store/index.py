@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from ..blocks import BlockMeta
 from ..errors import UnsupportedVersion
+from ..keys import ROOT_PARENT
 from ..sessions import SessionState
 from .allocator import Extent
 
@@ -164,13 +165,22 @@ class Index:
         return [bytes(r[0]) for r in rows]
 
     def descendants(self, namespace: str, key: bytes) -> list[bytes]:
-        """`key` and every block chained after it (by parent links)."""
+        """`key` and every block chained after it (by parent links), stored or not; the root (zero key)
+        is no block's parent (MKV-INV-008)."""
         rows = self.db.execute(
             """WITH RECURSIVE chain(k) AS (
-                   SELECT key FROM blocks WHERE namespace=:ns AND key=:key
+                   SELECT :key
                    UNION SELECT b.key FROM blocks b JOIN chain c ON b.parent = c.k
-                   WHERE b.namespace=:ns)
-               SELECT k FROM chain""", {"ns": namespace, "key": key})
+                   WHERE b.namespace=:ns AND c.k != :root)
+               SELECT k FROM chain""", {"ns": namespace, "key": key, "root": ROOT_PARENT})
+        return [bytes(r[0]) for r in rows]
+
+    def children(self, namespace: str, parents: Sequence[bytes], after: bytes | None, limit: int) -> list[bytes]:
+        """Up to `limit` keys whose parent is one of `parents`, ascending, greater than `after` (MKV-WIRE-044)."""
+        marks = ",".join("?" * len(parents))
+        rows = self.db.execute(
+            f"SELECT DISTINCT key FROM blocks WHERE namespace=? AND parent IN ({marks}) AND key > ? "
+            "ORDER BY key LIMIT ?", (namespace, *parents, after or b"", limit))
         return [bytes(r[0]) for r in rows]
 
     def touch(self, items: Iterable[tuple[float, str, bytes]]) -> None:

@@ -95,10 +95,10 @@ class MetaReader:
             raise InvalidArgument(f"argument {name!r} has the wrong type")
         return value
 
-    def hex_arg(self, name: str, size: int, default: Any = ...) -> Any:
-        value = self.arg(name, str, default)
-        if value is default and default is not ...:
-            return default
+    def hex_arg(self, name: str, size: int, default: Any = ..., nullable: bool = False) -> Any:
+        value = self.arg(name, str, default, nullable=nullable)
+        if (value is default and default is not ...) or value is None:
+            return value
         try:
             raw = bytes.fromhex(value)
         except ValueError:

@@ -17,6 +17,7 @@ class Opcode(enum.IntEnum):
     LOOKUP = 0x06
     RELEASE_LEASE = 0x07
     DELETE = 0x08
+    CHILDREN = 0x09  # since 1.2 (MKV-WIRE-044)
     SESSION_OPEN = 0x10
     SESSION_APPEND = 0x11
     SESSION_SUSPEND = 0x12
@@ -68,6 +69,7 @@ REQUIRED_ROLE: dict[Opcode, Role] = {
     Opcode.EXISTS: Role.READ,
     Opcode.LOOKUP: Role.READ,
     Opcode.RELEASE_LEASE: Role.READ,
+    Opcode.CHILDREN: Role.READ,
     Opcode.SESSION_INFO: Role.READ,
     Opcode.CAPABILITIES: Role.READ,
     Opcode.STATS: Role.READ,
@@ -92,6 +94,9 @@ REQUIRED_ROLE: dict[Opcode, Role] = {
     Opcode.NIXL_COMMIT: Role.WRITE,
     Opcode.NIXL_SERVER_AGENT: Role.READ,
 }
+
+# The wire minor version that introduced an opcode, where later than 1.1 (MKV-WIRE-045).
+SINCE_MINOR: dict[Opcode, int] = {Opcode.CHILDREN: 2}
 
 # Opcodes whose frames may carry a bulk payload after the metadata (MKV-WIRE-006).
 PAYLOAD_REQUESTS = frozenset({Opcode.PUT})

@@ -83,6 +83,18 @@ class SessionForkArgs:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ChildrenArgs:
+    after: Hex16 | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChildrenAnswer:
+    """The page's cursor; the children are the answer's key items (MKV-WIRE-044)."""
+
+    next: Hex16 | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class InvalidatePrefixArgs:
     key: Hex16
 
@@ -134,7 +146,7 @@ class SessionAnswer:
 
 
 Args = (HelloArgs | LookupArgs | ReleaseLeaseArgs | SessionOpenArgs | SessionArgs | SessionSuspendArgs
-        | SessionForkArgs | InvalidatePrefixArgs | InvalidateModelArgs | NixlHelloArgs | AgentArgs)
+        | SessionForkArgs | ChildrenArgs | InvalidatePrefixArgs | InvalidateModelArgs | NixlHelloArgs | AgentArgs)
 R = TypeVar("R")
 
 # Opcode -> the record of its request arguments; an opcode not listed takes no arguments.
@@ -142,6 +154,7 @@ REQUEST_ARGS: dict[Opcode, type[Any]] = {
     Opcode.HELLO: HelloArgs,
     Opcode.LOOKUP: LookupArgs,
     Opcode.RELEASE_LEASE: ReleaseLeaseArgs,
+    Opcode.CHILDREN: ChildrenArgs,
     Opcode.SESSION_OPEN: SessionOpenArgs,
     Opcode.SESSION_APPEND: SessionArgs,
     Opcode.SESSION_SUSPEND: SessionSuspendArgs,
@@ -167,6 +180,7 @@ ANSWER_ARGS: dict[Opcode, type[Any]] = {
                                     Opcode.SESSION_RESUME, Opcode.SESSION_FORK, Opcode.SESSION_CLOSE,
                                     Opcode.SESSION_INFO)},
     Opcode.LOOKUP: LookupAnswer,
+    Opcode.CHILDREN: ChildrenAnswer,
 }
 
 _SPEC_TYPES: dict[Any, str] = {str: "string", int: "int", float: "number", Hex16: "hex16"}
@@ -189,7 +203,8 @@ def _fields_of(cls: type[Any]) -> tuple[_Field, ...]:
     out = []
     for field in dataclasses.fields(cls):
         hint = hints[field.name]
-        nullable = isinstance(hint, types.UnionType) and type(None) in hint.__args__
+        union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union  # Hex16 | None
+        nullable = union and type(None) in hint.__args__
         kind = next(a for a in hint.__args__ if a is not type(None)) if nullable else hint
         default = ... if field.default is dataclasses.MISSING else field.default
         out.append(_Field(field.name, kind, nullable, default))
@@ -205,7 +220,7 @@ def decode(reader: MetaReader, cls: type[R]) -> R:
     values = {}
     for f in _FIELDS[cls]:
         if f.kind is Hex16:
-            values[f.name] = reader.hex_arg(f.name, HEX16_SIZE, f.default)
+            values[f.name] = reader.hex_arg(f.name, HEX16_SIZE, f.default, nullable=f.nullable)
         else:
             values[f.name] = reader.arg(f.name, f.kind, f.default, nullable=f.nullable)
     return cls(**values)
@@ -213,7 +228,7 @@ def decode(reader: MetaReader, cls: type[R]) -> R:
 
 def encode(record: Any) -> dict[str, Any]:
     """A record as the JSON argument object of a frame (Hex16 fields as lower-case hex)."""
-    return {f.name: (value.hex() if f.kind is Hex16 else value)
+    return {f.name: (value.hex() if f.kind is Hex16 and value is not None else value)
             for f in _FIELDS[type(record)] for value in (getattr(record, f.name),)}
 
 

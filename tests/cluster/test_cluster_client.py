@@ -21,6 +21,7 @@ from memkv.server.cluster_testing import LocalCluster, PoolWriter, pool_payload
 from memkv.transport import PutItem, Transport
 
 FP = bytes(range(16))
+OTHER_FP = bytes(range(1, 17))
 
 
 @pytest.fixture(scope="module")
@@ -163,11 +164,13 @@ def _load(client: Transport, keys: list[bytes], stop: threading.Event, outcomes:
                 wrong.append(key)
 
 
-@pytest.mark.requirement("MKV-CLU-020", "MKV-CLU-021", "MKV-CLU-003")
+@pytest.mark.requirement("MKV-CLU-020", "MKV-CLU-021", "MKV-CLU-003", "MKV-CLU-041")
 def test_a_killed_shard_gives_misses_and_comes_back_with_its_blocks() -> None:
     with LocalCluster(3) as cluster, _client(cluster, "kill") as client:
         keys = [os.urandom(16) for _ in range(60)]
         assert all(r.ok for r in client.put([PutItem(k, _payload(k)) for k in keys]))
+        chain = _chain(40, salt=7)  # another model than FP: invalidate_model(FP) below leaves it alone
+        assert all(r.ok for r in client.put(chain_items(OTHER_FP, chain, [_payload(k, 512) for k in chain])))
         victim = cluster.addresses[1]
         on_victim = [k for k in keys if client._placement.shard_of(k).shard_id == victim]
         survivors = [k for k in keys if k not in on_victim]
@@ -192,6 +195,11 @@ def test_a_killed_shard_gives_misses_and_comes_back_with_its_blocks() -> None:
         for item, result in zip(fresh, put, strict=True):
             placed_on_victim = client._placement.shard_of(item.key).shard_id == victim
             assert result.status is (ErrorCode.UNAVAILABLE if placed_on_victim else ErrorCode.OK)
+        chain_on_victim = [client._placement.shard_of(k).shard_id == victim for k in chain]
+        assert any(chain_on_victim[1:])
+        with pytest.raises(Unavailable, match=victim):  # the walk cannot cross the victim (MKV-CLU-041)
+            client.invalidate_prefix(chain[0])
+        assert client.exists(chain) == [False] + [not away for away in chain_on_victim[1:]]  # only the prefix went
         with pytest.raises(Unavailable):
             client.invalidate_model(FP)
         assert client.stats()["unreachable_shards"] == [victim]
@@ -201,6 +209,8 @@ def test_a_killed_shard_gives_misses_and_comes_back_with_its_blocks() -> None:
             time.sleep(0.2)
         assert client.get(on_victim) == [_payload(k) for k in on_victim]  # served again, nothing moved
         assert client.stats()["unreachable_shards"] == []
+        assert client.invalidate_prefix(chain[0]) == 39 + chain_on_victim[0]  # the repeat completes it
+        assert client.exists(chain) == [False] * 40
 
 
 @pytest.mark.requirement("MKV-CLU-020", "MKV-CLU-021")

@@ -36,13 +36,32 @@ def test_each_shard_gets_its_own_directory_port_and_capacity_slice() -> None:
         assert "--shards" not in shard
 
 
-def test_one_device_per_shard_from_a_comma_list() -> None:
-    settings = _settings("--shards", "2", "--device", "/dev/nvme0n1,/dev/nvme1n1", "--format-device")
+@pytest.mark.parametrize("devices", [("--device", "/dev/nvme0n1,/dev/nvme1n1"),
+                                     ("--device", "/dev/nvme0n1", "--device", "/dev/nvme1n1")],
+                         ids=["comma-list", "repeated-flag"])
+def test_one_device_per_shard_from_a_comma_list_or_a_repeated_flag(devices: tuple[str, ...]) -> None:
+    settings = _settings("--shards", "2", *devices, "--format-device")
     assert [f[f.index("--device") + 1] for f in (worker_flags(settings, 0), worker_flags(settings, 1))] == \
         ["/dev/nvme0n1", "/dev/nvme1n1"]
     assert "--format-device" in worker_flags(settings, 1)
-    with pytest.raises(InvalidArgument):
-        worker_flags(_settings("--shards", "3", "--device", "/dev/a,/dev/b"), 0)
+
+
+@pytest.mark.parametrize("flags", [("--shards", "3", "--device", "/dev/a", "--device", "/dev/b"),
+                                   ("--shards", "3", "--device", "/dev/a,/dev/b"),
+                                   ("--device", "/dev/a", "--device", "/dev/b")])
+def test_a_device_count_that_is_not_the_shard_count_is_refused(flags: tuple[str, ...]) -> None:
+    with pytest.raises(InvalidArgument, match=r"devices for \d+ shards"):
+        _settings(*flags)
+
+
+def test_the_environment_and_the_config_file_take_the_comma_list(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "memkv.yaml"
+    config.write_text("shards: 2\ndevice: /dev/nvme0n1,/dev/nvme1n1\n")
+    settings = build_settings(build_parser().parse_args(["serve", "--data", "/srv/memkv", "--config", str(config)]))
+    assert worker_flags(settings, 1)[worker_flags(settings, 1).index("--device") + 1] == "/dev/nvme1n1"
+    monkeypatch.setenv("MEMKV_DEVICE", "/dev/x,/dev/y,/dev/z")
+    assert _settings("--shards", "3").device == "/dev/x,/dev/y,/dev/z"
 
 
 def test_free_ports_when_listening_on_port_zero() -> None:

@@ -60,7 +60,8 @@ def test_wire_md_section_9_is_the_schema() -> None:
 def test_schema_version_and_entry_fields() -> None:
     assert str(SCHEMA["spec_version"]) == SPEC_VERSION
     for entry in SCHEMA["opcodes"]:
-        assert set(entry) == {"name", "code", "role", "request", "answer", "errors"}, entry["name"]
+        assert set(entry) - {"since"} == {"name", "code", "role", "request", "answer", "errors"}, entry["name"]
+        assert str(entry.get("since", "1.1")) <= SPEC_VERSION, entry["name"]
         for side in ("request", "answer"):
             part = entry[side]
             if part is None:
@@ -211,6 +212,7 @@ def test_reference_server_answers_follow_the_schema(server: tuple[MemkvServer, d
     assert put.results()[0].ok
     call(Opcode.GET, {}, msg.pack_get_item(k1, 4096) + msg.pack_get_item(k2, 4096), 2)
     call(Opcode.STAT, {}, keys, 2)
+    call(Opcode.CHILDREN, {"after": None}, keys, 2)
     call(Opcode.EXISTS, {}, keys, 2)
     lease = call(Opcode.LOOKUP, {"lease_ms": 5000}, keys, 2).args["lease_id"]
     call(Opcode.RELEASE_LEASE, {"lease_id": lease})

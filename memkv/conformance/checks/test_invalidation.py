@@ -1,4 +1,4 @@
-"""Invalidation by keys, prefix, session, model and namespace (MKV-INV-001..006)."""
+"""Invalidation by keys, prefix, session, model and namespace (MKV-INV-001..006, MKV-INV-008)."""
 
 from __future__ import annotations
 
@@ -51,6 +51,30 @@ def test_invalidate_prefix_removes_descendants(memkv: Context) -> None:
         _gone("MKV-INV-002", t, keys[n], f"block {n} chained after the invalidated prefix")
     for n in "re":
         check("MKV-INV-002", read(t, keys[n]) is not None, f"block {n} (ancestor or sibling) is kept", "kept", "gone")
+
+
+@pytest.mark.requirement("MKV-INV-008")
+def test_invalidate_prefix_of_a_key_that_is_not_stored(memkv: Context) -> None:
+    t = memkv.transport()
+    # r -> a -> b -> c; r is deleted first, then invalidated as a prefix
+    keys = {n: memkv.key() for n in "rabc"}
+    parent = {"r": None, "a": "r", "b": "a", "c": "b"}
+    for i, n in enumerate("rabc"):
+        p = parent[n]
+        put_ok(t, keys[n], payload(i, 150), "MKV-INV-008", meta=BlockMeta(parent=keys[p]) if p else BlockMeta())
+    count = t.invalidate_prefix(bytes(16))
+    check("MKV-INV-008", count == 0 and t.exists([keys["r"]]) == [True], "the root (16 zero bytes) is no block's "
+          "parent: invalidating it as a prefix leaves first blocks alone", "0, r kept", count)
+    check("MKV-INV-008", t.delete([keys["r"]])[0].ok, "the prefix block is deleted first", "OK", "refused")
+    count = t.invalidate_prefix(keys["r"])
+    check("MKV-INV-008", count == 3, "invalidate_prefix of a deleted key removes and counts what is chained "
+          "after it", 3, count)
+    for n in "abc":
+        _gone("MKV-INV-008", t, keys[n], f"block {n} chained after a prefix that was not stored")
+    never = memkv.key()
+    count = t.invalidate_prefix(never)
+    check("MKV-INV-008", count == 0, "invalidate_prefix of a key never put, with nothing after it, removes "
+          "nothing", 0, count)
 
 
 @pytest.mark.requirement("MKV-INV-003")

@@ -55,10 +55,10 @@ def _cred(memkv: Context, namespace: str, role: str = "write") -> str | None:
 
 @contextlib.contextmanager
 def _open(memkv: Context, role: str = "write", namespace: str | None = None,
-          address: tuple[str, int] | None = None) -> Iterator[Peer]:
+          address: tuple[str, int] | None = None, minor: int = 1) -> Iterator[Peer]:
     """A connection after a successful HELLO (signed when the target gives credentials)."""
     ns = namespace or memkv.namespace("wire")
-    with Peer(address or _address(memkv)) as peer:
+    with Peer(address or _address(memkv), minor=minor) as peer:
         answer = peer.hello(ns, _cred(memkv, ns, role))
         if answer.error:
             fail("MKV-WIRE-008", "a valid HELLO is accepted", "HELLO answer", f"{answer.error}: {answer.args}")
@@ -200,7 +200,8 @@ def test_newer_minor_and_unknown_arguments_are_accepted(memkv: Context) -> None:
         meta = frame[HEADER_SIZE:]
         peer.send(sign(secret, bytes(head), meta) + meta)
         answer = peer.read()
-        check("MKV-WIRE-005", answer.error == "" and answer.fields[2] <= 1,
+        check("MKV-WIRE-005", answer.error == "" and answer.fields[2] < 9
+              and answer.args.get("version") == f"1.{answer.fields[2]}",
               "a newer minor version is accepted and answered with the lower minor", "HELLO answer",
               answer.error or answer.args.get("version"))
         check("MKV-VER-002", answer.error == "", "an unknown HELLO argument is ignored", "accepted", answer.error)
@@ -428,3 +429,47 @@ def _refuses_connections(address: tuple[str, int], namespace: str, cred: str | N
             return True
         time.sleep(0.1)
     return False
+
+
+# ---- CHILDREN (spec 1.2, MKV-WIRE-044) ---------------------------------------------------------------
+
+def _child_of(parent: bytes) -> bytes:
+    """Block metadata of section 3 with every field at its default but `parent`."""
+    return DEFAULT_BLOCK_META[:-16] + parent
+
+
+@pytest.mark.requirement("MKV-WIRE-044")
+def test_children_are_paged_in_key_order(memkv: Context) -> None:
+    with _open(memkv, minor=2) as peer:
+        assert peer.hello_answer is not None
+        if peer.hello_answer.args.get("version") != "1.2":
+            pytest.skip(f"the target speaks wire {peer.hello_answer.args.get('version')}; CHILDREN is 1.2")
+        max_items = _limits(peer)["max_items"]
+        absent_parent, other_parent = memkv.key(), memkv.key()
+        children = sorted(memkv.key() for _ in range(max_items + 3))  # one full page and 3 more
+        grandchild, stranger = memkv.key(), memkv.key()
+        blocks = [(k, absent_parent) for k in children] + [(grandchild, children[0]), (stranger, other_parent)]
+        for start in range(0, len(blocks), 64):  # small PUT batches: within any max_batch
+            part = blocks[start:start + 64]
+            items = b"".join(key + struct.pack("<QQH", 1, xxhash.xxh3_64_intdigest(b"c"), len(_child_of(p)))
+                             + _child_of(p) for key, p in part)
+            put = peer.call("PUT", {}, items, len(part), b"c" * len(part))
+            check("MKV-WIRE-044", put.error == "", "the blocks of the check are stored", "PUT answer", put.error)
+        first = peer.call("CHILDREN", {}, absent_parent, 1)
+        count, raw = first.items
+        page = [raw[i:i + 16] for i in range(0, 16 * count, 16)]
+        check("MKV-WIRE-044", page == children[:max_items], "a full first page: max_items children of a parent "
+              "that is not stored, in ascending key order", f"{max_items} keys in order", f"{count} keys")
+        check("MKV-WIRE-044", first.args.get("next") == children[max_items - 1].hex(), "next is the page's last key "
+              "when more follow", children[max_items - 1].hex(), first.args.get("next"))
+        second = peer.call("CHILDREN", {"after": first.args.get("next")}, absent_parent + children[0], 2)
+        count, raw = second.items
+        rest = [raw[i:i + 16] for i in range(0, 16 * count, 16)]
+        expected = sorted(k for k in [*children[max_items:], grandchild] if k > children[max_items - 1])
+        check("MKV-WIRE-044", rest == expected and second.args.get("next", "absent") is None,
+              "the last page: the keys after `after` of every parent asked, and next null",
+              f"{len(expected)} keys, next null", f"{count} keys, next {second.args.get('next')!r}")
+        exists = peer.call("EXISTS", {}, b"".join(children[:3]), 3)
+        check("MKV-WIRE-044", exists.items == (3, b"\x01\x01\x01"), "CHILDREN removes nothing", "present",
+              exists.items)
+
