@@ -1,8 +1,11 @@
 """`HiCacheStorage` over memkv: SGLang's page hashes (SHA-256 hex) map to keys with MKV-INT-001.
 
 The legacy calls (get, set and their batch forms) move tensors as bytes; the v1 calls over
-`host_indices` move each page through the host pool's flat page (`get_data_page`,
-`set_from_flat_data_page`): one copy per page in the host, not zero-copy.
+`host_indices` (chosen by SGLang when the extra config says `"interface_v1": 1`) move each page
+through the host pool's flat page (`get_data_page`, `set_from_flat_data_page`): one copy per page
+in the host, not zero-copy. The v2 calls serve side pools of hybrid models (Mamba, SWA, DSA
+indexer, DeepSeek V4 compressed pools); they are refused when SGLang registers such a pool, so a
+hybrid model fails at attach time instead of mid-run.
 """
 
 from __future__ import annotations
@@ -16,8 +19,12 @@ from ...transport import PutItem
 from ..engine_keys import EngineKeys, adapter_fingerprint
 from ..tier import GuardedTier, TierSettings
 
-_FACTORY_FIELDS = ("backend_name", "module_path", "class_name")
+# read by SGLang itself: the factory's fields, and the switch to the v1 page calls
+_SGLANG_FIELDS = ("backend_name", "module_path", "class_name", "interface_v1")
 _OWN_OPTIONS = ("weights",)
+_NO_SIDE_POOLS = ("memkv's SGLang storage keeps the KV pool only: the v2 calls for side pools (Mamba, SWA, "
+                  "DSA indexer, DeepSeek V4 compressed pools) are not implemented, so hybrid models cannot "
+                  "use it as their HiCache L3 backend")
 
 
 def _bytes(tensor: torch.Tensor) -> memoryview:
@@ -32,7 +39,7 @@ class MemkvHiCacheStorage(HiCacheStorage):  # type: ignore[misc]
         extra = dict(storage_config.extra_config or {})
         self.config = storage_config
         self.weights = str(extra.get("weights", ""))
-        options = {k: v for k, v in extra.items() if k not in _FACTORY_FIELDS + _OWN_OPTIONS}
+        options = {k: v for k, v in extra.items() if k not in _SGLANG_FIELDS + _OWN_OPTIONS}
         self.tier = GuardedTier(TierSettings.from_options(options))
         self.keys = self._engine_keys(dtype="")
 
@@ -52,6 +59,18 @@ class MemkvHiCacheStorage(HiCacheStorage):  # type: ignore[misc]
         super().register_mem_pool_host(mem_pool_host)
         page_bytes = memoryview(mem_pool_host.get_dummy_flat_data_page().view(torch.uint8).numpy()).nbytes
         self.keys = self._engine_keys(dtype=f"{mem_pool_host.dtype};page_bytes={page_bytes}")
+
+    def register_mem_host_pool_v2(self, host_pool: Any, host_pool_name: Any) -> None:
+        raise NotImplementedError(f"{_NO_SIDE_POOLS} (SGLang registered the pool {host_pool_name!s})")
+
+    def batch_exists_v2(self, keys: list[str], pool_transfers: Any = None, extra_info: Any = None) -> Any:
+        raise NotImplementedError(_NO_SIDE_POOLS)
+
+    def batch_get_v2(self, transfers: Any, extra_info: Any = None) -> Any:
+        raise NotImplementedError(_NO_SIDE_POOLS)
+
+    def batch_set_v2(self, transfers: Any, extra_info: Any = None) -> Any:
+        raise NotImplementedError(_NO_SIDE_POOLS)
 
     # ---- presence ----------------------------------------------------------------------------------
     def exists(self, key: str) -> bool:
