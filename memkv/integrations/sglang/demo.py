@@ -40,7 +40,7 @@ def expected_page(index: int) -> torch.Tensor:
     return (torch.arange(PAGE_ELEMENTS, dtype=torch.float32) * (index + 1) / 7).to(torch.bfloat16)
 
 
-def store(url: str, count: int) -> dict[str, object]:
+def store_prefix(url: str, count: int) -> dict[str, object]:
     storage = make_storage(url)
     try:
         stored = storage.batch_set([page_key(i) for i in range(count)], [expected_page(i) for i in range(count)])
@@ -49,7 +49,7 @@ def store(url: str, count: int) -> dict[str, object]:
         storage.close()
 
 
-def load(url: str, count: int) -> dict[str, object]:
+def load_prefix(url: str, count: int) -> dict[str, object]:
     storage = make_storage(url)
     keys = [page_key(i) for i in range(count)]
     try:
@@ -62,12 +62,7 @@ def load(url: str, count: int) -> dict[str, object]:
         storage.close()
 
 
-def describe() -> str:
-    return (f"SGLang HiCache L3 (--hicache-storage-backend dynamic): {PAGE_ELEMENTS * 2 // 1024} KiB bfloat16 pages "
-            "keyed by SHA-256 page hashes")
-
-
 if __name__ == "__main__":
     from ..demo_process import main
 
-    raise SystemExit(main(store, load))
+    raise SystemExit(main(store_prefix, load_prefix))
