@@ -10,7 +10,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
-Step = Callable[[str, int], dict[str, object]]
+Step = Callable[[str, str, int], dict[str, object]]  # (store|load, url, count) -> what it did
 RESULT_PREFIX = "RESULT "
 
 
@@ -29,10 +29,10 @@ def result_of(output: str) -> dict[str, object]:
     return result
 
 
-def main(store: Step, load: Step, argv: Sequence[str] | None = None) -> int:
+def main(step: Step, argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 3 or args[0] not in ("store", "load"):
         print("usage: python -m memkv.integrations.ENGINE.demo store|load URL COUNT", file=sys.stderr)
         return 2
     mode, url, count = args[0], args[1], int(args[2])
-    return report_result((store if mode == "store" else load)(url, count))
+    return report_result(step(mode, url, count))

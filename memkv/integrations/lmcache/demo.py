@@ -71,7 +71,7 @@ def _await(fd: int, what: str) -> None:
         raise TimeoutError(f"LMCache's {what} event did not fire within 30 s")
 
 
-def _run(mode: str, url: str, count: int) -> dict[str, object]:
+def run_step(mode: str, url: str, count: int) -> dict[str, object]:
     buffer = torch.zeros(count * ELEMENTS, dtype=torch.float32)
     adapter = make_adapter(url, buffer)
     chunks = [buffer[i * ELEMENTS:(i + 1) * ELEMENTS] for i in range(count)]
@@ -99,15 +99,7 @@ def _run(mode: str, url: str, count: int) -> dict[str, object]:
     return report
 
 
-def store_prefix(url: str, count: int) -> dict[str, object]:
-    return _run("store", url, count)
-
-
-def load_prefix(url: str, count: int) -> dict[str, object]:
-    return _run("load", url, count)
-
-
 if __name__ == "__main__":
     from ..demo_process import main
 
-    raise SystemExit(main(store_prefix, load_prefix))
+    raise SystemExit(main(run_step))

@@ -40,6 +40,10 @@ def expected_page(index: int) -> torch.Tensor:
     return (torch.arange(PAGE_ELEMENTS, dtype=torch.float32) * (index + 1) / 7).to(torch.bfloat16)
 
 
+def run_step(mode: str, url: str, count: int) -> dict[str, object]:
+    return store_prefix(url, count) if mode == "store" else load_prefix(url, count)
+
+
 def store_prefix(url: str, count: int) -> dict[str, object]:
     storage = make_storage(url)
     try:
@@ -65,4 +69,4 @@ def load_prefix(url: str, count: int) -> dict[str, object]:
 if __name__ == "__main__":
     from ..demo_process import main
 
-    raise SystemExit(main(store_prefix, load_prefix))
+    raise SystemExit(main(run_step))

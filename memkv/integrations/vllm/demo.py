@@ -102,7 +102,7 @@ def load(tier: Any, keys: list[bytes], first_slot: int, job_id: int) -> Any:
     return finish(tier, job_id)
 
 
-def _run(mode: str, url: str, count: int) -> dict[str, object]:
+def run_step(mode: str, url: str, count: int) -> dict[str, object]:
     if not 0 < count <= SLOTS // 2:
         raise ValueError(f"COUNT must be 1..{SLOTS // 2} (the primary view holds {SLOTS} chunks)")
     tier, primary = make_tier(url)
@@ -121,15 +121,7 @@ def _run(mode: str, url: str, count: int) -> dict[str, object]:
     return report
 
 
-def store_prefix(url: str, count: int) -> dict[str, object]:
-    return _run("store", url, count)
-
-
-def load_prefix(url: str, count: int) -> dict[str, object]:
-    return _run("load", url, count)
-
-
 if __name__ == "__main__":
     from ..demo_process import main
 
-    raise SystemExit(main(store_prefix, load_prefix))
+    raise SystemExit(main(run_step))
