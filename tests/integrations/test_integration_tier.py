@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
 from memkv.errors import Unavailable
-from memkv.integrations.tier import GuardedTier, TierSettings
+from memkv.integrations.tier import MAX_BATCH, GuardedTier, TierSettings
 from memkv.server.testing import ServerProcess
 from memkv.transport import PutItem, Transport
 
@@ -39,6 +40,26 @@ def test_store_lookup_load_byte_exact(memkv_server: ServerProcess) -> None:
         assert tier.counters.failures == 0
     finally:
         tier.close()
+
+
+@pytest.mark.requirement("MKV-INT-004")
+def test_calls_larger_than_one_request_are_split_not_failed(tmp_path: Path) -> None:
+    count = 2 * MAX_BATCH + 3  # an engine batch (SGLang: 128 pages x parts per page) can exceed one request
+    keys = [(i + 1).to_bytes(4, "big") * 4 for i in range(count)]
+    payloads = [i.to_bytes(4, "big") * 16 for i in range(count)]
+    server = ServerProcess(str(tmp_path / "store"), capacity="16MiB", extra=["--unit", "4KiB"])  # room for all
+    tier = GuardedTier(_settings(server, deadline_s=30.0))  # a shared CI machine: no deadline in play
+    try:
+        assert tier.store([PutItem(k, p) for k, p in zip(keys, payloads, strict=True)]) == [True] * count
+        assert tier.prefix_length(keys) == count
+        buffers = [bytearray(64) for _ in keys]
+        assert tier.load_into(keys, buffers) == [64] * count
+        assert [bytes(b) for b in buffers] == payloads
+        assert tier.read(keys[-2:]) == payloads[-2:] and tier.delete(keys) == count
+        assert tier.counters.failures == 0
+    finally:
+        tier.close()
+        server.kill()
 
 
 @pytest.mark.requirement("MKV-INT-004")
