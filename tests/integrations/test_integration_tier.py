@@ -77,12 +77,25 @@ def test_a_killed_server_gives_misses(memkv_server: ServerProcess) -> None:
         tier.close()
 
 
+def _stop(pid: int) -> None:
+    """SIGSTOP, returning once every thread of the process is stopped: the signal takes effect
+    asynchronously, and a server thread still running could answer the next request."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        states = [stat.read_text().rsplit(")", 1)[1].split()[0] for stat in Path(f"/proc/{pid}/task").glob("*/stat")]
+        if states and all(state in ("T", "t") for state in states):
+            return
+        time.sleep(0.001)
+    raise AssertionError(f"process {pid} did not stop: thread states {states}")
+
+
 @pytest.mark.requirement("MKV-INT-004")
 def test_a_stopped_server_costs_one_deadline_and_the_backlog_is_bounded(memkv_server: ServerProcess) -> None:
     tier = GuardedTier(_settings(memkv_server, deadline_s=0.5, retry_interval_s=30, max_pending_stores=1))
     try:
         assert tier.exists(KEYS[:1]) == [False]  # connected
-        os.kill(memkv_server.proc.pid, signal.SIGSTOP)
+        _stop(memkv_server.proc.pid)
         try:
             started = time.monotonic()
             assert tier.submit_store([PutItem(KEYS[0], _payload(0))])
