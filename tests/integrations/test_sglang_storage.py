@@ -78,6 +78,7 @@ def test_side_pools_of_hybrid_models_are_refused_when_registered(memkv_server: S
         storage.close()
 
 
+@pytest.mark.requirement("MKV-INT-005")
 @pytest.mark.parametrize("layout", ["page_first", "layer_first"])
 def test_v1_pages_stored_from_one_host_pool_load_byte_exact_into_another(memkv_server: ServerProcess,
                                                                          layout: str) -> None:
@@ -88,6 +89,7 @@ def test_v1_pages_stored_from_one_host_pool_load_byte_exact_into_another(memkv_s
                       "prefix": 6, "loaded": 6, "exact": 6}
 
 
+@pytest.mark.requirement("MKV-INT-005")
 def test_v1_pages_with_the_server_killed_mid_run_are_misses_within_the_deadline(
         memkv_server: ServerProcess) -> None:
     engine = subprocess.Popen([sys.executable, WORKER, "outage", memkv_server.url, "3"], stdin=subprocess.PIPE,

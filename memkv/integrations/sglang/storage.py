@@ -1,4 +1,5 @@
-"""`HiCacheStorage` over memkv: SGLang's page hashes (SHA-256 hex) map to keys with MKV-INT-001.
+"""`HiCacheStorage` over memkv: SGLang's page hashes (SHA-256 hex) map to keys with MKV-INT-001
+(and MKV-INT-005 for the parts of a page in the v1 calls).
 
 The legacy calls (get, set and their batch forms) move tensors as bytes; the v1 calls over
 `host_indices` (chosen by SGLang when the extra config says `"interface_v1": 1`) move each page's
@@ -10,14 +11,13 @@ time instead of mid-run.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import torch
 from sglang.srt.mem_cache.hicache_storage import HiCacheStorage, HiCacheStorageConfig, HiCacheStorageExtraInfo
 
 from ...transport import PutItem
-from ..engine_keys import EngineKeys, adapter_fingerprint
+from ..engine_keys import EngineKeys, adapter_fingerprint, part_hash
 from ..tier import GuardedTier, TierSettings
 from .host_pages import HostPages
 
@@ -115,10 +115,7 @@ class MemkvHiCacheStorage(HiCacheStorage):  # type: ignore[misc]
     # ---- pages of the host pool, in place (the v1 interface) -----------------------------------------
     def _part_keys(self, keys: list[str]) -> list[bytes]:
         assert self.pages is not None
-        # a part's engine hash: SHA-256 of the page hash and the part's number (a page hash is
-        # already 64 characters, the longest engine hash MKV-INT-001 takes)
-        return self.keys.keys([hashlib.sha256(f"{key}#{part}".encode()).digest()
-                               for key in keys for part in range(len(self.pages.part_sizes))])
+        return self.keys.keys([part_hash(key, part) for key in keys for part in range(len(self.pages.part_sizes))])
 
     def _v1_pages(self) -> HostPages:
         if self.pages is None:
