@@ -462,10 +462,18 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--fresh", action="store_true", help="drop the demo namespace's blocks first")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument("--engine", choices=("vllm", "lmcache", "sglang"), default=None,
+                        help="instead of the replay: start a memkv server on 127.0.0.1 and drive this engine's "
+                             "real plug-in against it (store a prefix in one engine process, reload it in another)")
+    parser.add_argument("--blocks", type=int, default=4, help="with --engine: blocks in the prefix (1..8, default 4)")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.engine:
+        from .engine_demo import run_engine_demo
+
+        return run_engine_demo(args.engine, args.blocks, args.json)
     trace = args.trace
     if trace is None and not args.synthetic:
         trace = find_trace(TRACE_NAMES[0])

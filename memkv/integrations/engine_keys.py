@@ -1,4 +1,4 @@
-"""Keys of engine blocks, the same in every adapter (spec section "Keys", MKV-INT-001..003).
+"""Keys of engine blocks, the same in every adapter (spec section "Keys", MKV-INT-001..003, 005).
 
 Engines already name their blocks by a hash of the whole prefix; an adapter maps that hash to a
 memkv key with MKV-KEY-006 under a fingerprint of everything that makes the KV bytes
@@ -8,6 +8,7 @@ way) find each other's blocks.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 
@@ -40,6 +41,13 @@ def engine_hash_bytes(engine_hash: bytes | bytearray | memoryview | int | str) -
     if isinstance(engine_hash, str):
         return engine_hash.encode("utf-8")
     return bytes(engine_hash)
+
+
+def part_hash(engine_hash: bytes | bytearray | memoryview | int | str, part: int) -> bytes:
+    """The engine hash of part `part` of an engine block stored as several memkv blocks (MKV-INT-005)."""
+    if part < 0:
+        raise InvalidArgument(f"a part number is not negative, got {part}")
+    return hashlib.sha256(engine_hash_bytes(engine_hash) + b"#" + str(part).encode("ascii")).digest()
 
 
 def hash_seed_attributes(engine: str, uses_python_hash: bool,

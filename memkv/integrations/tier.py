@@ -17,6 +17,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ..blocks import Limits
 from ..buffers import BufferLike
 from ..connect import connect
 from ..errors import ErrorCode, InvalidArgument, MemkvError
@@ -26,6 +27,7 @@ from .workers import BoundedWorkers
 log = logging.getLogger("memkv.integrations")
 
 _FAILURES = (MemkvError, OSError)
+MAX_BATCH = Limits().max_batch  # items per request that every memkv target accepts
 _REMOTE_SCHEMES = ("memkv+tcp", "memkv+nixl")
 
 
@@ -106,7 +108,7 @@ class GuardedTier:
 
     # ---- the calls an adapter makes -------------------------------------------------------------
     def exists(self, keys: Sequence[bytes]) -> list[bool]:
-        found = self._guarded("exists", lambda t: t.exists(keys))
+        found = self._in_batches("exists", len(keys), lambda t, part: t.exists(keys[part]))
         return list(found) if found is not None else [False] * len(keys)
 
     def prefix_length(self, keys: Sequence[bytes]) -> int:
@@ -118,26 +120,26 @@ class GuardedTier:
 
     def load_into(self, keys: Sequence[bytes], buffers: Sequence[BufferLike]) -> list[int | None]:
         """Read each block into its buffer; its length, or None where it was not loaded."""
-        results = self._guarded("load", lambda t: t.get_into(keys, buffers))
+        results = self._in_batches("load", len(keys), lambda t, part: t.get_into(keys[part], buffers[part]))
         if results is None:
             return [None] * len(keys)
         return [r.length if r.ok else None for r in results]
 
     def read(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """Blocks as fresh bytes (a stat round first: sizes unknown); None where absent or not read."""
-        blocks = self._guarded("read", lambda t: t.get(keys))
+        blocks = self._in_batches("read", len(keys), lambda t, part: t.get(keys[part]))
         return list(blocks) if blocks is not None else [None] * len(keys)
 
     def store(self, items: Sequence[PutItem]) -> list[bool]:
         """Store now (in the caller's thread, under the deadline); True per block that is stored."""
-        results = self._guarded("store", lambda t: t.put(items))
+        results = self._in_batches("store", len(items), lambda t, part: t.put(items[part]))
         if results is None:
             return [False] * len(items)
         return [r.ok or r.status is ErrorCode.KEY_CONFLICT for r in results]
 
     def delete(self, keys: Sequence[bytes]) -> int:
         """Remove blocks; how many were removed (0 while the server is down)."""
-        results = self._guarded("delete", lambda t: t.delete(keys))
+        results = self._in_batches("delete", len(keys), lambda t, part: t.delete(keys[part]))
         return 0 if results is None else sum(1 for r in results if r.ok)
 
     def submit_store(self, items: Sequence[PutItem], done: Callable[[list[bool]], None] | None = None) -> bool:
@@ -175,6 +177,17 @@ class GuardedTier:
         return time.monotonic() >= self._down_until
 
     # ---- failure handling -------------------------------------------------------------------------
+    def _in_batches(self, what: str, count: int, call: Callable[[Transport, slice], Sequence[Any]]) -> list[Any] | None:
+        """One call per MAX_BATCH items (a larger request is refused by the protocol, MKV-WIRE-041);
+        None when any part failed: the whole call is then a miss, as without batches."""
+        answers: list[Any] = []
+        for start in range(0, count, MAX_BATCH):
+            part = self._guarded(what, lambda t: call(t, slice(start, start + MAX_BATCH)))  # noqa: B023
+            if part is None:
+                return None
+            answers.extend(part)
+        return answers
+
     def _guarded(self, what: str, call: Callable[[Transport], Any]) -> Any:
         transport = self._current()
         if transport is None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-from typing import Any
+
+from memkv.integrations.demo_process import report_result, result_of
+
+__all__ = ["engine_or_skip", "report_result", "result_of", "run_python"]
 
 
 def run_python(args: list[str], env: dict[str, str] | None = None, timeout: float = 240) -> str:
@@ -16,18 +18,6 @@ def run_python(args: list[str], env: dict[str, str] | None = None, timeout: floa
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
     return output
-
-
-def result_of(output: str) -> Any:
-    lines = [line for line in output.splitlines() if line.startswith("RESULT ")]
-    assert len(lines) == 1, output[-4000:]
-    return json.loads(lines[0].removeprefix("RESULT "))
-
-
-def report_result(result: dict[str, object]) -> int:
-    """What an engine process prints for `result_of`; its exit status."""
-    print("RESULT " + json.dumps(result))
-    return 0
 
 
 def engine_or_skip(module: str, engine: str) -> None:

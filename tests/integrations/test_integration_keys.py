@@ -1,6 +1,8 @@
-"""Keys of engine blocks, the same in every adapter (MKV-INT-001..003)."""
+"""Keys of engine blocks, the same in every adapter (MKV-INT-001..003, 005)."""
 
 from __future__ import annotations
+
+import hashlib
 
 import pytest
 
@@ -11,6 +13,7 @@ from memkv.integrations.engine_keys import (
     adapter_fingerprint,
     engine_hash_bytes,
     hash_seed_attributes,
+    part_hash,
 )
 from memkv.keys import key_from_engine_hash, model_fingerprint
 
@@ -71,3 +74,13 @@ def test_a_pinned_seed_joins_the_fingerprint_and_stable_hashes_need_none() -> No
     assert hash_seed_attributes("Engine", uses_python_hash=True, environ={"PYTHONHASHSEED": "0"}) == {
         "python_hash_seed": "0"}
     assert hash_seed_attributes("Engine", uses_python_hash=False, environ={}) == {}
+
+
+@pytest.mark.requirement("MKV-INT-005")
+def test_a_part_of_an_engine_block_hashes_the_block_hash_and_its_number() -> None:
+    page = "9f" * 32  # SGLang's page hashes are 64 hex characters: no room for a suffix
+    assert part_hash(page, 1) == hashlib.sha256(page.encode() + b"#1").digest()
+    assert part_hash(page.encode(), 12) == hashlib.sha256(page.encode() + b"#12").digest()
+    assert len({part_hash(page, n) for n in range(4)} | {part_hash("9e" * 32, 0)}) == 5
+    with pytest.raises(InvalidArgument):
+        part_hash(page, -1)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
 from memkv.errors import Unavailable
-from memkv.integrations.tier import GuardedTier, TierSettings
+from memkv.integrations.tier import MAX_BATCH, GuardedTier, TierSettings
 from memkv.server.testing import ServerProcess
 from memkv.transport import PutItem, Transport
 
@@ -42,6 +43,26 @@ def test_store_lookup_load_byte_exact(memkv_server: ServerProcess) -> None:
 
 
 @pytest.mark.requirement("MKV-INT-004")
+def test_calls_larger_than_one_request_are_split_not_failed(tmp_path: Path) -> None:
+    count = 2 * MAX_BATCH + 3  # an engine batch (SGLang: 128 pages x parts per page) can exceed one request
+    keys = [(i + 1).to_bytes(4, "big") * 4 for i in range(count)]
+    payloads = [i.to_bytes(4, "big") * 16 for i in range(count)]
+    server = ServerProcess(str(tmp_path / "store"), capacity="16MiB", extra=["--unit", "4KiB"])  # room for all
+    tier = GuardedTier(_settings(server, deadline_s=30.0))  # a shared CI machine: no deadline in play
+    try:
+        assert tier.store([PutItem(k, p) for k, p in zip(keys, payloads, strict=True)]) == [True] * count
+        assert tier.prefix_length(keys) == count
+        buffers = [bytearray(64) for _ in keys]
+        assert tier.load_into(keys, buffers) == [64] * count
+        assert [bytes(b) for b in buffers] == payloads
+        assert tier.read(keys[-2:]) == payloads[-2:] and tier.delete(keys) == count
+        assert tier.counters.failures == 0
+    finally:
+        tier.close()
+        server.kill()
+
+
+@pytest.mark.requirement("MKV-INT-004")
 def test_a_killed_server_gives_misses(memkv_server: ServerProcess) -> None:
     tier = GuardedTier(_settings(memkv_server))
     try:
@@ -56,12 +77,25 @@ def test_a_killed_server_gives_misses(memkv_server: ServerProcess) -> None:
         tier.close()
 
 
+def _stop(pid: int) -> None:
+    """SIGSTOP, returning once every thread of the process is stopped: the signal takes effect
+    asynchronously, and a server thread still running could answer the next request."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        states = [stat.read_text().rsplit(")", 1)[1].split()[0] for stat in Path(f"/proc/{pid}/task").glob("*/stat")]
+        if states and all(state in ("T", "t") for state in states):
+            return
+        time.sleep(0.001)
+    raise AssertionError(f"process {pid} did not stop: thread states {states}")
+
+
 @pytest.mark.requirement("MKV-INT-004")
 def test_a_stopped_server_costs_one_deadline_and_the_backlog_is_bounded(memkv_server: ServerProcess) -> None:
     tier = GuardedTier(_settings(memkv_server, deadline_s=0.5, retry_interval_s=30, max_pending_stores=1))
     try:
         assert tier.exists(KEYS[:1]) == [False]  # connected
-        os.kill(memkv_server.proc.pid, signal.SIGSTOP)
+        _stop(memkv_server.proc.pid)
         try:
             started = time.monotonic()
             assert tier.submit_store([PutItem(KEYS[0], _payload(0))])

@@ -16,13 +16,12 @@ from memkv.server.testing import ServerProcess
 
 engine_or_skip("lmcache", "lmcache")
 
-import lmcache_worker
 import torch
 from engine_process import result_of, run_python
 
 from memkv.integrations.engine_keys import UnpinnedHashSeed
+from memkv.integrations.lmcache import demo
 
-HERE = Path(__file__).resolve().parent
 pytestmark = pytest.mark.requirement("MKV-INT-004")
 
 
@@ -60,39 +59,39 @@ def test_lmcache_harness_remote_connector(memkv_server: ServerProcess, tmp_path:
 
 
 def test_a_prefix_stored_by_one_process_is_loaded_byte_exact_by_another(memkv_server: ServerProcess) -> None:
-    worker = str(HERE / "lmcache_worker.py")
-    stored = result_of(run_python([worker, "store", memkv_server.url, "6"]))
+    engine = ["-P", "-m", "memkv.integrations.lmcache.demo"]
+    stored = result_of(run_python([*engine, "store", memkv_server.url, "6"]))
     assert stored == {"mode": "store", "stored": True}
-    loaded = result_of(run_python([worker, "load", memkv_server.url, "6"]))
+    loaded = result_of(run_python([*engine, "load", memkv_server.url, "6"]))
     assert loaded == {"mode": "load", "found": 6, "loaded": 6, "exact": 6}
 
 
 def test_a_server_killed_mid_run_gives_misses_never_a_stall(memkv_server: ServerProcess) -> None:
     count = 4
-    buffer = torch.zeros(2 * count * lmcache_worker.ELEMENTS, dtype=torch.float32)
-    chunks = [buffer[i * lmcache_worker.ELEMENTS:(i + 1) * lmcache_worker.ELEMENTS] for i in range(2 * count)]
-    adapter = lmcache_worker.make_adapter(memkv_server.url, buffer, deadline_s=1.0)
-    keys = [lmcache_worker.prefix_key(100 + i) for i in range(count)]
+    buffer = torch.zeros(2 * count * demo.ELEMENTS, dtype=torch.float32)
+    chunks = [buffer[i * demo.ELEMENTS:(i + 1) * demo.ELEMENTS] for i in range(2 * count)]
+    adapter = demo.make_adapter(memkv_server.url, buffer, deadline_s=1.0)
+    keys = [demo.prefix_key(100 + i) for i in range(count)]
     try:
         for i in range(count):
-            chunks[i].copy_(lmcache_worker.expected_chunk(i))
-        task = adapter.submit_store_task(keys, [lmcache_worker.memory_obj(c) for c in chunks[:count]])
-        assert lmcache_worker.wait(adapter.get_store_event_fd(), 30)
+            chunks[i].copy_(demo.expected_chunk(i))
+        task = adapter.submit_store_task(keys, [demo.memory_obj(c) for c in chunks[:count]])
+        assert demo.wait(adapter.get_store_event_fd(), 30)
         assert adapter.pop_completed_store_tasks()[task].is_successful()
 
         memkv_server.kill()
 
         task = adapter.submit_lookup_and_lock_task(keys, {})
-        assert lmcache_worker.wait(adapter.get_lookup_and_lock_event_fd(), 30), "lookup stalled"
+        assert demo.wait(adapter.get_lookup_and_lock_event_fd(), 30), "lookup stalled"
         found = adapter.query_lookup_and_lock_result(task)
         assert [found.test(i) for i in range(count)] == [False] * count
-        task = adapter.submit_load_task(keys, [lmcache_worker.memory_obj(c) for c in chunks[count:]])
-        assert lmcache_worker.wait(adapter.get_load_event_fd(), 30), "load stalled"
+        task = adapter.submit_load_task(keys, [demo.memory_obj(c) for c in chunks[count:]])
+        assert demo.wait(adapter.get_load_event_fd(), 30), "load stalled"
         loaded = adapter.query_load_result(task)
         assert [loaded.test(i) for i in range(count)] == [False] * count
         assert all(not c.any() for c in chunks[count:]), "a failed load wrote into the engine's buffers"
-        task = adapter.submit_store_task(keys, [lmcache_worker.memory_obj(c) for c in chunks[:count]])
-        assert lmcache_worker.wait(adapter.get_store_event_fd(), 30), "store stalled"
+        task = adapter.submit_store_task(keys, [demo.memory_obj(c) for c in chunks[:count]])
+        assert demo.wait(adapter.get_store_event_fd(), 30), "store stalled"
         assert not adapter.pop_completed_store_tasks()[task].is_successful()
         assert adapter.report_status()["is_healthy"] is False
     finally:

@@ -5,8 +5,6 @@ Runs where vLLM is installed (`tox -e vllm`); skipped elsewhere.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from engine_process import engine_or_skip
 
@@ -15,23 +13,22 @@ from memkv.server.testing import ServerProcess
 engine_or_skip("vllm.v1.kv_offload.tiering.base", "vllm")
 
 import numpy as np
-import vllm_worker
 from engine_process import result_of, run_python
 from vllm.v1.kv_offload.base import LookupResult
 
 from memkv.integrations.engine_keys import UnpinnedHashSeed
+from memkv.integrations.vllm import demo
 
-HERE = Path(__file__).resolve().parent
 pytestmark = pytest.mark.requirement("MKV-INT-004")
 
 
 def test_the_entry_point_registers_the_tier_and_the_spec_builds_it(memkv_server: ServerProcess) -> None:
-    tier, _ = vllm_worker.make_tier(memkv_server.url)
+    tier, _ = demo.make_tier(memkv_server.url)
     try:
         assert type(tier).__name__ == "MemkvSecondaryTier" and tier.tier_type == "memkv"
     finally:
         tier.shutdown()
-    manager = vllm_worker.offloading_spec(memkv_server.url).get_manager()  # vLLM's own tiering manager
+    manager = demo.offloading_spec(memkv_server.url).get_manager()  # vLLM's own tiering manager
     try:
         assert type(manager).__name__ == "TieringOffloadingManager"
         assert [type(t).__name__ for t in manager.secondary_tiers] == ["MemkvSecondaryTier"]
@@ -41,39 +38,39 @@ def test_the_entry_point_registers_the_tier_and_the_spec_builds_it(memkv_server:
 
 
 def test_store_lookup_load_byte_exact(memkv_server: ServerProcess) -> None:
-    tier, primary = vllm_worker.make_tier(memkv_server.url)
-    keys = [vllm_worker.prefix_key(50 + i) for i in range(3)]
+    tier, primary = demo.make_tier(memkv_server.url)
+    keys = [demo.prefix_key(50 + i) for i in range(3)]
     try:
-        assert vllm_worker.lookup_all(tier, keys) == [LookupResult.MISS] * 3
-        assert vllm_worker.store(tier, primary, keys[:2], first_slot=0, job_id=1).success
+        assert demo.lookup_all(tier, keys) == [LookupResult.MISS] * 3
+        assert demo.store(tier, primary, keys[:2], first_slot=0, job_id=1).success
         tier.drain_jobs()
-        result = vllm_worker.load(tier, keys[:2], first_slot=8, job_id=2)
-        assert result.success and result.transfer_bytes == 2 * vllm_worker.CHUNK_BYTES
+        result = demo.load(tier, keys[:2], first_slot=8, job_id=2)
+        assert result.success and result.transfer_bytes == 2 * demo.CHUNK_BYTES
         assert np.array_equal(primary[8:10], primary[0:2])
-        partial = vllm_worker.load(tier, keys, first_slot=10, job_id=3)
+        partial = demo.load(tier, keys, first_slot=10, job_id=3)
         assert not partial.success and set(partial.successful_keys) == set(keys[:2])
     finally:
         tier.shutdown()
 
 
 def test_a_prefix_stored_by_one_process_is_loaded_byte_exact_by_another(memkv_server: ServerProcess) -> None:
-    worker = str(HERE / "vllm_worker.py")
-    assert result_of(run_python([worker, "store", memkv_server.url, "5"])) == {
+    engine = ["-P", "-m", "memkv.integrations.vllm.demo"]
+    assert result_of(run_python([*engine, "store", memkv_server.url, "5"])) == {
         "mode": "store", "tier": "MemkvSecondaryTier", "stored": True}
-    assert result_of(run_python([worker, "load", memkv_server.url, "5"])) == {
+    assert result_of(run_python([*engine, "load", memkv_server.url, "5"])) == {
         "mode": "load", "tier": "MemkvSecondaryTier", "hits": 5, "loaded": True, "exact": 5}
 
 
 def test_a_server_killed_mid_run_gives_misses_never_a_stall(memkv_server: ServerProcess) -> None:
-    tier, primary = vllm_worker.make_tier(memkv_server.url, deadline_s=1.0)
-    keys = [vllm_worker.prefix_key(80 + i) for i in range(3)]
+    tier, primary = demo.make_tier(memkv_server.url, deadline_s=1.0)
+    keys = [demo.prefix_key(80 + i) for i in range(3)]
     try:
-        assert vllm_worker.store(tier, primary, keys, first_slot=0, job_id=1).success
+        assert demo.store(tier, primary, keys, first_slot=0, job_id=1).success
         memkv_server.kill()
-        assert vllm_worker.lookup_all(tier, [vllm_worker.prefix_key(90)]) == [LookupResult.MISS]
-        assert not vllm_worker.load(tier, keys, first_slot=8, job_id=2).success
-        assert not vllm_worker.store(tier, primary, keys, first_slot=0, job_id=3).success
-        assert vllm_worker.lookup_all(tier, keys) == [LookupResult.MISS] * 3  # failed loads are misses now
+        assert demo.lookup_all(tier, [demo.prefix_key(90)]) == [LookupResult.MISS]
+        assert not demo.load(tier, keys, first_slot=8, job_id=2).success
+        assert not demo.store(tier, primary, keys, first_slot=0, job_id=3).success
+        assert demo.lookup_all(tier, keys) == [LookupResult.MISS] * 3  # failed loads are misses now
         tier.drain_jobs()
     finally:
         tier.shutdown()
@@ -83,10 +80,10 @@ def test_a_server_killed_mid_run_gives_misses_never_a_stall(memkv_server: Server
 def test_a_per_process_seeded_hash_without_a_pinned_seed_refuses_to_start(memkv_server: ServerProcess,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PYTHONHASHSEED", raising=False)
-    config = {**vllm_worker.tier_config(memkv_server.url), "hash_algorithm": "xxhash"}
+    config = {**demo.tier_config(memkv_server.url), "hash_algorithm": "xxhash"}
     from vllm.v1.kv_offload.tiering.factory import SecondaryTierFactory
 
-    vllm_worker.load_general_plugins()
+    demo.load_general_plugins()
     with pytest.raises(UnpinnedHashSeed, match="PYTHONHASHSEED"):
         SecondaryTierFactory.create_secondary_tier(config, memoryview(np.zeros((2, 16), dtype=np.uint8)),
-                                                   vllm_worker.offloading_spec(memkv_server.url))
+                                                   demo.offloading_spec(memkv_server.url))

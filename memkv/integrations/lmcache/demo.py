@@ -1,8 +1,9 @@
-"""One LMCache process for the shared-prefix test: `python lmcache_worker.py store|load URL COUNT`.
+"""LMCache's side of `memkv demo --engine lmcache` and of the contract tests' LMCache processes.
 
-It builds the memkv L2 adapter the way LMCache does (a "plugin" adapter spec through LMCache's
-own parser and factory), then stores or loads COUNT chunks of a prefix whose hashes and bytes
-every process derives alike, and prints what it did as JSON on a line starting `RESULT `.
+`python -m memkv.integrations.lmcache.demo store|load URL COUNT` builds the memkv L2 adapter the
+way LMCache's MP mode does (a "plugin" adapter spec through LMCache's own parser and factory),
+then stores or loads COUNT chunks of a prefix whose hashes and bytes every process derives alike,
+and prints what it did as JSON on a line starting `RESULT `.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ import argparse
 import hashlib
 import json
 import select
-import sys
+from typing import Any
 
 import torch
-from engine_process import report_result
 from lmcache.v1.distributed.api import ObjectKey
 from lmcache.v1.distributed.internal_api import L1MemoryDesc
 from lmcache.v1.distributed.l2_adapters import create_l2_adapter
@@ -23,7 +23,7 @@ from lmcache.v1.memory_management import MemoryFormat, MemoryObjMetadata, Tensor
 from lmcache.v1.platform import consume_fd
 
 ELEMENTS = 4096  # float32 per chunk: 16 KiB
-MODEL = "memkv-test-model"
+MODEL = "memkv-demo-model"
 
 
 def adapter_spec(url: str, deadline_s: float = 2.0) -> str:
@@ -33,7 +33,7 @@ def adapter_spec(url: str, deadline_s: float = 2.0) -> str:
                                           "kv_dtype": "float32"}})
 
 
-def make_adapter(url: str, buffer: torch.Tensor, deadline_s: float = 2.0) -> object:
+def make_adapter(url: str, buffer: torch.Tensor, deadline_s: float = 2.0) -> Any:
     config = parse_args_to_l2_adapters_config(argparse.Namespace(l2_adapter=[adapter_spec(url, deadline_s)]))
     flat = buffer.view(-1)
     desc = L1MemoryDesc(ptr=flat.data_ptr(), size=flat.numel() * flat.element_size(), align_bytes=4)
@@ -66,8 +66,12 @@ def wait(fd: int, timeout_s: float) -> bool:
     return True
 
 
-def main() -> int:
-    mode, url, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def _await(fd: int, what: str) -> None:
+    if not wait(fd, 30):
+        raise TimeoutError(f"LMCache's {what} event did not fire within 30 s")
+
+
+def run_step(mode: str, url: str, count: int) -> dict[str, object]:
     buffer = torch.zeros(count * ELEMENTS, dtype=torch.float32)
     adapter = make_adapter(url, buffer)
     chunks = [buffer[i * ELEMENTS:(i + 1) * ELEMENTS] for i in range(count)]
@@ -77,23 +81,25 @@ def main() -> int:
         if mode == "store":
             for i, chunk in enumerate(chunks):
                 chunk.copy_(expected_chunk(i))
-            task = adapter.submit_store_task(keys, [memory_obj(c) for c in chunks])  # type: ignore[attr-defined]
-            assert wait(adapter.get_store_event_fd(), 30)  # type: ignore[attr-defined]
-            report["stored"] = adapter.pop_completed_store_tasks()[task].is_successful()  # type: ignore[attr-defined]
+            task = adapter.submit_store_task(keys, [memory_obj(c) for c in chunks])
+            _await(adapter.get_store_event_fd(), "store")
+            report["stored"] = adapter.pop_completed_store_tasks()[task].is_successful()
         else:
-            task = adapter.submit_lookup_and_lock_task(keys, {})  # type: ignore[attr-defined]
-            assert wait(adapter.get_lookup_and_lock_event_fd(), 30)  # type: ignore[attr-defined]
-            found = adapter.query_lookup_and_lock_result(task)  # type: ignore[attr-defined]
+            task = adapter.submit_lookup_and_lock_task(keys, {})
+            _await(adapter.get_lookup_and_lock_event_fd(), "lookup")
+            found = adapter.query_lookup_and_lock_result(task)
             report["found"] = sum(1 for i in range(count) if found.test(i))
-            task = adapter.submit_load_task(keys, [memory_obj(c) for c in chunks])  # type: ignore[attr-defined]
-            assert wait(adapter.get_load_event_fd(), 30)  # type: ignore[attr-defined]
-            loaded = adapter.query_load_result(task)  # type: ignore[attr-defined]
+            task = adapter.submit_load_task(keys, [memory_obj(c) for c in chunks])
+            _await(adapter.get_load_event_fd(), "load")
+            loaded = adapter.query_load_result(task)
             report["loaded"] = sum(1 for i in range(count) if loaded.test(i))
             report["exact"] = sum(1 for i, c in enumerate(chunks) if torch.equal(c, expected_chunk(i)))
     finally:
-        adapter.close()  # type: ignore[attr-defined]
-    return report_result(report)
+        adapter.close()
+    return report
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from ..demo_process import main
+
+    raise SystemExit(main(run_step))

@@ -1,19 +1,19 @@
-"""One vLLM scheduler-side process for the memkv tier tests: `python vllm_worker.py store|load URL COUNT`.
+"""vLLM's side of `memkv demo --engine vllm` and of the contract tests' vLLM processes.
 
-It loads vLLM's general plugins (memkv's entry point registers the tier type "memkv"), builds
-the tier through vLLM's own `SecondaryTierFactory` over a primary CPU view, and stores or
-loads COUNT chunks of a prefix every process derives alike; it prints a JSON line `RESULT {...}`.
+`python -m memkv.integrations.vllm.demo store|load URL COUNT` is one scheduler-side process: it
+loads vLLM's general plugins (memkv's entry point registers the tier type "memkv"), builds the
+tier through vLLM's own `SecondaryTierFactory` over a primary CPU view, and stores or loads COUNT
+chunks of a prefix every process derives alike; it prints a JSON line `RESULT {...}`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 from typing import Any
 
 import numpy as np
-from engine_process import report_result
+import numpy.typing as npt
 from vllm.plugins import load_general_plugins
 from vllm.v1.kv_offload.base import LookupResult, ReqContext, ScheduleEndContext, make_offload_key
 from vllm.v1.kv_offload.config import (
@@ -40,7 +40,7 @@ def offloading_spec(url: str, deadline_s: float = 2.0) -> TieringOffloadingSpec:
         groups=(OffloadingGroupConfig(tokens_per_block=16, layer_names=("layer.0", "layer.1"), group_id=0),),
         worker_kv_bytes_per_block=CHUNK_BYTES, enable_kv_cache_events=False,
         extra_config={"cpu_bytes_to_use": CHUNK_BYTES * SLOTS * 2, "secondary_tiers": [tier_config(url, deadline_s)]},
-        engine_id="memkv-test", model=OffloadingModelConfig(name="memkv-test-model", dtype="bfloat16"),
+        engine_id="memkv-demo", model=OffloadingModelConfig(name="memkv-demo-model", dtype="bfloat16"),
         cache=OffloadingCacheConfig(tokens_per_hash=16, blocks_per_chunk=1),
         parallel=OffloadingParallelConfig(rank=0, world_size=1, tp_size=1, pp_size=1, pcp_size=1, dcp_size=1,
                                           data_parallel_index=0, data_parallel_size=1,
@@ -48,19 +48,20 @@ def offloading_spec(url: str, deadline_s: float = 2.0) -> TieringOffloadingSpec:
     return TieringOffloadingSpec(config)
 
 
-def make_tier(url: str, deadline_s: float = 2.0) -> tuple[Any, np.ndarray]:
+def make_tier(url: str, deadline_s: float = 2.0) -> tuple[Any, npt.NDArray[np.uint8]]:
     load_general_plugins()
     primary = np.zeros((SLOTS, CHUNK_BYTES), dtype=np.uint8)
-    tier = SecondaryTierFactory.create_secondary_tier(tier_config(url, deadline_s), memoryview(primary),
+    tier = SecondaryTierFactory.create_secondary_tier(tier_config(url, deadline_s), memoryview(primary.data),
                                                       offloading_spec(url, deadline_s))
     return tier, primary
 
 
 def prefix_key(index: int) -> bytes:
-    return make_offload_key(hashlib.sha256(f"shared-prefix-{index}".encode()).digest(), 0)
+    key: bytes = make_offload_key(hashlib.sha256(f"shared-prefix-{index}".encode()).digest(), 0)
+    return key
 
 
-def expected_chunk(index: int) -> np.ndarray:
+def expected_chunk(index: int) -> npt.NDArray[np.uint8]:
     return ((np.arange(CHUNK_BYTES, dtype=np.uint32) * (index + 3)) % 251).astype(np.uint8)
 
 
@@ -71,7 +72,7 @@ def finish(tier: Any, job_id: int, timeout_s: float = 30) -> Any:
             if result.job_id == job_id:
                 return result
         time.sleep(0.01)
-    raise AssertionError(f"job {job_id} did not finish within {timeout_s} s")
+    raise TimeoutError(f"job {job_id} did not finish within {timeout_s} s")
 
 
 def lookup_all(tier: Any, keys: list[bytes], timeout_s: float = 30) -> list[LookupResult]:
@@ -84,10 +85,10 @@ def lookup_all(tier: Any, keys: list[bytes], timeout_s: float = 30) -> list[Look
             return answers
         tier.on_schedule_end(ScheduleEndContext(new_req_ids=(), preempted_req_ids=()))
         time.sleep(0.01)
-    raise AssertionError("lookups stayed RETRY")
+    raise TimeoutError("lookups stayed RETRY")
 
 
-def store(tier: Any, primary: np.ndarray, keys: list[bytes], first_slot: int, job_id: int) -> Any:
+def store(tier: Any, primary: npt.NDArray[np.uint8], keys: list[bytes], first_slot: int, job_id: int) -> Any:
     for i in range(len(keys)):
         primary[first_slot + i] = expected_chunk(i)
     tier.submit_store(TransferJob(job_id=job_id, keys=keys, chunk_ids=np.arange(first_slot, first_slot + len(keys)),
@@ -101,8 +102,9 @@ def load(tier: Any, keys: list[bytes], first_slot: int, job_id: int) -> Any:
     return finish(tier, job_id)
 
 
-def main() -> int:
-    mode, url, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def run_step(mode: str, url: str, count: int) -> dict[str, object]:
+    if not 0 < count <= SLOTS // 2:
+        raise ValueError(f"COUNT must be 1..{SLOTS // 2} (the primary view holds {SLOTS} chunks)")
     tier, primary = make_tier(url)
     keys = [prefix_key(i) for i in range(count)]
     report: dict[str, object] = {"mode": mode, "tier": type(tier).__name__}
@@ -116,8 +118,10 @@ def main() -> int:
                                                                              expected_chunk(i)))
     finally:
         tier.shutdown()
-    return report_result(report)
+    return report
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from ..demo_process import main
+
+    raise SystemExit(main(run_step))
