@@ -23,7 +23,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..blocks import MiB
@@ -148,30 +148,35 @@ def render(rows: list[dict[str, Any]], ops: int) -> list[str]:
 
 # ---- the server child ----------------------------------------------------------------------------
 
-def serve_main(data_dir: str, keys_file: str, capacity: int) -> None:
-    """Run a profiled server; print its port; on a line on stdin reset ("reset") or report ("report")."""
+def serve_main(data_dir: str, keys_file: str, capacity: int, trace: bool) -> None:
+    """Run a profiled server; print its port; on a line on stdin reset ("reset") or report ("report":
+    the call tree and the process's CPU time since the reset)."""
     tree = CallTree()
-    for module, path in SERVER_POINTS:
-        tree.wrap(module, path)
+    if trace:
+        for module, path in SERVER_POINTS:
+            tree.wrap(module, path)
     from ..server.testing import in_process_server
 
     server = in_process_server(data_dir, keys_file, capacity=capacity, admin_listen="off",
                                buffer_memory=1024 * MiB)
-    host, port = server.address
+    port = server.address[1]
     print(f"port {port}", flush=True)
+    cpu = time.process_time_ns()
     for line in sys.stdin:
         if line.strip() == "reset":
             tree.reset()
+            cpu = time.process_time_ns()
             print("ok", flush=True)
         elif line.strip() == "report":
-            print(json.dumps(tree.to_json()), flush=True)
+            print(json.dumps({"tree": tree.to_json(), "cpu_ns": time.process_time_ns() - cpu}), flush=True)
     server.shutdown(0)
 
 
 class _ProfiledServer:
-    def __init__(self, data_dir: str, keys_file: str, capacity: int) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "memkv.bench.profile", "serve", data_dir, keys_file,
-                                      str(capacity)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    def __init__(self, data_dir: str, keys_file: str, capacity: int, trace: bool) -> None:
+        command = [sys.executable, "-m", "memkv.bench.profile", "serve", data_dir, keys_file, str(capacity),
+                   "trace" if trace else "time"]
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = self._line()
         if not line.startswith("port "):
             self.close()
@@ -199,14 +204,14 @@ class _ProfiledServer:
 
 
 @contextlib.contextmanager
-def _profiled_server(directory: str | None, capacity: int) -> Iterator[tuple[_ProfiledServer, str]]:
+def _profiled_server(directory: str | None, capacity: int, trace: bool) -> Iterator[tuple[_ProfiledServer, str]]:
     from ..server.testing import write_keys_file
 
     root = tempfile.mkdtemp(prefix="memkv-profile-", dir=directory)
     try:
         keys_file = os.path.join(root, "keys.yaml")
         credential = write_keys_file(keys_file, {"bench": [("bench", "write")]})["bench"]
-        server = _ProfiledServer(os.path.join(root, "store"), keys_file, capacity)
+        server = _ProfiledServer(os.path.join(root, "store"), keys_file, capacity, trace)
         try:
             yield server, credential
         finally:
@@ -215,17 +220,19 @@ def _profiled_server(directory: str | None, capacity: int) -> Iterator[tuple[_Pr
         shutil.rmtree(root, ignore_errors=True)
 
 
-def profile(op: str, size: int, seconds: float, directory: str | None) -> dict[str, Any]:
-    """Run `op` of `size` blocks for `seconds` against a profiled server; both call trees."""
+def profile(op: str, size: int, seconds: float, directory: str | None, trace: bool = True) -> dict[str, Any]:
+    """Run `op` of `size` blocks for `seconds` against a profiled server: wall and CPU time per
+    operation of both processes and (with `trace`) both call trees."""
     from ..backends.tcp import TcpTransport
     from ..transport import PutItem
     from .common import bench_buffers
 
     keep = 16  # blocks stored for gets; puts go to fresh keys, invalidated every `keep` puts
-    with _profiled_server(directory, 4 * keep * size + 64 * MiB) as (server, credential):
+    with _profiled_server(directory, 4 * keep * size + 64 * MiB, trace) as (server, credential):
         client = CallTree()
-        for module, path in CLIENT_POINTS:
-            client.wrap(module, path)
+        if trace:
+            for module, path in CLIENT_POINTS:
+                client.wrap(module, path)
         transport = TcpTransport("127.0.0.1", server.port, namespace="bench", key=credential, pool_size=1)
         try:
             sources, dests = bench_buffers(size, keep)
@@ -234,8 +241,9 @@ def profile(op: str, size: int, seconds: float, directory: str | None) -> dict[s
                 transport.put([PutItem(key, sources[i % len(sources)])])
             client.reset()
             server.ask("reset")
-            ops, spent, fresh, server_rows = 0, 0.0, [], []
+            ops, spent, client_cpu, server_cpu, fresh, server_rows = 0, 0.0, 0, 0, [], []
             while spent < seconds:
+                cpu = time.process_time_ns()
                 started = time.perf_counter()
                 if op == "put":
                     key = os.urandom(16)
@@ -244,25 +252,29 @@ def profile(op: str, size: int, seconds: float, directory: str | None) -> dict[s
                 else:
                     result = transport.get_into([stored[ops % keep]], [dests[ops % len(dests)]])[0]
                 spent += time.perf_counter() - started
+                client_cpu += time.process_time_ns() - cpu
                 if not result.ok:
                     raise RuntimeError(f"{op} failed: {result.status.name} {result.message}")
                 ops += 1
                 if len(fresh) == keep:  # neither timed nor in the server's tree
-                    server_rows += json.loads(server.ask("report"))
+                    report = json.loads(server.ask("report"))
+                    server_rows, server_cpu = server_rows + report["tree"], server_cpu + report["cpu_ns"]
                     transport.invalidate_keys(fresh)
                     server.ask("reset")
                     fresh = []
-            server_rows += json.loads(server.ask("report"))
+            report = json.loads(server.ask("report"))
+            server_rows, server_cpu = server_rows + report["tree"], server_cpu + report["cpu_ns"]
         finally:
             transport.close()
     return {"op": op, "size": size, "ops": ops, "seconds": spent, "us_per_op": spent / ops * 1e6,
-            "gb_per_s": ops * size / spent / 1e9, "client": client.to_json(), "server": server_rows}
+            "gb_per_s": ops * size / spent / 1e9, "client_cpu_us_per_op": client_cpu / ops / 1e3,
+            "server_cpu_us_per_op": server_cpu / ops / 1e3, "client": client.to_json(), "server": server_rows}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["serve"]:
-        serve_main(args[1], args[2], int(args[3]))
+        serve_main(args[1], args[2], int(args[3]), args[4] == "trace")
         return 0
     parser = argparse.ArgumentParser(prog="python -m memkv.bench.profile",
                                      description="where the time of a TCP put/get goes, client and server")
@@ -270,9 +282,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ops", default="put,get")
     parser.add_argument("--seconds", type=float, default=2.0, help="timed seconds per op and size")
     parser.add_argument("--dir", default=None, help="where the store lives (e.g. /dev/shm/memkv-profile)")
+    parser.add_argument("--no-trace", action="store_true",
+                        help="no call trees: wall and process CPU time per operation only (for A/B runs)")
     parser.add_argument("--json", action="store_true")
     opts = parser.parse_args(args)
-    reports = [profile(op, parse_size(size), opts.seconds, opts.dir)
+    reports = [profile(op, parse_size(size), opts.seconds, opts.dir, not opts.no_trace)
                for size in opts.sizes.split(",") for op in opts.ops.split(",")]
     if opts.json:
         json.dump(reports, sys.stdout, indent=2)
@@ -280,7 +294,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     for report in reports:
         print(f"{report['op']} {format_size(report['size'])}: {report['ops']} ops, {report['us_per_op']:.0f} us/op, "
-              f"{report['gb_per_s']:.2f} GB/s")
+              f"{report['gb_per_s']:.2f} GB/s; CPU us/op: client {report['client_cpu_us_per_op']:.0f}, "
+              f"server {report['server_cpu_us_per_op']:.0f}")
+        if not report["client"]:
+            continue
         for side in ("client", "server"):
             print(f"  {side}:")
             for line in render(report[side], report["ops"]):

@@ -153,6 +153,7 @@ class Connection:
         self._send_lock = threading.Lock()
         self.closing = False
         self._after_send: list[Callable[[], None]] = []
+        self._poller: select.poll | None = None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Blocking socket; deadlines are kernel timeouts (SO_RCVTIMEO/SO_SNDTIMEO) set before a
         # call: one syscall each instead of Python's non-blocking mode (fcntl, poll, then the call).
@@ -268,10 +269,11 @@ class Connection:
                 pass
 
     def _readable(self, timeout: float) -> bool:
-        poller = select.poll()  # not select(): descriptors above 1023 must work too
         try:
-            poller.register(self.sock, select.POLLIN)
-            return bool(poller.poll(max(0, int(timeout * 1000))))
+            if self._poller is None:
+                self._poller = select.poll()  # not select(): descriptors above 1023 must work too
+                self._poller.register(self.sock, select.POLLIN)
+            return bool(self._poller.poll(max(0, int(timeout * 1000))))
         except (OSError, ValueError):
             raise _Closed("socket closed") from None
 
@@ -385,7 +387,11 @@ class Connection:
 
     # ---- data path -----------------------------------------------------------------------------
     def _stream_buffers(self, largest: int) -> tuple[list[memoryview], int]:
-        """Piece buffers for one streamed request, charged to the budget; (buffers, bytes held)."""
+        """Piece buffers for one streamed request, charged to the budget; (buffers, bytes held).
+
+        None on a mapped device, where the engine receives into and sends from the page cache."""
+        if not largest or self.engine.streams_mapped:
+            return [], 0
         piece = min(STREAM_PIECE, -(-largest // 4096) * 4096)
         held = piece * STREAM_BUFFERS
         self.server.budget.acquire(held, self.config.frame_timeout_s)
@@ -403,7 +409,7 @@ class Connection:
         if sum(length for _, length, _, _ in items) != header.payload_len:
             raise ProtocolError("payload length does not match the sum of the item lengths")
         largest = max((length for _, length, _, _ in items if 0 < length <= limits.max_block_size), default=0)
-        buffers, held = self._stream_buffers(largest) if largest else ([], 0)
+        buffers, held = self._stream_buffers(largest)
         try:
             results: list[ItemResult] = []
             for key, length, checksum, meta in items:

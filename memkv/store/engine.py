@@ -347,9 +347,9 @@ class StorageEngine:
         Extents are reserved from free space first; then, for each piece, `fill(view)` must fill
         `view` completely (e.g. recv_into from a socket) and the piece is written to the device
         while the next one is filled; pieces rotate through `buffers` (at least two page-aligned
-        buffers; the smallest sets the piece size). On a buffered device `fill` gets views of
-        the mapped device instead, so the bytes land in the page cache without a copy, unless
-        `use_mapping` is false (a caller whose pieces must be its own memory, e.g. memory
+        buffers; the smallest sets the piece size; none when `streams_mapped`). On a buffered
+        device `fill` gets views of the mapped device instead, so the bytes land in the page
+        cache without a copy, unless `use_mapping` is false (a caller whose pieces must be its own memory, e.g. memory
         registered with NIXL). A block that fits only by evicting is received whole first and
         verified before anything is evicted (MKV-ERR-002). Nothing is visible before the whole
         payload matches `checksum` and the index row is committed; on any failure the extents
@@ -368,6 +368,12 @@ class StorageEngine:
         meta.validate(self.limits)
         source = StreamedPayload(length, fill, buffers, use_mapping)
         return self._put(namespace, key, meta, source, checksum, evict=False, count_fill_errors=True)
+
+    @property
+    def streams_mapped(self) -> bool:
+        """Whether put_stream and read_stream (with use_mapping) move the bytes through the mapped
+        device, so that the piece buffers a caller passes are not used."""
+        return self.device.mapping() is not None
 
     # ---- the read pipeline: pin, read ahead, verify ------------------------------------------
     def open_read(self, namespace: str, key: bytes, capacity: int | None = None) -> BlockRead:
@@ -454,13 +460,13 @@ class StorageEngine:
                     use_mapping: bool = True) -> None:
         """Read a pinned block piece by piece and hand each piece to `emit` while the next ones are read.
 
-        Pieces rotate through `buffers` (at least two; len(buffers) - 1 reads run ahead of
-        `emit`). A piece's view is valid only during its `emit` call. On a buffered device the
-        pieces are views of the mapped device instead (no copy, no reads ahead) unless
-        `use_mapping` is false. The bytes are hashed as they pass; when the whole block fails
-        its checksum the block is removed and Corrupted is raised after every piece was emitted
-        (a streaming receiver detects it by the checksum it was given). A device failure raises
-        Unavailable part-way.
+        Pieces rotate through `buffers` (at least two, or none when `streams_mapped`;
+        len(buffers) - 1 reads run ahead of `emit`). A piece's view is valid only during its
+        `emit` call. On a buffered device the pieces are views of the mapped device instead (no
+        copy, no reads ahead) unless `use_mapping` is false. The bytes are hashed as they pass;
+        when the whole block fails its checksum the block is removed and Corrupted is raised
+        after every piece was emitted (a streaming receiver detects it by the checksum it was
+        given). A device failure raises Unavailable part-way.
         """
         if block.closed:
             raise InvalidArgument("this block read is closed")
@@ -468,6 +474,8 @@ class StorageEngine:
         plan = piece_plan(row.extents, row.length, stream_piece_size(buffers))
         hasher = payload_hasher()
         mapped = self.device.mapping() if use_mapping else None
+        if mapped is None and not buffers:
+            raise InvalidArgument("a streamed get from a device that is not mapped needs piece buffers")
         if mapped is not None:
             emit_mapped(self._io_pool, hasher, [mapped[offset : offset + size] for offset, size in plan], emit)
         else:
