@@ -241,7 +241,8 @@ def profile(op: str, size: int, seconds: float, directory: str | None, trace: bo
                 transport.put([PutItem(key, sources[i % len(sources)])])
             client.reset()
             server.ask("reset")
-            ops, spent, client_cpu, server_cpu, fresh, server_rows = 0, 0.0, 0, 0, [], []
+            ops, spent, client_cpu, server_cpu, fresh = 0, 0.0, 0, 0, []
+            server_rows: list[dict[str, Any]] = []
             while spent < seconds:
                 cpu = time.process_time_ns()
                 started = time.perf_counter()
