@@ -68,6 +68,7 @@ from .stored_sessions import EXPIRED_SESSION_RETENTION_S, StoredSessions, info
 from .ttl import MAX_TTL_S, check_ttl
 from .write_path import (
     OVERLAP_MIN_BYTES,
+    CommitBatch,
     PayloadSource,
     StreamedPayload,
     WholePayload,
@@ -250,11 +251,15 @@ class StorageEngine:
             self._evict(self._planner.victims_in_namespace(namespace, excess, self._quotas.byte_quota(namespace)))
 
     # ---- the write path: reserve, fill, commit -----------------------------------------------
-    def _reserve(self, block_id: BlockId, length: int, evict: bool) -> LiveBlock | Reservation | None:
+    def _reserve(self, block_id: BlockId, length: int, evict: bool,
+                 batch: CommitBatch | None = None) -> LiveBlock | Reservation | None:
         """Phase one: the stored block under this key, or fresh extents reserved for it.
 
         A put of the same key already in flight is waited for, then looked at again. Without
-        `evict`, None when the block does not fit in free space (nothing is reserved).
+        `evict`, None when the block does not fit in free space (nothing is reserved). Items of
+        `batch` (earlier items of the same call, filled, not committed) are committed first when
+        this item would wait for another put or evict: no put waits while holding reservations, and
+        eviction may choose them as it would have chosen them one by one.
         """
         while True:
             with self._guard():
@@ -265,8 +270,15 @@ class StorageEngine:
                     return live
                 if pending is None:
                     if evict:
-                        self._fit_quota(block_id[0], length)
-                        extents: list[Extent] | None = self._allocate(length)
+                        extents: list[Extent] | None = None
+                        if batch:
+                            fits = self._quotas.room(block_id[0]) >= length
+                            extents = self.allocator.allocate(length) if fits else None
+                            if extents is None:
+                                self._settle_batch(batch)
+                        if extents is None:
+                            self._fit_quota(block_id[0], length)
+                            extents = self._allocate(length)
                     else:
                         fits_quota = self._quotas.room(block_id[0]) >= length
                         extents = self.allocator.allocate(length) if fits_quota else None
@@ -274,6 +286,8 @@ class StorageEngine:
                         return None
                     self._io_active += 1
                     return self.resident.reserve(block_id, extents, length)
+            if batch:
+                self._settle_batch(batch)
             pending.done.wait()
 
     def _settle(self, block_id: BlockId, reservation: Reservation, row: BlockRow | None) -> None:
@@ -298,15 +312,47 @@ class StorageEngine:
                 self._io_finished()
             reservation.done.set()
 
+    def _settle_batch(self, batch: CommitBatch) -> None:
+        """Commit the rows of `batch` in one index transaction, then show the blocks; when that fails,
+        free their extents and make the error each item's result (MKV-DUR-008). Empties `batch`."""
+        staged, batch.staged = batch.staged, []
+        committed = False
+        try:
+            with self._lock:
+                self.health.check_writable()
+                try:
+                    with self.index.atomic():
+                        for item in staged:
+                            self.index.insert_block(item.row)
+                except sqlite3.Error as exc:
+                    raise self.health.index_failed(exc) from None
+                for item in staged:
+                    self.resident.commit(item.block_id, item.row)
+                    self._planner.add(item.block_id, item.row)
+                    self.counters.puts += 1
+                    self.counters.bytes_written += item.row.length
+                committed = True
+        except MemkvError as exc:
+            for item in staged:
+                self._count_error(exc)
+                batch.results[item.position] = ItemResult(exc.code, exc.message)
+        finally:
+            with self._lock:
+                for item in staged:
+                    self.resident.unreserve(item.block_id, committed)
+                    self._io_finished()
+            for item in staged:
+                item.reservation.done.set()
+
     def _put(self, namespace: str, key: bytes, meta: BlockMeta, source: PayloadSource, declared: int | None,
-             evict: bool, count_fill_errors: bool = False) -> ItemResult:
+             evict: bool, count_fill_errors: bool = False, batch: CommitBatch | None = None) -> ItemResult:
         """The one write path. A declared checksum known before reserving is verified first, since
         reserving may evict (MKV-ERR-002); a source that fits only by evicting is staged whole first."""
         block_id = (namespace, key)
         known = source.checksum_before_reserve()
         if known is not None:
             check_declared(known, declared)
-        reserved = self._reserve(block_id, source.length, evict)
+        reserved = self._reserve(block_id, source.length, evict, batch)
         if reserved is None:
             assert isinstance(source, StreamedPayload)  # only a streamed put reserves without evicting
             return self._put(namespace, key, meta, source.staged(declared), declared, evict=True)
@@ -322,22 +368,36 @@ class StorageEngine:
                 self._count_error(exc)
             raise
         finally:
-            self._settle(block_id, reserved, row)
+            if row is None or batch is None:
+                self._settle(block_id, reserved, row)
+            else:
+                batch.stage(block_id, reserved, row)
         return ItemResult()
 
     def put(self, namespace: str, items: Sequence[PutItem]) -> list[ItemResult]:
+        """Store the items; the index rows of the items of one call are committed together, in one
+        transaction after the last item is written, before this returns (MKV-DUR-007)."""
         self._check_open()
         check_namespace(namespace)
         self.limits.check_batch(len(items))
-        return [self._per_item(lambda item=item: self._put_item(namespace, item),  # type: ignore[misc]
-                               lambda exc: ItemResult(exc.code, exc.message)) for item in items]
+        results: list[ItemResult] = []
+        batch = CommitBatch(results) if len(items) > 1 else None
+        try:
+            for item in items:
+                results.append(self._per_item(lambda item=item: self._put_item(namespace, item, batch),  # type: ignore[misc]
+                                              lambda exc: ItemResult(exc.code, exc.message)))
+        finally:
+            if batch:
+                self._settle_batch(batch)
+        return results
 
-    def _put_item(self, namespace: str, item: PutItem) -> ItemResult:
+    def _put_item(self, namespace: str, item: PutItem, batch: CommitBatch | None = None) -> ItemResult:
         key = check_key(item.key)
         payload = readable_view(item.payload)
         self.limits.check_payload_size(len(payload))
         item.meta.validate(self.limits)
-        return self._put(namespace, key, item.meta, WholePayload(payload, item.checksum), item.checksum, evict=True)
+        return self._put(namespace, key, item.meta, WholePayload(payload, item.checksum), item.checksum, evict=True,
+                         batch=batch)
 
     def put_stream(self, namespace: str, key: bytes, length: int, fill: Callable[[memoryview], None],
                    buffers: Sequence[memoryview], meta: BlockMeta | None = None,

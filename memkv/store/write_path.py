@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import dataclasses
 from collections.abc import Callable, Sequence
 
 from ..blocks import MiB
@@ -19,6 +20,7 @@ from .allocator import Extent
 from .device import Device
 from .index import BlockRow
 from .read_path import piece_plan
+from .resident import Reservation
 
 # Payloads at least this large are hashed while the device write runs in another thread.
 OVERLAP_MIN_BYTES = 1 * MiB
@@ -162,3 +164,28 @@ class StreamedPayload:
 
 
 PayloadSource = WholePayload | StreamedPayload
+
+
+@dataclasses.dataclass(slots=True)
+class StagedRow:
+    """An item of a put call whose payload is written and verified; its row waits for the commit."""
+
+    position: int
+    block_id: tuple[str, bytes]
+    reservation: Reservation
+    row: BlockRow
+
+
+@dataclasses.dataclass(slots=True)
+class CommitBatch:
+    """The items of one put call whose index rows are committed in one transaction
+    (StorageEngine._settle_batch), and the call's results, where a failed commit is recorded."""
+
+    results: list[ItemResult]
+    staged: list[StagedRow] = dataclasses.field(default_factory=list)
+
+    def stage(self, block_id: tuple[str, bytes], reservation: Reservation, row: BlockRow) -> None:
+        self.staged.append(StagedRow(len(self.results), block_id, reservation, row))
+
+    def __bool__(self) -> bool:
+        return bool(self.staged)
