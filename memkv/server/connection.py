@@ -40,7 +40,7 @@ from ..errors import (
     Timeout,
     Unavailable,
 )
-from ..store.engine import BlockRead
+from ..store.engine import BlockRead, CommitBatch
 from ..transport import SPEC_VERSION, GetResult, ItemResult
 from ..version import __version__
 from ..wire import messages as msg
@@ -410,8 +410,9 @@ class Connection:
             raise ProtocolError("payload length does not match the sum of the item lengths")
         largest = max((length for _, length, _, _ in items if 0 < length <= limits.max_block_size), default=0)
         buffers, held = self._stream_buffers(largest)
+        results: list[ItemResult] = []
+        batch = CommitBatch(results) if len(items) > 1 else None  # one index commit for the request
         try:
-            results: list[ItemResult] = []
             for key, length, checksum, meta in items:
                 if length == 0:
                     results.append(ItemResult(ErrorCode.INVALID_ARGUMENT, "payload is empty"))
@@ -423,15 +424,17 @@ class Connection:
                     self._discard_payload(length)
                     results.append(ItemResult(meta.code, meta.message))
                 else:
-                    results.append(self._put_streamed(key, length, checksum, meta, buffers))
+                    results.append(self._put_streamed(key, length, checksum, meta, buffers, batch))
             self.server.metrics.bytes.labels("in").inc(header.payload_len)
         finally:
+            if batch is not None:
+                self.engine.commit_batch(batch)  # before the answer, and also when the socket failed
             self._release_buffers(buffers, held)
         self._count_items(header.opcode, results)
         return {}, msg.pack_results(results), len(results), []
 
     def _put_streamed(self, key: bytes, length: int, checksum: int, meta: BlockMeta,
-                      buffers: list[memoryview]) -> ItemResult:
+                      buffers: list[memoryview], batch: CommitBatch | None) -> ItemResult:
         """One item: received piece by piece into `buffers` while the engine writes the previous piece."""
         received = [0]
         failed: list[BaseException] = []
@@ -447,7 +450,7 @@ class Connection:
             self.wire.payload_received(len(view))
 
         try:
-            return self.engine.put_stream(self.namespace, key, length, fill, buffers, meta, checksum)
+            return self.engine.put_stream(self.namespace, key, length, fill, buffers, meta, checksum, batch=batch)
         except MemkvError as exc:
             if failed:
                 raise  # the socket failed: the connection ends

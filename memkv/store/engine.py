@@ -355,7 +355,7 @@ class StorageEngine:
         reserved = self._reserve(block_id, source.length, evict, batch)
         if reserved is None:
             assert isinstance(source, StreamedPayload)  # only a streamed put reserves without evicting
-            return self._put(namespace, key, meta, source.staged(declared), declared, evict=True)
+            return self._put(namespace, key, meta, source.staged(declared), declared, evict=True, batch=batch)
         if isinstance(reserved, LiveBlock):
             return reput(key, reserved.row, source.length, source.consume(), declared)
         row = None
@@ -401,7 +401,8 @@ class StorageEngine:
 
     def put_stream(self, namespace: str, key: bytes, length: int, fill: Callable[[memoryview], None],
                    buffers: Sequence[memoryview], meta: BlockMeta | None = None,
-                   checksum: int | None = None, use_mapping: bool = True) -> ItemResult:
+                   checksum: int | None = None, use_mapping: bool = True,
+                   batch: CommitBatch | None = None) -> ItemResult:
         """Store one block whose bytes arrive piece by piece: the two-phase put of `put`, streamed.
 
         Extents are reserved from free space first; then, for each piece, `fill(view)` must fill
@@ -419,6 +420,10 @@ class StorageEngine:
         failure as UNAVAILABLE, ...) instead of returning it, and lets an exception of `fill`
         through unchanged. When it raises, `fill` may have consumed only part of the payload:
         the caller discards the rest of its input.
+
+        With `batch` (the items of one request; its `results` are the caller's list, this item's
+        result appended next), the index row waits in `batch` and `commit_batch` commits all of
+        them in one transaction: the caller must call it before it answers, also on failure.
         """
         self._check_open()
         check_namespace(namespace)
@@ -427,7 +432,12 @@ class StorageEngine:
         self.limits.check_payload_size(length)
         meta.validate(self.limits)
         source = StreamedPayload(length, fill, buffers, use_mapping)
-        return self._put(namespace, key, meta, source, checksum, evict=False, count_fill_errors=True)
+        return self._put(namespace, key, meta, source, checksum, evict=False, count_fill_errors=True, batch=batch)
+
+    def commit_batch(self, batch: CommitBatch) -> None:
+        """Commit the rows `put_stream` left in `batch` (a failure becomes each item's result)."""
+        if batch:
+            self._settle_batch(batch)
 
     @property
     def streams_mapped(self) -> bool:
@@ -791,4 +801,4 @@ class StorageEngine:
             self._store_lock.release()
 
 
-__all__ = ["EXPIRED_SESSION_RETENTION_S", "MAX_TTL_S", "BlockRead", "StorageEngine", "check_ttl"]
+__all__ = ["EXPIRED_SESSION_RETENTION_S", "MAX_TTL_S", "BlockRead", "CommitBatch", "StorageEngine", "check_ttl"]

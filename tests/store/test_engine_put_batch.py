@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from helpers_store import KiB, MiB, check_space, key, open_engine, payload
 
-from memkv.errors import ErrorCode
-from memkv.store.engine import StorageEngine
-from memkv.transport import PutItem
+from memkv.buffers import aligned_buffer
+from memkv.checksum import payload_checksum
+from memkv.errors import ErrorCode, MemkvError
+from memkv.store.engine import CommitBatch, StorageEngine
+from memkv.transport import ItemResult, PutItem
 
 
 def _commits(engine: StorageEngine) -> list[str]:
@@ -89,3 +92,40 @@ def test_a_call_larger_than_free_space_commits_its_items_before_evicting(tmp_pat
         check_space(engine)
     finally:
         engine.close()
+
+
+def test_streamed_items_of_one_request_share_one_commit(tmp_path: Path) -> None:
+    """What the TCP server does with the items of one PUT frame (put_stream with a batch)."""
+    engine = open_engine(tmp_path / "store")
+    try:
+        statements = _commits(engine)
+        results: list[ItemResult] = []
+        batch = CommitBatch(results)
+        data = [payload(i, 100_000) for i in range(3)]
+        pieces = [aligned_buffer(64 * KiB), aligned_buffer(64 * KiB)]
+        for i, item in enumerate(data):
+            fill = _feeder(item)
+            checksum = payload_checksum(item) ^ (1 if i == 1 else 0)  # the second one arrives damaged
+            try:
+                results.append(engine.put_stream("ns", key(i), len(item), fill, pieces, checksum=checksum,
+                                                 batch=batch))
+            except MemkvError as exc:
+                results.append(ItemResult(exc.code, exc.message))
+        assert not engine.exists("ns", [key(0)])[0]  # not visible before the commit
+        engine.commit_batch(batch)
+        assert [r.status for r in results] == [ErrorCode.OK, ErrorCode.CHECKSUM_MISMATCH, ErrorCode.OK]
+        assert engine.exists("ns", [key(0), key(1), key(2)]) == [True, False, True]
+        assert sum(s.strip().upper() == "COMMIT" for s in statements) == 1
+        check_space(engine)
+    finally:
+        engine.close()
+
+
+def _feeder(data: bytes) -> Callable[[memoryview], None]:
+    pos = [0]
+
+    def fill(view: memoryview) -> None:
+        view[:] = data[pos[0] : pos[0] + len(view)]
+        pos[0] += len(view)
+
+    return fill
