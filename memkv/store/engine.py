@@ -410,8 +410,8 @@ class StorageEngine:
         while the next one is filled; pieces rotate through `buffers` (at least two page-aligned
         buffers; the smallest sets the piece size; none when `streams_mapped`). On a buffered
         device `fill` gets views of the mapped device instead, so the bytes land in the page
-        cache without a copy, unless `use_mapping` is false (a caller whose pieces must be its own memory, e.g. memory
-        registered with NIXL). A block that fits only by evicting is received whole first and
+        cache without a copy, unless `use_mapping` is false (a caller whose pieces must be its
+        own memory, e.g. memory registered with NIXL). A block that fits only by evicting is received whole first and
         verified before anything is evicted (MKV-ERR-002). Nothing is visible before the whole
         payload matches `checksum` and the index row is committed; on any failure the extents
         are freed.
