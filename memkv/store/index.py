@@ -113,7 +113,7 @@ class Index:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             # Checkpoints (each one fsyncs) belong to the engine's flush, not to the put that happens
-            # to fill the WAL: `insert_block` checkpoints only past CHECKPOINT_AFTER_INSERTS.
+            # to fill the WAL: an insert or a transaction checkpoints only past CHECKPOINT_AFTER_INSERTS.
             self.db.execute("PRAGMA wal_autocheckpoint=0")
             # Refuse a newer index before touching its schema (MKV-DUR-005).
             has_meta = self.db.execute(
@@ -144,9 +144,9 @@ class Index:
 
     # ---- blocks -----------------------------------------------------------------------------
     def insert_block(self, row: BlockRow) -> None:
+        if not self.db.in_transaction:
+            self._checkpoint_if_due()
         self._inserts += 1
-        if self._inserts > CHECKPOINT_AFTER_INSERTS and not self.db.in_transaction:
-            self.checkpoint()
         self.db.execute(
             "INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?,?)",
             (row.namespace, row.key, row.length, _signed(row.checksum), row.meta.encode(),
@@ -214,6 +214,7 @@ class Index:
     @contextlib.contextmanager
     def atomic(self) -> Iterator[None]:
         """Group statements into one atomic commit; any failure, the COMMIT's included, rolls back."""
+        self._checkpoint_if_due()
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -235,6 +236,10 @@ class Index:
     def checkpoint(self) -> None:
         self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         self._inserts = 0
+
+    def _checkpoint_if_due(self) -> None:
+        if self._inserts >= CHECKPOINT_AFTER_INSERTS:
+            self.checkpoint()
 
     def close(self) -> None:
         self.db.close()
