@@ -30,6 +30,13 @@ def _figure_png(report: dict[str, Any], metric: str) -> str:
         if metric == "gb_per_s":
             axis.plot(sizes, [r["memkv"]["gb_per_s"] for r in mine], "o-", label="memkv")
             axis.plot(sizes, [r["raw"]["gb_per_s"] for r in mine], "s--", label=f"raw ({report.get('raw', '')})")
+            for peer in dict.fromkeys(r["path"] for r in rows if r.get("peer")):  # --compare, same run
+                theirs = [r for r in rows if r["op"] == op and r["path"] == peer]
+                axis.plot([r["size"] / 2**20 for r in theirs], [r["memkv"]["gb_per_s"] for r in theirs], "d:",
+                          label=peer)
+            limit = report.get("physical_limit")
+            if limit:
+                axis.axhline(limit["gb_per_s"], color="grey", linestyle="-.", label="loopback limit (iperf3)")
             axis.set_ylabel("GB/s")
         else:
             for path, style in (("memkv", "-"), ("raw", "--")):

@@ -234,6 +234,8 @@ def format_report(report: dict[str, Any]) -> str:
     if memory:
         lines.append(f"server memory: {format_size(memory['rss_bytes'])} resident, "
                      f"{format_size(memory['peak_rss_bytes'])} at its peak"
+                     + (f"; {format_size(memory['private_bytes'])} its own, {format_size(memory['mapped_bytes'])} "
+                        "mapped files (a store on tmpfs: the stored blocks)" if "private_bytes" in memory else "")
                      + (f" (buffer pool {format_size(memory['buffer_memory_bytes'])})"
                         if "buffer_memory_bytes" in memory else ""))
     limit = report.get("physical_limit")

@@ -40,7 +40,7 @@ from ..errors import (
     Timeout,
     Unavailable,
 )
-from ..store.engine import BlockRead
+from ..store.engine import BlockRead, CommitBatch
 from ..transport import SPEC_VERSION, GetResult, ItemResult
 from ..version import __version__
 from ..wire import messages as msg
@@ -153,6 +153,7 @@ class Connection:
         self._send_lock = threading.Lock()
         self.closing = False
         self._after_send: list[Callable[[], None]] = []
+        self._poller: select.poll | None = None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Blocking socket; deadlines are kernel timeouts (SO_RCVTIMEO/SO_SNDTIMEO) set before a
         # call: one syscall each instead of Python's non-blocking mode (fcntl, poll, then the call).
@@ -269,10 +270,11 @@ class Connection:
                 pass
 
     def _readable(self, timeout: float) -> bool:
-        poller = select.poll()  # not select(): descriptors above 1023 must work too
         try:
-            poller.register(self.sock, select.POLLIN)
-            return bool(poller.poll(max(0, int(timeout * 1000))))
+            if self._poller is None:
+                self._poller = select.poll()  # not select(): descriptors above 1023 must work too
+                self._poller.register(self.sock, select.POLLIN)
+            return bool(self._poller.poll(max(0, int(timeout * 1000))))
         except (OSError, ValueError):
             raise _Closed("socket closed") from None
 
@@ -386,7 +388,11 @@ class Connection:
 
     # ---- data path -----------------------------------------------------------------------------
     def _stream_buffers(self, largest: int) -> tuple[list[memoryview], int]:
-        """Piece buffers for one streamed request, charged to the budget; (buffers, bytes held)."""
+        """Piece buffers for one streamed request, charged to the budget; (buffers, bytes held).
+
+        None on a mapped device, where the engine receives into and sends from the page cache."""
+        if not largest or self.engine.streams_mapped:
+            return [], 0
         piece = min(STREAM_PIECE, -(-largest // 4096) * 4096)
         held = piece * STREAM_BUFFERS
         self.server.budget.acquire(held, self.config.frame_timeout_s)
@@ -404,9 +410,10 @@ class Connection:
         if sum(length for _, length, _, _ in items) != header.payload_len:
             raise ProtocolError("payload length does not match the sum of the item lengths")
         largest = max((length for _, length, _, _ in items if 0 < length <= limits.max_block_size), default=0)
-        buffers, held = self._stream_buffers(largest) if largest else ([], 0)
+        buffers, held = self._stream_buffers(largest)
+        results: list[ItemResult] = []
+        batch = CommitBatch(results) if len(items) > 1 else None  # one index commit for the request
         try:
-            results: list[ItemResult] = []
             for key, length, checksum, meta in items:
                 if length == 0:
                     results.append(ItemResult(ErrorCode.INVALID_ARGUMENT, "payload is empty"))
@@ -418,15 +425,17 @@ class Connection:
                     self._discard_payload(length)
                     results.append(ItemResult(meta.code, meta.message))
                 else:
-                    results.append(self._put_streamed(key, length, checksum, meta, buffers))
+                    results.append(self._put_streamed(key, length, checksum, meta, buffers, batch))
             self.server.metrics.bytes.labels("in").inc(header.payload_len)
         finally:
+            if batch is not None:
+                self.engine.commit_batch(batch)  # before the answer, and also when the socket failed
             self._release_buffers(buffers, held)
         self._count_items(header.opcode, results)
         return {}, msg.pack_results(results), len(results), []
 
     def _put_streamed(self, key: bytes, length: int, checksum: int, meta: BlockMeta,
-                      buffers: list[memoryview]) -> ItemResult:
+                      buffers: list[memoryview], batch: CommitBatch | None) -> ItemResult:
         """One item: received piece by piece into `buffers` while the engine writes the previous piece."""
         received = [0]
         failed: list[BaseException] = []
@@ -442,7 +451,7 @@ class Connection:
             self.wire.payload_received(len(view))
 
         try:
-            return self.engine.put_stream(self.namespace, key, length, fill, buffers, meta, checksum)
+            return self.engine.put_stream(self.namespace, key, length, fill, buffers, meta, checksum, batch=batch)
         except MemkvError as exc:
             if failed:
                 raise  # the socket failed: the connection ends

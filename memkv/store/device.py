@@ -122,6 +122,9 @@ class Device:
         the page cache and a streamed get sends straight from it, with no copy through a buffer;
         fdatasync (sync) writes mapped changes back like pwrite ones.
         """
+        mapped = self._map
+        if mapped is not None:  # once mapped, the checks below have passed
+            return memoryview(mapped)
         if self.direct or os.environ.get("MEMKV_MMAP", "1") == "0" or self.size <= 0:
             return None
         if not self.is_block_device and os.fstat(self.fd).st_blocks * 512 < self.size:

@@ -69,6 +69,7 @@ from .stored_sessions import EXPIRED_SESSION_RETENTION_S, StoredSessions, info
 from .ttl import MAX_TTL_S, check_ttl
 from .write_path import (
     OVERLAP_MIN_BYTES,
+    CommitBatch,
     PayloadSource,
     StreamedPayload,
     WholePayload,
@@ -251,11 +252,15 @@ class StorageEngine:
             self._evict(self._planner.victims_in_namespace(namespace, excess, self._quotas.byte_quota(namespace)))
 
     # ---- the write path: reserve, fill, commit -----------------------------------------------
-    def _reserve(self, block_id: BlockId, length: int, evict: bool) -> LiveBlock | Reservation | None:
+    def _reserve(self, block_id: BlockId, length: int, evict: bool,
+                 batch: CommitBatch | None = None) -> LiveBlock | Reservation | None:
         """Phase one: the stored block under this key, or fresh extents reserved for it.
 
         A put of the same key already in flight is waited for, then looked at again. Without
-        `evict`, None when the block does not fit in free space (nothing is reserved).
+        `evict`, None when the block does not fit in free space (nothing is reserved). Items of
+        `batch` (earlier items of the same call, filled, not committed) are committed first when
+        this item would wait for another put or evict: no put waits while holding reservations, and
+        eviction may choose them as it would have chosen them one by one.
         """
         while True:
             with self._guard():
@@ -266,8 +271,15 @@ class StorageEngine:
                     return live
                 if pending is None:
                     if evict:
-                        self._fit_quota(block_id[0], length)
-                        extents: list[Extent] | None = self._allocate(length)
+                        extents: list[Extent] | None = None
+                        if batch:
+                            fits = self._quotas.room(block_id[0]) >= length
+                            extents = self.allocator.allocate(length) if fits else None
+                            if extents is None:
+                                self._settle_batch(batch)
+                        if extents is None:
+                            self._fit_quota(block_id[0], length)
+                            extents = self._allocate(length)
                     else:
                         fits_quota = self._quotas.room(block_id[0]) >= length
                         extents = self.allocator.allocate(length) if fits_quota else None
@@ -275,6 +287,8 @@ class StorageEngine:
                         return None
                     self._io_active += 1
                     return self.resident.reserve(block_id, extents, length)
+            if batch:
+                self._settle_batch(batch)
             pending.done.wait()
 
     def _settle(self, block_id: BlockId, reservation: Reservation, row: BlockRow | None) -> None:
@@ -299,18 +313,50 @@ class StorageEngine:
                 self._io_finished()
             reservation.done.set()
 
+    def _settle_batch(self, batch: CommitBatch) -> None:
+        """Commit the rows of `batch` in one index transaction, then show the blocks; when that fails,
+        free their extents and make the error each item's result (MKV-DUR-008). Empties `batch`."""
+        staged, batch.staged = batch.staged, []
+        committed = False
+        try:
+            with self._lock:
+                self.health.check_writable()
+                try:
+                    with self.index.atomic():
+                        for item in staged:
+                            self.index.insert_block(item.row)
+                except sqlite3.Error as exc:
+                    raise self.health.index_failed(exc) from None
+                for item in staged:
+                    self.resident.commit(item.block_id, item.row)
+                    self._planner.add(item.block_id, item.row)
+                    self.counters.puts += 1
+                    self.counters.bytes_written += item.row.length
+                committed = True
+        except MemkvError as exc:
+            for item in staged:
+                self._count_error(exc)
+                batch.results[item.position] = ItemResult(exc.code, exc.message)
+        finally:
+            with self._lock:
+                for item in staged:
+                    self.resident.unreserve(item.block_id, committed)
+                    self._io_finished()
+            for item in staged:
+                item.reservation.done.set()
+
     def _put(self, namespace: str, key: bytes, meta: BlockMeta, source: PayloadSource, declared: int | None,
-             evict: bool, count_fill_errors: bool = False) -> ItemResult:
+             evict: bool, count_fill_errors: bool = False, batch: CommitBatch | None = None) -> ItemResult:
         """The one write path. A declared checksum known before reserving is verified first, since
         reserving may evict (MKV-ERR-002); a source that fits only by evicting is staged whole first."""
         block_id = (namespace, key)
         known = source.checksum_before_reserve()
         if known is not None:
             check_declared(known, declared)
-        reserved = self._reserve(block_id, source.length, evict)
+        reserved = self._reserve(block_id, source.length, evict, batch)
         if reserved is None:
             assert isinstance(source, StreamedPayload)  # only a streamed put reserves without evicting
-            return self._put(namespace, key, meta, source.staged(declared), declared, evict=True)
+            return self._put(namespace, key, meta, source.staged(declared), declared, evict=True, batch=batch)
         if isinstance(reserved, LiveBlock):
             return reput(key, reserved.row, source.length, source.consume(), declared)
         row = None
@@ -323,35 +369,50 @@ class StorageEngine:
                 self._count_error(exc)
             raise
         finally:
-            self._settle(block_id, reserved, row)
+            if row is None or batch is None:
+                self._settle(block_id, reserved, row)
+            else:
+                batch.stage(block_id, reserved, row)
         return ItemResult()
 
     def put(self, namespace: str, items: Sequence[PutItem]) -> list[ItemResult]:
+        """Store the items; the index rows of the items of one call are committed together, in one
+        transaction after the last item is written, before this returns (MKV-DUR-007)."""
         self._check_open()
         check_namespace(namespace)
         self.limits.check_batch(len(items))
-        return [self._per_item(lambda item=item: self._put_item(namespace, item),  # type: ignore[misc]
-                               lambda exc: ItemResult(exc.code, exc.message)) for item in items]
+        results: list[ItemResult] = []
+        batch = CommitBatch(results) if len(items) > 1 else None
+        try:
+            for item in items:
+                results.append(self._per_item(lambda item=item: self._put_item(namespace, item, batch),  # type: ignore[misc]
+                                              lambda exc: ItemResult(exc.code, exc.message)))
+        finally:
+            if batch:
+                self._settle_batch(batch)
+        return results
 
-    def _put_item(self, namespace: str, item: PutItem) -> ItemResult:
+    def _put_item(self, namespace: str, item: PutItem, batch: CommitBatch | None = None) -> ItemResult:
         key = check_key(item.key)
         payload = readable_view(item.payload)
         self.limits.check_payload_size(len(payload))
         item.meta.validate(self.limits)
-        return self._put(namespace, key, item.meta, WholePayload(payload, item.checksum), item.checksum, evict=True)
+        return self._put(namespace, key, item.meta, WholePayload(payload, item.checksum), item.checksum, evict=True,
+                         batch=batch)
 
     def put_stream(self, namespace: str, key: bytes, length: int, fill: Callable[[memoryview], None],
                    buffers: Sequence[memoryview], meta: BlockMeta | None = None,
-                   checksum: int | None = None, use_mapping: bool = True) -> ItemResult:
+                   checksum: int | None = None, use_mapping: bool = True,
+                   batch: CommitBatch | None = None) -> ItemResult:
         """Store one block whose bytes arrive piece by piece: the two-phase put of `put`, streamed.
 
         Extents are reserved from free space first; then, for each piece, `fill(view)` must fill
         `view` completely (e.g. recv_into from a socket) and the piece is written to the device
         while the next one is filled; pieces rotate through `buffers` (at least two page-aligned
-        buffers; the smallest sets the piece size). On a buffered device `fill` gets views of
-        the mapped device instead, so the bytes land in the page cache without a copy, unless
-        `use_mapping` is false (a caller whose pieces must be its own memory, e.g. memory
-        registered with NIXL). A block that fits only by evicting is received whole first and
+        buffers; the smallest sets the piece size; none when `streams_mapped`). On a buffered
+        device `fill` gets views of the mapped device instead, so the bytes land in the page
+        cache without a copy, unless `use_mapping` is false (a caller whose pieces must be its
+        own memory, e.g. memory registered with NIXL). A block that fits only by evicting is received whole first and
         verified before anything is evicted (MKV-ERR-002). Nothing is visible before the whole
         payload matches `checksum` and the index row is committed; on any failure the extents
         are freed.
@@ -360,6 +421,10 @@ class StorageEngine:
         failure as UNAVAILABLE, ...) instead of returning it, and lets an exception of `fill`
         through unchanged. When it raises, `fill` may have consumed only part of the payload:
         the caller discards the rest of its input.
+
+        With `batch` (the items of one request; its `results` are the caller's list, this item's
+        result appended next), the index row waits in `batch` and `commit_batch` commits all of
+        them in one transaction: the caller must call it before it answers, also on failure.
         """
         self._check_open()
         check_namespace(namespace)
@@ -368,7 +433,18 @@ class StorageEngine:
         self.limits.check_payload_size(length)
         meta.validate(self.limits)
         source = StreamedPayload(length, fill, buffers, use_mapping)
-        return self._put(namespace, key, meta, source, checksum, evict=False, count_fill_errors=True)
+        return self._put(namespace, key, meta, source, checksum, evict=False, count_fill_errors=True, batch=batch)
+
+    def commit_batch(self, batch: CommitBatch) -> None:
+        """Commit the rows `put_stream` left in `batch` (a failure becomes each item's result)."""
+        if batch:
+            self._settle_batch(batch)
+
+    @property
+    def streams_mapped(self) -> bool:
+        """Whether put_stream and read_stream (with use_mapping) move the bytes through the mapped
+        device, so that the piece buffers a caller passes are not used."""
+        return self.device.mapping() is not None
 
     # ---- the read pipeline: pin, read ahead, verify ------------------------------------------
     def open_read(self, namespace: str, key: bytes, capacity: int | None = None) -> BlockRead:
@@ -455,13 +531,13 @@ class StorageEngine:
                     use_mapping: bool = True) -> None:
         """Read a pinned block piece by piece and hand each piece to `emit` while the next ones are read.
 
-        Pieces rotate through `buffers` (at least two; len(buffers) - 1 reads run ahead of
-        `emit`). A piece's view is valid only during its `emit` call. On a buffered device the
-        pieces are views of the mapped device instead (no copy, no reads ahead) unless
-        `use_mapping` is false. The bytes are hashed as they pass; when the whole block fails
-        its checksum the block is removed and Corrupted is raised after every piece was emitted
-        (a streaming receiver detects it by the checksum it was given). A device failure raises
-        Unavailable part-way.
+        Pieces rotate through `buffers` (at least two, or none when `streams_mapped`;
+        len(buffers) - 1 reads run ahead of `emit`). A piece's view is valid only during its
+        `emit` call. On a buffered device the pieces are views of the mapped device instead (no
+        copy, no reads ahead) unless `use_mapping` is false. The bytes are hashed as they pass;
+        when the whole block fails its checksum the block is removed and Corrupted is raised
+        after every piece was emitted (a streaming receiver detects it by the checksum it was
+        given). A device failure raises Unavailable part-way.
         """
         if block.closed:
             raise InvalidArgument("this block read is closed")
@@ -469,6 +545,8 @@ class StorageEngine:
         plan = piece_plan(row.extents, row.length, stream_piece_size(buffers))
         hasher = payload_hasher()
         mapped = self.device.mapping() if use_mapping else None
+        if mapped is None and not buffers:
+            raise InvalidArgument("a streamed get from a device that is not mapped needs piece buffers")
         if mapped is not None:
             emit_mapped(self._io_pool, hasher, [mapped[offset : offset + size] for offset, size in plan], emit)
         else:
@@ -737,4 +815,4 @@ class StorageEngine:
             self._store_lock.release()
 
 
-__all__ = ["EXPIRED_SESSION_RETENTION_S", "MAX_TTL_S", "BlockRead", "StorageEngine", "check_ttl"]
+__all__ = ["EXPIRED_SESSION_RETENTION_S", "MAX_TTL_S", "BlockRead", "CommitBatch", "StorageEngine", "check_ttl"]

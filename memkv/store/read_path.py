@@ -84,10 +84,20 @@ def read_pieces(device: Device, pool: concurrent.futures.Executor | None, plan: 
         concurrent.futures.wait([reading for reading, _ in queue])
 
 
+# Below this many bytes a mapped block is hashed in the emitting thread, piece by piece after it
+# is emitted: the hand-off to a hashing thread and back costs more than the hash saves.
+HASH_BESIDE_MIN_BYTES = 8 * 1024 * 1024
+
+
 def emit_mapped(pool: concurrent.futures.Executor, hasher: Any, pieces: Sequence[memoryview],
                 emit: Callable[[memoryview], None]) -> None:
     """Emit straight from the page cache while another thread hashes the same pages (both release
-    the GIL); the pinned block keeps the pages in place."""
+    the GIL); the pinned block keeps the pages in place. A small block is hashed inline."""
+    if sum(len(view) for view in pieces) < HASH_BESIDE_MIN_BYTES:
+        for view in pieces:
+            emit(view)
+            hasher.update(view)
+        return
     hashing = pool.submit(_hash_pieces, hasher, pieces)
     try:
         for view in pieces:

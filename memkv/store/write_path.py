@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import dataclasses
 from collections.abc import Callable, Sequence
 
 from ..blocks import MiB
@@ -19,11 +20,14 @@ from .allocator import Extent
 from .device import Device
 from .index import BlockRow
 from .read_path import piece_plan
+from .resident import Reservation
 
 # Payloads at least this large are hashed while the device write runs in another thread.
 OVERLAP_MIN_BYTES = 1 * MiB
 # Device offsets and piece sizes of a streamed put or get are multiples of this (O_DIRECT).
 STREAM_ALIGN = 4096
+# Piece size of a streamed put or get through the mapped device (no piece buffers).
+MAPPED_PIECE = 1 * MiB
 
 
 def check_declared(checksum: int, declared: int | None) -> None:
@@ -40,6 +44,10 @@ def reput(key: bytes, row: BlockRow, length: int, checksum: int, declared: int |
 
 
 def stream_piece_size(buffers: Sequence[memoryview]) -> int:
+    """The piece size of a streamed put or get through `buffers`; none at all: the device is mapped
+    and the pieces are views of it (the caller learns that from StorageEngine.streams_mapped)."""
+    if not buffers:
+        return MAPPED_PIECE
     if len(buffers) < 2:
         raise InvalidArgument("a streamed put or get needs at least two piece buffers")
     piece = min(len(b) for b in buffers) // STREAM_ALIGN * STREAM_ALIGN
@@ -104,7 +112,7 @@ class StreamedPayload:
         return None
 
     def _scratch_pieces(self) -> collections.abc.Iterator[memoryview]:
-        scratch = self.buffers[0][: self.piece]
+        scratch = self.buffers[0][: self.piece] if self.buffers else memoryview(bytearray(self.piece))
         for start in range(0, self.length, self.piece):
             view = scratch[: min(self.piece, self.length - start)]
             self._fill(view)
@@ -130,6 +138,8 @@ class StreamedPayload:
         hasher = payload_hasher()
         writes: collections.deque[concurrent.futures.Future[None]] = collections.deque()
         mapped = device.mapping() if self.use_mapping else None
+        if mapped is None and not self.buffers:
+            raise InvalidArgument("a streamed put to a device that is not mapped needs piece buffers")
         try:
             for k, (offset, size) in enumerate(piece_plan(extents, self.length, self.piece)):
                 if mapped is not None:  # buffered device: receive straight into the page cache
@@ -154,3 +164,28 @@ class StreamedPayload:
 
 
 PayloadSource = WholePayload | StreamedPayload
+
+
+@dataclasses.dataclass(slots=True)
+class StagedRow:
+    """An item of a put call whose payload is written and verified; its row waits for the commit."""
+
+    position: int
+    block_id: tuple[str, bytes]
+    reservation: Reservation
+    row: BlockRow
+
+
+@dataclasses.dataclass(slots=True)
+class CommitBatch:
+    """The items of one put call whose index rows are committed in one transaction
+    (StorageEngine._settle_batch), and the call's results, where a failed commit is recorded."""
+
+    results: list[ItemResult]
+    staged: list[StagedRow] = dataclasses.field(default_factory=list)
+
+    def stage(self, block_id: tuple[str, bytes], reservation: Reservation, row: BlockRow) -> None:
+        self.staged.append(StagedRow(len(self.results), block_id, reservation, row))
+
+    def __bool__(self) -> bool:
+        return bool(self.staged)

@@ -45,6 +45,8 @@ def test_stored_blocks_stay_in_the_store_for_the_whole_run(backend: str, tmp_pat
     memory = report["server_memory"]
     if backend == "tcp":
         assert 0 < memory["rss_bytes"] <= memory["peak_rss_bytes"]
+        assert 0 < memory["private_bytes"] <= memory["rss_bytes"]
+        assert memory["private_bytes"] + memory["mapped_bytes"] == memory["rss_bytes"]
         assert "server memory" in format_report(report)
     else:
         assert memory is None

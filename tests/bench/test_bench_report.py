@@ -38,3 +38,31 @@ def test_html_without_matplotlib_says_what_to_install(monkeypatch: pytest.Monkey
     with pytest.raises(MemkvError) as caught:
         render_html(report, "")
     assert caught.value.code is ErrorCode.UNSUPPORTED and "[plot]" in caught.value.message
+
+
+def test_html_throughput_plot_shows_the_compared_peers_and_the_loopback_limit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from matplotlib.axes import Axes
+
+    labels: list[str] = []
+    for name in ("plot", "axhline"):
+        real = getattr(Axes, name)
+
+        def recording(self: Axes, *args: object, real: object = real, **kwargs: object) -> object:
+            labels.append(str(kwargs.get("label", "")))
+            return real(self, *args, **kwargs)  # type: ignore[operator]
+
+        monkeypatch.setattr(Axes, name, recording)
+
+    def row(size: int, op: str, path: str, rate: float) -> dict[str, object]:
+        measured = {"gb_per_s": rate, "p50_ms": 1.0, "p99_ms": 2.0}
+        return {"size": size, "op": op, "path": path, "memkv": measured, "raw": measured, "ratio": 1.0,
+                "peer": path != "memkv"}
+
+    rows = [row(size, op, path, 1.0) for size in (2 << 20, 16 << 20) for op in ("put", "get")
+            for path in ("memkv", "redis")]
+    report = {"backend": "tcp", "rounds": 1, "count": 1, "raw": "socket", "results": rows,
+              "physical_limit": {"gb_per_s": 2.5, "what": "iperf3"}}
+    render_html(report, "")
+    assert labels.count("redis") == 2 and labels.count("loopback limit (iperf3)") == 2  # put and get
+    assert labels.count("memkv") == 2

@@ -16,8 +16,17 @@ from helpers_store import KiB, MiB, check_space, key, open_engine, payload
 from memkv.blocks import BlockMeta
 from memkv.buffers import aligned_buffer
 from memkv.checksum import payload_checksum
-from memkv.errors import BufferTooSmall, ChecksumMismatch, Corrupted, ErrorCode, KeyConflict, NotFound
+from memkv.errors import (
+    BufferTooSmall,
+    ChecksumMismatch,
+    Corrupted,
+    ErrorCode,
+    InvalidArgument,
+    KeyConflict,
+    NotFound,
+)
 from memkv.store.engine import StorageEngine
+from memkv.store.read_path import HASH_BESIDE_MIN_BYTES
 from memkv.transport import PutItem
 
 
@@ -57,7 +66,8 @@ def read_all(engine: StorageEngine, k: bytes) -> bytes:
     return bytes(out)
 
 
-@pytest.mark.parametrize("size", [4 * KiB, 100_000, 1 * MiB + 12345])
+# the last size is hashed beside the sending (another thread) on a mapped device, the others inline
+@pytest.mark.parametrize("size", [4 * KiB, 100_000, 1 * MiB + 12345, HASH_BESIDE_MIN_BYTES])
 def test_put_stream_then_get_and_read_stream(engine: StorageEngine, size: int) -> None:
     data = payload(1, size)
     fill, pos = feeder(data)
@@ -170,3 +180,33 @@ def test_streamed_put_refused_for_its_checksum_evicts_nothing_from_a_full_store(
     fill, _ = feeder(data)
     engine.put_stream("ns", key(999), len(data), fill, buffers(), checksum=payload_checksum(data))
     assert read_all(engine, key(999)) == data
+
+
+def test_a_mapped_device_streams_without_piece_buffers(engine: StorageEngine) -> None:
+    """A server passes no piece buffers when `streams_mapped`: puts (also one that must evict, which
+    is staged whole first) and gets go through the mapping; an unmapped device refuses that."""
+    data = payload(5, 1 * MiB + 4096)
+    fill, pos = feeder(data)
+    if not engine.streams_mapped:
+        with pytest.raises(InvalidArgument, match="needs piece buffers"):
+            engine.put_stream("ns", key(5), len(data), fill, [], checksum=payload_checksum(data))
+        assert not engine.exists("ns", [key(5)])[0]
+        check_space(engine)
+        return
+    assert engine.put_stream("ns", key(5), len(data), fill, [], checksum=payload_checksum(data)).ok
+    assert pos[0] == len(data)
+    block = engine.open_read("ns", key(5))
+    out = bytearray()
+    try:
+        engine.read_stream(block, [], out.extend)
+    finally:
+        engine.close_read(block)
+    assert bytes(out) == data
+    while engine.stats()["free_bytes"] >= 4 * MiB:  # fill the store, so the next put must evict
+        i = engine.stats()["blocks"] + 100
+        engine.put("ns", [PutItem(key(i), payload(i, 1 * MiB))])[0].raise_for_status()
+    big = payload(6, 4 * MiB)
+    fill, _ = feeder(big)
+    assert engine.put_stream("ns", key(6), len(big), fill, [], checksum=payload_checksum(big)).ok
+    assert read_all(engine, key(6)) == big
+    check_space(engine)
