@@ -21,7 +21,7 @@ from .buffers import BufferLike
 from .errors import ErrorCode, error_for
 from .sessions import SessionInfo
 
-SPEC_VERSION = "1.1"
+SPEC_VERSION = "1.2"
 
 _POOL_LOCK = threading.Lock()
 DEFAULT_META = BlockMeta()

@@ -42,5 +42,5 @@ def placement_vectors() -> dict[str, Any]:
                       "best_score": str(max(score(key, s, i) for s, w in members for i in range(w)))}
                      for key in keys],
         })
-    return {"spec_version": "1.1", "generator": "tools/gen_vectors.py",
+    return {"spec_version": "1.2", "generator": "tools/gen_vectors.py",
             "format": "spec/vectors/README.md#placementjson", "memberships": cases}

@@ -65,7 +65,7 @@ from .read_path import READ_PIECE, BlockRead, emit_mapped, piece_plan, read_piec
 from .resident import BlockId, LiveBlock, Reservation, ResidentBlocks
 from .storage_errors import describe, unavailable
 from .stored_sessions import EXPIRED_SESSION_RETENTION_S, StoredSessions, info
-from .ttl import MAX_TTL_S, check_ttl
+from .ttl import MAX_TTL_S, check_fork, check_ttl
 from .write_path import (
     OVERLAP_MIN_BYTES,
     PayloadSource,
@@ -576,6 +576,12 @@ class StorageEngine:
             return removed
 
     # ---- sessions (MKV-SES-*): arguments are checked before the lock -------------------------
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the engine lock across several calls, so that a check and an operation are one step."""
+        with self._guard():
+            yield
+
     def open_session(self, namespace: str, ttl_s: float, keys: Sequence[bytes] = (),
                      fingerprint: bytes = NO_FINGERPRINT) -> SessionInfo:
         ttl = check_ttl(ttl_s)
@@ -603,10 +609,7 @@ class StorageEngine:
 
     def fork(self, namespace: str, session_id: str, prefix_len: int | None = None,
              ttl_s: float | None = None) -> SessionInfo:
-        if prefix_len is not None and (isinstance(prefix_len, bool) or not isinstance(prefix_len, int)
-                                       or prefix_len < 0):
-            raise InvalidArgument("prefix_len must be a non-negative integer")  # before the session (MKV-NS-009)
-        ttl = None if ttl_s is None else check_ttl(ttl_s)
+        ttl = check_fork(prefix_len, ttl_s)
         with self._guard():
             return self._sessions.fork(namespace, session_id, prefix_len, ttl)
 

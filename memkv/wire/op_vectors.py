@@ -59,13 +59,13 @@ def _samples() -> dict[Opcode, tuple[Side | None, Side]]:
     limits = {"max_meta": 16842752, "max_payload": 268435456, "max_items": 256}
     hello_req = {"namespace": NAMESPACE, "key_id": KEY_ID, "client_nonce": CLIENT_NONCE.hex(),
                  "timestamp_ms": 1767225600000, "client": "memkv-py/0.1.0"}
-    hello_ans = {"server_nonce": SERVER_NONCE.hex(), "version": "1.1", "auth": True, "role": "write",
+    hello_ans = {"server_nonce": SERVER_NONCE.hex(), "version": "1.2", "auth": True, "role": "write",
                  "namespace": NAMESPACE, "limits": limits, "idle_timeout_s": 300.0, "server": "memkv/0.1.0",
-                 "spec_version": "1.1"}
+                 "spec_version": "1.2"}
     caps = {"backend": "tcp", "profiles": ["core", "secure", "sessions", "shared"],
             "limits": {"key_size": 16, "min_block_size": 1, "max_block_size": 67108864, "max_batch": 256,
                        "max_user_meta": 1024, "max_lease_ms": 600000, "max_session_blocks": 1000000},
-            "spec_version": "1.1", "capacity_bytes": 1073741824, "flush_window_s": 1.0, "wire_limits": limits}
+            "spec_version": "1.2", "capacity_bytes": 1073741824, "flush_window_s": 1.0, "wire_limits": limits}
     stats = {"namespace": NAMESPACE, "blocks": 2, "bytes": 46, "sessions": {"open": 1},
              "capacity_bytes": 1073741824, "used_bytes": 2097152, "free_bytes": 1071644672}
     nixl_desc = msg.pack_nixl_desc(KEY_1, 0x7F0000001000, 4096, 0, 0)

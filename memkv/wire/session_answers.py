@@ -1,0 +1,33 @@
+"""How many keys a session answer may carry, by the minor version a connection settled.
+
+From minor 2 a session answer carries the whole chain, bounded by the metadata it arrived in
+(MKV-WIRE-050); a peer of minor 0 or 1 bounds every answer by `max_items`, so a server refuses
+an operation whose answer would not fit before applying it (MKV-WIRE-051).
+"""
+
+from __future__ import annotations
+
+from ..keys import KEY_SIZE
+from .frames import DEFAULT_MAX_META
+from .opcodes import Opcode
+
+WHOLE_CHAIN_MINOR = 2
+SESSION_ANSWERS = frozenset({Opcode.SESSION_OPEN, Opcode.SESSION_APPEND, Opcode.SESSION_SUSPEND,
+                             Opcode.SESSION_RESUME, Opcode.SESSION_FORK, Opcode.SESSION_CLOSE,
+                             Opcode.SESSION_INFO})
+#: room left in an answer's metadata for a session answer's arguments
+ARGS_ROOM = 64 * 1024
+#: the longest chain a session answer can carry (MKV-WIRE-050): a target declares no more
+MAX_SESSION_BLOCKS_ON_THE_WIRE = (DEFAULT_MAX_META - ARGS_ROOM) // KEY_SIZE
+
+
+def whole_chain(minor: int) -> bool:
+    """Whether session answers on a connection of `minor` carry the whole chain."""
+    return minor >= WHOLE_CHAIN_MINOR
+
+
+def answer_item_bound(opcode: Opcode, minor: int, max_items: int, meta_len: int) -> int:
+    """The most items a client accepts in an answer of `opcode` whose metadata is `meta_len` bytes."""
+    if opcode in SESSION_ANSWERS and whole_chain(minor):
+        return meta_len // KEY_SIZE  # the keys are already received: nothing more is allocated for them
+    return max_items
