@@ -24,7 +24,8 @@ MAGIC = b"MKVW"
 RESPONSE = 0x01
 # Section 2 of spec/wire.md.
 OPCODES = {"HELLO": 0x01, "PUT": 0x02, "GET": 0x03, "STAT": 0x04, "EXISTS": 0x05, "LOOKUP": 0x06,
-           "RELEASE_LEASE": 0x07, "DELETE": 0x08, "SESSION_OPEN": 0x10, "SESSION_INFO": 0x16,
+           "RELEASE_LEASE": 0x07, "DELETE": 0x08, "SESSION_OPEN": 0x10, "SESSION_APPEND": 0x11,
+           "SESSION_SUSPEND": 0x12, "SESSION_CLOSE": 0x15, "SESSION_INFO": 0x16,
            "INVALIDATE_NAMESPACE": 0x24, "CAPABILITIES": 0x30, "STATS": 0x31, "PING": 0x32, "GOODBYE": 0x33,
            "NIXL_HELLO": 0x40, "ERROR": 0x7F}
 # The error codes of spec/memkv-spec.md section 10.
@@ -124,8 +125,9 @@ class Frame:
 class Peer:
     """One connection to a target's wire address; every read is bounded by a deadline."""
 
-    def __init__(self, address: tuple[str, int], timeout: float = 10.0) -> None:
+    def __init__(self, address: tuple[str, int], timeout: float = 10.0, minor: int = 1) -> None:
         self.sock = socket.create_connection(address, timeout=timeout)
+        self.minor = minor  # the wire minor version this peer speaks (MKV-WIRE-005)
         self.tx: bytes | None = None
         self.rx: bytes | None = None
         self.request_id = 0
@@ -177,7 +179,7 @@ class Peer:
         args = {"namespace": namespace, "key_id": key_id, "client_nonce": nonce.hex(),
                 "timestamp_ms": int(time.time() * 1000) if timestamp_ms is None else timestamp_ms, **extra}
         meta = metadata(args)
-        return sign(secret, header(OPCODES["HELLO"], 0, len(meta)), meta) + meta, nonce
+        return sign(secret, header(OPCODES["HELLO"], 0, len(meta), minor=self.minor), meta) + meta, nonce
 
     def hello(self, namespace: str, credential: str | None, **extra: Any) -> Frame:
         """Send HELLO; on success derive both keys and check that the answer verifies with s2c."""
@@ -206,7 +208,7 @@ class Peer:
         code = OPCODES[opcode] if isinstance(opcode, str) else opcode
         meta = metadata(args or {}, items, count)
         signing = self.tx if key is True else (key or None)
-        return sign(signing, header(code, request_id, len(meta), len(payload)), meta) + meta + payload
+        return sign(signing, header(code, request_id, len(meta), len(payload), minor=self.minor), meta) + meta + payload
 
     def call(self, opcode: str | int, args: dict[str, Any] | None = None, items: bytes = b"", count: int = 0,
              payload: bytes = b"") -> Frame:

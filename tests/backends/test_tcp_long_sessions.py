@@ -20,13 +20,15 @@ from memkv import PutItem
 from memkv.errors import ErrorCode
 from memkv.server.service import MemkvServer
 from memkv.server.testing import in_process_server, read_frame
-from memkv.sessions import SessionState
+from memkv.sessions import SessionInfo, SessionState
 from memkv.transport import Transport
 from memkv.wire import messages as msg
+from memkv.wire import records as rec
 from memkv.wire.connection import Connection as WireConnection
 from memkv.wire.connection import Side
-from memkv.wire.frames import Header
+from memkv.wire.frames import DEFAULT_MAX_META, Header
 from memkv.wire.opcodes import Opcode
+from memkv.wire.session_answers import MAX_SESSION_BLOCKS_ON_THE_WIRE
 
 req = pytest.mark.requirement
 HOUR = 3600.0
@@ -150,3 +152,15 @@ def test_the_old_peer_helper_speaks_minor_1(server: MemkvServer) -> None:
         assert header.opcode is Opcode.PING and header.minor == 1
     finally:
         old.close()
+
+
+@req("MKV-WIRE-050")
+def test_the_longest_declared_session_fits_in_one_answer(server: MemkvServer) -> None:
+    """A server declares no more than 1,048,576 keys a session, and an answer of that many fits in
+    the answer metadata bound that every client applies."""
+    limit = server.capabilities().limits.max_session_blocks
+    assert limit <= MAX_SESSION_BLOCKS_ON_THE_WIRE == 1_048_576
+    keys = (bytes(16),) * MAX_SESSION_BLOCKS_ON_THE_WIRE
+    info = SessionInfo("s" * 64, SessionState.SUSPENDED, keys, 2592000.0, 4e9, "p" * 64, bytes(16))
+    meta = msg.encode_meta(rec.session_answer(info), msg.pack_keys(keys), len(keys))
+    assert len(meta) <= DEFAULT_MAX_META
