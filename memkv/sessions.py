@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 
-from .errors import InvalidSessionState, SessionExpired
+from .errors import InvalidArgument, InvalidSessionState, SessionExpired
 
 
 class SessionState(enum.StrEnum):
@@ -45,6 +46,16 @@ TRANSITIONS: dict[tuple[SessionState, SessionEvent], SessionState] = {
 # States whose blocks are pinned: never evicted while the session stays in them (MKV-SES-004).
 PINNING_STATES = frozenset({S.SUSPENDED})
 TERMINAL_STATES = frozenset({S.CLOSED, S.EXPIRED})
+
+
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def check_session_id(session_id: object) -> str:
+    """A session id a client chose (MKV-SES-010, MKV-WIRE-052); INVALID_ARGUMENT for another form."""
+    if not isinstance(session_id, str) or not SESSION_ID.fullmatch(session_id):
+        raise InvalidArgument("a session id is 1 to 64 characters of [A-Za-z0-9_-]")
+    return session_id
 
 
 def next_state(state: SessionState, event: SessionEvent) -> SessionState:

@@ -25,7 +25,8 @@ RESPONSE = 0x01
 # Section 2 of spec/wire.md.
 OPCODES = {"HELLO": 0x01, "PUT": 0x02, "GET": 0x03, "STAT": 0x04, "EXISTS": 0x05, "LOOKUP": 0x06,
            "RELEASE_LEASE": 0x07, "DELETE": 0x08, "SESSION_OPEN": 0x10, "SESSION_APPEND": 0x11,
-           "SESSION_SUSPEND": 0x12, "SESSION_CLOSE": 0x15, "SESSION_INFO": 0x16,
+           "SESSION_SUSPEND": 0x12, "SESSION_RESUME": 0x13, "SESSION_FORK": 0x14, "SESSION_CLOSE": 0x15,
+           "SESSION_INFO": 0x16,
            "INVALIDATE_NAMESPACE": 0x24, "CAPABILITIES": 0x30, "STATS": 0x31, "PING": 0x32, "GOODBYE": 0x33,
            "NIXL_HELLO": 0x40, "ERROR": 0x7F}
 # The error codes of spec/memkv-spec.md section 10.

@@ -577,13 +577,14 @@ class Connection:
     def _session_open(self, header: Header, reader: msg.MetaReader) -> Response:
         args = rec.decode(reader, rec.SessionOpenArgs)
         keys = self._session_keys(reader)  # within max_items: the request carried them
-        return self._session(self.engine.open_session(self.namespace, args.ttl_s, keys, args.fingerprint))
+        return self._session(self.engine.open_session(self.namespace, args.ttl_s, keys, args.fingerprint,
+                                                      args.session_id, args.foreign))
 
     def _session_append(self, header: Header, reader: msg.MetaReader) -> Response:
-        session_id = rec.decode(reader, rec.SessionArgs).session_id
+        args = rec.decode(reader, rec.SessionAppendArgs)
         keys = self._session_keys(reader)
-        return self._fitting(lambda: self._held(session_id) + len(keys),
-                             lambda: self.engine.append(self.namespace, session_id, keys))
+        return self._fitting(lambda: self._held(args.session_id) + len(keys),
+                             lambda: self.engine.append(self.namespace, args.session_id, keys, args.foreign))
 
     def _session_suspend(self, header: Header, reader: msg.MetaReader) -> Response:
         args = rec.decode(reader, rec.SessionSuspendArgs)
@@ -592,9 +593,10 @@ class Connection:
                              lambda: self.engine.suspend(self.namespace, args.session_id, args.pause_ttl_s))
 
     def _session_resume(self, header: Header, reader: msg.MetaReader) -> Response:
-        session_id = self._session_id(reader)
-        return self._fitting(lambda: self._held(session_id),
-                             lambda: self.engine.resume(self.namespace, session_id).session)
+        args = rec.decode(reader, rec.SessionResumeArgs)
+        check_fork(args.prefix_len, None)  # arguments before the operation (MKV-WIRE-040)
+        return self._fitting(lambda: self._held(args.session_id),
+                             lambda: self.engine.resume(self.namespace, args.session_id, args.prefix_len).session)
 
     def _session_fork(self, header: Header, reader: msg.MetaReader) -> Response:
         args = rec.decode(reader, rec.SessionForkArgs)
@@ -605,7 +607,8 @@ class Connection:
             return held if args.prefix_len is None else min(held, args.prefix_len)
 
         return self._fitting(answer_keys,
-                             lambda: self.engine.fork(self.namespace, args.session_id, args.prefix_len, args.ttl_s))
+                             lambda: self.engine.fork(self.namespace, args.session_id, args.prefix_len, args.ttl_s,
+                                                      args.new_session_id))
 
     def _session_close(self, header: Header, reader: msg.MetaReader) -> Response:
         session_id = self._session_id(reader)

@@ -1,4 +1,4 @@
-"""How many keys a session answer may carry, by the minor version a connection settled.
+"""What a connection's settled minor version allows of sessions: answers' size, the arguments of 1.2.
 
 From minor 2 a session answer carries the whole chain, bounded by the metadata it arrived in
 (MKV-WIRE-050); a peer of minor 0 or 1 bounds every answer by `max_items`, so a server refuses
@@ -11,7 +11,7 @@ from ..keys import KEY_SIZE
 from .frames import DEFAULT_MAX_META
 from .opcodes import Opcode
 
-WHOLE_CHAIN_MINOR = 2
+SESSIONS_1_2_MINOR = 2
 SESSION_ANSWERS = frozenset({Opcode.SESSION_OPEN, Opcode.SESSION_APPEND, Opcode.SESSION_SUSPEND,
                              Opcode.SESSION_RESUME, Opcode.SESSION_FORK, Opcode.SESSION_CLOSE,
                              Opcode.SESSION_INFO})
@@ -23,7 +23,12 @@ MAX_SESSION_BLOCKS_ON_THE_WIRE = (DEFAULT_MAX_META - ARGS_ROOM) // KEY_SIZE
 
 def whole_chain(minor: int) -> bool:
     """Whether session answers on a connection of `minor` carry the whole chain."""
-    return minor >= WHOLE_CHAIN_MINOR
+    return minor >= SESSIONS_1_2_MINOR
+
+
+def takes_session_parts(minor: int) -> bool:
+    """Whether the arguments of MKV-WIRE-052..054 (client ids, foreign keys, a stated prefix) may be sent."""
+    return minor >= SESSIONS_1_2_MINOR
 
 
 def answer_item_bound(opcode: Opcode, minor: int, max_items: int, meta_len: int) -> int:

@@ -104,3 +104,78 @@ def test_a_minor_1_peer_is_refused_what_it_cannot_receive_and_nothing_changes(me
         check("MKV-WIRE-051", still.args.get("state") == "open" and _keys(still) == chain,
               "the refused suspend and close changed nothing", f"open, {len(chain)} keys",
               f"{still.args.get('state')}, {len(_keys(still))} keys", repro)
+
+
+def _session_id(memkv: Context) -> str:
+    return memkv.rng.randbytes(16).hex()
+
+
+@pytest.mark.requirement("MKV-WIRE-052")
+def test_sessions_take_the_ids_their_clients_choose(memkv: Context) -> None:
+    namespace = memkv.namespace("wire-ses")
+    chain = _chain(memkv, namespace, 3)
+    chosen, forked = _session_id(memkv), _session_id(memkv)
+    repro = f"minor-2 peer: SESSION_OPEN session_id={chosen}; again; SESSION_FORK new_session_id={forked}; again"
+    with _speaking(memkv, namespace, minor=2) as peer:
+        opened = _session("MKV-WIRE-052", peer, "SESSION_OPEN", {"ttl_s": HOUR, "session_id": chosen}, chain)
+        check("MKV-WIRE-052", opened.args.get("session_id") == chosen, "SESSION_OPEN uses the client's id", chosen,
+              opened.args.get("session_id"), repro)
+        again = peer.call("SESSION_OPEN", {"ttl_s": HOUR, "session_id": chosen})
+        check("MKV-WIRE-052", again.error == "INVALID_ARGUMENT", "an id the namespace holds is refused",
+              "INVALID_ARGUMENT", again.error or "accepted", repro)
+        fork = _session("MKV-WIRE-052", peer, "SESSION_FORK", {"session_id": chosen, "new_session_id": forked})
+        check("MKV-WIRE-052", (fork.args.get("session_id"), fork.args.get("parent_id")) == (forked, chosen),
+              "SESSION_FORK uses the client's new id and records its parent", (forked, chosen),
+              (fork.args.get("session_id"), fork.args.get("parent_id")), repro)
+        for args in ({"session_id": chosen, "new_session_id": forked}, {"session_id": chosen, "new_session_id": chosen},
+                     {"session_id": chosen, "new_session_id": "not an id!"}):
+            refused = peer.call("SESSION_FORK", args)
+            check("MKV-WIRE-052", refused.error == "INVALID_ARGUMENT",
+                  f"a fork to the id {args['new_session_id']!r} is refused", "INVALID_ARGUMENT",
+                  refused.error or "accepted", repro)
+        info = _session("MKV-WIRE-052", peer, "SESSION_INFO", {"session_id": forked})
+        check("MKV-WIRE-052", _keys(info) == chain, "the refused forks left the first one as it was", "3 keys",
+              f"{len(_keys(info))} keys", repro)
+
+
+@pytest.mark.requirement("MKV-WIRE-053")
+def test_foreign_keys_are_taken_into_the_chain(memkv: Context) -> None:
+    namespace = memkv.namespace("wire-ses")
+    stored = _chain(memkv, namespace, 2)
+    elsewhere = [memkv.key(), memkv.key()]
+    repro = "minor-2 peer: SESSION_OPEN foreign=true with a key not stored; SESSION_APPEND with and without foreign"
+    with _speaking(memkv, namespace, minor=2) as peer:
+        opened = _session("MKV-WIRE-053", peer, "SESSION_OPEN", {"ttl_s": HOUR, "foreign": True},
+                          [stored[0], elsewhere[0]])
+        sid = opened.args["session_id"]
+        check("MKV-WIRE-053", _keys(opened) == [stored[0], elsewhere[0]], "open with foreign keeps a key not stored",
+              "2 keys", f"{len(_keys(opened))} keys", repro)
+        plain = peer.call("SESSION_APPEND", {"session_id": sid}, elsewhere[1], 1)
+        check("MKV-WIRE-053", plain.error == "NOT_FOUND", "without foreign a key not stored is NOT_FOUND", "NOT_FOUND",
+              plain.error or "accepted", repro)
+        grown = _session("MKV-WIRE-053", peer, "SESSION_APPEND", {"session_id": sid, "foreign": True},
+                         [elsewhere[1], stored[1]])
+        expected = [stored[0], elsewhere[0], elsewhere[1], stored[1]]
+        check("MKV-WIRE-053", _keys(grown) == expected, "append with foreign keeps every key in order",
+              "4 keys", f"{len(_keys(grown))} keys", repro)
+
+
+@pytest.mark.requirement("MKV-WIRE-054")
+def test_resume_cuts_the_chain_to_the_prefix_the_client_states(memkv: Context) -> None:
+    namespace = memkv.namespace("wire-ses")
+    chain = _chain(memkv, namespace, 3)
+    repro = "minor-2 peer: open with 3 stored keys, suspend, resume prefix_len=4 (refused), resume prefix_len=1"
+    with _speaking(memkv, namespace, minor=2) as peer:
+        sid = _session("MKV-WIRE-054", peer, "SESSION_OPEN", {"ttl_s": HOUR}, chain).args["session_id"]
+        _session("MKV-WIRE-054", peer, "SESSION_SUSPEND", {"session_id": sid, "pause_ttl_s": HOUR})
+        over = peer.call("SESSION_RESUME", {"session_id": sid, "prefix_len": 4})
+        check("MKV-WIRE-054", over.error == "INVALID_ARGUMENT", "a prefix_len over the chain's length is refused",
+              "INVALID_ARGUMENT", over.error or "accepted", repro)
+        still = _session("MKV-WIRE-054", peer, "SESSION_INFO", {"session_id": sid})
+        check("MKV-WIRE-054", still.args.get("state") == "suspended" and _keys(still) == chain,
+              "the refused resume changed nothing", "suspended, 3 keys",
+              f"{still.args.get('state')}, {len(_keys(still))} keys", repro)
+        resumed = _session("MKV-WIRE-054", peer, "SESSION_RESUME", {"session_id": sid, "prefix_len": 1})
+        check("MKV-WIRE-054", resumed.args.get("state") == "open" and _keys(resumed) == chain[:1],
+              "resume keeps exactly the stated prefix of stored keys", "open, 1 key",
+              f"{resumed.args.get('state')}, {len(_keys(resumed))} keys", repro)
