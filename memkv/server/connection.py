@@ -40,8 +40,8 @@ from ..errors import (
     Timeout,
     Unavailable,
 )
+from ..sessions import check_fork, check_ttl
 from ..store.engine import BlockRead
-from ..store.ttl import check_fork, check_ttl
 from ..transport import SPEC_VERSION, GetResult, ItemResult
 from ..version import __version__
 from ..wire import messages as msg
