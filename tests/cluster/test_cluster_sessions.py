@@ -27,12 +27,6 @@ def cluster() -> Iterator[LocalCluster]:
         yield running
 
 
-def _client(cluster: LocalCluster, namespace: str) -> ClusterTransport:
-    transport = memkv.connect(cluster.url(namespace))
-    assert isinstance(transport, ClusterTransport)
-    return transport
-
-
 def _stored(client: Transport, count: int) -> list[bytes]:
     keys = [os.urandom(16) for _ in range(count)]
     assert all(r.ok for r in client.put([PutItem(k, b"block " + k) for k in keys]))
@@ -42,7 +36,9 @@ def _stored(client: Transport, count: int) -> list[bytes]:
 class _Shards:
     """Each shard of the cluster, connected directly, and what it holds of a session."""
 
-    def __init__(self, cluster: LocalCluster, client: ClusterTransport, namespace: str) -> None:
+    def __init__(self, cluster: LocalCluster, namespace: str) -> None:
+        client = memkv.connect(cluster.url(namespace))
+        assert isinstance(client, ClusterTransport)
         self.client = client
         self.direct = {s.shard_id: memkv.connect(f"memkv+tcp://{s.address}/{namespace}") for s in client.shards}
 
@@ -67,15 +63,14 @@ class _Shards:
     def close(self) -> None:
         for transport in self.direct.values():
             transport.close()
+        self.client.close()
 
 
 @pytest.fixture
 def shards(cluster: LocalCluster) -> Iterator[_Shards]:
-    client = _client(cluster, "spanning")
-    held = _Shards(cluster, client, "spanning")
+    held = _Shards(cluster, "spanning")
     yield held
     held.close()
-    client.close()
 
 
 def _check_parts(shards: _Shards, session_id: str, chain: list[bytes], state: SessionState) -> None:
@@ -167,8 +162,8 @@ def test_a_cluster_claims_sessions_only_over_shards_of_1_2_that_hold_parts(shard
 @req("MKV-CLU-055")
 def test_a_lost_part_does_not_stop_the_others_and_counts_as_missing() -> None:
     with LocalCluster(3) as cluster:
-        client = _client(cluster, "lost")
-        shards = _Shards(cluster, client, "lost")
+        shards = _Shards(cluster, "lost")
+        client = shards.client
         try:
             chain = _stored(client, 30)
             sid = client.open_session(HOUR, chain).session_id
@@ -190,4 +185,3 @@ def test_a_lost_part_does_not_stop_the_others_and_counts_as_missing() -> None:
                     assert held is not None and held[0] is SessionState.OPEN
         finally:
             shards.close()
-            client.close()

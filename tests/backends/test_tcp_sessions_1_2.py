@@ -1,4 +1,6 @@
-"""Sessions longer than one frame's `max_items` (256) over memkv+tcp (MKV-SES-012, MKV-WIRE-050/051).
+"""Sessions of wire 1.2 over memkv+tcp: longer than one frame's `max_items` (256) (MKV-SES-012,
+MKV-WIRE-050/051), and the parts of a cluster session (MKV-WIRE-052..055, client side; what a server
+does with them is checked over raw frames by memkv/conformance/checks/test_wire_sessions.py).
 
 1.1 bounded every answer by `max_items` and also put the whole chain in every session answer: the
 server applied the 257th append, then sent an answer the client refused, and every later answer
@@ -17,11 +19,13 @@ import pytest
 
 import memkv
 from memkv import PutItem
-from memkv.errors import ErrorCode
+from memkv.backends.tcp import TcpTransport
+from memkv.errors import ErrorCode, InvalidArgument, UnsupportedVersion
 from memkv.server.service import MemkvServer
 from memkv.server.testing import in_process_server, read_frame
 from memkv.sessions import SessionInfo, SessionState
 from memkv.transport import Transport
+from memkv.transport_features import SpansSessions
 from memkv.wire import messages as msg
 from memkv.wire import records as rec
 from memkv.wire.connection import Connection as WireConnection
@@ -164,3 +168,40 @@ def test_the_longest_declared_session_fits_in_one_answer(server: MemkvServer) ->
     info = SessionInfo("s" * 64, SessionState.SUSPENDED, keys, 2592000.0, 4e9, "p" * 64, bytes(16))
     meta = msg.encode_meta(rec.session_answer(info), msg.pack_keys(keys), len(keys))
     assert len(meta) <= DEFAULT_MAX_META
+
+
+@req("MKV-WIRE-052", "MKV-WIRE-053", "MKV-WIRE-054")
+def test_a_part_under_the_clients_id_with_foreign_keys_resumed_to_a_stated_prefix(tcp: Transport) -> None:
+    assert isinstance(tcp, TcpTransport) and isinstance(tcp, SpansSessions)
+    here, elsewhere = os.urandom(16), os.urandom(16)
+    assert tcp.put([PutItem(here, b"x")])[0].ok
+    sid = "abcd0123-" + os.urandom(16).hex()
+    opened = tcp.open_part(sid, HOUR, [here, elsewhere], bytes(16), foreign=True)
+    assert (opened.session_id, opened.keys) == (sid, (here, elsewhere))
+    with pytest.raises(InvalidArgument):
+        tcp.open_part(sid, HOUR, [], bytes(16), foreign=False)
+    assert tcp.append_part(sid, [elsewhere], foreign=True).keys == (here, elsewhere, elsewhere)
+    tcp.suspend(sid, HOUR)
+    assert tcp.resume(sid).valid_keys == (here,)  # without a stated prefix: what this target stores
+    tcp.suspend(sid, HOUR)
+    fork = tcp.fork_part(sid, sid + "-f", 1, None)
+    assert (fork.session_id, fork.parent_id, fork.keys) == (sid + "-f", sid, (here,))
+    resumed = tcp.resume_part(sid, 1)
+    assert resumed.state is SessionState.OPEN and resumed.keys == (here,)
+
+
+@req("MKV-WIRE-055")
+def test_no_part_is_sent_on_a_connection_that_settled_minor_1(server: MemkvServer, tcp: Transport) -> None:
+    assert isinstance(tcp, TcpTransport)
+    conn = tcp.connection()
+    conn.wire.minor = 1  # as after a HELLO answered by a 1.1 server
+    before = len(server.engine.sessions(NAMESPACE))
+    calls = [lambda: tcp.open_part("x" * 8, HOUR, [], bytes(16), foreign=False),
+             lambda: tcp.append_part("x" * 8, [], foreign=True),
+             lambda: tcp.resume_part("x" * 8, 0),
+             lambda: tcp.fork_part("x" * 8, "y" * 8, None, None)]
+    for call in calls:
+        with pytest.raises(UnsupportedVersion):
+            call()
+    assert len(server.engine.sessions(NAMESPACE)) == before
+    assert tcp.open_session(HOUR).state is SessionState.OPEN  # the 1.1 operations still work
