@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 
-from .errors import InvalidSessionState, SessionExpired
+from .errors import InvalidArgument, InvalidSessionState, SessionExpired
 
 
 class SessionState(enum.StrEnum):
@@ -45,6 +46,32 @@ TRANSITIONS: dict[tuple[SessionState, SessionEvent], SessionState] = {
 # States whose blocks are pinned: never evicted while the session stays in them (MKV-SES-004).
 PINNING_STATES = frozenset({S.SUSPENDED})
 TERMINAL_STATES = frozenset({S.CLOSED, S.EXPIRED})
+
+
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_TTL_S = 30 * 24 * 3600.0
+
+
+def check_ttl(ttl_s: float, what: str = "ttl_s") -> float:
+    """A TTL or pause TTL in (0, 30 days] (MKV-SES-009)."""
+    if not isinstance(ttl_s, int | float) or not 0 < ttl_s <= MAX_TTL_S:
+        raise InvalidArgument(f"{what} must be in (0, {MAX_TTL_S}] seconds")
+    return float(ttl_s)
+
+
+def check_fork(prefix_len: int | None, ttl_s: float | None) -> float | None:
+    """A fork's arguments, checked before its session is looked at (MKV-NS-009); its TTL or None."""
+    if prefix_len is not None and (isinstance(prefix_len, bool) or not isinstance(prefix_len, int)
+                                   or prefix_len < 0):
+        raise InvalidArgument("prefix_len must be a non-negative integer")
+    return None if ttl_s is None else check_ttl(ttl_s)
+
+
+def check_session_id(session_id: object) -> str:
+    """A session id a client chose (MKV-SES-010, MKV-WIRE-052); INVALID_ARGUMENT for another form."""
+    if not isinstance(session_id, str) or not SESSION_ID.fullmatch(session_id):
+        raise InvalidArgument("a session id is 1 to 64 characters of [A-Za-z0-9_-]")
+    return session_id
 
 
 def next_state(state: SessionState, event: SessionEvent) -> SessionState:

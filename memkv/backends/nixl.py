@@ -53,6 +53,7 @@ from ..keys import check_key
 from ..memory_kind import MemoryKind
 from ..nixl.agent import NixlAgent, Registration
 from ..nixl.support import Pump, metadata_agent_name
+from ..sessions import SessionInfo
 from ..transport import Capabilities, GetResult, ItemResult, PutItem
 from ..units import parse_size
 from ..wire import messages as msg
@@ -599,6 +600,21 @@ class NixlTransport(WrapperTransport):
     def capabilities(self) -> Capabilities:
         caps = self.control.capabilities()
         return dataclasses.replace(caps, backend="nixl") if self.nixl_active else caps
+
+    # ---- parts of a cluster session: over the control connection (transport_features.SpansSessions)
+    def open_part(self, session_id: str, ttl_s: float, keys: Sequence[bytes], fingerprint: bytes,
+                  foreign: bool) -> SessionInfo:
+        return self.control.open_part(session_id, ttl_s, keys, fingerprint, foreign)
+
+    def append_part(self, session_id: str, keys: Sequence[bytes], foreign: bool) -> SessionInfo:
+        return self.control.append_part(session_id, keys, foreign)
+
+    def resume_part(self, session_id: str, prefix_len: int) -> SessionInfo:
+        return self.control.resume_part(session_id, prefix_len)
+
+    def fork_part(self, session_id: str, new_session_id: str, prefix_len: int | None,
+                  ttl_s: float | None) -> SessionInfo:
+        return self.control.fork_part(session_id, new_session_id, prefix_len, ttl_s)
 
     def ping(self) -> float:
         return self.control.ping()

@@ -34,6 +34,7 @@ from ..errors import (
     Timeout,
     Unavailable,
     Unsupported,
+    UnsupportedVersion,
     error_for,
 )
 from ..keys import NO_FINGERPRINT, check_fingerprint, check_key
@@ -56,6 +57,7 @@ from ..wire.connection import Answer, Credential, HelloAnswered, Refused, Side
 from ..wire.connection import Connection as WireConnection
 from ..wire.frames import Header
 from ..wire.opcodes import SINCE_MINOR, Opcode
+from ..wire.session_answers import takes_session_parts
 
 log = logging.getLogger("memkv.tcp")
 
@@ -554,14 +556,14 @@ class TcpTransport(Transport):
         return self._session(Opcode.SESSION_OPEN, rec.SessionOpenArgs(_json_float(ttl), rec.Hex16(fp)), keys)
 
     def append(self, session_id: str, keys: Sequence[bytes]) -> SessionInfo:
-        return self._session(Opcode.SESSION_APPEND, rec.SessionArgs(self._sid(session_id)), keys)
+        return self._session(Opcode.SESSION_APPEND, rec.SessionAppendArgs(self._sid(session_id)), keys)
 
     def suspend(self, session_id: str, pause_ttl_s: float) -> SessionInfo:
         pause = self._number(pause_ttl_s, "pause_ttl_s")
         return self._session(Opcode.SESSION_SUSPEND, rec.SessionSuspendArgs(self._sid(session_id), _json_float(pause)))
 
     def resume(self, session_id: str) -> ResumeResult:
-        info = self._session(Opcode.SESSION_RESUME, rec.SessionArgs(self._sid(session_id)))
+        info = self._session(Opcode.SESSION_RESUME, rec.SessionResumeArgs(self._sid(session_id)))
         return ResumeResult(info, info.keys)
 
     def fork(self, session_id: str, prefix_len: int | None = None, ttl_s: float | None = None) -> SessionInfo:
@@ -572,6 +574,38 @@ class TcpTransport(Transport):
 
     def close_session(self, session_id: str) -> SessionInfo:
         return self._session(Opcode.SESSION_CLOSE, rec.SessionArgs(self._sid(session_id)))
+
+    # ---- parts of a cluster session (memkv.transport_features.SpansSessions, MKV-WIRE-052..055) --
+    def _spanning(self) -> TcpConnection:
+        """A connection that settled minor 2 or later; UNSUPPORTED_VERSION otherwise, before sending."""
+        conn = self.connection()
+        if not takes_session_parts(conn.wire.minor):
+            raise UnsupportedVersion(f"{self.host}:{self.port} speaks wire 1.{conn.wire.minor}; the parts of a "
+                                     "cluster session need 1.2 (MKV-WIRE-055)")
+        return conn
+
+    def _part(self, opcode: Opcode, args: rec.Args, keys: Sequence[bytes] = ()) -> SessionInfo:
+        conn = self._spanning()
+        _, reader, _ = self.wait(conn.request(opcode, args, msg.pack_keys([check_key(k) for k in keys]), len(keys)))
+        return rec.session_from(reader)
+
+    def open_part(self, session_id: str, ttl_s: float, keys: Sequence[bytes], fingerprint: bytes,
+                  foreign: bool) -> SessionInfo:
+        ttl = _json_float(self._number(ttl_s, "ttl_s"))
+        args = rec.SessionOpenArgs(ttl, rec.Hex16(check_fingerprint(fingerprint)), self._sid(session_id), foreign)
+        return self._part(Opcode.SESSION_OPEN, args, keys)
+
+    def append_part(self, session_id: str, keys: Sequence[bytes], foreign: bool) -> SessionInfo:
+        return self._part(Opcode.SESSION_APPEND, rec.SessionAppendArgs(self._sid(session_id), foreign), keys)
+
+    def resume_part(self, session_id: str, prefix_len: int) -> SessionInfo:
+        return self._part(Opcode.SESSION_RESUME, rec.SessionResumeArgs(self._sid(session_id), prefix_len))
+
+    def fork_part(self, session_id: str, new_session_id: str, prefix_len: int | None,
+                  ttl_s: float | None) -> SessionInfo:
+        ttl = None if ttl_s is None else _json_float(self._number(ttl_s, "ttl_s"))
+        args = rec.SessionForkArgs(self._sid(session_id), prefix_len, ttl, self._sid(new_session_id))
+        return self._part(Opcode.SESSION_FORK, args)
 
     def session_info(self, session_id: str) -> SessionInfo:
         return self._session(Opcode.SESSION_INFO, rec.SessionArgs(self._sid(session_id)))

@@ -10,7 +10,6 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import functools
-import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -32,17 +31,19 @@ from ..transport import (
     ResumeResult,
     Transport,
 )
+from ..transport_features import SpansSessions
 from .chain_walk import children_on, chunks, walk
 from .membership import Membership
 from .placement import Placement, Shard
 from .session_ids import home_tag, split_session_id
+from .sessions import ClusterSessions, claims_sessions
 from .shards import ShardLink, is_lost
 from .stats import merge_stats
 
 T = TypeVar("T")
 R = TypeVar("R")
 MAX_PARALLEL = 32
-CLUSTER_PROFILES = frozenset({"core", "durable", "shared"})  # what a cluster can claim of its shards
+CLUSTER_PROFILES = frozenset({"core", "durable", "shared", "sessions"})  # what a cluster can claim of its shards
 
 
 class ClusterTransport(Transport):
@@ -60,6 +61,7 @@ class ClusterTransport(Transport):
         self._membership = membership
         self._owns_membership = owns_membership
         self._placement = Placement(membership.shards())
+        self._sessions = ClusterSessions(self)
         self._sync_links(self._placement.shards)
         membership.subscribe(self._membership_changed)
 
@@ -215,7 +217,7 @@ class ClusterTransport(Transport):
         answers = self._fan_out(calls, links)
         return any(a is True for a in answers.values())
 
-    # ---- sessions (on their home shard, MKV-CLU-014) -------------------------------------------
+    # ---- sessions: parts on every shard of the chain, the home's answers (spec/cluster.md 3a) ----
     def _home(self, session_id: str) -> tuple[ShardLink, str]:
         tag, own_id = split_session_id(session_id)
         for link in self._view()[1]:
@@ -223,44 +225,26 @@ class ClusterTransport(Transport):
                 return link, own_id
         raise UnknownSession(f"session {session_id!r} names no shard of this cluster")
 
-    def _on_home(self, session_id: str, call: Callable[[Transport, str], R]) -> R:
-        link, own_id = self._home(session_id)
-        return self._run_on(link, lambda t: call(t, own_id))
-
-    def _tagged(self, link: ShardLink, info: SessionInfo) -> SessionInfo:
-        tag = home_tag(link.shard.shard_id)
-        parent = None if info.parent_id is None else f"{tag}-{info.parent_id}"
-        return dataclasses.replace(info, session_id=f"{tag}-{info.session_id}", parent_id=parent)
-
-    def _session_call(self, session_id: str, call: Callable[[Transport, str], SessionInfo]) -> SessionInfo:
-        link, own_id = self._home(session_id)
-        return self._tagged(link, self._run_on(link, lambda t: call(t, own_id)))
-
     def open_session(self, ttl_s: float, keys: Sequence[bytes] = (), fingerprint: bytes = bytes(16)) -> SessionInfo:
-        placement, links = self._view()
-        anchor = keys[0] if keys and isinstance(keys[0], bytes) else os.urandom(16)
-        link = links[placement.shard_index(anchor)]
-        return self._tagged(link, self._run_on(link, lambda t: t.open_session(ttl_s, keys, fingerprint)))
+        return self._sessions.open(ttl_s, keys, fingerprint)
 
     def append(self, session_id: str, keys: Sequence[bytes]) -> SessionInfo:
-        return self._session_call(session_id, lambda t, sid: t.append(sid, keys))
+        return self._sessions.append(session_id, keys)
 
     def suspend(self, session_id: str, pause_ttl_s: float) -> SessionInfo:
-        return self._session_call(session_id, lambda t, sid: t.suspend(sid, pause_ttl_s))
+        return self._sessions.suspend(session_id, pause_ttl_s)
 
     def resume(self, session_id: str) -> ResumeResult:
-        link, own_id = self._home(session_id)
-        result = self._run_on(link, lambda t: t.resume(own_id))
-        return ResumeResult(self._tagged(link, result.session), result.valid_keys)
+        return self._sessions.resume(session_id)
 
     def fork(self, session_id: str, prefix_len: int | None = None, ttl_s: float | None = None) -> SessionInfo:
-        return self._session_call(session_id, lambda t, sid: t.fork(sid, prefix_len, ttl_s))
+        return self._sessions.fork(session_id, prefix_len, ttl_s)
 
     def close_session(self, session_id: str) -> SessionInfo:
-        return self._session_call(session_id, lambda t, sid: t.close_session(sid))
+        return self._sessions.close(session_id)
 
     def session_info(self, session_id: str) -> SessionInfo:
-        return self._session_call(session_id, lambda t, sid: t.session_info(sid))
+        return self._sessions.info(session_id)
 
     # ---- invalidation --------------------------------------------------------------------------
     def invalidate_keys(self, keys: Sequence[bytes]) -> int:
@@ -308,7 +292,7 @@ class ClusterTransport(Transport):
         return self._limits.max_batch
 
     def invalidate_session(self, session_id: str) -> int:
-        return self._on_home(session_id, lambda t, sid: t.invalidate_session(sid))
+        return self._sessions.invalidate(session_id)
 
     def invalidate_model(self, fingerprint: bytes) -> int:
         return self._broadcast(lambda t: t.invalidate_model(fingerprint))
@@ -329,8 +313,11 @@ class ClusterTransport(Transport):
     def capabilities(self) -> Capabilities:
         """`cluster` plus the data profiles every reachable shard claims, smallest limits, summed capacity
         (MKV-CLU-015)."""
-        caps, _ = self._reachable_answers(lambda t: t.capabilities())
+        answers, _ = self._reachable_answers(lambda t: (t.capabilities(), isinstance(t, SpansSessions)))
+        caps = [c for c, _ in answers]
         profiles = frozenset.intersection(*(c.profiles for c in caps)) & CLUSTER_PROFILES | {"cluster"}
+        if not claims_sessions(answers):
+            profiles -= {"sessions"}
         limits = Limits(**{f.name: min(getattr(c.limits, f.name) for c in caps)
                            for f in dataclasses.fields(Limits)})
         capacities = [c.capacity_bytes for c in caps]

@@ -1,4 +1,5 @@
-"""Cluster session ids: the home shard's tag, a dash, the home shard's own session id (MKV-CLU-014)."""
+"""Cluster session ids: the home shard's tag, a dash, and the random digits the client drew; every part of the
+session on every shard has this one id (MKV-CLU-014, MKV-CLU-050)."""
 
 from __future__ import annotations
 

@@ -133,10 +133,10 @@ class ScriptedServer:
             client_nonce = bytes.fromhex(args["client_nonce"])
             session.tx = derive(self.secret, b"s2c", client_nonce, server_nonce, args["namespace"], KEY_ID)
             session.rx = derive(self.secret, b"c2s", client_nonce, server_nonce, args["namespace"], KEY_ID)
-        answer = session.answer(hello, {"server_nonce": server_nonce.hex(), "version": "1.1", "auth": self.auth,
+        answer = session.answer(hello, {"server_nonce": server_nonce.hex(), "version": "1.2", "auth": self.auth,
                                         "role": "admin", "namespace": args["namespace"], "limits": self.limits,
                                         "idle_timeout_s": 60.0, "server": "memkv-cf-scripted",
-                                        "spec_version": "1.1"})
+                                        "spec_version": "1.2"})
         if self.break_hello_mac:
             answer = answer[:HEADER_SIZE - 1] + bytes([answer[HEADER_SIZE - 1] ^ 1]) + answer[HEADER_SIZE:]
         session.sock.sendall(answer)
@@ -170,7 +170,7 @@ def _get_answer(request: Frame, session: Session, corrupt: bool) -> bytes:
     return session.answer(request, {}, records, count, payload)
 
 
-CAPABILITIES = {"backend": "scripted", "profiles": ["core", "wire"], "spec_version": "1.1", "capacity_bytes": None,
+CAPABILITIES = {"backend": "scripted", "profiles": ["core", "wire"], "spec_version": "1.2", "capacity_bytes": None,
                 "flush_window_s": None, "limits": {"key_size": 16, "min_block_size": 1, "max_block_size": 1 << 26,
                                                    "max_batch": 256, "max_user_meta": 1024, "max_lease_ms": 600000,
                                                    "max_session_blocks": 1000000}}

@@ -24,7 +24,9 @@ MAGIC = b"MKVW"
 RESPONSE = 0x01
 # Section 2 of spec/wire.md.
 OPCODES = {"HELLO": 0x01, "PUT": 0x02, "GET": 0x03, "STAT": 0x04, "EXISTS": 0x05, "LOOKUP": 0x06,
-           "RELEASE_LEASE": 0x07, "DELETE": 0x08, "CHILDREN": 0x09, "SESSION_OPEN": 0x10, "SESSION_INFO": 0x16,
+           "RELEASE_LEASE": 0x07, "DELETE": 0x08, "CHILDREN": 0x09, "SESSION_OPEN": 0x10, "SESSION_APPEND": 0x11,
+           "SESSION_SUSPEND": 0x12, "SESSION_RESUME": 0x13, "SESSION_FORK": 0x14, "SESSION_CLOSE": 0x15,
+           "SESSION_INFO": 0x16,
            "INVALIDATE_NAMESPACE": 0x24, "CAPABILITIES": 0x30, "STATS": 0x31, "PING": 0x32, "GOODBYE": 0x33,
            "NIXL_HELLO": 0x40, "ERROR": 0x7F}
 # The error codes of spec/memkv-spec.md section 10.
@@ -125,8 +127,8 @@ class Peer:
     """One connection to a target's wire address; every read is bounded by a deadline."""
 
     def __init__(self, address: tuple[str, int], timeout: float = 10.0, minor: int = 1) -> None:
-        self.minor = minor  # the header's minor version: 1, or 2 for the opcodes of spec 1.2 (CHILDREN)
         self.sock = socket.create_connection(address, timeout=timeout)
+        self.minor = minor  # the wire minor version this peer speaks (MKV-WIRE-005)
         self.tx: bytes | None = None
         self.rx: bytes | None = None
         self.request_id = 0

@@ -40,6 +40,7 @@ from ..errors import (
     Timeout,
     Unavailable,
 )
+from ..sessions import check_fork, check_ttl
 from ..store.engine import BlockRead, CommitBatch
 from ..transport import SPEC_VERSION, GetResult, ItemResult
 from ..version import __version__
@@ -54,6 +55,7 @@ from ..wire.frames import (
     WireLimits,
 )
 from ..wire.opcodes import REQUIRED_ROLE, Opcode, Role
+from ..wire.session_answers import whole_chain
 
 if TYPE_CHECKING:
     from .keyring import KeyRing
@@ -564,6 +566,25 @@ class Connection:
     def _session(self, info: Any) -> Response:
         return rec.session_answer(info), msg.pack_keys(info.keys), len(info.keys), []
 
+    def _fitting(self, answer_keys: Callable[[], int], apply: Callable[[], Any]) -> Response:
+        """`apply` a session operation whose answer has `answer_keys()` keys.
+
+        A peer of minor 0 or 1 takes at most max_items of them: the count is checked and the
+        operation applied as one step under the engine lock, so an answer that cannot be sent
+        is refused before anything changes (MKV-WIRE-051).
+        """
+        if whole_chain(self.wire.minor):
+            return self._session(apply())
+        with self.engine.exclusive():
+            count = answer_keys()
+            if count > self.limits.max_items:
+                raise LimitExceeded(f"the answer would carry {count} session keys; a peer of wire version "
+                                    f"1.{self.wire.minor} takes at most {self.limits.max_items} (MKV-WIRE-051)")
+            return self._session(apply())
+
+    def _held(self, session_id: str) -> int:
+        return len(self.engine.session_info(self.namespace, session_id).keys)
+
     def _session_keys(self, reader: msg.MetaReader) -> list[bytes]:
         if reader.count > self.engine.limits.max_session_blocks:
             raise LimitExceeded(f"a session holds at most {self.engine.limits.max_session_blocks} blocks")
@@ -573,30 +594,49 @@ class Connection:
 
     def _session_open(self, header: Header, reader: msg.MetaReader) -> Response:
         args = rec.decode(reader, rec.SessionOpenArgs)
-        keys = self._session_keys(reader)
-        return self._session(self.engine.open_session(self.namespace, args.ttl_s, keys, args.fingerprint))
+        keys = self._session_keys(reader)  # within max_items: the request carried them
+        return self._session(self.engine.open_session(self.namespace, args.ttl_s, keys, args.fingerprint,
+                                                      args.session_id, args.foreign))
 
     def _session_append(self, header: Header, reader: msg.MetaReader) -> Response:
-        session_id = rec.decode(reader, rec.SessionArgs).session_id
+        args = rec.decode(reader, rec.SessionAppendArgs)
         keys = self._session_keys(reader)
-        return self._session(self.engine.append(self.namespace, session_id, keys))
+        return self._fitting(lambda: self._held(args.session_id) + len(keys),
+                             lambda: self.engine.append(self.namespace, args.session_id, keys, args.foreign))
 
     def _session_suspend(self, header: Header, reader: msg.MetaReader) -> Response:
         args = rec.decode(reader, rec.SessionSuspendArgs)
-        return self._session(self.engine.suspend(self.namespace, args.session_id, args.pause_ttl_s))
+        check_ttl(args.pause_ttl_s, "pause_ttl_s")  # arguments before the operation (MKV-WIRE-040)
+        return self._fitting(lambda: self._held(args.session_id),
+                             lambda: self.engine.suspend(self.namespace, args.session_id, args.pause_ttl_s))
 
     def _session_resume(self, header: Header, reader: msg.MetaReader) -> Response:
-        return self._session(self.engine.resume(self.namespace, self._session_id(reader)).session)
+        args = rec.decode(reader, rec.SessionResumeArgs)
+        check_fork(args.prefix_len, None)  # arguments before the operation (MKV-WIRE-040)
+        return self._fitting(lambda: self._held(args.session_id),
+                             lambda: self.engine.resume(self.namespace, args.session_id, args.prefix_len).session)
 
     def _session_fork(self, header: Header, reader: msg.MetaReader) -> Response:
         args = rec.decode(reader, rec.SessionForkArgs)
-        return self._session(self.engine.fork(self.namespace, args.session_id, args.prefix_len, args.ttl_s))
+        check_fork(args.prefix_len, args.ttl_s)
+
+        def answer_keys() -> int:
+            held = self._held(args.session_id)
+            return held if args.prefix_len is None else min(held, args.prefix_len)
+
+        return self._fitting(answer_keys,
+                             lambda: self.engine.fork(self.namespace, args.session_id, args.prefix_len, args.ttl_s,
+                                                      args.new_session_id))
 
     def _session_close(self, header: Header, reader: msg.MetaReader) -> Response:
-        return self._session(self.engine.close_session(self.namespace, self._session_id(reader)))
+        session_id = self._session_id(reader)
+        return self._fitting(lambda: self._held(session_id),
+                             lambda: self.engine.close_session(self.namespace, session_id))
 
     def _session_info(self, header: Header, reader: msg.MetaReader) -> Response:
-        return self._session(self.engine.session_info(self.namespace, self._session_id(reader)))
+        session_id = self._session_id(reader)
+        return self._fitting(lambda: self._held(session_id),
+                             lambda: self.engine.session_info(self.namespace, session_id))
 
     @staticmethod
     def _session_id(reader: msg.MetaReader) -> str:

@@ -48,7 +48,7 @@ from ..errors import (
 )
 from ..keys import NO_FINGERPRINT, ROOT_PARENT, check_fingerprint, check_key
 from ..namespaces import check_namespace
-from ..sessions import SessionInfo
+from ..sessions import SessionInfo, check_session_id
 from ..transport import BlockInfo, GetResult, ItemResult, LookupResult, PutItem, ResumeResult
 from .allocator import Extent, ExtentAllocator
 from .counters import EngineCounters
@@ -66,7 +66,7 @@ from .read_path import READ_PIECE, BlockRead, emit_mapped, piece_plan, read_piec
 from .resident import BlockId, LiveBlock, Reservation, ResidentBlocks
 from .storage_errors import describe, unavailable
 from .stored_sessions import EXPIRED_SESSION_RETENTION_S, StoredSessions, info
-from .ttl import MAX_TTL_S, check_ttl
+from .ttl import MAX_TTL_S, check_fork, check_ttl
 from .write_path import (
     OVERLAP_MIN_BYTES,
     CommitBatch,
@@ -668,39 +668,48 @@ class StorageEngine:
             return removed
 
     # ---- sessions (MKV-SES-*): arguments are checked before the lock -------------------------
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the engine lock across several calls, so that a check and an operation are one step."""
+        with self._guard():
+            yield
+
     def open_session(self, namespace: str, ttl_s: float, keys: Sequence[bytes] = (),
-                     fingerprint: bytes = NO_FINGERPRINT) -> SessionInfo:
+                     fingerprint: bytes = NO_FINGERPRINT, session_id: str | None = None,
+                     foreign: bool = False) -> SessionInfo:
+        """`session_id`: the client's (MKV-WIRE-052); `foreign`: keys other shards store (MKV-WIRE-053)."""
         ttl = check_ttl(ttl_s)
         fingerprint = check_fingerprint(fingerprint)
         check_namespace(namespace)
+        chosen = None if session_id is None else check_session_id(session_id)
         if len(keys) > self.limits.max_session_blocks:
             raise LimitExceeded(f"a session holds at most {self.limits.max_session_blocks} blocks")
         with self._guard():
-            return self._sessions.open(namespace, ttl, keys, fingerprint)
+            return self._sessions.open(namespace, ttl, keys, fingerprint, chosen, foreign)
 
-    def append(self, namespace: str, session_id: str, keys: Sequence[bytes]) -> SessionInfo:
+    def append(self, namespace: str, session_id: str, keys: Sequence[bytes], foreign: bool = False) -> SessionInfo:
         keys = [check_key(k) for k in keys]  # the form of the arguments before the session (MKV-NS-009)
         with self._guard():
-            return self._sessions.append(namespace, session_id, keys)
+            return self._sessions.append(namespace, session_id, keys, foreign)
 
     def suspend(self, namespace: str, session_id: str, pause_ttl_s: float) -> SessionInfo:
         pause = check_ttl(pause_ttl_s, "pause_ttl_s")
         with self._guard():
             return self._sessions.suspend(namespace, session_id, pause)
 
-    def resume(self, namespace: str, session_id: str) -> ResumeResult:
+    def resume(self, namespace: str, session_id: str, prefix_len: int | None = None) -> ResumeResult:
+        """`prefix_len`: the valid prefix the client found on other shards (MKV-WIRE-054)."""
+        check_fork(prefix_len, None)  # the same rule: a non-negative integer, before the session
         with self._guard():
-            resumed = self._sessions.resume(namespace, session_id)
+            resumed = self._sessions.resume(namespace, session_id, prefix_len)
             return ResumeResult(resumed, resumed.keys)
 
     def fork(self, namespace: str, session_id: str, prefix_len: int | None = None,
-             ttl_s: float | None = None) -> SessionInfo:
-        if prefix_len is not None and (isinstance(prefix_len, bool) or not isinstance(prefix_len, int)
-                                       or prefix_len < 0):
-            raise InvalidArgument("prefix_len must be a non-negative integer")  # before the session (MKV-NS-009)
-        ttl = None if ttl_s is None else check_ttl(ttl_s)
+             ttl_s: float | None = None, new_session_id: str | None = None) -> SessionInfo:
+        ttl = check_fork(prefix_len, ttl_s)
+        chosen = None if new_session_id is None else check_session_id(new_session_id)
         with self._guard():
-            return self._sessions.fork(namespace, session_id, prefix_len, ttl)
+            return self._sessions.fork(namespace, session_id, prefix_len, ttl, chosen)
 
     def close_session(self, namespace: str, session_id: str) -> SessionInfo:
         with self._guard():

@@ -97,8 +97,11 @@ class StoredSessions:
             elif now >= row.expires_at:
                 self._expire(row)
 
-    def _stored(self, namespace: str, keys: Sequence[bytes]) -> tuple[bytes, ...]:
+    def _stored(self, namespace: str, keys: Sequence[bytes], foreign: bool = False) -> tuple[bytes, ...]:
+        """The keys, each stored here unless `foreign` (other shards hold them, MKV-WIRE-053)."""
         checked = tuple(check_key(k) for k in keys)
+        if foreign:
+            return checked
         missing = [k.hex() for k in checked if (namespace, k) not in self.resident]
         if missing:
             raise NotFound(f"{len(missing)} keys are not stored, first {missing[0]}")
@@ -110,17 +113,26 @@ class StoredSessions:
                        if row.state in (SessionState.OPEN, SessionState.SUSPENDED))
             self.quotas.check_count(namespace, "sessions", live)
 
-    def open(self, namespace: str, ttl: float, keys: Sequence[bytes], fingerprint: bytes) -> SessionInfo:
+    def _new_id(self, namespace: str, chosen: str | None) -> str:
+        """A fresh id, or the client's unless the namespace holds it in any state (MKV-WIRE-052)."""
+        if chosen is None:
+            return uuid.uuid4().hex
+        if self.index.session(namespace, chosen) is not None:
+            raise InvalidArgument(f"the namespace already holds a session {chosen!r}")
+        return chosen
+
+    def open(self, namespace: str, ttl: float, keys: Sequence[bytes], fingerprint: bytes,
+             session_id: str | None = None, foreign: bool = False) -> SessionInfo:
         self._check_live_quota(namespace)
-        row = SessionRow(namespace, uuid.uuid4().hex, SessionState.OPEN, self._stored(namespace, keys), ttl,
-                         self.clock() + ttl, None, fingerprint)
+        row = SessionRow(namespace, self._new_id(namespace, session_id), SessionState.OPEN,
+                         self._stored(namespace, keys, foreign), ttl, self.clock() + ttl, None, fingerprint)
         self.commit(None, row)
         return info(row)
 
-    def append(self, namespace: str, session_id: str, keys: Sequence[bytes]) -> SessionInfo:
+    def append(self, namespace: str, session_id: str, keys: Sequence[bytes], foreign: bool = False) -> SessionInfo:
         row = self.load(namespace, session_id)
         next_state(row.state, SessionEvent.APPEND)
-        added = self._stored(namespace, keys)
+        added = self._stored(namespace, keys, foreign)
         if len(row.keys) + len(added) > self.limits.max_session_blocks:
             raise LimitExceeded(f"a session holds at most {self.limits.max_session_blocks} blocks")
         new = transition(row, SessionEvent.APPEND)
@@ -137,18 +149,25 @@ class StoredSessions:
         self.commit(row, new)
         return info(new)
 
-    def resume(self, namespace: str, session_id: str) -> SessionInfo:
+    def resume(self, namespace: str, session_id: str, prefix_len: int | None = None) -> SessionInfo:
+        """Cut to the stored prefix (MKV-SES-005), or to the `prefix_len` the client found (MKV-WIRE-054)."""
         row = self.load(namespace, session_id)
         new = transition(row, SessionEvent.RESUME)
-        valid = 0
-        while valid < len(new.keys) and (namespace, new.keys[valid]) in self.resident:
-            valid += 1
+        if prefix_len is not None:
+            if prefix_len > len(new.keys):
+                raise InvalidArgument(f"prefix_len must be in 0..{len(new.keys)}")
+            valid = prefix_len
+        else:
+            valid = 0
+            while valid < len(new.keys) and (namespace, new.keys[valid]) in self.resident:
+                valid += 1
         new.keys = new.keys[:valid]
         new.expires_at = self.clock() + new.ttl
         self.commit(row, new)
         return info(new)
 
-    def fork(self, namespace: str, session_id: str, prefix_len: int | None, ttl: float | None) -> SessionInfo:
+    def fork(self, namespace: str, session_id: str, prefix_len: int | None, ttl: float | None,
+             new_session_id: str | None = None) -> SessionInfo:
         parent = self.load(namespace, session_id)
         next_state(parent.state, SessionEvent.FORK)
         count = len(parent.keys) if prefix_len is None else prefix_len
@@ -156,7 +175,8 @@ class StoredSessions:
             raise InvalidArgument(f"prefix_len must be in 0..{len(parent.keys)}")
         child_ttl = parent.ttl if ttl is None else ttl
         self._check_live_quota(namespace)
-        child = SessionRow(namespace, uuid.uuid4().hex, SessionState.OPEN, parent.keys[:count], child_ttl,
+        child = SessionRow(namespace, self._new_id(namespace, new_session_id), SessionState.OPEN, parent.keys[:count],
+                           child_ttl,
                            self.clock() + child_ttl, parent.session_id, parent.fingerprint)
         self.commit(None, child)
         return info(child)

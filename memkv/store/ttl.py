@@ -1,13 +1,8 @@
-"""The engine's rule for a request's times (the namespace rule is memkv/namespaces.py)."""
+"""The engine's rule for a request's times: the core's (memkv/sessions.py), which the cluster client
+and the server also apply before a session is looked at."""
 
 from __future__ import annotations
 
-from ..errors import InvalidArgument
+from ..sessions import MAX_TTL_S, check_fork, check_ttl
 
-MAX_TTL_S = 30 * 24 * 3600.0
-
-
-def check_ttl(ttl_s: float, what: str = "ttl_s") -> float:
-    if not isinstance(ttl_s, int | float) or not 0 < ttl_s <= MAX_TTL_S:
-        raise InvalidArgument(f"{what} must be in (0, {MAX_TTL_S}] seconds")
-    return float(ttl_s)
+__all__ = ["MAX_TTL_S", "check_fork", "check_ttl"]

@@ -54,6 +54,7 @@ from .frames import (
     verify,
 )
 from .opcodes import Opcode, Role
+from .session_answers import answer_item_bound
 
 
 class Side(enum.Enum):
@@ -263,6 +264,7 @@ class Connection:
             self.handle(Event.HELLO_REFUSED)
             raise
         self.hello_args = reader.args
+        self.minor = min(header.minor, VERSION_MINOR)  # the answer carries the lower minor (MKV-WIRE-005)
         limits = reader.args.get("limits", {})
         self.limits = WireLimits(int(limits.get("max_meta", WireLimits().max_meta)),
                                  int(limits.get("max_payload", WireLimits().max_payload)),
@@ -415,7 +417,8 @@ class Connection:
         self.check_answer(header, meta)
         if header.opcode is Opcode.ERROR:
             return Refused(header, error_of(header, msg.MetaReader(meta, 0)))
-        return Answer(header, msg.MetaReader(meta, self.limits.max_items))
+        bound = answer_item_bound(header.opcode, self.minor, self.limits.max_items, len(meta))
+        return Answer(header, msg.MetaReader(meta, bound))
 
     def payload_received(self, size: int) -> None:
         """`size` payload bytes of the current frame were received (or discarded) by the loop."""

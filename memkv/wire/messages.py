@@ -91,7 +91,7 @@ class MetaReader:
         if value is None and nullable:
             return None
         int_as_float = kind is float and isinstance(value, int)
-        if isinstance(value, bool) or not (isinstance(value, kind) or int_as_float):
+        if (isinstance(value, bool) and kind is not bool) or not (isinstance(value, kind) or int_as_float):
             raise InvalidArgument(f"argument {name!r} has the wrong type")
         return value
 

@@ -92,12 +92,14 @@ def _samples() -> dict[Opcode, tuple[Side | None, Side]]:
         Opcode.DELETE: (({}, two, two_n, b""), ({}, ok, 2, b"")),
         # the children of KEY_1 greater than KEY_1 (bytes order): KEY_2, and no more (next null)
         Opcode.CHILDREN: (({"after": KEY_1.hex()}, *_keys(KEY_1), b""), ({"next": None}, *_keys(KEY_2), b"")),
-        Opcode.SESSION_OPEN: (({"ttl_s": 600.0, "fingerprint": FINGERPRINT.hex()}, two, two_n, b""),
-                              _session_answer()),
-        Opcode.SESSION_APPEND: ((sid, *_keys(KEY_2), b""), _session_answer()),
+        Opcode.SESSION_OPEN: (({"ttl_s": 600.0, "fingerprint": FINGERPRINT.hex()} | sid | {"foreign": True}, two,
+                               two_n, b""), _session_answer()),  # the 1.2 arguments of MKV-WIRE-052/053
+        Opcode.SESSION_APPEND: ((sid | {"foreign": True}, *_keys(KEY_2), b""), _session_answer()),
         Opcode.SESSION_SUSPEND: ((sid | {"pause_ttl_s": 3600.0}, b"", 0, b""), _session_answer()),
-        Opcode.SESSION_RESUME: ((sid, b"", 0, b""), _session_answer()),
-        Opcode.SESSION_FORK: ((sid | {"prefix_len": 1, "ttl_s": None}, b"", 0, b""), _session_answer()),
+        Opcode.SESSION_RESUME: ((sid | {"prefix_len": 2}, b"", 0, b""), _session_answer()),  # MKV-WIRE-054
+        Opcode.SESSION_FORK: ((sid | {"prefix_len": 1, "ttl_s": None,
+                                      "new_session_id": "0a1b2c3d4e5f60718293a4b5c6d7e8f9"}, b"", 0, b""),
+                              _session_answer()),
         Opcode.SESSION_CLOSE: ((sid, b"", 0, b""), _session_answer()),
         Opcode.SESSION_INFO: ((sid, b"", 0, b""), _session_answer()),
         Opcode.INVALIDATE_KEYS: (({}, two, two_n, b""), count),

@@ -35,6 +35,12 @@ class SchemaMismatch(RuntimeError):
     """The records of this module and spec/operations.yaml disagree."""
 
 
+def _since_1_2(default: Any) -> Any:
+    """An optional argument of minor 2, sent only when it differs from its default, so that a
+    request that does not use it is the same bytes as in 1.1 (MKV-WIRE-055)."""
+    return dataclasses.field(default=default, metadata={"omit_default": True})
+
+
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -60,13 +66,27 @@ class ReleaseLeaseArgs:
 class SessionOpenArgs:
     ttl_s: float
     fingerprint: Hex16 = Hex16(NO_FINGERPRINT)
+    session_id: str | None = _since_1_2(None)  # chosen by the client (MKV-WIRE-052)
+    foreign: bool = _since_1_2(False)  # keys other shards store (MKV-WIRE-053)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class SessionArgs:
-    """The one argument of SESSION_APPEND/RESUME/CLOSE/INFO and INVALIDATE_SESSION."""
+    """The one argument of SESSION_CLOSE/INFO and INVALIDATE_SESSION."""
 
     session_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SessionAppendArgs:
+    session_id: str
+    foreign: bool = _since_1_2(False)  # MKV-WIRE-053
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SessionResumeArgs:
+    session_id: str
+    prefix_len: int | None = _since_1_2(None)  # the valid prefix the client found (MKV-WIRE-054)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -80,6 +100,7 @@ class SessionForkArgs:
     session_id: str
     prefix_len: int | None = None
     ttl_s: float | None = None
+    new_session_id: str | None = _since_1_2(None)  # MKV-WIRE-052
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -145,8 +166,9 @@ class SessionAnswer:
     fingerprint: Hex16
 
 
-Args = (HelloArgs | LookupArgs | ReleaseLeaseArgs | SessionOpenArgs | SessionArgs | SessionSuspendArgs
-        | SessionForkArgs | ChildrenArgs | InvalidatePrefixArgs | InvalidateModelArgs | NixlHelloArgs | AgentArgs)
+Args = (HelloArgs | LookupArgs | ReleaseLeaseArgs | SessionOpenArgs | SessionArgs | SessionAppendArgs
+        | SessionResumeArgs | SessionSuspendArgs | SessionForkArgs | ChildrenArgs | InvalidatePrefixArgs
+        | InvalidateModelArgs | NixlHelloArgs | AgentArgs)
 R = TypeVar("R")
 
 # Opcode -> the record of its request arguments; an opcode not listed takes no arguments.
@@ -156,9 +178,9 @@ REQUEST_ARGS: dict[Opcode, type[Any]] = {
     Opcode.RELEASE_LEASE: ReleaseLeaseArgs,
     Opcode.CHILDREN: ChildrenArgs,
     Opcode.SESSION_OPEN: SessionOpenArgs,
-    Opcode.SESSION_APPEND: SessionArgs,
+    Opcode.SESSION_APPEND: SessionAppendArgs,
     Opcode.SESSION_SUSPEND: SessionSuspendArgs,
-    Opcode.SESSION_RESUME: SessionArgs,
+    Opcode.SESSION_RESUME: SessionResumeArgs,
     Opcode.SESSION_FORK: SessionForkArgs,
     Opcode.SESSION_CLOSE: SessionArgs,
     Opcode.SESSION_INFO: SessionArgs,
@@ -183,7 +205,7 @@ ANSWER_ARGS: dict[Opcode, type[Any]] = {
     Opcode.CHILDREN: ChildrenAnswer,
 }
 
-_SPEC_TYPES: dict[Any, str] = {str: "string", int: "int", float: "number", Hex16: "hex16"}
+_SPEC_TYPES: dict[Any, str] = {str: "string", int: "int", float: "number", bool: "bool", Hex16: "hex16"}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -192,6 +214,7 @@ class _Field:
     kind: Any          # str, int, float or Hex16
     nullable: bool
     default: Any       # `...`: required
+    omit_default: bool = False  # left out of `encode` while it holds its default
 
     @property
     def spec_type(self) -> str:
@@ -207,7 +230,7 @@ def _fields_of(cls: type[Any]) -> tuple[_Field, ...]:
         nullable = union and type(None) in hint.__args__
         kind = next(a for a in hint.__args__ if a is not type(None)) if nullable else hint
         default = ... if field.default is dataclasses.MISSING else field.default
-        out.append(_Field(field.name, kind, nullable, default))
+        out.append(_Field(field.name, kind, nullable, default, bool(field.metadata.get("omit_default"))))
     return tuple(out)
 
 
@@ -229,7 +252,8 @@ def decode(reader: MetaReader, cls: type[R]) -> R:
 def encode(record: Any) -> dict[str, Any]:
     """A record as the JSON argument object of a frame (Hex16 fields as lower-case hex)."""
     return {f.name: (value.hex() if f.kind is Hex16 and value is not None else value)
-            for f in _FIELDS[type(record)] for value in (getattr(record, f.name),)}
+            for f in _FIELDS[type(record)] for value in (getattr(record, f.name),)
+            if not (f.omit_default and value == f.default)}
 
 
 def session_answer(info: SessionInfo) -> dict[str, Any]:

@@ -144,7 +144,7 @@ def test_capabilities_and_stats_of_the_cluster(cluster: LocalCluster) -> None:
         single = one.capabilities()
         one.close()
         assert caps.backend == "cluster" and "cluster" in caps.profiles
-        assert caps.profiles == (single.profiles & {"core", "durable", "shared"}) | {"cluster"}
+        assert caps.profiles == (single.profiles & {"core", "durable", "shared", "sessions"}) | {"cluster"}
         assert caps.capacity_bytes == 3 * (single.capacity_bytes or 0)
         client.put([PutItem(os.urandom(16), b"abc") for _ in range(12)])
         stats = client.stats()

@@ -9,13 +9,17 @@ from memkv.errors import MemkvError
 from memkv.transport import PutItem
 
 
-@pytest.mark.requirement("MKV-CLU-015")
+@pytest.mark.requirement("MKV-CLU-015", "MKV-CLU-056")
 def test_cluster_declares_itself_and_reports_its_shards(memkv: Context) -> None:
     t = memkv.transport()
     caps = t.capabilities()
     check("MKV-CLU-015", "cluster" in caps.profiles, "capabilities claim cluster", "cluster", sorted(caps.profiles))
-    extra = set(caps.profiles) - {"core", "durable", "shared", "cluster"}
+    extra = set(caps.profiles) - {"core", "durable", "shared", "sessions", "cluster"}
     check("MKV-CLU-015", not extra, "a cluster claims no profile of one server's surface", "none", sorted(extra))
+    if "sessions" in caps.profiles:
+        major, _, minor = caps.spec_version.partition(".")
+        check("MKV-CLU-056", major == "1" and minor.isdigit() and int(minor) >= 2,
+              "a cluster claims sessions only over shards of spec 1.2 or later", ">= 1.2", caps.spec_version)
     keys = [memkv.key() for _ in range(12)]
     t.put([PutItem(k, payload(i, 100)) for i, k in enumerate(keys)])
     stats = t.stats()

@@ -86,11 +86,14 @@ class _Machine(RuleBasedStateMachine):
         return self.small or self.crowded
 
     def teardown(self) -> None:
+        """Empty and close this example's transports: a run of many examples must not hold a
+        connection per example (a cluster of three shards reached the servers' connection limit)."""
         for t in self.ts:
             try:
                 t.invalidate_namespace()
             except MemkvError:
                 pass
+            t.close()
 
     # ---- helpers ----------------------------------------------------------------------------
     def step(self, text: str) -> None:
