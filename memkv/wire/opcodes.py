@@ -41,6 +41,8 @@ class Opcode(enum.IntEnum):
     NIXL_ALLOC = 0x43
     NIXL_COMMIT = 0x44
     NIXL_SERVER_AGENT = 0x45
+    NIXL_CREDIT = 0x46
+    NIXL_STORE = 0x47
 
 
 KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
@@ -91,6 +93,8 @@ REQUIRED_ROLE: dict[Opcode, Role] = {
     Opcode.NIXL_ALLOC: Role.WRITE,
     Opcode.NIXL_COMMIT: Role.WRITE,
     Opcode.NIXL_SERVER_AGENT: Role.READ,
+    Opcode.NIXL_CREDIT: Role.WRITE,
+    Opcode.NIXL_STORE: Role.WRITE,
 }
 
 # Opcodes whose frames may carry a bulk payload after the metadata (MKV-WIRE-006).
