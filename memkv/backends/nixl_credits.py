@@ -5,8 +5,10 @@ after put: a put batch posts its NIXL WRITEs into free credits and sends one NIX
 behind them, so no allocation round trip precedes it. Credits are asked for (NIXL_CREDIT) only
 when no free one is large enough, within a budget of a quarter of the server's staging per
 connection; a batch that needs more goes in rounds, and free credits too small for what is
-asked are ended (NIXL_COMMIT) to make room. A credit the server ended (idle time, MKV-WIRE-038)
-is answered UNKNOWN_LEASE; its item is retried once with a new credit.
+asked are ended (NIXL_COMMIT) to make room. An item refused a credit because the connection's
+credits are all busy (concurrent puts on one connection) is put by NIXL_ALLOC and NIXL_COMMIT.
+A credit the server ended (idle time, MKV-WIRE-038) is answered UNKNOWN_LEASE; its item is
+retried once with a new credit.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ..transport import ItemResult, PutItem
 from ..wire import messages as msg
 from ..wire import nixl_leases as lease_msg
 from ..wire.opcodes import Opcode
+from .nixl_write import ClientDrivenPut
 
 if TYPE_CHECKING:
     from .nixl import NixlTransport, _Slot
@@ -101,6 +104,7 @@ class CreditPut:
         self.slots: list[_Slot] = []
         self.records: list[tuple[bytes, int, bytes]] = []  # key, checksum, meta per prepared item
         self.conn = transport.control.connection()  # credits belong to the connection they were granted on
+        self.by_lease: list[int] = []  # items that found no credit within the connection's bound
         chunk = max(1, transport.server_chunk)
         self.chunk, self.budget = chunk, max(chunk, transport.server_staging // 4 // chunk * chunk)
 
@@ -114,6 +118,10 @@ class CreditPut:
         finally:
             for slot in self.slots:
                 slot.done()
+        if self.by_lease:  # NIXL_ALLOC and NIXL_COMMIT, which take staging from the whole pool
+            leased = ClientDrivenPut(self.transport, [self.items[i] for i in self.by_lease]).run()
+            for i, result in zip(self.by_lease, leased, strict=True):
+                self.results[i] = result
         return [r if r is not None else ItemResult(ErrorCode.INTERNAL, Internal("no result").message)
                 for r in self.results]
 
@@ -166,6 +174,9 @@ class CreditPut:
                                 lease_msg.read_alloc_answer)
         granted = []
         for job, size, (result, grant) in zip(wanted, sizes, answers, strict=True):
+            if grant is None and result.status is ErrorCode.LIMIT_EXCEEDED and self.book.held_bytes(self.conn, 1):
+                self.by_lease.append(job.index)  # the connection's credits are all in use
+                continue
             if grant is None:
                 self.results[job.index] = result
                 continue
