@@ -116,9 +116,9 @@ class CreditTable:
         self.pump.enter()
         return credit
 
-    def submit(self, credit: Credit, length: int, store: Store) -> concurrent.futures.Future[ItemResult]:
-        """run() in a thread of its own: the items of one NIXL_STORE are stored side by side."""
-        return self._stores.submit(self.run, credit, length, store)
+    def submit(self, job: Callable[[], ItemResult]) -> concurrent.futures.Future[ItemResult]:
+        """A run() in a thread of its own: the items of one NIXL_STORE are stored side by side."""
+        return self._stores.submit(job)
 
     def run(self, credit: Credit, length: int, store: Store) -> ItemResult:
         """Store use `credit.use` of a begun credit; the credit is free again afterwards."""

@@ -442,7 +442,7 @@ class NixlService:
             return engine.put_stream(namespace, key, length, fill, credit.buffers, meta, checksum,
                                      use_mapping=False)
 
-        running: list[concurrent.futures.Future[ItemResult] | ItemResult] = []
+        running: list[concurrent.futures.Future[ItemResult] | ItemResult | Callable[[], ItemResult]] = []
         for credit_id, use, key, length, checksum, decoded in items:
             try:
                 check_key(key)
@@ -451,9 +451,11 @@ class NixlService:
             except MemkvError as exc:
                 running.append(ItemResult(exc.code, exc.message))
                 continue
-            running.append(self.credits.submit(begun, length, functools.partial(
-                put, key=key, checksum=checksum, meta=meta)))
-        results = [r if isinstance(r, ItemResult) else r.result() for r in running]
+            job = functools.partial(self.credits.run, begun, length,
+                                    functools.partial(put, key=key, checksum=checksum, meta=meta))
+            # the items of a batch are stored side by side; a lone one in this thread (no hand-off)
+            running.append(job if len(items) == 1 else self.credits.submit(job))
+        results = [r if isinstance(r, ItemResult) else r() if callable(r) else r.result() for r in running]
         moved = sum(item[3] for item, r in zip(items, results, strict=True) if r.ok)
         self._count(header.opcode, results, "in", moved)
         return {}, msg.pack_results(results), len(results), []

@@ -263,7 +263,7 @@ def test_pieces_are_copied_out_of_the_credit_before_they_are_stored(table: Any, 
                                      payload_checksum(payload), use_mapping=False)
 
         key = os.urandom(16)
-        running = credits.submit(begun, len(payload), store)
+        running = credits.submit(lambda: credits.run(begun, len(payload), store))
         _arrive(credits, credit, 1, range(2), peer="intruder")  # another agent's notifications count for nothing
         _arrive(credits, credit, 1, range(4))
         result = running.result(timeout=30)
