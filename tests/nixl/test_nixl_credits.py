@@ -296,3 +296,21 @@ def test_a_store_waits_for_its_own_use_and_times_out_without_it(table: Any) -> N
     _arrive(credits, credit, 1, range(1))  # a stale notification of use 1 does not serve use 2
     result = credits.run(credits.begin(1, credit.id, 2, 4), 4, store)  # lease time 0.2 s
     assert result.status is ErrorCode.TIMEOUT and len(calls) == 1
+
+
+@pytest.mark.requirement("MKV-WIRE-038")
+def test_a_store_whose_connection_closes_fails_and_its_staging_cools_after_it(table: Any) -> None:
+    credits, pool, pump = table
+    credit = credits.grant(1, "peer", MiB, 1.0)
+    stored: list[bool] = []
+
+    def store(credit: Credit, length: int, fill: Any) -> ItemResult:
+        fill(memoryview(bytearray(length)))
+        stored.append(True)
+        return ItemResult()
+
+    running = credits.submit(lambda: credits.run(credits.begin(1, credit.id, 1, MiB), MiB, store))
+    credits.drop_connection(1)  # while the store waits for its WRITEs
+    result = running.result(timeout=30)
+    assert result.status is ErrorCode.UNAVAILABLE and stored == [] and pump.busy == 0
+    assert pool.in_use() == MiB  # held back one lease time after the store let go of it
