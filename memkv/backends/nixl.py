@@ -524,6 +524,18 @@ class NixlTransport(WrapperTransport):
             raise
         return key, slot, checksum, item.meta.encode()
 
+    def _put_slots(self, items: Sequence[PutItem], results: list[ItemResult | None]
+                   ) -> list[tuple[int, bytes, _Slot, int, bytes]]:
+        """(index, key, slot, checksum, meta) of each item that can be sent; the others' errors go
+        into `results`."""
+        prepared = []
+        for i, item in enumerate(items):
+            try:
+                prepared.append((i, *self._put_slot(item)))
+            except MemkvError as exc:
+                results[i] = ItemResult(exc.code, exc.message)
+        return prepared
+
     def chosen_put_path(self) -> str:
         """read (the server READs, NIXL_PUT) or write (client WRITEs into standing credits, NIXL_STORE)."""
         return self.server_put_path if self.put_path == "auto" else self.put_path

@@ -128,12 +128,7 @@ class CreditPut:
 
     def _prepare(self) -> list[_Job]:
         jobs = []
-        for i, item in enumerate(self.items):
-            try:
-                key, slot, checksum, meta = self.transport._put_slot(item)
-            except MemkvError as exc:
-                self.results[i] = ItemResult(exc.code, exc.message)
-                continue
+        for i, key, slot, checksum, meta in self.transport._put_slots(self.items, self.results):
             jobs.append(_Job(i, len(self.slots)))
             self.slots.append(slot)
             self.records.append((key, checksum, meta))

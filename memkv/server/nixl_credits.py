@@ -23,6 +23,7 @@ from ..buffers import address_of, aligned_buffer
 from ..errors import InvalidArgument, LimitExceeded, MemkvError, Timeout, Unavailable, UnknownLease
 from ..nixl.support import ChunkPool, Pump
 from ..transport import ItemResult
+from ..wire import nixl_leases as lease_msg
 from .nixl_leases import ALIGN, LeaseTable, MiB
 
 NOTIF_PREFIX = b"memkv-credit:"
@@ -164,18 +165,11 @@ class CreditTable:
         A credit keeps those of its current use and the next one (a client may WRITE before its
         NIXL_STORE is read), so what it keeps is bounded."""
         with self._cond:
-            for peer, messages in notifs.items():
-                for message in messages:
-                    if not message.startswith(NOTIF_PREFIX):
-                        continue
-                    try:
-                        credit_id, use, piece = (int(part) for part in message[len(NOTIF_PREFIX):].split(b":"))
-                    except ValueError:
-                        continue
-                    credit = self._credits.get(credit_id)
-                    if (credit is not None and credit.peer == peer and 0 <= piece < credit.pieces
-                            and credit.use <= use <= credit.use + 1):
-                        credit.arrived.add((use, piece))
+            for peer, (credit_id, use, piece) in lease_msg.read_notifications(notifs, NOTIF_PREFIX, 3):
+                credit = self._credits.get(credit_id)
+                if (credit is not None and credit.peer == peer and 0 <= piece < credit.pieces
+                        and credit.use <= use <= credit.use + 1):
+                    credit.arrived.add((use, piece))
             self._cond.notify_all()
 
     # ---- ending -----------------------------------------------------------------------------------
@@ -219,9 +213,8 @@ class CreditTable:
     def close(self) -> None:
         with self._cond:
             self._closed = True
-            for credit in list(self._credits.values()):
-                self._end(credit)
-            self._cond.notify_all()
+            while self._credits:
+                self._end(next(iter(self._credits.values())))  # wakes the reaper and any waiting store
         self._stores.shutdown(wait=True)
         self._reaper.join(timeout=5)
 

@@ -27,6 +27,7 @@ from ..buffers import address_of
 from ..errors import ErrorCode, MemkvError, Unavailable
 from ..nixl.support import ChunkPool, Pump
 from ..transport import ItemResult
+from ..wire import nixl_leases as lease_msg
 
 MiB = 1024 * 1024
 KiB = 1024
@@ -154,17 +155,10 @@ class LeaseTable:
     def arrived(self, notifs: dict[str, list[bytes]]) -> None:
         """Record `memkv-lease:<id>:<piece>` notifications (from the pump); others are ignored."""
         with self._cond:
-            for peer, messages in notifs.items():
-                for message in messages:
-                    if not message.startswith(NOTIF_PREFIX):
-                        continue
-                    try:
-                        lease_id, piece = (int(part) for part in message[len(NOTIF_PREFIX):].split(b":"))
-                    except ValueError:
-                        continue
-                    lease = self._receiving.get(lease_id)
-                    if lease is not None and lease.peer == peer and 0 <= piece < lease.pieces:
-                        lease.arrived.add(piece)
+            for peer, (lease_id, piece) in lease_msg.read_notifications(notifs, NOTIF_PREFIX, 2):
+                lease = self._receiving.get(lease_id)
+                if lease is not None and lease.peer == peer and 0 <= piece < lease.pieces:
+                    lease.arrived.add(piece)
             self._cond.notify_all()
 
     # ---- ending leases ------------------------------------------------------------------------------

@@ -357,24 +357,33 @@ class NixlService:
         limits = conn.engine.limits
         items = reader.put_items(limits)
         reader.finish()
+        deadline = time.monotonic() + self.server.config.frame_timeout_s  # one wait for the whole request
+
+        def lend(item: tuple[bytes, int, int, BlockMeta | MemkvError]) -> lease_msg.Grant:
+            key, length, checksum, meta = item
+            check_key(key)
+            checked = check_put_item(length, meta, limits)
+            lease = self.leases.grant(id(conn), peer, key, length, checksum, checked, self._storer(conn), deadline)
+            return lease_msg.Grant(lease.id, self.pool.address + lease.offset, 0, 0, int(lease.lease_s * 1000),
+                                   lease.piece)
+
+        return self._grants(header, {"agent": self.name}, [functools.partial(lend, item) for item in items])
+
+    def _grants(self, header: Header, args: dict[str, Any], attempts: list[Callable[[], lease_msg.Grant]]
+                ) -> Response:
+        """The NIXL_ALLOC / NIXL_CREDIT answer: per item the result of its attempt and, when OK, its grant."""
         results: list[ItemResult] = []
         grants: list[lease_msg.Grant | None] = []
-        deadline = time.monotonic() + self.server.config.frame_timeout_s  # one wait for the whole request
-        for key, length, checksum, meta in items:
+        for attempt in attempts:
             try:
-                check_key(key)
-                checked = check_put_item(length, meta, limits)
-                lease = self.leases.grant(id(conn), peer, key, length, checksum, checked, self._storer(conn),
-                                          deadline)
+                grants.append(attempt())
             except MemkvError as exc:
                 results.append(ItemResult(exc.code, exc.message))
                 grants.append(None)
                 continue
             results.append(ItemResult(ErrorCode.OK))
-            grants.append(lease_msg.Grant(lease.id, self.pool.address + lease.offset, 0, 0,
-                                          int(lease.lease_s * 1000), lease.piece))
         self._count(header.opcode, results, "in", 0)
-        return {"agent": self.name}, lease_msg.pack_alloc_answer(results, grants), len(results), []
+        return args, lease_msg.pack_alloc_answer(results, grants), len(results), []
 
     def commit(self, conn: Connection, header: Header, reader: msg.MetaReader) -> Response:
         self._peer_of(conn, reader)
@@ -407,26 +416,18 @@ class NixlService:
         sizes = lease_msg.read_credit_items(reader)
         reader.finish()
         limits = conn.engine.limits
-        results: list[ItemResult] = []
-        grants: list[lease_msg.Grant | None] = []
         deadline = time.monotonic() + self.server.config.frame_timeout_s  # one wait for the whole request
-        for size in sizes:
-            try:
-                if size == 0:
-                    raise InvalidArgument("a NIXL credit needs a positive size")
-                if size > limits.max_block_size:
-                    raise BlockTooLarge(f"a credit of {size} bytes exceeds the maximum block size "
-                                        f"{limits.max_block_size}")
-                granted = self.credits.grant(id(conn), peer, size, max(0.0, deadline - time.monotonic()))
-            except MemkvError as exc:
-                results.append(ItemResult(exc.code, exc.message))
-                grants.append(None)
-                continue
-            results.append(ItemResult(ErrorCode.OK))
-            grants.append(lease_msg.Grant(granted.id, self.pool.address + granted.offset, 0, 0,
-                                          int(granted.idle_s * 1000), granted.piece))
-        self._count(header.opcode, results, "in", 0)
-        return {}, lease_msg.pack_alloc_answer(results, grants), len(results), []
+
+        def lend(size: int) -> lease_msg.Grant:
+            if size == 0:
+                raise InvalidArgument("a NIXL credit needs a positive size")
+            if size > limits.max_block_size:
+                raise BlockTooLarge(f"a credit of {size} bytes exceeds the maximum block size {limits.max_block_size}")
+            credit = self.credits.grant(id(conn), peer, size, max(0.0, deadline - time.monotonic()))
+            return lease_msg.Grant(credit.id, self.pool.address + credit.offset, 0, 0, int(credit.idle_s * 1000),
+                                   credit.piece)
+
+        return self._grants(header, {}, [functools.partial(lend, size) for size in sizes])
 
     def store(self, conn: Connection, header: Header, reader: msg.MetaReader) -> Response:
         """NIXL_STORE: store what the client wrote into its credits (MKV-WIRE-037, MKV-WIRE-039)."""

@@ -61,6 +61,20 @@ def read_alloc_answer(reader: msg.MetaReader) -> list[tuple[ItemResult, Grant | 
     return out
 
 
+def read_notifications(notifs: dict[str, list[bytes]], prefix: bytes, fields: int) -> list[tuple[str, list[int]]]:
+    """(peer, numbers) of each notification `<prefix><n1>:<n2>...` with `fields` decimal numbers;
+    any other notification is skipped."""
+    out = []
+    for peer, messages in notifs.items():
+        for message in messages:
+            if not message.startswith(prefix):
+                continue
+            parts = message[len(prefix):].split(b":")
+            if len(parts) == fields and all(part.isdigit() for part in parts):
+                out.append((peer, [int(part) for part in parts]))
+    return out
+
+
 def credit_notification(credit: int, use: int, piece: int) -> bytes:
     """What the WRITE of piece `piece` of use `use` of credit `credit` carries (MKV-WIRE-037)."""
     return b"memkv-credit:%d:%d:%d" % (credit, use, piece)
@@ -96,4 +110,4 @@ def read_commit_items(reader: msg.MetaReader) -> list[tuple[int, int]]:
 
 __all__ = ["DISCARD", "STORE", "Grant", "StoreItem", "credit_notification", "notification", "pack_alloc_answer",
            "pack_commit_item", "pack_credit_item", "pack_store_item", "read_alloc_answer", "read_commit_items",
-           "read_credit_items", "read_store_items"]
+           "read_credit_items", "read_notifications", "read_store_items"]

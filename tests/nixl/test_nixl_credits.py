@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import unittest.mock
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -174,15 +175,12 @@ def test_commit_ends_a_credit_and_the_client_takes_a_new_one(client: Any) -> Non
 
 
 # ---- the credit table --------------------------------------------------------------------------------
-class _CountingPump:
-    def __init__(self) -> None:
-        self.busy = 0
+class _CountingPump(unittest.mock.Mock):
+    """A pump that counts who entered and has not left."""
 
-    def enter(self) -> None:
-        self.busy += 1
-
-    def leave(self) -> None:
-        self.busy -= 1
+    @property
+    def busy(self) -> int:
+        return int(self.enter.call_count - self.leave.call_count)
 
 
 @pytest.fixture
