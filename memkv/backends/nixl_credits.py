@@ -6,8 +6,8 @@ behind them, so no allocation round trip precedes it. Credits are asked for (NIX
 when no free one is large enough, within a budget of a quarter of the server's staging per
 connection; a batch that needs more goes in rounds, and free credits too small for what is
 asked are ended (NIXL_COMMIT) to make room. An item refused a credit because the connection's
-credits are all busy (concurrent puts on one connection), or that is larger than a connection
-may hold, is put by NIXL_ALLOC and NIXL_COMMIT.
+credits are all busy (concurrent puts on one connection), that is larger than a connection may
+hold, or that finds no free staging is put by NIXL_ALLOC and NIXL_COMMIT (which waits for staging).
 A credit the server ended (idle time, MKV-WIRE-038) is answered UNKNOWN_LEASE; its item is
 retried once with a new credit.
 """
@@ -170,8 +170,8 @@ class CreditPut:
                                 lease_msg.read_alloc_answer)
         granted = []
         for job, size, (result, grant) in zip(wanted, sizes, answers, strict=True):
-            if grant is None and result.status is ErrorCode.LIMIT_EXCEEDED:
-                self.by_lease.append(job.index)  # the connection's credits are all in use, or it is too large
+            if grant is None and result.status in (ErrorCode.LIMIT_EXCEEDED, ErrorCode.UNAVAILABLE):
+                self.by_lease.append(job.index)  # credits are all in use, staging is busy, or it is too large
                 continue
             if grant is None:
                 self.results[job.index] = result

@@ -66,9 +66,10 @@ Store = Callable[[Credit, int, Callable[[memoryview], None]], ItemResult]
 
 
 class CreditTable:
-    def __init__(self, pool: ChunkPool, pump: Pump, leases: LeaseTable, per_connection: int) -> None:
+    def __init__(self, pool: ChunkPool, pump: Pump, leases: LeaseTable, per_connection: int, total: int) -> None:
         self.pool, self.pump, self.leases = pool, pump, leases
         self.per_connection = per_connection  # staging bytes one connection may hold in credits
+        self.total = total  # and all connections together (the rest is for gets and leases)
         self._credits: dict[int, Credit] = {}
         self._cond = threading.Condition()
         self._closed = False
@@ -77,16 +78,19 @@ class CreditTable:
         self._reaper.start()
 
     # ---- granting ---------------------------------------------------------------------------------
-    def grant(self, conn: int, peer: str, size: int, timeout: float) -> Credit:
-        """A credit of `size` bytes for this connection; LimitExceeded past the per-connection
-        bound, Unavailable when no staging frees up within `timeout`."""
+    def grant(self, conn: int, peer: str, size: int) -> Credit:
+        """A credit of `size` bytes for this connection; LimitExceeded past the per-connection or the
+        total bound, Unavailable at once when no staging is free (the client then leases instead)."""
+        chunks = self._chunks
         with self._cond:
-            held = sum(-(-c.size // self.pool.chunk) * self.pool.chunk for c in self._credits.values()
-                       if c.conn == conn)
-        if held + -(-size // self.pool.chunk) * self.pool.chunk > self.per_connection:
+            held = sum(chunks(c.size) for c in self._credits.values() if c.conn == conn)
+            everyone = sum(chunks(c.size) for c in self._credits.values())
+        if held + chunks(size) > self.per_connection:
             raise LimitExceeded(f"a connection holds at most {self.per_connection} bytes of NIXL credits "
                                 f"({held} held); end some with NIXL_COMMIT")
-        offset, region = self.pool.acquire(size, timeout)
+        if everyone + chunks(size) > self.total:
+            raise LimitExceeded(f"NIXL credits hold {everyone} of at most {self.total} staging bytes")
+        offset, region = self.pool.acquire(size, 0.0)
         idle_s = self.leases.lease_time(size)
         store_piece = min(STORE_PIECE, -(-size // ALIGN) * ALIGN)
         credit = Credit(next(self.leases.ids), conn, peer, size, credit_piece(size), offset, region,
@@ -96,6 +100,10 @@ class CreditTable:
             self._credits[credit.id] = credit
             self._cond.notify_all()
         return credit
+
+    def _chunks(self, size: int) -> int:
+        """Staging bytes a credit of `size` bytes takes (whole chunks)."""
+        return -(-size // self.pool.chunk) * self.pool.chunk
 
     # ---- storing ----------------------------------------------------------------------------------
     def begin(self, conn: int, credit_id: int, use: int, length: int) -> Credit:

@@ -128,7 +128,7 @@ class NixlService:
         self._lock = threading.Lock()
         self.pump = Pump(self.agent, self._arrived)
         self.leases = LeaseTable(self.pool, self.pump, server.config.frame_timeout_s)
-        self.credits = CreditTable(self.pool, self.pump, self.leases, self.pool.size // 2)
+        self.credits = CreditTable(self.pool, self.pump, self.leases, self.pool.size // 2, self.pool.size // 2)
         self.put_path = "read" if ucx_has_rdma(os.environ.get("UCX_TLS"), bool(rdma_devices())) else "write"
         log.info("NIXL agent %s up: staging %d MiB in %d KiB chunks%s", self.name, self.pool.size >> 20,
                  self.pool.chunk >> 10, " on hugepages" if self.pool.hugepages else "")
@@ -416,14 +416,13 @@ class NixlService:
         sizes = lease_msg.read_credit_items(reader)
         reader.finish()
         limits = conn.engine.limits
-        deadline = time.monotonic() + self.server.config.frame_timeout_s  # one wait for the whole request
 
         def lend(size: int) -> lease_msg.Grant:
             if size == 0:
                 raise InvalidArgument("a NIXL credit needs a positive size")
             if size > limits.max_block_size:
                 raise BlockTooLarge(f"a credit of {size} bytes exceeds the maximum block size {limits.max_block_size}")
-            credit = self.credits.grant(id(conn), peer, size, max(0.0, deadline - time.monotonic()))
+            credit = self.credits.grant(id(conn), peer, size)
             return lease_msg.Grant(credit.id, self.pool.address + credit.offset, 0, 0, int(credit.idle_s * 1000),
                                    credit.piece)
 

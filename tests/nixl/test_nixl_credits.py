@@ -20,7 +20,7 @@ import memkv
 from memkv.blocks import BlockMeta
 from memkv.buffers import address_of
 from memkv.checksum import payload_checksum
-from memkv.errors import ErrorCode, LimitExceeded, UnknownLease
+from memkv.errors import ErrorCode, LimitExceeded, Unavailable, UnknownLease
 from memkv.memory_kind import MemoryKind
 from memkv.nixl.agent import availability
 from memkv.nixl.support import ChunkPool
@@ -187,7 +187,7 @@ class _CountingPump(unittest.mock.Mock):
 def table() -> Iterator[tuple[CreditTable, ChunkPool, _CountingPump]]:
     pool, pump = ChunkPool(8 * MiB, MiB, hugepages=False), _CountingPump()
     leases = LeaseTable(pool, pump, 0.2)  # type: ignore[arg-type]
-    credits = CreditTable(pool, pump, leases, 4 * MiB)  # type: ignore[arg-type]
+    credits = CreditTable(pool, pump, leases, 4 * MiB, 6 * MiB)  # type: ignore[arg-type]
     yield credits, pool, pump
     credits.close()
     leases.close()
@@ -200,17 +200,22 @@ def _arrive(credits: CreditTable, credit: Credit, use: int, pieces: range, peer:
 @pytest.mark.requirement("MKV-WIRE-036")
 def test_a_connection_holds_a_bounded_amount_of_credits(table: Any) -> None:
     credits, pool, _ = table
-    credits.grant(1, "peer", 3 * MiB, 1.0)
+    credits.grant(1, "peer", 3 * MiB)
     with pytest.raises(LimitExceeded):
-        credits.grant(1, "peer", 2 * MiB, 1.0)
-    credits.grant(2, "peer", 2 * MiB, 1.0)  # the bound is per connection
+        credits.grant(1, "peer", 2 * MiB)
+    credits.grant(2, "peer", 2 * MiB)  # the bound is per connection
     assert pool.in_use() == 5 * MiB and credits.held(1) == 1
+    with pytest.raises(LimitExceeded):  # and all credits together keep staging for gets and leases
+        credits.grant(3, "peer", 2 * MiB)
+    pool.acquire(3 * MiB, 1.0)  # a get's staging: the pool is full
+    with pytest.raises(Unavailable):  # no free staging: answered at once, the client leases instead
+        credits.grant(3, "peer", MiB)
 
 
 @pytest.mark.requirement("MKV-WIRE-038")
 def test_close_commit_and_idle_time_end_credits_and_their_staging_cools(table: Any) -> None:
     credits, pool, _ = table
-    closed, committed, idle = (credits.grant(conn, "peer", MiB, 1.0) for conn in (1, 2, 3))
+    closed, committed, idle = (credits.grant(conn, "peer", MiB) for conn in (1, 2, 3))
     credits.drop_connection(1)
     assert credits.end(2, committed.id) and not credits.end(3, committed.id)
     idle.expires = time.monotonic()
@@ -229,7 +234,7 @@ def test_close_commit_and_idle_time_end_credits_and_their_staging_cools(table: A
 @pytest.mark.requirement("MKV-WIRE-038")
 def test_the_reaper_ends_idle_credits_nobody_names(table: Any) -> None:
     credits, _, _ = table
-    credits.grant(1, "peer", 1024, 1.0)  # idle time 0.2 s + 1 ms
+    credits.grant(1, "peer", 1024)  # idle time 0.2 s + 1 ms
     deadline = time.monotonic() + 10
     while credits.held(1) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -241,7 +246,7 @@ def test_pieces_are_copied_out_of_the_credit_before_they_are_stored(table: Any, 
     credits, pool, pump = table
     engine = StorageEngine(str(tmp_path / "store"), capacity=64 * MiB)
     try:
-        credit = credits.grant(1, "peer", 4 * MiB, 1.0)
+        credit = credits.grant(1, "peer", 4 * MiB)
         credit.piece = MiB  # four notifications, the store copying each piece as it lands
         assert credit.pieces == 4
         payload = os.urandom(4 * MiB)
@@ -280,7 +285,7 @@ def test_pieces_are_copied_out_of_the_credit_before_they_are_stored(table: Any, 
 @pytest.mark.requirement("MKV-WIRE-037")
 def test_a_store_waits_for_its_own_use_and_times_out_without_it(table: Any) -> None:
     credits, _, _ = table
-    credit = credits.grant(1, "peer", MiB, 1.0)
+    credit = credits.grant(1, "peer", MiB)
     _arrive(credits, credit, 1, range(1))  # a WRITE may arrive before its NIXL_STORE
     calls: list[bytes] = []
 
@@ -300,7 +305,7 @@ def test_a_store_waits_for_its_own_use_and_times_out_without_it(table: Any) -> N
 @pytest.mark.requirement("MKV-WIRE-038")
 def test_a_store_whose_connection_closes_fails_and_its_staging_cools_after_it(table: Any) -> None:
     credits, pool, pump = table
-    credit = credits.grant(1, "peer", MiB, 1.0)
+    credit = credits.grant(1, "peer", MiB)
     stored: list[bool] = []
 
     def store(credit: Credit, length: int, fill: Any) -> ItemResult:
