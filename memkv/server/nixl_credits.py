@@ -222,7 +222,8 @@ class CreditTable:
         with self._cond:
             self._closed = True
             while self._credits:
-                self._end(next(iter(self._credits.values())))  # wakes the reaper and any waiting store
+                self._end(next(iter(self._credits.values())))  # wakes any store waiting for pieces
+            self._cond.notify_all()  # and the reaper
         self._stores.shutdown(wait=True)
         self._reaper.join(timeout=5)
 
