@@ -155,7 +155,13 @@ class CreditPut:
                 planned -= self._end(self.book.take_free(self.conn))
             wanted.append(job)
             planned += cost
-        now += self._grant(wanted)
+        try:
+            now += self._grant(wanted)
+        except BaseException:
+            for job in now:  # taken above; nobody else would give them back
+                if job.credit is not None:
+                    self.book.give_back(job.credit)
+            raise
         if not now:
             return later
         self._store(server, now)
