@@ -60,6 +60,7 @@ from ..wire import messages as msg
 from ..wire import records as rec
 from ..wire.opcodes import Opcode
 from ..wrapper_transport import WrapperTransport
+from .nixl_credits import CreditBook, CreditPut
 from .nixl_write import ClientDrivenPut
 from .tcp import DEFAULT_PORT, Reply, TcpConnection, TcpTransport, check_options, pop_credential
 
@@ -282,6 +283,7 @@ class NixlTransport(WrapperTransport):
         self.server_put_path = "read"  # what the server's NIXL_HELLO answer asks for (MKV-WIRE-035)
         self.server_staging, self.server_chunk = 0, 1  # the server's staging pool (NIXL_HELLO answer)
         self._server_loaded = False
+        self._credits = CreditBook()  # standing staging credits per control connection (MKV-WIRE-036)
         self.agent_name = f"memkv-client-{uuid.uuid4().hex}"
         self._memory: _Memory | None = None
         self._agent: NixlAgent | None = None
@@ -525,8 +527,20 @@ class NixlTransport(WrapperTransport):
             raise
         return key, slot, checksum, item.meta.encode()
 
+    def _put_slots(self, items: Sequence[PutItem], results: list[ItemResult | None]
+                   ) -> list[tuple[int, bytes, _Slot, int, bytes]]:
+        """(index, key, slot, checksum, meta) of each item that can be sent; the others' errors go
+        into `results`."""
+        prepared = []
+        for i, item in enumerate(items):
+            try:
+                prepared.append((i, *self._put_slot(item)))
+            except MemkvError as exc:
+                results[i] = ItemResult(exc.code, exc.message)
+        return prepared
+
     def chosen_put_path(self) -> str:
-        """read (the server READs, NIXL_PUT) or write (NIXL_ALLOC, client WRITEs, NIXL_COMMIT)."""
+        """read (the server READs, NIXL_PUT) or write (client WRITEs into standing credits, NIXL_STORE)."""
         return self.server_put_path if self.put_path == "auto" else self.put_path
 
     def put_async(self, items: Sequence[PutItem]) -> concurrent.futures.Future[list[ItemResult]]:
@@ -536,7 +550,9 @@ class NixlTransport(WrapperTransport):
         items = list(items)
         self.limits.check_batch(len(items))
         if self.chosen_put_path() == "write":
-            return _done(ClientDrivenPut(self, items).run())
+            if TcpTransport.speaks(self.control.connection(), Opcode.NIXL_CREDIT):
+                return _done(CreditPut(self, self._credits, items).run())
+            return _done(ClientDrivenPut(self, items).run())  # a 1.1 server has no credits (MKV-WIRE-045)
 
         def prepare(i: int) -> tuple[bytes, _Slot]:
             key, slot, checksum, meta = self._put_slot(items[i])

@@ -50,12 +50,7 @@ class ClientDrivenPut:
                 for r in self.results]
 
     def _prepare(self) -> None:
-        for i, item in enumerate(self.items):
-            try:
-                key, slot, checksum, meta = self.transport._put_slot(item)
-            except MemkvError as exc:
-                self.results[i] = ItemResult(exc.code, exc.message)
-                continue
+        for i, key, slot, checksum, meta in self.transport._put_slots(self.items, self.results):
             self.slots.append(slot)
             self.sent.append(i)
             self.records.append(msg.pack_put_item(key, slot.length, checksum, meta))

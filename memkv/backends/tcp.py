@@ -521,12 +521,18 @@ class TcpTransport(Transport):
         return ChildPage(tuple(keys), next_key)
 
     @staticmethod
-    def _check_version(conn: TcpConnection, opcode: Opcode) -> None:
-        """Never send an opcode the HELLO answer's version lacks (MKV-WIRE-045)."""
-        needed = SINCE_MINOR.get(opcode, 0)
+    def speaks(conn: TcpConnection, opcode: Opcode) -> bool:
+        """Whether the HELLO answer's version has `opcode` (MKV-WIRE-045)."""
         version = str(conn.server_info.get("version", ""))
         minor = int(version.split(".")[1]) if version.count(".") == 1 and version.split(".")[1].isdigit() else 0
-        if minor < needed:
+        return minor >= SINCE_MINOR.get(opcode, 0)
+
+    @classmethod
+    def _check_version(cls, conn: TcpConnection, opcode: Opcode) -> None:
+        """Never send an opcode the HELLO answer's version lacks (MKV-WIRE-045)."""
+        if not cls.speaks(conn, opcode):
+            needed = SINCE_MINOR[opcode]
+            version = str(conn.server_info.get("version", ""))
             raise Unsupported(f"{opcode.name} needs wire 1.{needed}; the server at {conn.address[0]}:"
                               f"{conn.address[1]} speaks {version or 'an unknown version'}")
 

@@ -241,8 +241,10 @@ class NixlAgent:
             raise Unavailable(f"NIXL {operation} could not be posted")
         return posted
 
-    def wait(self, transfer: Transfer, deadline: float, pause_s: float = 0.0) -> None:
-        """Poll a posted transfer until it is done; Unavailable when it failed, Timeout past the deadline.
+    def wait(self, transfer: Transfer, deadline: float, pause_s: float = 0.0,
+             stop: Callable[[], bool] | None = None) -> bool:
+        """Poll a posted transfer until it is done (True), or until `stop()` says to give up on it
+        (False); Unavailable when it failed, Timeout past the deadline.
 
         Each poll also progresses the agent's UCX worker (agents run without NIXL's progress
         thread), so the loop only yields the GIL between polls instead of sleeping; a backend that
@@ -252,9 +254,11 @@ class NixlAgent:
             with nixl_errors(Unavailable, "NIXL transfer failed"):
                 state = self._raw.check_xfer_state(transfer._handle)
             if state == "DONE":
-                return
+                return True
             if state == "ERR":
                 raise Unavailable("NIXL transfer failed")
+            if stop is not None and stop():
+                return False
             if time.monotonic() > deadline:
                 raise Timeout("NIXL transfer did not complete in time")
             time.sleep(pause_s)

@@ -27,6 +27,7 @@ from ..buffers import address_of
 from ..errors import ErrorCode, MemkvError, Unavailable
 from ..nixl.support import ChunkPool, Pump
 from ..transport import ItemResult
+from ..wire import nixl_leases as lease_msg
 
 MiB = 1024 * 1024
 KiB = 1024
@@ -81,7 +82,7 @@ class LeaseTable:
         self._open: dict[int, Lease] = {}
         self._receiving: dict[int, Lease] = {}  # leases whose pieces may still arrive (open or being finished)
         self._cooling: list[tuple[float, int, int]] = []  # (lend again at, offset, size)
-        self._ids = itertools.count(1)
+        self.ids = itertools.count(1)  # lease and credit ids (MKV-WIRE-036: unique among both)
         self._cond = threading.Condition()
         self._closed = False
         self._reaper: threading.Thread | None = None
@@ -111,7 +112,7 @@ class LeaseTable:
                 if time.monotonic() >= deadline:
                     raise
         lease_s = self.lease_time(length)
-        lease = Lease(next(self._ids), conn, peer, key, length, checksum, meta, offset, size, run[:length],
+        lease = Lease(next(self.ids), conn, peer, key, length, checksum, meta, offset, size, run[:length],
                       [run[landing : landing + piece], run[landing + piece : size]], piece, lease_s,
                       time.monotonic() + lease_s)
         with self._cond:
@@ -154,17 +155,10 @@ class LeaseTable:
     def arrived(self, notifs: dict[str, list[bytes]]) -> None:
         """Record `memkv-lease:<id>:<piece>` notifications (from the pump); others are ignored."""
         with self._cond:
-            for peer, messages in notifs.items():
-                for message in messages:
-                    if not message.startswith(NOTIF_PREFIX):
-                        continue
-                    try:
-                        lease_id, piece = (int(part) for part in message[len(NOTIF_PREFIX):].split(b":"))
-                    except ValueError:
-                        continue
-                    lease = self._receiving.get(lease_id)
-                    if lease is not None and lease.peer == peer and 0 <= piece < lease.pieces:
-                        lease.arrived.add(piece)
+            for peer, (lease_id, piece) in lease_msg.read_notifications(notifs, NOTIF_PREFIX, 2):
+                lease = self._receiving.get(lease_id)
+                if lease is not None and lease.peer == peer and 0 <= piece < lease.pieces:
+                    lease.arrived.add(piece)
             self._cond.notify_all()
 
     # ---- ending leases ------------------------------------------------------------------------------
@@ -213,6 +207,13 @@ class LeaseTable:
             while self._cooling and self._cooling[0][0] <= now:
                 _, offset, size = heapq.heappop(self._cooling)
                 self.pool.release(offset, size)
+
+    def hold_back(self, offset: int, size: int, delay: float) -> None:
+        """Lend this staging run again only after `delay` seconds (an ended lease or credit)."""
+        with self._cond:
+            heapq.heappush(self._cooling, (time.monotonic() + delay, offset, size))
+            self._start_reaper()
+            self._cond.notify_all()
 
     def _cool(self, lease: Lease) -> None:
         """Under the lock: end a lease without commit; its staging waits one more lease time (and

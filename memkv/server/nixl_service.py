@@ -22,7 +22,9 @@ in time gets UNAVAILABLE, one larger than the pool LIMIT_EXCEEDED; nothing grows
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
+import functools
 import logging
 import os
 import re
@@ -55,6 +57,7 @@ from ..wire import nixl_leases as lease_msg
 from ..wire import records as rec
 from ..wire.frames import Header
 from ..wire.opcodes import Opcode
+from .nixl_credits import Credit, CreditTable
 from .nixl_leases import Lease, LeaseTable
 
 if TYPE_CHECKING:
@@ -123,8 +126,9 @@ class NixlService:
         self._peers: dict[str, _Peer] = {}
         self._by_conn: dict[int, str] = {}
         self._lock = threading.Lock()
-        self.pump = Pump(self.agent, lambda notifs: self.leases.arrived(notifs))
+        self.pump = Pump(self.agent, self._arrived)
         self.leases = LeaseTable(self.pool, self.pump, server.config.frame_timeout_s)
+        self.credits = CreditTable(self.pool, self.pump, self.leases, self.pool.size // 2, self.pool.size // 2)
         self.put_path = "read" if ucx_has_rdma(os.environ.get("UCX_TLS"), bool(rdma_devices())) else "write"
         log.info("NIXL agent %s up: staging %d MiB in %d KiB chunks%s", self.name, self.pool.size >> 20,
                  self.pool.chunk >> 10, " on hugepages" if self.pool.hugepages else "")
@@ -186,8 +190,13 @@ class NixlService:
                 raise InvalidArgument(f"NIXL agent {name} is not loaded on this connection; send NIXL_HELLO first")
         return str(name)
 
+    def _arrived(self, notifs: dict[str, list[bytes]]) -> None:
+        self.leases.arrived(notifs)
+        self.credits.arrived(notifs)
+
     def connection_closed(self, conn: Connection) -> None:
         self.leases.drop_connection(id(conn))
+        self.credits.drop_connection(id(conn))
         with self._lock:
             name = self._by_conn.pop(id(conn), None)
             peer = self._peers.get(name) if name is not None else None
@@ -348,24 +357,33 @@ class NixlService:
         limits = conn.engine.limits
         items = reader.put_items(limits)
         reader.finish()
+        deadline = time.monotonic() + self.server.config.frame_timeout_s  # one wait for the whole request
+
+        def lend(item: tuple[bytes, int, int, BlockMeta | MemkvError]) -> lease_msg.Grant:
+            key, length, checksum, meta = item
+            check_key(key)
+            checked = check_put_item(length, meta, limits)
+            lease = self.leases.grant(id(conn), peer, key, length, checksum, checked, self._storer(conn), deadline)
+            return lease_msg.Grant(lease.id, self.pool.address + lease.offset, 0, 0, int(lease.lease_s * 1000),
+                                   lease.piece)
+
+        return self._grants(header, {"agent": self.name}, [functools.partial(lend, item) for item in items])
+
+    def _grants(self, header: Header, args: dict[str, Any], attempts: list[Callable[[], lease_msg.Grant]]
+                ) -> Response:
+        """The NIXL_ALLOC / NIXL_CREDIT answer: per item the result of its attempt and, when OK, its grant."""
         results: list[ItemResult] = []
         grants: list[lease_msg.Grant | None] = []
-        deadline = time.monotonic() + self.server.config.frame_timeout_s  # one wait for the whole request
-        for key, length, checksum, meta in items:
+        for attempt in attempts:
             try:
-                check_key(key)
-                checked = check_put_item(length, meta, limits)
-                lease = self.leases.grant(id(conn), peer, key, length, checksum, checked, self._storer(conn),
-                                          deadline)
+                grants.append(attempt())
             except MemkvError as exc:
                 results.append(ItemResult(exc.code, exc.message))
                 grants.append(None)
                 continue
             results.append(ItemResult(ErrorCode.OK))
-            grants.append(lease_msg.Grant(lease.id, self.pool.address + lease.offset, 0, 0,
-                                          int(lease.lease_s * 1000), lease.piece))
         self._count(header.opcode, results, "in", 0)
-        return {"agent": self.name}, lease_msg.pack_alloc_answer(results, grants), len(results), []
+        return args, lease_msg.pack_alloc_answer(results, grants), len(results), []
 
     def commit(self, conn: Connection, header: Header, reader: msg.MetaReader) -> Response:
         self._peer_of(conn, reader)
@@ -375,6 +393,9 @@ class NixlService:
         moved = 0
         for lease_id, action in items:
             lease = self.leases.take(id(conn), lease_id)
+            if lease is None and self.credits.end(id(conn), lease_id):  # MKV-WIRE-038: either action
+                results.append(ItemResult(ErrorCode.OK))
+                continue
             if lease is None:
                 results.append(ItemResult(ErrorCode.UNKNOWN_LEASE, f"no open NIXL lease {lease_id} on this "
                                           "connection (never granted, already ended or expired)"))
@@ -386,6 +407,56 @@ class NixlService:
             result = self.leases.finish(lease, action)
             results.append(result)
             moved += lease.length if result.ok and action == lease_msg.STORE else 0
+        self._count(header.opcode, results, "in", moved)
+        return {}, msg.pack_results(results), len(results), []
+
+    def credit(self, conn: Connection, header: Header, reader: msg.MetaReader) -> Response:
+        """NIXL_CREDIT: standing staging for this connection (MKV-WIRE-036)."""
+        peer = self._peer_of(conn, reader)
+        sizes = lease_msg.read_credit_items(reader)
+        reader.finish()
+        limits = conn.engine.limits
+
+        def lend(size: int) -> lease_msg.Grant:
+            if size == 0:
+                raise InvalidArgument("a NIXL credit needs a positive size")
+            if size > limits.max_block_size:
+                raise BlockTooLarge(f"a credit of {size} bytes exceeds the maximum block size {limits.max_block_size}")
+            credit = self.credits.grant(id(conn), peer, size)
+            return lease_msg.Grant(credit.id, self.pool.address + credit.offset, 0, 0, int(credit.idle_s * 1000),
+                                   credit.piece)
+
+        return self._grants(header, {}, [functools.partial(lend, size) for size in sizes])
+
+    def store(self, conn: Connection, header: Header, reader: msg.MetaReader) -> Response:
+        """NIXL_STORE: store what the client wrote into its credits (MKV-WIRE-037, MKV-WIRE-039)."""
+        self._peer_of(conn, reader)
+        engine, namespace = conn.engine, conn.namespace
+        items = lease_msg.read_store_items(reader, engine.limits)
+        reader.finish()
+
+        def put(credit: Credit, length: int, fill: Callable[[memoryview], None], key: bytes, checksum: int,
+                meta: BlockMeta) -> ItemResult:
+            # fill copies out of the credit into the credit's own (unregistered) buffers: the
+            # engine hashes and writes only those copies
+            return engine.put_stream(namespace, key, length, fill, credit.buffers, meta, checksum,
+                                     use_mapping=False)
+
+        running: list[concurrent.futures.Future[ItemResult] | ItemResult | Callable[[], ItemResult]] = []
+        for credit_id, use, key, length, checksum, decoded in items:
+            try:
+                check_key(key)
+                meta = check_put_item(length, decoded, engine.limits)
+                begun = self.credits.begin(id(conn), credit_id, use, length)
+            except MemkvError as exc:
+                running.append(ItemResult(exc.code, exc.message))
+                continue
+            job = functools.partial(self.credits.run, begun, length,
+                                    functools.partial(put, key=key, checksum=checksum, meta=meta))
+            # the items of a batch are stored side by side; a lone one in this thread (no hand-off)
+            running.append(job if len(items) == 1 else self.credits.submit(job))
+        results = [r if isinstance(r, ItemResult) else r() if callable(r) else r.result() for r in running]
+        moved = sum(item[3] for item, r in zip(items, results, strict=True) if r.ok)
         self._count(header.opcode, results, "in", moved)
         return {}, msg.pack_results(results), len(results), []
 
@@ -503,6 +574,7 @@ class NixlService:
         metrics.bytes.labels(direction).inc(moved)
 
     def close(self) -> None:
+        self.credits.close()
         self.leases.close()
         self.pump.close()
         with self._lock:
@@ -568,6 +640,8 @@ class NixlGate:
             Opcode.NIXL_SERVER_AGENT: lambda header, reader: self.service().server_agent(conn, header, reader),
             Opcode.NIXL_ALLOC: lambda header, reader: self.service().alloc(conn, header, reader),
             Opcode.NIXL_COMMIT: lambda header, reader: self.service().commit(conn, header, reader),
+            Opcode.NIXL_CREDIT: lambda header, reader: self.service().credit(conn, header, reader),
+            Opcode.NIXL_STORE: lambda header, reader: self.service().store(conn, header, reader),
         }
 
     def connection_closed(self, conn: Connection) -> None:

@@ -121,19 +121,20 @@ class MetaReader:
 
     def put_items(self, limits: Limits) -> list[tuple[bytes, int, int, BlockMeta | MemkvError]]:
         """(key, length, checksum, meta or the error decoding it) per item."""
-        items: list[tuple[bytes, int, int, BlockMeta | MemkvError]] = []
-        for _ in range(self.count):
-            key, length, checksum, meta_len = self._unpack(_PUT_ITEM)
-            if meta_len > MAX_BLOCK_META:
-                raise LimitExceeded(f"block metadata of {meta_len} bytes exceeds {MAX_BLOCK_META}")
-            raw_meta = bytes(self._take(meta_len))
-            meta: BlockMeta | MemkvError
-            try:
-                meta = BlockMeta.decode(raw_meta, limits)
-            except MemkvError as exc:
-                meta = exc
-            items.append((bytes(key), length, checksum, meta))
-        return items
+        return [self.put_item(limits) for _ in range(self.count)]
+
+    def put_item(self, limits: Limits) -> tuple[bytes, int, int, BlockMeta | MemkvError]:
+        """One PUT item record (also the tail of a NIXL_STORE item)."""
+        key, length, checksum, meta_len = self._unpack(_PUT_ITEM)
+        if meta_len > MAX_BLOCK_META:
+            raise LimitExceeded(f"block metadata of {meta_len} bytes exceeds {MAX_BLOCK_META}")
+        raw_meta = bytes(self._take(meta_len))
+        meta: BlockMeta | MemkvError
+        try:
+            meta = BlockMeta.decode(raw_meta, limits)
+        except MemkvError as exc:
+            meta = exc
+        return bytes(key), length, checksum, meta
 
     def get_items(self) -> list[tuple[bytes, int]]:
         return [(bytes(k), cap) for k, cap in (self._unpack(_GET_ITEM) for _ in range(self.count))]

@@ -122,6 +122,9 @@ def _samples() -> dict[Opcode, tuple[Side | None, Side]]:
         Opcode.NIXL_SERVER_AGENT: ((agent, b"", 0, b""),
                                    ({"agent": "memkv-server"}, msg.pack_blob(b"opaque NIXL agent metadata"), 1,
                                     b"")),
+        Opcode.NIXL_CREDIT: ((agent, leases.pack_credit_item(4 * 1048576), 1, b""), ({}, grant, 1, b"")),
+        Opcode.NIXL_STORE: ((agent, leases.pack_store_item(7, 1, KEY_1, len(PAYLOAD), payload_checksum(PAYLOAD),
+                                                           meta.encode()), 1, b""), ({}, ok[:4], 1, b"")),
         Opcode.ERROR: (None, (msg.error_args(ErrorCode.NOT_FOUND, "no session 6f1c"), b"", 0, b"")),
     }
 

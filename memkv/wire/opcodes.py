@@ -42,6 +42,8 @@ class Opcode(enum.IntEnum):
     NIXL_ALLOC = 0x43
     NIXL_COMMIT = 0x44
     NIXL_SERVER_AGENT = 0x45
+    NIXL_CREDIT = 0x46
+    NIXL_STORE = 0x47
 
 
 KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
@@ -93,10 +95,12 @@ REQUIRED_ROLE: dict[Opcode, Role] = {
     Opcode.NIXL_ALLOC: Role.WRITE,
     Opcode.NIXL_COMMIT: Role.WRITE,
     Opcode.NIXL_SERVER_AGENT: Role.READ,
+    Opcode.NIXL_CREDIT: Role.WRITE,
+    Opcode.NIXL_STORE: Role.WRITE,
 }
 
 # The wire minor version that introduced an opcode, where later than 1.1 (MKV-WIRE-045).
-SINCE_MINOR: dict[Opcode, int] = {Opcode.CHILDREN: 2}
+SINCE_MINOR: dict[Opcode, int] = {Opcode.CHILDREN: 2, Opcode.NIXL_CREDIT: 2, Opcode.NIXL_STORE: 2}
 
 # Opcodes whose frames may carry a bulk payload after the metadata (MKV-WIRE-006).
 PAYLOAD_REQUESTS = frozenset({Opcode.PUT})

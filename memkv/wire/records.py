@@ -193,6 +193,8 @@ REQUEST_ARGS: dict[Opcode, type[Any]] = {
     Opcode.NIXL_ALLOC: AgentArgs,
     Opcode.NIXL_COMMIT: AgentArgs,
     Opcode.NIXL_SERVER_AGENT: AgentArgs,
+    Opcode.NIXL_CREDIT: AgentArgs,
+    Opcode.NIXL_STORE: AgentArgs,
 }
 # Opcode -> the record of its answer arguments, where one is defined here.
 ANSWER_ARGS: dict[Opcode, type[Any]] = {

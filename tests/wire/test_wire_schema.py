@@ -102,6 +102,8 @@ def test_record_layouts_are_the_codec_s() -> None:
     granted = leases.pack_alloc_answer([msg.ItemResult(ErrorCode.OK, "")], [leases.Grant(1, 2, 3, 0, 4, 5)])
     assert size("alloc_result") == len(granted)
     assert size("commit_item") == len(leases.pack_commit_item(1, leases.STORE))
+    assert size("credit_item") == len(leases.pack_credit_item(1))
+    assert size("store_item") == len(leases.pack_store_item(1, 1, bytes(16), 1, 2, b""))
 
 
 def test_check_args_finds_each_kind_of_departure() -> None:
@@ -240,7 +242,8 @@ def test_reference_server_answers_follow_the_schema(server: tuple[MemkvServer, d
     for name, args in answers.items():
         problems += schema.check_args(SCHEMA, name, "answer", args)
     assert problems == []
-    nixl_only = {"NIXL_HELLO", "NIXL_PUT", "NIXL_GET", "NIXL_ALLOC", "NIXL_COMMIT", "NIXL_SERVER_AGENT"}
+    nixl_only = {"NIXL_HELLO", "NIXL_PUT", "NIXL_GET", "NIXL_ALLOC", "NIXL_COMMIT", "NIXL_SERVER_AGENT",
+                 "NIXL_CREDIT", "NIXL_STORE"}
     expected = {e["name"] for e in SCHEMA["opcodes"]} - {"HELLO"} - nixl_only
     assert set(answers) == expected
 
