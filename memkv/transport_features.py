@@ -45,7 +45,7 @@ class Pingable(Protocol):
 @runtime_checkable
 class SpansSessions(Protocol):
     """The parts of a cluster session on one shard (spec/cluster.md section 3a): memkv+tcp and
-    memkv+nixl to a server of wire 1.2. Each raises UNSUPPORTED_VERSION, sending nothing, to an
+    memkv+nixl to a server of wire 1.2. Each raises UNSUPPORTED, sending nothing, to an
     older server (MKV-WIRE-055)."""
 
     def open_part(self, session_id: str, ttl_s: float, keys: Sequence[bytes], fingerprint: bytes,

@@ -34,7 +34,6 @@ from ..errors import (
     Timeout,
     Unavailable,
     Unsupported,
-    UnsupportedVersion,
     error_for,
 )
 from ..keys import NO_FINGERPRINT, check_fingerprint, check_key
@@ -583,10 +582,10 @@ class TcpTransport(Transport):
 
     # ---- parts of a cluster session (memkv.transport_features.SpansSessions, MKV-WIRE-052..055) --
     def _spanning(self) -> TcpConnection:
-        """A connection that settled minor 2 or later; UNSUPPORTED_VERSION otherwise, before sending."""
+        """A connection that settled minor 2 or later; UNSUPPORTED otherwise, before sending (MKV-WIRE-045)."""
         conn = self.connection()
         if not takes_session_parts(conn.wire.minor):
-            raise UnsupportedVersion(f"{self.host}:{self.port} speaks wire 1.{conn.wire.minor}; the parts of a "
+            raise Unsupported(f"{self.host}:{self.port} speaks wire 1.{conn.wire.minor}; the parts of a "
                                      "cluster session need 1.2 (MKV-WIRE-055)")
         return conn
 

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from ..errors import NotFound, SessionExpired, Unavailable, UnknownSession, UnsupportedVersion
+from ..errors import NotFound, SessionExpired, Unavailable, UnknownSession, Unsupported
 from ..keys import check_key
 from ..sessions import SessionEvent, SessionInfo, check_fork, check_ttl, next_state
 from ..transport import Capabilities, ResumeResult, Transport
@@ -31,9 +31,9 @@ MISSED = (Unavailable, UnknownSession, SessionExpired, NotFound)
 
 
 def spanning(transport: Transport) -> SpansSessions:
-    """The shard's transport as a holder of session parts; UNSUPPORTED_VERSION when it cannot be."""
+    """The shard's transport as a holder of session parts; UNSUPPORTED when it cannot be."""
     if not isinstance(transport, SpansSessions):
-        raise UnsupportedVersion(f"a {type(transport).__name__} cannot hold a part of a cluster session")
+        raise Unsupported(f"a {type(transport).__name__} cannot hold a part of a cluster session")
     return transport
 
 

@@ -20,7 +20,7 @@ import pytest
 import memkv
 from memkv import PutItem
 from memkv.backends.tcp import TcpTransport
-from memkv.errors import ErrorCode, InvalidArgument, UnsupportedVersion
+from memkv.errors import ErrorCode, InvalidArgument, Unsupported
 from memkv.server.service import MemkvServer
 from memkv.server.testing import in_process_server, read_frame
 from memkv.sessions import SessionInfo, SessionState
@@ -201,7 +201,7 @@ def test_no_part_is_sent_on_a_connection_that_settled_minor_1(server: MemkvServe
              lambda: tcp.resume_part("x" * 8, 0),
              lambda: tcp.fork_part("x" * 8, "y" * 8, None, None)]
     for call in calls:
-        with pytest.raises(UnsupportedVersion):
+        with pytest.raises(Unsupported, match=r"speaks wire 1\.1"):
             call()
     assert len(server.engine.sessions(NAMESPACE)) == before
     assert tcp.open_session(HOUR).state is SessionState.OPEN  # the 1.1 operations still work

@@ -19,6 +19,9 @@ from memkv.conformance.runner import Options, run
 CERTIFIED_PROFILES = ("core", "shared", "sessions", "cluster")
 
 
+# The whole certification of four profiles over three servers is one test: 136-234 s was measured on
+# the shared 2-core machine, too close to the suite's 300 s per test.
+@pytest.mark.timeout(900)
 @pytest.mark.requirement("MKV-PRO-001", "MKV-CLU-010", "MKV-CLU-011", "MKV-CLU-013", "MKV-CLU-015", "MKV-CLU-056",
                          "MKV-INV-002", "MKV-INV-008")
 def test_cluster_target_certification(tmp_path: Path) -> None:

@@ -298,3 +298,39 @@ def test_round_trip_on_a_buffered_device(ucx_tcp: None, creds: tuple[str, dict[s
             assert np.array_equal(out, data)
         finally:
             t.close()
+
+
+# ---- a cluster over memkv+nixl:// (spec/cluster.md; issue 14 item 3) -----------------------------
+@pytest.mark.requirement("MKV-CLU-010", "MKV-CLU-013", "MKV-CLU-050")
+def test_a_cluster_of_nixl_shards(server: ServerProcess, creds: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    from memkv.backends.nixl import NixlTransport
+    from memkv.chains import chain_items
+    from memkv.cluster.client import ClusterTransport
+    from memkv.keys import block_key
+
+    with _server(tmp_path, creds[0], "on") as second:
+        addresses = [f"{p.host}:{p.port}" for p in (server, second)]
+        with memkv.connect(f"memkv+nixl://{','.join(addresses)}/{NS}?transport=nixl", key=creds[1]["w"]) as cluster:
+            assert isinstance(cluster, ClusterTransport) and cluster.namespace == NS
+            fp = bytes(range(16))
+            chain, parent = [], bytes(16)
+            for i in range(24):
+                parent = block_key(fp, parent, [i])
+                chain.append(parent)
+            homes = [cluster._placement.shard_of(k).shard_id for k in chain]
+            assert set(homes) == set(addresses)  # the chain lies on both shards
+            blocks = [_data(256 * 1024, i) for i in range(len(chain))]
+            assert all(r.ok for r in cluster.put(chain_items(fp, chain, blocks)))
+            outs = [np.zeros(256 * 1024, np.uint8) for _ in chain]
+            assert all(r.ok for r in cluster.get_into(chain, outs))
+            assert all(np.array_equal(o, b) for o, b in zip(outs, blocks, strict=True))
+            for address in addresses:  # each shard was reached over NIXL and holds exactly its keys
+                shard = cluster._links[address].transport()
+                assert isinstance(shard, NixlTransport) and shard.nixl_active
+                assert shard.exists(chain) == [home == address for home in homes]
+            session = cluster.open_session(60.0, chain, fingerprint=fp)  # parts through each control path
+            assert cluster.suspend(session.session_id, 60.0).keys == tuple(chain)
+            assert cluster.resume(session.session_id).valid_keys == tuple(chain)
+            cluster.close_session(session.session_id)
+            assert cluster.invalidate_prefix(chain[0]) == len(chain)  # CHILDREN through each control path
+            assert cluster.exists(chain) == [False] * len(chain)

@@ -41,7 +41,7 @@ from memkv.wire.frames import (
     encode_frame,
     verify,
 )
-from memkv.wire.opcodes import PAYLOAD_REQUESTS, PAYLOAD_RESPONSES, REQUIRED_ROLE, Opcode
+from memkv.wire.opcodes import PAYLOAD_REQUESTS, PAYLOAD_RESPONSES, REQUIRED_ROLE, SINCE_MINOR, Opcode
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = schema.load(ROOT / "spec" / "operations.yaml")
@@ -75,7 +75,7 @@ def test_schema_version_and_entry_fields() -> None:
             assert error.removeprefix("item: ") in ErrorCode.__members__, (entry["name"], error)
 
 
-@req("MKV-WIRE-004")
+@req("MKV-WIRE-004", "MKV-WIRE-045")
 def test_schema_opcodes_roles_and_payloads_are_the_codec_s() -> None:
     by_name = {e["name"]: e for e in SCHEMA["opcodes"]}
     assert {name: e["code"] for name, e in by_name.items()} == {op.name: int(op) for op in Opcode}
@@ -84,6 +84,9 @@ def test_schema_opcodes_roles_and_payloads_are_the_codec_s() -> None:
     assert {n for n, e in by_name.items() if e["request"] and e["request"]["payload"]} == {
         op.name for op in PAYLOAD_REQUESTS}
     assert {n for n, e in by_name.items() if e["answer"]["payload"]} == {op.name for op in PAYLOAD_RESPONSES}
+    # the opcodes a client keeps from an older server (MKV-WIRE-045) are the ones the schema dates
+    assert {n: e["since"] for n, e in by_name.items() if "since" in e} == {
+        op.name: f"1.{minor}" for op, minor in SINCE_MINOR.items()}
 
 
 @req("MKV-WIRE-006")
