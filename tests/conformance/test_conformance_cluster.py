@@ -1,4 +1,5 @@
-"""A cluster of three `memkv serve` shards through the cluster client, run in certification mode.
+"""A cluster of three `memkv serve` shards, registered in a real etcd and reached through
+`memkv+etcd://` (membership, spec/cluster.md section 5), run in certification mode.
 
 Profiles core, shared, sessions and cluster pass with nothing skipped: invalidation by prefix
 follows chains whose blocks lie on several shards by walking them with CHILDREN (spec/cluster.md
@@ -27,9 +28,10 @@ CERTIFIED_PROFILES = ("core", "shared", "sessions", "cluster")
 def test_cluster_target_certification(tmp_path: Path) -> None:
     report = report_dir(tmp_path, "cluster")
     stream = io.StringIO()
-    doc = run(Options(target="memkv.conformance.targets.cluster:local?shards=3", certify=True, report_dir=str(report),
+    doc = run(Options(target="memkv.conformance.targets.cluster:local?shards=3&etcd=1", certify=True, report_dir=str(report),
                       stream=stream))
     print(stream.getvalue()[-3000:])
+    assert doc["target"]["url"].startswith("memkv+etcd://"), doc["target"]
     assert doc["claimed_profiles"] == ["cluster", "core", "sessions", "shared"]
     for name in CERTIFIED_PROFILES:
         profile = doc["profiles"][name]
