@@ -20,12 +20,14 @@ import ast
 import collections
 import importlib.util
 import json
+import os
 import random
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -65,11 +67,66 @@ def copy_tree(dest: Path) -> None:
         shutil.copy2(spec.origin, dest / "memkv" / "store" / Path(spec.origin).name)
 
 
-def write_config(dest: Path, modules: list[str], target: str, seed: int, timeout: float) -> Path:
-    # pytest -x: a killed mutant costs the checks up to the first failure, not the whole suite
-    test = (f"{sys.executable} -m pytest --pyargs {checks_package()} -x -q -p no:cacheprovider -p no:randomly "
-            f"--memkv-target {target} --memkv-seed {seed} --memkv-examples 5 --memkv-steps 15 "
-            f"--memkv-max-shrink-time 5")
+def pytest_args(target: str, seed: int) -> list[str]:
+    """The options of every run of the checks; -x: a killed mutant costs the checks up to the first failure."""
+    return ["-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--memkv-target", target,
+            "--memkv-seed", str(seed), "--memkv-examples", "5", "--memkv-steps", "15", "--memkv-max-shrink-time", "5"]
+
+
+def build_plan(work: Path, modules: list[str], args: list[str], plan_file: Path) -> dict[str, Any]:
+    """Run the checks once on the unmutated copy under coverage (tools/mutation_coverage.py) and write
+    the plan tools/mutation_select.py reads: which checks execute each line, their durations and order,
+    and pristine copies of the modules to find what a mutant changed."""
+    from tools.mutation_coverage import (
+        CHECK_ENV,
+        DATA_ENV,
+        DURATIONS_ENV,
+        INCLUDE_ENV,
+        OUTSIDE,
+        line_map,
+        write_startup,
+    )
+
+    folder = plan_file.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    write_startup(folder / "startup")
+    durations = folder / "durations.json"
+    for old in [*folder.glob("coverage*"), folder / "durations.json"]:
+        old.unlink(missing_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(folder / "startup"), **{
+        DATA_ENV: str(folder / "coverage"), CHECK_ENV: OUTSIDE, DURATIONS_ENV: str(durations),
+        INCLUDE_ENV: os.pathsep.join(str(work / m) for m in modules)})
+    measure = [a for a in args if a != "-x"]  # every check runs, whatever fails
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "pytest", *measure, "-p", "tools.mutation_coverage",
+                           "--pyargs", checks_package()], cwd=work, env=env)
+    if not durations.is_file():
+        raise SystemExit(f"the measuring run of the checks did not finish (exit {done.returncode})")
+    timings = json.loads(durations.read_text())
+    pristine = folder / "pristine"
+    for module in modules:
+        (pristine / module).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(work / module, pristine / module)
+    plan = {"modules": modules, "pristine": str(pristine), "pytest_args": args, "package": checks_package(),
+            "order": list(timings), "durations": timings, "lines": line_map(folder / "coverage", work),
+            "measured_in_s": round(time.monotonic() - started, 1), "unmutated_exit": done.returncode}
+    plan_file.write_text(json.dumps(plan))
+    print(f"coverage plan: {len(timings)} checks in {plan['measured_in_s']} s (exit {done.returncode})",
+          file=sys.stderr)
+    return plan
+
+
+def plan_matches(plan_file: Path, modules: list[str]) -> bool:
+    """A saved plan still describes these modules (same list, same text)."""
+    if not plan_file.is_file():
+        return False
+    plan = json.loads(plan_file.read_text())
+    pristine = Path(plan["pristine"])
+    return bool(plan["modules"] == modules and all(
+        (pristine / m).is_file() and (pristine / m).read_text() == (ROOT / m).read_text() for m in modules))
+
+
+def write_config(dest: Path, modules: list[str], test: str, timeout: float) -> Path:
     config = dest / "cosmic-ray.toml"
     config.write_text("[cosmic-ray]\n"
                       f"module-path = {json.dumps(modules)}\n"
@@ -87,9 +144,24 @@ def name_of(item: Any) -> str:
     return f"{m.module_path}:{m.start_pos[0]} {m.operator_name} #{m.occurrence}"
 
 
-def keep_sample(session: Path, size: int, seed: int, only: list[str] | None = None) -> int:
+def drawn(items: list[Any], size: int, seed: int, stratified: bool) -> list[Any]:
+    """A fixed-seed sample of `size` work items; stratified: the same share of every module's
+    mutants (at least one of each), so that no module is left out of a small campaign."""
+    if not stratified:
+        return random.Random(seed).sample(items, min(size, len(items)))
+    by_module: dict[str, list[Any]] = collections.defaultdict(list)
+    for item in items:
+        by_module[str(item.mutations[0].module_path)].append(item)
+    share = min(1.0, size / len(items)) if items else 0.0
+    rng = random.Random(seed)
+    return [item for module in sorted(by_module) for item in
+            rng.sample(by_module[module], max(1, round(share * len(by_module[module]))))]
+
+
+def keep_sample(session: Path, size: int, seed: int, only: list[str] | None = None, stratified: bool = False,
+                shard: tuple[int, int] = (0, 1)) -> int:
     """Mark every work item outside a fixed-seed sample of `size` (or outside the mutants named in
-    `only`) as skipped; returns the total."""
+    `only`, or outside this shard: every n-th kept item from the k-th) as skipped; returns the total."""
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
@@ -100,12 +172,16 @@ def keep_sample(session: Path, size: int, seed: int, only: list[str] | None = No
 
         items = sorted(db.pending_work_items, key=where)
         if only is not None:
-            keep = {item.job_id for item in items if name_of(item) in only}
+            kept = [item for item in items if name_of(item) in only]
             unknown = set(only) - {name_of(item) for item in items}
             if unknown:
                 raise SystemExit(f"no such mutants: {sorted(unknown)}")
+        elif size:
+            kept = sorted(drawn(items, size, seed, stratified), key=where)
         else:
-            keep = {item.job_id for item in random.Random(seed).sample(items, min(size, len(items)))}
+            kept = items
+        index, count = shard
+        keep = {item.job_id for item in kept[index::count]}
         for item in items:
             if item.job_id not in keep:
                 db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
@@ -197,22 +273,42 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep cosmic-ray's results database here (summarise it while it runs)")
     parser.add_argument("--summarise", metavar="SESSION", default=None,
                         help="only summarise the results database of a campaign (finished or not)")
+    parser.add_argument("--stratified", action="store_true",
+                        help="with --sample: the same share of every module's mutants")
+    parser.add_argument("--shard", default="0/1", metavar="K/N",
+                        help="test only every N-th sampled mutant from the K-th (several workers, one each)")
+    parser.add_argument("--plan", default=None,
+                        help="keep the coverage plan here and reuse it while the modules are unchanged")
+    parser.add_argument("--whole-run", action="store_true",
+                        help="run every check for every mutant (no selection by coverage)")
     args = parser.parse_args(argv)
     if args.summarise:
         return finish(args, summarise(Path(args.summarise), total_of(Path(args.summarise))))
+    index, count = (int(n) for n in args.shard.split("/"))
+    modules = args.module or scope()
     with tempfile.TemporaryDirectory(prefix="memkv-mutation-") as tmp:
         work = Path(tmp)
         copy_tree(work)
-        config = write_config(work, args.module or scope(), args.target, args.seed, args.timeout)
+        options = pytest_args(args.target, args.seed)
+        if args.whole_run:
+            test = " ".join([sys.executable, "-m", "pytest", *options, "--pyargs", checks_package()])
+        else:
+            plan_file = Path(args.plan).resolve() if args.plan else work / ".mutation" / "plan.json"
+            if not plan_matches(plan_file, modules):
+                build_plan(work, modules, options, plan_file)
+            test = f"{sys.executable} -m tools.mutation_select {plan_file}"
+        config = write_config(work, modules, test, args.timeout)
         session = Path(args.session).resolve() if args.session else work / "session.sqlite"
         cosmic = [sys.executable, "-m", "cosmic_ray.cli"]
         subprocess.run([*cosmic, "init", str(config), str(session)], cwd=work, check=True)
         total = total_of(session)
         equivalent = skip_equivalent(session, work)
-        if args.sample or args.only:
-            keep_sample(session, args.sample, args.sample_seed, args.only)
+        if args.sample or args.only or count > 1:
+            keep_sample(session, args.sample, args.sample_seed, args.only, args.stratified, (index, count))
+        started = time.monotonic()
         subprocess.run([*cosmic, "exec", str(config), str(session)], cwd=work, check=True)
-        summary = summarise(session, total) | {"equivalent_skipped": equivalent}
+        summary = summarise(session, total) | {"equivalent_skipped": equivalent,
+                                               "exec_s": round(time.monotonic() - started, 1)}
     return finish(args, summary)
 
 
