@@ -35,6 +35,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 SCOPE = Path(__file__).resolve().with_name("mutation_scope.toml")
 SAMPLE_SEED = 7
+EXPLAINED = Path(__file__).resolve().with_name("mutation_survivors.toml")
+VERDICTS = ("equivalent", "unreachable", "gap")
+NOT_EXECUTED = "no conformance check executes it"
 FAILED_REQUIREMENT = re.compile(r"\[(MKV-[A-Z]+-\d+)\]")
 
 
@@ -67,9 +70,13 @@ def copy_tree(dest: Path) -> None:
         shutil.copy2(spec.origin, dest / "memkv" / "store" / Path(spec.origin).name)
 
 
+# pytest plugins installed beside the suite that its checks never use: loading them costs seconds per mutant
+UNUSED_PLUGINS = ("-p", "no:schemathesis", "-p", "no:benchmark", "-p", "no:anyio")
+
+
 def pytest_args(target: str, seed: int) -> list[str]:
     """The options of every run of the checks; -x: a killed mutant costs the checks up to the first failure."""
-    return ["-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--memkv-target", target,
+    return ["-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *UNUSED_PLUGINS, "--memkv-target", target,
             "--memkv-seed", str(seed), "--memkv-examples", "5", "--memkv-steps", "15", "--memkv-max-shrink-time", "5"]
 
 
@@ -160,8 +167,9 @@ def drawn(items: list[Any], size: int, seed: int, stratified: bool) -> list[Any]
 
 def keep_sample(session: Path, size: int, seed: int, only: list[str] | None = None, stratified: bool = False,
                 shard: tuple[int, int] = (0, 1)) -> int:
-    """Mark every work item outside a fixed-seed sample of `size` (or outside the mutants named in
-    `only`, or outside this shard: every n-th kept item from the k-th) as skipped; returns the total."""
+    """Mark as skipped every work item outside the mutants named in `only` and a fixed-seed sample of
+    `size` (all of them when neither is given), and outside this shard (every n-th kept item from the
+    k-th); returns the total."""
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
@@ -171,15 +179,15 @@ def keep_sample(session: Path, size: int, seed: int, only: list[str] | None = No
             return str(m.module_path), m.start_pos[0], m.start_pos[1], m.operator_name, m.occurrence
 
         items = sorted(db.pending_work_items, key=where)
+        kept = items if not size and only is None else []
         if only is not None:
             kept = [item for item in items if name_of(item) in only]
             unknown = set(only) - {name_of(item) for item in items}
             if unknown:
                 raise SystemExit(f"no such mutants: {sorted(unknown)}")
-        elif size:
-            kept = sorted(drawn(items, size, seed, stratified), key=where)
-        else:
-            kept = items
+        if size:  # with --only as well: the named mutants and the sample
+            chosen = {item.job_id for item in kept} | {item.job_id for item in drawn(items, size, seed, stratified)}
+            kept = [item for item in items if item.job_id in chosen]
         index, count = shard
         keep = {item.job_id for item in kept[index::count]}
         for item in items:
@@ -226,32 +234,77 @@ def skip_equivalent(session: Path, root: Path) -> int:
     return skipped
 
 
-def summarise(session: Path, total: int) -> dict[str, Any]:
+def changed(diff: str) -> tuple[str, str]:
+    """The source line a mutant removed and the one it added, stripped (how survivors are explained:
+    by the code, not by line numbers that every edit moves)."""
+    removed = [line[1:].strip() for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
+    added = [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    return " / ".join(removed), " / ".join(added)
+
+
+def explanations(path: Path = EXPLAINED) -> list[dict[str, str]]:
+    """Survivors explained in tools/mutation_survivors.toml: module, before, after, verdict, reason."""
+    entries = list(tomllib.loads(path.read_text()).get("survivor", []))
+    for entry in entries:
+        if entry["verdict"] not in VERDICTS or not entry["reason"].strip():
+            raise SystemExit(f"{path.name}: verdict must be one of {VERDICTS} with a reason: {entry}")
+    return entries
+
+
+def explain(mutant: str, diff: str, entries: list[dict[str, str]]) -> dict[str, str] | None:
+    module = mutant.split(":", 1)[0]
+    before, after = changed(diff)
+    for entry in entries:
+        if entry["module"] == module and entry["before"] == before and entry["after"] == after:
+            return entry
+    return None
+
+
+def summarise(sessions: list[Path], total: int) -> dict[str, Any]:
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome
 
+    entries = explanations()
+    latest: dict[str, Any] = {}  # a mutant tested again (another shard) counts once: the last result
+    for session in sessions:
+        with use_db(str(session), WorkDB.Mode.open) as db:
+            items = {item.job_id: item for item in db.work_items}
+            for job_id, result in db.results:
+                if result.worker_outcome is not WorkerOutcome.SKIPPED:
+                    latest[name_of(items[job_id])] = result
     killed_by: collections.Counter[str] = collections.Counter()
+    verdicts: collections.Counter[str] = collections.Counter()
+    per_module: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     survivors, kills, killed, tested = [], [], 0, 0
-    with use_db(str(session), WorkDB.Mode.open) as db:
-        items = {item.job_id: item for item in db.work_items}
-        for job_id, result in db.results:
-            if result.worker_outcome is WorkerOutcome.SKIPPED:
-                continue
-            tested += 1
-            where = name_of(items[job_id])
-            if result.test_outcome is TestOutcome.SURVIVED:
-                survivors.append({"mutant": where, "diff": result.diff or ""})
-                continue
-            killed += 1
-            output = result.output or ""
-            reqs = (sorted(set(FAILED_REQUIREMENT.findall(output))) or
-                    (["target unusable (no check ran)"] if " passed" not in output and " failed" not in output
-                     else []) or
-                    ["timeout" if result.test_outcome is None else "other (no requirement printed)"])
-            killed_by.update(reqs)
-            kills.append({"mutant": where, "by": reqs, "output": (result.output or "")[-600:]})
+    for where, result in sorted(latest.items()):
+        tested += 1
+        module = where.split(":", 1)[0]
+        output = result.output or ""
+        if result.test_outcome is TestOutcome.SURVIVED:
+            entry = explain(where, result.diff or "", entries)
+            verdict = entry["verdict"] if entry else "unexplained"
+            verdicts[verdict] += 1
+            per_module[module][verdict] += 1
+            survivors.append({"mutant": where, "executed_by_a_check": NOT_EXECUTED not in output,
+                              "verdict": verdict, "reason": entry["reason"] if entry else "",
+                              "diff": result.diff or ""})
+            continue
+        killed += 1
+        per_module[module]["killed"] += 1
+        reqs = (sorted(set(FAILED_REQUIREMENT.findall(output))) or
+                (["target unusable (no check ran)"] if " passed" not in output and " failed" not in output
+                 else []) or
+                ["timeout" if result.test_outcome is None else "other (no requirement printed)"])
+        killed_by.update(reqs)
+        kills.append({"mutant": where, "by": reqs, "output": output[-600:]})
+    equivalent = verdicts["equivalent"]
     return {"mutants": total, "tested": tested, "killed": killed, "survived": len(survivors),
             "kill_rate": round(killed / tested, 4) if tested else None,
+            "score": round(killed / (tested - equivalent), 4) if tested > equivalent else None,
+            "score_definition": "killed / (tested - survivors explained as equivalent in "
+                                "tools/mutation_survivors.toml); mutants inside type annotations are not tested",
+            "survivor_verdicts": dict(sorted(verdicts.items())),
+            "per_module": {m: dict(sorted(c.items())) for m, c in sorted(per_module.items())},
             "killed_by_requirement": dict(sorted(killed_by.items())), "survivors": survivors,
             "killed_mutants": kills}
 
@@ -271,8 +324,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="test only this mutant, named as in the report ('module:line operator #n')")
     parser.add_argument("--session", default=None,
                         help="keep cosmic-ray's results database here (summarise it while it runs)")
-    parser.add_argument("--summarise", metavar="SESSION", default=None,
-                        help="only summarise the results database of a campaign (finished or not)")
+    parser.add_argument("--summarise", metavar="SESSION", nargs="+", default=None,
+                        help="only summarise the results databases of a campaign (finished or not; several shards)")
     parser.add_argument("--stratified", action="store_true",
                         help="with --sample: the same share of every module's mutants")
     parser.add_argument("--shard", default="0/1", metavar="K/N",
@@ -283,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run every check for every mutant (no selection by coverage)")
     args = parser.parse_args(argv)
     if args.summarise:
-        return finish(args, summarise(Path(args.summarise), total_of(Path(args.summarise))))
+        sessions = [Path(name) for name in args.summarise]
+        return finish(args, summarise(sessions, total_of(sessions[0])))
     index, count = (int(n) for n in args.shard.split("/"))
     modules = args.module or scope()
     with tempfile.TemporaryDirectory(prefix="memkv-mutation-") as tmp:
@@ -307,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
             keep_sample(session, args.sample, args.sample_seed, args.only, args.stratified, (index, count))
         started = time.monotonic()
         subprocess.run([*cosmic, "exec", str(config), str(session)], cwd=work, check=True)
-        summary = summarise(session, total) | {"equivalent_skipped": equivalent,
+        summary = summarise([session], total) | {"equivalent_skipped": equivalent,
                                                "exec_s": round(time.monotonic() - started, 1)}
     return finish(args, summary)
 
@@ -324,8 +378,8 @@ def finish(args: argparse.Namespace, summary: dict[str, Any]) -> int:
     if args.report:
         Path(args.report).write_text(text + "\n")
     print(text)
-    if args.floor is not None and (summary["kill_rate"] or 0.0) < args.floor:
-        print(f"mutation kill rate {summary['kill_rate']} is below the floor {args.floor}", file=sys.stderr)
+    if args.floor is not None and (summary["score"] or 0.0) < args.floor:
+        print(f"mutation score {summary['score']} is below the floor {args.floor}", file=sys.stderr)
         return 1
     return 0
 

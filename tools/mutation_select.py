@@ -84,19 +84,23 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     plan = json.loads(Path(args[0]).read_text())
     root = Path.cwd()
-    where, checks = selection(plan, root)
+    try:
+        where, checks = selection(plan, root)
+    except Exception as exc:  # the selector's own failure must never count as a kill
+        where, checks = f"unknown ({type(exc).__name__}: {exc})", None
     command = [sys.executable, "-m", "pytest", *plan["pytest_args"]]
     if checks == []:
         print(f"mutant at {where}: no conformance check executes it; survived without a run", flush=True)
         return 0
-    if checks is not None:
-        print(f"mutant at {where}: {len(checks)} of {len(plan['order'])} checks execute it", flush=True)
-        rc = subprocess.run([*command, *checks]).returncode
-        if rc not in (NOT_FOUND, NO_TESTS):
-            return rc
-        print(f"pytest refused the selection (exit {rc}): the whole run instead", flush=True)
+    if checks is None:
+        print(f"mutant at {where}: every check", flush=True)
+        checks = sorted(plan["order"], key=lambda name: plan["durations"].get(name, 0.0))
     else:
-        print(f"mutant at {where}: the whole run", flush=True)
+        print(f"mutant at {where}: {len(checks)} of {len(plan['order'])} checks execute it", flush=True)
+    rc = subprocess.run([*command, *checks]).returncode
+    if rc not in (NOT_FOUND, NO_TESTS):
+        return rc
+    print(f"pytest refused the selection (exit {rc}): the whole run in collection order instead", flush=True)
     return subprocess.run([*command, "--pyargs", plan["package"]]).returncode
 
 
