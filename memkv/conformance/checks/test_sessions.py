@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from memkv.conformance.support import Context, check, expect_code, kept, outcome, payload, put_ok
+from memkv.conformance.timing import scaled
 from memkv.errors import ErrorCode
 from memkv.sessions import TRANSITIONS, SessionEvent, SessionState
 from memkv.transport import PutItem, Transport
@@ -87,12 +88,18 @@ def test_open_gives_unique_ids_and_unknown_ids_are_refused(memkv: Context) -> No
 def test_append_extends_accepts_only_stored_keys_and_refreshes_ttl(memkv: Context) -> None:
     t = memkv.transport()
     keys = _stored(memkv, t, 4)
+    started = time.monotonic()
     info = t.open_session(HOUR, keys[:1])
     time.sleep(0.05)
     after = t.append(info.session_id, keys[1:3])
+    elapsed = time.monotonic() - started
     check("MKV-SES-003", after.keys == tuple(keys[:3]), "append extends the chain", 3, len(after.keys))
     check("MKV-SES-003", after.expires_at > info.expires_at, "append refreshes the TTL", f"> {info.expires_at}",
           after.expires_at)
+    # refreshed to the same TTL from the append: the expiry moves by the time between open and append
+    check("MKV-SES-003", after.expires_at - info.expires_at <= elapsed + scaled(1.0), "append refreshes the TTL "
+          "to the session's TTL counted from the append", f"expires_at later by at most {elapsed:.2f} s",
+          f"later by {after.expires_at - info.expires_at:.2f} s", "open_session(3600 s); wait 0.05 s; append")
     missing = memkv.key()
     expect_code("MKV-SES-003", "append of a key that is not stored",
                 lambda: t.append(info.session_id, [keys[3], missing]), [E.NOT_FOUND])
