@@ -332,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="test only every N-th sampled mutant from the K-th (several workers, one each)")
     parser.add_argument("--plan", default=None,
                         help="keep the coverage plan here and reuse it while the modules are unchanged")
+    parser.add_argument("--unexecuted-in", metavar="SESSION", nargs="+", default=None,
+                        help="test only the survivors of these campaigns that no check executed (for a second "
+                             "target: --target memkv-serve reaches the server's streamed path and quotas)")
     parser.add_argument("--whole-run", action="store_true",
                         help="run every check for every mutant (no selection by coverage)")
     args = parser.parse_args(argv)
@@ -339,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         sessions = [Path(name) for name in args.summarise]
         return finish(args, summarise(sessions, total_of(sessions[0])))
     index, count = (int(n) for n in args.shard.split("/"))
+    if args.unexecuted_in:
+        earlier = summarise([Path(name) for name in args.unexecuted_in], 0)
+        args.only = [*(args.only or []), *(s["mutant"] for s in earlier["survivors"] if not s["executed_by_a_check"])]
     modules = args.module or scope()
     with tempfile.TemporaryDirectory(prefix="memkv-mutation-") as tmp:
         work = Path(tmp)
