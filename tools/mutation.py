@@ -1,16 +1,20 @@
 """Mutation testing of the reference implementation with the conformance suite as the test.
 
 cosmic-ray mutates the modules of tools/mutation_scope.toml (memkv/store/ and the file backend)
-one mutant at a time and runs the conformance checks against the file backend, stopping at the
-first failing check; a mutant the suite fails is killed, and the requirement ID of that failure
-says which requirement killed it. Everything happens in a copy of the tracked tree (cosmic-ray
-edits files in place).
+one mutant at a time in a copy of the tracked tree. The checks first run once, unmutated, under
+coverage (tools/mutation_coverage.py); each mutant then runs only the checks that execute the
+statement it changed, fastest first, stopping at the first failure (tools/mutation_select.py;
+--whole-run runs every check instead). A mutant is killed when a check fails or the run times
+out; the requirement ID of the failure says which requirement killed it.
 
-    python -m tools.mutation --sample 6 --floor 0.8          # CI: a fixed-seed sample of mutants
-    python -m tools.mutation --report out/mutation.json      # the full campaign (hours)
+    python -m tools.mutation --sample 40 --stratified                 # a fixed-seed sample, every module
+    python -m tools.mutation --shard 0/2 --session a.sqlite           # half of the full campaign (one worker)
+    python -m tools.mutation --summarise a.sqlite b.sqlite            # the campaign so far
+    python -m tools.mutation --target memkv-serve --whole-run --unexecuted-in a.sqlite b.sqlite
     python -m tools.mutation --only 'memkv/store/protection.py:55 core/ReplaceComparisonOperator_LtE_Lt #1'
 
-The report gives the kill rate, kills per requirement and every surviving mutant with its diff.
+The report gives the kill rate, the score (killed / (tested - survivors explained as equivalent in
+tools/mutation_survivors.toml)), kills per requirement and every survivor with its diff and verdict.
 """
 
 from __future__ import annotations

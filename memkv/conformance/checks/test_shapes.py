@@ -407,3 +407,35 @@ def test_refused_put_keeps_unleased_blocks(memkv: Context) -> None:
           len(free), sum(t.exists(free)), "lease half the store, fill a quarter unleased, put 3/4 of the store")
     if lease.lease_id is not None:
         t.release_lease(lease.lease_id)
+
+
+FRAGMENTED = 16 * MiB + 2 * BLOCK
+
+
+@pytest.mark.requirement("MKV-CAP-001", "MKV-OPS-001")
+def test_free_space_joins_up_after_removals_of_mixed_sizes_in_any_order(memkv: Context) -> None:
+    """Blocks of one to three units removed in a shuffled order: whichever neighbour is freed first,
+    the free space joins up and the target holds one block of its whole declared capacity again."""
+    small, t = memkv.empty_small(FRAGMENTED)
+    declared = small.caps.capacity_bytes
+    if declared is None:
+        pytest.skip("the target declares no capacity_bytes")
+    keys: list[bytes] = []
+    used = 0
+    while used + 4 * BLOCK <= declared:  # fills without eviction
+        size = small.rng.choice((1, 2, 3)) * BLOCK
+        keys.append(small.key())
+        put_ok(t, keys[-1], payload(900 + len(keys), size), "MKV-CAP-001")
+        used += size
+    small.rng.shuffle(keys)
+    for start in range(0, len(keys), small.limits.max_batch):
+        t.delete(keys[start : start + small.limits.max_batch])
+    whole = small.key()
+    size = min(declared - BLOCK, small.limits.max_block_size)
+    data = payload(950, size)
+    repro = (f"put {len(keys)} blocks of 1-3 x {BLOCK} bytes (seed {small.seed}); delete them in a shuffled order; "
+             f"put {size} bytes")
+    put_ok(t, whole, data, "MKV-CAP-001")
+    check("MKV-CAP-001", read(t, whole) == data, "after removals of mixed sizes in any order, the target holds one "
+          "block of its whole declared capacity but one unit", True, False, repro)
+    t.delete([whole])
