@@ -439,3 +439,31 @@ def test_free_space_joins_up_after_removals_of_mixed_sizes_in_any_order(memkv: C
     check("MKV-CAP-001", read(t, whole) == data, "after removals of mixed sizes in any order, the target holds one "
           "block of its whole declared capacity but one unit", True, False, repro)
     t.delete([whole])
+
+
+@pytest.mark.requirement("MKV-CAP-001", "MKV-CAP-002")
+def test_a_block_fits_the_few_large_holes_among_many_small_ones(memkv: Context) -> None:
+    """Free space of 20 one-unit holes and 3 holes of 6 units: a block of 17 units fits the large
+    holes, so it is stored without evicting anything (it fits in free space, MKV-CAP-002), however many
+    small holes lie before them."""
+    small, t = memkv.empty_small(FRAGMENTED)
+    declared = small.caps.capacity_bytes
+    if declared is None:
+        pytest.skip("the target declares no capacity_bytes")
+    keys = _filled(small, t, declared // BLOCK - 1, base=1100)
+    small_holes = keys[1:40:2]  # 20 holes of one unit, kept blocks between them
+    large_holes = [k for start in (60, 80, 100) for k in keys[start : start + 6]]  # 3 holes of 6 units
+    t.delete(small_holes + large_holes)
+    removed = set(small_holes + large_holes)
+    kept = [k for k in keys if k not in removed]
+    size = 17 * BLOCK
+    data = payload(1199, size)
+    repro = (f"fill {declared} bytes with {BLOCK}-byte blocks; delete every other of the first 40 and three runs of "
+             f"6; put {size} bytes")
+    key = small.key()
+    put_ok(t, key, data, "MKV-CAP-002")
+    lost = [k for k, there in zip(kept, t.exists(kept), strict=True) if not there]
+    check("MKV-CAP-002", not lost, "a block that fits the free space is stored without evicting", "nothing evicted",
+          f"{len(lost)} blocks evicted", repro)
+    check("MKV-OPS-001", read(t, key) == data, "get of a block put across holes returns exactly its bytes",
+          "the bytes put", "other bytes", repro)
