@@ -133,19 +133,30 @@ def test_suspended_session_blocks_are_pinned(memkv: Context) -> None:
     t.close_session(sid)
 
 
-@pytest.mark.requirement("MKV-SES-005", "MKV-INV-006")
+@pytest.mark.requirement("MKV-SES-005", "MKV-INV-006", "MKV-SES-004")
 def test_resume_returns_longest_valid_prefix_and_truncates(memkv: Context) -> None:
     t = memkv.transport()
     keys = _stored(memkv, t, 5)
-    sid = t.open_session(HOUR, keys).session_id
-    t.suspend(sid, HOUR)
+    started = time.monotonic()
+    opened = t.open_session(HOUR, keys)
+    sid = opened.session_id
+    suspended = t.suspend(sid, HOUR / 2)
     t.invalidate_keys([keys[2]])
     res = t.resume(sid)
     check("MKV-SES-005", res.valid_keys == tuple(keys[:2]), "resume returns the prefix before the invalidated block",
           2, len(res.valid_keys))
     info = t.session_info(sid)
+    elapsed = time.monotonic() - started + scaled(1.0)
     check("MKV-SES-005", info.keys == tuple(keys[:2]) and info.state is S.OPEN, "resume truncates the chain",
           "2 keys, open", f"{len(info.keys)} keys, {info.state.value}")
+    # expiries are the target's instants: their differences are durations the suite can bound
+    repro = "open_session(3600 s); suspend(1800 s); resume"
+    check("MKV-SES-004", abs(suspended.expires_at - opened.expires_at + HOUR / 2) <= elapsed, "suspend sets the "
+          "expiry to now plus the pause TTL", f"{HOUR / 2:.0f} s before the open's expiry, within {elapsed:.2f} s",
+          f"{opened.expires_at - suspended.expires_at:.2f} s before", repro)
+    check("MKV-SES-005", abs(info.expires_at - opened.expires_at) <= elapsed, "resume sets the expiry to now plus "
+          "the TTL", f"the open's expiry within {elapsed:.2f} s", f"{info.expires_at - opened.expires_at:.2f} s off",
+          repro)
 
 
 @pytest.mark.requirement("MKV-SES-006")
