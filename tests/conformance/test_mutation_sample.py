@@ -34,6 +34,9 @@ PINNED = (
 SAMPLE, SAMPLE_SEED = 40, 7
 FLOOR = 0.8
 ROOT = Path(__file__).resolve().parents[2]
+# the one run of the tool: a coverage run of the checks, then 44 mutants (about 4 minutes on an idle 2-core
+# machine, over 10 at load 10); it happens in the first test's fixture
+pytestmark = pytest.mark.timeout(1800)
 
 
 @pytest.fixture(scope="module")
