@@ -82,3 +82,20 @@ def test_a_statement_no_check_ran_selects_nothing(tmp_path: Path) -> None:
 def test_no_change_found_means_every_check(tmp_path: Path) -> None:
     plan, work = _plan(tmp_path, {"4": ["slow"]})
     assert select.selection(plan, work) == ("no change found", None)
+
+
+mutation = _tool("mutation")
+
+
+def test_survivors_are_explained_by_code_not_by_line_number() -> None:
+    entries = mutation.explanations()  # refuses an entry without a known verdict and a reason
+    assert entries and {e["verdict"] for e in entries} <= set(mutation.VERDICTS)
+    diff = ("--- a/memkv/store/index.py\n+++ b/memkv/store/index.py\n@@ -1,3 +1,3 @@\n"
+            "-        return None if row is None else str(row[0])\n"
+            "+        return None if row is None else str(row[ -1])\n")
+    assert mutation.changed(diff) == ("return None if row is None else str(row[0])",
+                                      "return None if row is None else str(row[ -1])")
+    for line in (127, 500):  # wherever the line moves
+        entry = mutation.explain(f"memkv/store/index.py:{line} core/NumberReplacer #23", diff, entries)
+        assert entry is not None and entry["verdict"] == "equivalent"
+    assert mutation.explain("memkv/store/engine.py:127 core/NumberReplacer #23", diff, entries) is None
