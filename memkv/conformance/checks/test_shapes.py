@@ -6,6 +6,7 @@ run's seed."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -467,3 +468,44 @@ def test_a_block_fits_the_few_large_holes_among_many_small_ones(memkv: Context) 
           f"{len(lost)} blocks evicted", repro)
     check("MKV-OPS-001", read(t, key) == data, "get of a block put across holes returns exactly its bytes",
           "the bytes put", "other bytes", repro)
+
+
+@pytest.mark.requirement("MKV-CAP-001", "MKV-OPS-001")
+def test_space_of_a_block_deleted_while_read_is_free_again(memkv: Context) -> None:
+    """A block deleted while gets of it are in progress stays readable to them, and its space is
+    free once they end: afterwards the target holds one block of its whole declared capacity."""
+    small, t = memkv.empty_small(FRAGMENTED)
+    declared = small.caps.capacity_bytes
+    if declared is None:
+        pytest.skip("the target declares no capacity_bytes")
+    size = min(declared // 2, small.limits.max_block_size)
+    key, data = small.key(), payload(1300, size)
+    put_ok(t, key, data, "MKV-CAP-001")
+    answers: list[bytes | None] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                answers.append(read(t, key))
+            except MemkvError:
+                continue
+
+    readers = [threading.Thread(target=reader, daemon=True) for _ in range(2)]
+    for thread in readers:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while not answers and time.monotonic() < deadline:
+        time.sleep(0.001)
+    t.delete([key])
+    stop.set()
+    for thread in readers:
+        thread.join(60)
+    repro = f"put {size} bytes; two threads get it in a loop; delete it meanwhile; put {declared - BLOCK} bytes"
+    wrong = [a for a in answers if a is not None and a != data]
+    check("MKV-OPS-001", not wrong, "gets racing a delete return the block's bytes or NOT_FOUND", "bytes or NOT_FOUND",
+          f"{len(wrong)} gets returned other bytes", repro)
+    whole = small.key()
+    size = min(declared - BLOCK, small.limits.max_block_size)
+    put_ok(t, whole, payload(1301, size), "MKV-CAP-001")
+    t.delete([whole])
