@@ -473,39 +473,44 @@ def test_a_block_fits_the_few_large_holes_among_many_small_ones(memkv: Context) 
 @pytest.mark.requirement("MKV-CAP-001", "MKV-OPS-001")
 def test_space_of_a_block_deleted_while_read_is_free_again(memkv: Context) -> None:
     """A block deleted while gets of it are in progress stays readable to them, and its space is
-    free once they end: afterwards the target holds one block of its whole declared capacity."""
+    free once they end: afterwards the target holds one block of its whole declared capacity.
+    Several rounds, so that some delete lands while a get is in progress."""
     small, t = memkv.empty_small(FRAGMENTED)
     declared = small.caps.capacity_bytes
     if declared is None:
         pytest.skip("the target declares no capacity_bytes")
     size = min(declared // 2, small.limits.max_block_size)
-    key, data = small.key(), payload(1300, size)
-    put_ok(t, key, data, "MKV-CAP-001")
-    answers: list[bytes | None] = []
-    stop = threading.Event()
-
-    def reader() -> None:
-        while not stop.is_set():
-            try:
-                answers.append(read(t, key))
-            except MemkvError:
-                continue
-
-    readers = [threading.Thread(target=reader, daemon=True) for _ in range(2)]
-    for thread in readers:
-        thread.start()
-    deadline = time.monotonic() + 10
-    while not answers and time.monotonic() < deadline:
-        time.sleep(0.001)
-    t.delete([key])
-    stop.set()
-    for thread in readers:
-        thread.join(60)
-    repro = f"put {size} bytes; two threads get it in a loop; delete it meanwhile; put {declared - BLOCK} bytes"
-    wrong = [a for a in answers if a is not None and a != data]
-    check("MKV-OPS-001", not wrong, "gets racing a delete return the block's bytes or NOT_FOUND", "bytes or NOT_FOUND",
-          f"{len(wrong)} gets returned other bytes", repro)
+    repro = f"{DELETE_ROUNDS} x (put {size} bytes; two threads get it in a loop; delete it meanwhile); put " \
+            f"{declared - BLOCK} bytes"
+    for round_ in range(DELETE_ROUNDS):
+        key, data = small.key(), payload(1300 + round_, size)
+        put_ok(t, key, data, "MKV-CAP-001")
+        answers: list[bytes | None] = []
+        stop = threading.Event()
+        readers = [threading.Thread(target=_read_while, args=(t, key, stop, answers), daemon=True) for _ in range(2)]
+        for thread in readers:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while not answers and time.monotonic() < deadline:
+            time.sleep(0.001)
+        t.delete([key])
+        stop.set()
+        for thread in readers:
+            thread.join(60)
+        wrong = [a for a in answers if a is not None and a != data]
+        check("MKV-OPS-001", not wrong, "gets racing a delete return the block's bytes or NOT_FOUND",
+              "bytes or NOT_FOUND", f"{len(wrong)} gets returned other bytes", repro)
     whole = small.key()
-    size = min(declared - BLOCK, small.limits.max_block_size)
-    put_ok(t, whole, payload(1301, size), "MKV-CAP-001")
+    put_ok(t, whole, payload(1399, min(declared - BLOCK, small.limits.max_block_size)), "MKV-CAP-001")
     t.delete([whole])
+
+
+DELETE_ROUNDS = 4
+
+
+def _read_while(t: Transport, key: bytes, stop: threading.Event, answers: list[bytes | None]) -> None:
+    while not stop.is_set():
+        try:
+            answers.append(read(t, key))
+        except MemkvError:
+            continue
