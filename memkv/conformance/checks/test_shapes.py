@@ -436,9 +436,9 @@ def test_free_space_joins_up_after_removals_of_mixed_sizes_in_any_order(memkv: C
     data = payload(950, size)
     repro = (f"put {len(keys)} blocks of 1-3 x {BLOCK} bytes (seed {small.seed}); delete them in a shuffled order; "
              f"put {size} bytes")
-    put_ok(t, whole, data, "MKV-CAP-001")
-    check("MKV-CAP-001", read(t, whole) == data, "after removals of mixed sizes in any order, the target holds one "
-          "block of its whole declared capacity but one unit", True, False, repro)
+    put_ok(t, whole, data, "MKV-CAP-001")  # it fits: the capacity is whole again
+    check("MKV-OPS-001", read(t, whole) == data, "get of a block of the whole declared capacity but one unit, put "
+          "after removals of mixed sizes in any order, returns exactly its bytes", True, False, repro)
     t.delete([whole])
 
 
