@@ -452,6 +452,10 @@ def test_a_block_fits_the_few_large_holes_among_many_small_ones(memkv: Context) 
     if declared is None:
         pytest.skip("the target declares no capacity_bytes")
     keys = _filled(small, t, declared // BLOCK - 1, base=1100)
+    batch = small.limits.max_batch
+    present = sum(sum(t.exists(keys[i : i + batch])) for i in range(0, len(keys), batch))
+    check("MKV-CAP-001", present == len(keys), f"the declared capacity of {declared} bytes holds {len(keys)} blocks "
+          f"of {BLOCK} bytes without eviction", len(keys), present, f"fill a target declaring {declared} bytes")
     small_holes = keys[1:40:2]  # 20 holes of one unit, kept blocks between them
     large_holes = [k for start in (60, 80, 100) for k in keys[start : start + 6]]  # 3 holes of 6 units
     t.delete(small_holes + large_holes)
