@@ -22,10 +22,10 @@ from __future__ import annotations
 import argparse
 import ast
 import collections
+import hashlib
 import importlib.util
 import json
 import os
-import random
 import re
 import shutil
 import subprocess
@@ -155,18 +155,31 @@ def name_of(item: Any) -> str:
     return f"{m.module_path}:{m.start_pos[0]} {m.operator_name} #{m.occurrence}"
 
 
+def _draw_key(item: Any, seed: int, lines: dict[str, list[str]]) -> bytes:
+    """A mutant's place in the draw, from what it changes (the module, the text of its line, the operator,
+    the occurrence) and not from its line number, so that editing other lines of a module keeps it."""
+    m = item.mutations[0]
+    module = str(m.module_path)
+    if module not in lines:
+        lines[module] = (ROOT / module).read_text().splitlines() if (ROOT / module).is_file() else []
+    text = lines[module][m.start_pos[0] - 1].strip() if 0 < m.start_pos[0] <= len(lines[module]) else ""
+    return hashlib.sha256(f"{seed}|{module}|{text}|{m.operator_name}|{m.occurrence}".encode()).digest()
+
+
 def drawn(items: list[Any], size: int, seed: int, stratified: bool) -> list[Any]:
-    """A fixed-seed sample of `size` work items; stratified: the same share of every module's
-    mutants (at least one of each), so that no module is left out of a small campaign."""
+    """A fixed-seed sample of `size` work items: those whose draw key (`_draw_key`) is smallest, so the
+    sample stays put when unrelated lines change; stratified: the same share of every module's mutants
+    (at least one of each), so that no module is left out of a small campaign."""
+    lines: dict[str, list[str]] = {}
+    ranked = sorted(items, key=lambda item: _draw_key(item, seed, lines))
     if not stratified:
-        return random.Random(seed).sample(items, min(size, len(items)))
+        return ranked[:size]
     by_module: dict[str, list[Any]] = collections.defaultdict(list)
-    for item in items:
+    for item in ranked:
         by_module[str(item.mutations[0].module_path)].append(item)
     share = min(1.0, size / len(items)) if items else 0.0
-    rng = random.Random(seed)
-    return [item for module in sorted(by_module) for item in
-            rng.sample(by_module[module], max(1, round(share * len(by_module[module]))))]
+    return [item for module in sorted(by_module)
+            for item in by_module[module][:max(1, round(share * len(by_module[module])))]]
 
 
 def keep_sample(session: Path, size: int, seed: int, only: list[str] | None = None, stratified: bool = False,

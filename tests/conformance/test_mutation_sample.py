@@ -4,11 +4,12 @@ One run of the tool (a coverage plan, then each mutant against only the checks t
 tests two sets of cosmic-ray mutants of memkv/store/ with the conformance suite against the file
 backend:
 - four pinned mutants the suite kills: if one survives, the suite lost a check it had;
-- a fixed, stratified sample (the same share of every mutated module, fixed seed): its score,
+- a fixed, stratified sample (the same share of every mutated module, drawn by what each mutant
+  changes, not by its line number, so edits elsewhere in a module keep it): its score,
   killed / (tested - survivors explained as equivalent in tools/mutation_survivors.toml), is
-  printed in the CI log and must stay above FLOOR. Mutants are named by line, so an edit of a store
-  module redraws part of the sample; FLOOR sits below the score of the campaign in
-  docs/conformance.md to leave room for that, and a survivor that is not explained shows in the log.
+  printed in the CI log and must stay at or above FLOOR. FLOOR is a regression floor under the
+  sample's measured score (docs/conformance.md), not the 90% the suite has yet to reach; a survivor
+  that is not explained shows in the log.
 
 When a store module changes, a pinned name can go stale: the tool then refuses it as unknown and
 this test fails. Re-pin from a new sample: `python -m tools.mutation --sample 8 --report r.json`,
@@ -29,10 +30,10 @@ PINNED = (
     "memkv/store/allocator.py:139 core/ReplaceBinaryOperator_Add_BitAnd #13",
     "memkv/store/resident.py:63 core/ReplaceComparisonOperator_Gt_Eq #0",
     "memkv/store/superblock.py:43 core/ReplaceBinaryOperator_Add_Mul #1",
-    "memkv/store/stored_sessions.py:155 core/ReplaceComparisonOperator_LtE_Gt #1",
+    "memkv/store/stored_sessions.py:174 core/ReplaceComparisonOperator_LtE_Gt #1",
 )
 SAMPLE, SAMPLE_SEED = 24, 7
-FLOOR = 0.7
+FLOOR = 0.45  # the sample scored 50.0% (13 of 26) on the merged tree of session 4: docs/conformance.md
 ROOT = Path(__file__).resolve().parents[2]
 # the one run of the tool: a coverage run of the checks, then about 28 mutants (a few minutes on an idle 2-core
 # machine, over 10 at load 10); it happens in the first test's fixture
