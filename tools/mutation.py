@@ -1,16 +1,20 @@
 """Mutation testing of the reference implementation with the conformance suite as the test.
 
 cosmic-ray mutates the modules of tools/mutation_scope.toml (memkv/store/ and the file backend)
-one mutant at a time and runs the conformance checks against the file backend, stopping at the
-first failing check; a mutant the suite fails is killed, and the requirement ID of that failure
-says which requirement killed it. Everything happens in a copy of the tracked tree (cosmic-ray
-edits files in place).
+one mutant at a time in a copy of the tracked tree. The checks first run once, unmutated, under
+coverage (tools/mutation_coverage.py); each mutant then runs only the checks that execute the
+statement it changed, fastest first, stopping at the first failure (tools/mutation_select.py;
+--whole-run runs every check instead). A mutant is killed when a check fails or the run times
+out; the requirement ID of the failure says which requirement killed it.
 
-    python -m tools.mutation --sample 6 --floor 0.8          # CI: a fixed-seed sample of mutants
-    python -m tools.mutation --report out/mutation.json      # the full campaign (hours)
+    python -m tools.mutation --sample 40 --stratified                 # a fixed-seed sample, every module
+    python -m tools.mutation --shard 0/2 --session a.sqlite           # half of the full campaign (one worker)
+    python -m tools.mutation --summarise a.sqlite b.sqlite            # the campaign so far
+    python -m tools.mutation --target memkv-serve --whole-run --unexecuted-in a.sqlite b.sqlite
     python -m tools.mutation --only 'memkv/store/protection.py:55 core/ReplaceComparisonOperator_LtE_Lt #1'
 
-The report gives the kill rate, kills per requirement and every surviving mutant with its diff.
+The report gives the kill rate, the score (killed / (tested - survivors explained as equivalent in
+tools/mutation_survivors.toml)), kills per requirement and every survivor with its diff and verdict.
 """
 
 from __future__ import annotations
@@ -18,14 +22,16 @@ from __future__ import annotations
 import argparse
 import ast
 import collections
+import hashlib
 import importlib.util
 import json
-import random
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -33,6 +39,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 SCOPE = Path(__file__).resolve().with_name("mutation_scope.toml")
 SAMPLE_SEED = 7
+EXPLAINED = Path(__file__).resolve().with_name("mutation_survivors.toml")
+VERDICTS = ("equivalent", "unreachable", "gap")
+NOT_EXECUTED = "no conformance check executes it"
 FAILED_REQUIREMENT = re.compile(r"\[(MKV-[A-Z]+-\d+)\]")
 
 
@@ -65,11 +74,70 @@ def copy_tree(dest: Path) -> None:
         shutil.copy2(spec.origin, dest / "memkv" / "store" / Path(spec.origin).name)
 
 
-def write_config(dest: Path, modules: list[str], target: str, seed: int, timeout: float) -> Path:
-    # pytest -x: a killed mutant costs the checks up to the first failure, not the whole suite
-    test = (f"{sys.executable} -m pytest --pyargs {checks_package()} -x -q -p no:cacheprovider -p no:randomly "
-            f"--memkv-target {target} --memkv-seed {seed} --memkv-examples 5 --memkv-steps 15 "
-            f"--memkv-max-shrink-time 5")
+# pytest plugins installed beside the suite that its checks never use: loading them costs seconds per mutant
+UNUSED_PLUGINS = ("-p", "no:schemathesis", "-p", "no:benchmark", "-p", "no:anyio")
+
+
+def pytest_args(target: str, seed: int) -> list[str]:
+    """The options of every run of the checks; -x: a killed mutant costs the checks up to the first failure."""
+    return ["-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *UNUSED_PLUGINS, "--memkv-target", target,
+            "--memkv-seed", str(seed), "--memkv-examples", "5", "--memkv-steps", "15", "--memkv-max-shrink-time", "5"]
+
+
+def build_plan(work: Path, modules: list[str], args: list[str], plan_file: Path) -> dict[str, Any]:
+    """Run the checks once on the unmutated copy under coverage (tools/mutation_coverage.py) and write
+    the plan tools/mutation_select.py reads: which checks execute each line, their durations and order,
+    and pristine copies of the modules to find what a mutant changed."""
+    from tools.mutation_coverage import (
+        CHECK_ENV,
+        DATA_ENV,
+        DURATIONS_ENV,
+        INCLUDE_ENV,
+        OUTSIDE,
+        line_map,
+        write_startup,
+    )
+
+    folder = plan_file.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    write_startup(folder / "startup")
+    durations = folder / "durations.json"
+    for old in [*folder.glob("coverage*"), folder / "durations.json"]:
+        old.unlink(missing_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(folder / "startup"), **{
+        DATA_ENV: str(folder / "coverage"), CHECK_ENV: OUTSIDE, DURATIONS_ENV: str(durations),
+        INCLUDE_ENV: os.pathsep.join(str(work / m) for m in modules)})
+    measure = [a for a in args if a != "-x"]  # every check runs, whatever fails
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "pytest", *measure, "-p", "tools.mutation_coverage",
+                           "--pyargs", checks_package()], cwd=work, env=env)
+    if not durations.is_file():
+        raise SystemExit(f"the measuring run of the checks did not finish (exit {done.returncode})")
+    timings = json.loads(durations.read_text())
+    pristine = folder / "pristine"
+    for module in modules:
+        (pristine / module).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(work / module, pristine / module)
+    plan = {"modules": modules, "pristine": str(pristine), "pytest_args": args, "package": checks_package(),
+            "order": list(timings), "durations": timings, "lines": line_map(folder / "coverage", work),
+            "measured_in_s": round(time.monotonic() - started, 1), "unmutated_exit": done.returncode}
+    plan_file.write_text(json.dumps(plan))
+    print(f"coverage plan: {len(timings)} checks in {plan['measured_in_s']} s (exit {done.returncode})",
+          file=sys.stderr)
+    return plan
+
+
+def plan_matches(plan_file: Path, modules: list[str]) -> bool:
+    """A saved plan still describes these modules (same list, same text)."""
+    if not plan_file.is_file():
+        return False
+    plan = json.loads(plan_file.read_text())
+    pristine = Path(plan["pristine"])
+    return bool(plan["modules"] == modules and all(
+        (pristine / m).is_file() and (pristine / m).read_text() == (ROOT / m).read_text() for m in modules))
+
+
+def write_config(dest: Path, modules: list[str], test: str, timeout: float) -> Path:
     config = dest / "cosmic-ray.toml"
     config.write_text("[cosmic-ray]\n"
                       f"module-path = {json.dumps(modules)}\n"
@@ -87,9 +155,38 @@ def name_of(item: Any) -> str:
     return f"{m.module_path}:{m.start_pos[0]} {m.operator_name} #{m.occurrence}"
 
 
-def keep_sample(session: Path, size: int, seed: int, only: list[str] | None = None) -> int:
-    """Mark every work item outside a fixed-seed sample of `size` (or outside the mutants named in
-    `only`) as skipped; returns the total."""
+def _draw_key(item: Any, seed: int, lines: dict[str, list[str]]) -> bytes:
+    """A mutant's place in the draw, from what it changes (the module, the text of its line, the operator,
+    the occurrence) and not from its line number, so that editing other lines of a module keeps it."""
+    m = item.mutations[0]
+    module = str(m.module_path)
+    if module not in lines:
+        lines[module] = (ROOT / module).read_text().splitlines() if (ROOT / module).is_file() else []
+    text = lines[module][m.start_pos[0] - 1].strip() if 0 < m.start_pos[0] <= len(lines[module]) else ""
+    return hashlib.sha256(f"{seed}|{module}|{text}|{m.operator_name}|{m.occurrence}".encode()).digest()
+
+
+def drawn(items: list[Any], size: int, seed: int, stratified: bool) -> list[Any]:
+    """A fixed-seed sample of `size` work items: those whose draw key (`_draw_key`) is smallest, so the
+    sample stays put when unrelated lines change; stratified: the same share of every module's mutants
+    (at least one of each), so that no module is left out of a small campaign."""
+    lines: dict[str, list[str]] = {}
+    ranked = sorted(items, key=lambda item: _draw_key(item, seed, lines))
+    if not stratified:
+        return ranked[:size]
+    by_module: dict[str, list[Any]] = collections.defaultdict(list)
+    for item in ranked:
+        by_module[str(item.mutations[0].module_path)].append(item)
+    share = min(1.0, size / len(items)) if items else 0.0
+    return [item for module in sorted(by_module)
+            for item in by_module[module][:max(1, round(share * len(by_module[module])))]]
+
+
+def keep_sample(session: Path, size: int, seed: int, only: list[str] | None = None, stratified: bool = False,
+                shard: tuple[int, int] = (0, 1)) -> int:
+    """Mark as skipped every work item outside the mutants named in `only` and a fixed-seed sample of
+    `size` (all of them when neither is given), and outside this shard (every n-th kept item from the
+    k-th); returns the total."""
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
@@ -99,13 +196,17 @@ def keep_sample(session: Path, size: int, seed: int, only: list[str] | None = No
             return str(m.module_path), m.start_pos[0], m.start_pos[1], m.operator_name, m.occurrence
 
         items = sorted(db.pending_work_items, key=where)
+        kept = items if not size and only is None else []
         if only is not None:
-            keep = {item.job_id for item in items if name_of(item) in only}
+            kept = [item for item in items if name_of(item) in only]
             unknown = set(only) - {name_of(item) for item in items}
             if unknown:
                 raise SystemExit(f"no such mutants: {sorted(unknown)}")
-        else:
-            keep = {item.job_id for item in random.Random(seed).sample(items, min(size, len(items)))}
+        if size:  # with --only as well: the named mutants and the sample
+            chosen = {item.job_id for item in kept} | {item.job_id for item in drawn(items, size, seed, stratified)}
+            kept = [item for item in items if item.job_id in chosen]
+        index, count = shard
+        keep = {item.job_id for item in kept[index::count]}
         for item in items:
             if item.job_id not in keep:
                 db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
@@ -150,32 +251,77 @@ def skip_equivalent(session: Path, root: Path) -> int:
     return skipped
 
 
-def summarise(session: Path, total: int) -> dict[str, Any]:
+def changed(diff: str) -> tuple[str, str]:
+    """The source line a mutant removed and the one it added, stripped (how survivors are explained:
+    by the code, not by line numbers that every edit moves)."""
+    removed = [line[1:].strip() for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
+    added = [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    return " / ".join(removed), " / ".join(added)
+
+
+def explanations(path: Path = EXPLAINED) -> list[dict[str, str]]:
+    """Survivors explained in tools/mutation_survivors.toml: module, before, after, verdict, reason."""
+    entries = list(tomllib.loads(path.read_text()).get("survivor", []))
+    for entry in entries:
+        if entry["verdict"] not in VERDICTS or not entry["reason"].strip():
+            raise SystemExit(f"{path.name}: verdict must be one of {VERDICTS} with a reason: {entry}")
+    return entries
+
+
+def explain(mutant: str, diff: str, entries: list[dict[str, str]]) -> dict[str, str] | None:
+    module = mutant.split(":", 1)[0]
+    before, after = changed(diff)
+    for entry in entries:
+        if entry["module"] == module and entry["before"] == before and entry["after"] == after:
+            return entry
+    return None
+
+
+def summarise(sessions: list[Path], total: int) -> dict[str, Any]:
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome
 
+    entries = explanations()
+    latest: dict[str, Any] = {}  # a mutant tested again (another shard) counts once: the last result
+    for session in sessions:
+        with use_db(str(session), WorkDB.Mode.open) as db:
+            items = {item.job_id: item for item in db.work_items}
+            for job_id, result in db.results:
+                if result.worker_outcome is not WorkerOutcome.SKIPPED:
+                    latest[name_of(items[job_id])] = result
     killed_by: collections.Counter[str] = collections.Counter()
+    verdicts: collections.Counter[str] = collections.Counter()
+    per_module: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     survivors, kills, killed, tested = [], [], 0, 0
-    with use_db(str(session), WorkDB.Mode.open) as db:
-        items = {item.job_id: item for item in db.work_items}
-        for job_id, result in db.results:
-            if result.worker_outcome is WorkerOutcome.SKIPPED:
-                continue
-            tested += 1
-            where = name_of(items[job_id])
-            if result.test_outcome is TestOutcome.SURVIVED:
-                survivors.append({"mutant": where, "diff": result.diff or ""})
-                continue
-            killed += 1
-            output = result.output or ""
-            reqs = (sorted(set(FAILED_REQUIREMENT.findall(output))) or
-                    (["target unusable (no check ran)"] if " passed" not in output and " failed" not in output
-                     else []) or
-                    ["timeout" if result.test_outcome is None else "other (no requirement printed)"])
-            killed_by.update(reqs)
-            kills.append({"mutant": where, "by": reqs, "output": (result.output or "")[-600:]})
+    for where, result in sorted(latest.items()):
+        tested += 1
+        module = where.split(":", 1)[0]
+        output = result.output or ""
+        if result.test_outcome is TestOutcome.SURVIVED:
+            entry = explain(where, result.diff or "", entries)
+            verdict = entry["verdict"] if entry else "unexplained"
+            verdicts[verdict] += 1
+            per_module[module][verdict] += 1
+            survivors.append({"mutant": where, "executed_by_a_check": NOT_EXECUTED not in output,
+                              "verdict": verdict, "reason": entry["reason"] if entry else "",
+                              "diff": result.diff or ""})
+            continue
+        killed += 1
+        per_module[module]["killed"] += 1
+        reqs = (sorted(set(FAILED_REQUIREMENT.findall(output))) or
+                (["target unusable (no check ran)"] if " passed" not in output and " failed" not in output
+                 else []) or
+                ["timeout" if result.test_outcome is None else "other (no requirement printed)"])
+        killed_by.update(reqs)
+        kills.append({"mutant": where, "by": reqs, "output": output[-600:]})
+    equivalent = verdicts["equivalent"]
     return {"mutants": total, "tested": tested, "killed": killed, "survived": len(survivors),
             "kill_rate": round(killed / tested, 4) if tested else None,
+            "score": round(killed / (tested - equivalent), 4) if tested > equivalent else None,
+            "score_definition": "killed / (tested - survivors explained as equivalent in "
+                                "tools/mutation_survivors.toml); mutants inside type annotations are not tested",
+            "survivor_verdicts": dict(sorted(verdicts.items())),
+            "per_module": {m: dict(sorted(c.items())) for m, c in sorted(per_module.items())},
             "killed_by_requirement": dict(sorted(killed_by.items())), "survivors": survivors,
             "killed_mutants": kills}
 
@@ -195,24 +341,51 @@ def main(argv: list[str] | None = None) -> int:
                         help="test only this mutant, named as in the report ('module:line operator #n')")
     parser.add_argument("--session", default=None,
                         help="keep cosmic-ray's results database here (summarise it while it runs)")
-    parser.add_argument("--summarise", metavar="SESSION", default=None,
-                        help="only summarise the results database of a campaign (finished or not)")
+    parser.add_argument("--summarise", metavar="SESSION", nargs="+", default=None,
+                        help="only summarise the results databases of a campaign (finished or not; several shards)")
+    parser.add_argument("--stratified", action="store_true",
+                        help="with --sample: the same share of every module's mutants")
+    parser.add_argument("--shard", default="0/1", metavar="K/N",
+                        help="test only every N-th sampled mutant from the K-th (several workers, one each)")
+    parser.add_argument("--plan", default=None,
+                        help="keep the coverage plan here and reuse it while the modules are unchanged")
+    parser.add_argument("--unexecuted-in", metavar="SESSION", nargs="+", default=None,
+                        help="test only the survivors of these campaigns that no check executed (for a second "
+                             "target: --target memkv-serve reaches the server's streamed path and quotas)")
+    parser.add_argument("--whole-run", action="store_true",
+                        help="run every check for every mutant (no selection by coverage)")
     args = parser.parse_args(argv)
     if args.summarise:
-        return finish(args, summarise(Path(args.summarise), total_of(Path(args.summarise))))
+        sessions = [Path(name) for name in args.summarise]
+        return finish(args, summarise(sessions, total_of(sessions[0])))
+    index, count = (int(n) for n in args.shard.split("/"))
+    if args.unexecuted_in:
+        earlier = summarise([Path(name) for name in args.unexecuted_in], 0)
+        args.only = [*(args.only or []), *(s["mutant"] for s in earlier["survivors"] if not s["executed_by_a_check"])]
+    modules = args.module or scope()
     with tempfile.TemporaryDirectory(prefix="memkv-mutation-") as tmp:
         work = Path(tmp)
         copy_tree(work)
-        config = write_config(work, args.module or scope(), args.target, args.seed, args.timeout)
+        options = pytest_args(args.target, args.seed)
+        if args.whole_run:
+            test = " ".join([sys.executable, "-m", "pytest", *options, "--pyargs", checks_package()])
+        else:
+            plan_file = Path(args.plan).resolve() if args.plan else work / ".mutation" / "plan.json"
+            if not plan_matches(plan_file, modules):
+                build_plan(work, modules, options, plan_file)
+            test = f"{sys.executable} -m tools.mutation_select {plan_file}"
+        config = write_config(work, modules, test, args.timeout)
         session = Path(args.session).resolve() if args.session else work / "session.sqlite"
         cosmic = [sys.executable, "-m", "cosmic_ray.cli"]
         subprocess.run([*cosmic, "init", str(config), str(session)], cwd=work, check=True)
         total = total_of(session)
         equivalent = skip_equivalent(session, work)
-        if args.sample or args.only:
-            keep_sample(session, args.sample, args.sample_seed, args.only)
+        if args.sample or args.only or count > 1:
+            keep_sample(session, args.sample, args.sample_seed, args.only, args.stratified, (index, count))
+        started = time.monotonic()
         subprocess.run([*cosmic, "exec", str(config), str(session)], cwd=work, check=True)
-        summary = summarise(session, total) | {"equivalent_skipped": equivalent}
+        summary = summarise([session], total) | {"equivalent_skipped": equivalent,
+                                               "exec_s": round(time.monotonic() - started, 1)}
     return finish(args, summary)
 
 
@@ -228,8 +401,8 @@ def finish(args: argparse.Namespace, summary: dict[str, Any]) -> int:
     if args.report:
         Path(args.report).write_text(text + "\n")
     print(text)
-    if args.floor is not None and (summary["kill_rate"] or 0.0) < args.floor:
-        print(f"mutation kill rate {summary['kill_rate']} is below the floor {args.floor}", file=sys.stderr)
+    if args.floor is not None and (summary["score"] or 0.0) < args.floor:
+        print(f"mutation score {summary['score']} is below the floor {args.floor}", file=sys.stderr)
         return 1
     return 0
 

@@ -1,11 +1,15 @@
-"""Mutation testing of the reference implementation in CI (tools/mutation.py): a regression gate.
+"""Mutation testing of the reference implementation in CI (tools/mutation.py): the score, reported and gated.
 
-CI runs a pinned list of cosmic-ray mutants of memkv/store/ that the conformance suite kills (each
-tested by the suite against the file backend) and fails when one of them survives: the suite lost
-a check it had. A sample drawn at random could not serve as a gate: mutants are named by module,
-line and occurrence, so any edit of a store module redraws it, and at the suite's measured kill
-rate (about 70%, docs/conformance.md) a fresh draw of four fails about a third of the time. The
-kill rate itself is measured by the campaigns in docs/conformance.md.
+One run of the tool (a coverage plan, then each mutant against only the checks that execute it)
+tests two sets of cosmic-ray mutants of memkv/store/ with the conformance suite against the file
+backend:
+- four pinned mutants the suite kills: if one survives, the suite lost a check it had;
+- a fixed, stratified sample (the same share of every mutated module, drawn by what each mutant
+  changes, not by its line number, so edits elsewhere in a module keep it): its score,
+  killed / (tested - survivors explained as equivalent in tools/mutation_survivors.toml), is
+  printed in the CI log and must stay at or above FLOOR. FLOOR is a regression floor under the
+  sample's measured score (docs/conformance.md), not the 90% the suite has yet to reach; a survivor
+  that is not explained shows in the log.
 
 When a store module changes, a pinned name can go stale: the tool then refuses it as unknown and
 this test fails. Re-pin from a new sample: `python -m tools.mutation --sample 8 --report r.json`,
@@ -18,25 +22,55 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 PINNED = (
     "memkv/store/allocator.py:139 core/ReplaceBinaryOperator_Add_BitAnd #13",
     "memkv/store/resident.py:63 core/ReplaceComparisonOperator_Gt_Eq #0",
     "memkv/store/superblock.py:43 core/ReplaceBinaryOperator_Add_Mul #1",
-    "memkv/store/stored_sessions.py:155 core/ReplaceComparisonOperator_LtE_Gt #1",
+    "memkv/store/stored_sessions.py:174 core/ReplaceComparisonOperator_LtE_Gt #1",
 )
+SAMPLE, SAMPLE_SEED = 24, 7
+FLOOR = 0.45  # the sample scored 50.0% (13 of 26) on the merged tree of session 4: docs/conformance.md
+ROOT = Path(__file__).resolve().parents[2]
+# the one run of the tool: a coverage run of the checks, then about 28 mutants (a few minutes on an idle 2-core
+# machine, over 10 at load 10); it happens in the first test's fixture
+pytestmark = pytest.mark.timeout(1800)
 
 
-def test_pinned_mutants_are_still_killed_by_the_conformance_suite(tmp_path: Path) -> None:
-    report = tmp_path / "mutation.json"
-    root = Path(__file__).resolve().parents[2]
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    report = tmp_path_factory.mktemp("mutation") / "mutation.json"
     only = [arg for name in PINNED for arg in ("--only", name)]
-    done = subprocess.run([sys.executable, "-m", "tools.mutation", *only, "--floor", "1.0", "--report", str(report)],
-                          cwd=root, capture_output=True, text=True, timeout=900)
-    assert report.exists(), done.stderr[-3000:]  # a stale name is refused before anything runs
-    summary = json.loads(report.read_text())
-    assert summary["tested"] == len(PINNED), done.stderr[-3000:]
-    assert done.returncode == 0 and summary["kill_rate"] == 1.0, (summary["survivors"], done.stderr[-2000:])
+    done = subprocess.run([sys.executable, "-m", "tools.mutation", *only, "--sample", str(SAMPLE), "--stratified",
+                           "--sample-seed", str(SAMPLE_SEED), "--report", str(report)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1500)
+    assert done.returncode == 0 and report.exists(), done.stderr[-3000:]  # a stale pinned name is refused
+    summary: dict[str, Any] = json.loads(report.read_text())
+    return summary
+
+
+def test_pinned_mutants_are_still_killed_by_the_conformance_suite(campaign: dict[str, Any]) -> None:
+    killed = {k["mutant"] for k in campaign["killed_mutants"]}
+    assert set(PINNED) <= killed, [s for s in campaign["survivors"] if s["mutant"] in PINNED]
+
+
+def test_mutation_score_of_a_fixed_sample_stays_above_the_floor(campaign: dict[str, Any],
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    sample_kills = [k for k in campaign["killed_mutants"] if k["mutant"] not in PINNED]
+    survivors = [s for s in campaign["survivors"] if s["mutant"] not in PINNED]
+    equivalent = sum(1 for s in survivors if s["verdict"] == "equivalent")
+    tested = len(sample_kills) + len(survivors)
+    assert tested >= SAMPLE * 3 // 4, f"only {tested} mutants tested"
+    score = len(sample_kills) / (tested - equivalent)
+    with capsys.disabled():  # shown in the CI log, passing or not
+        print(f"\nmutation score of the CI sample: {score:.1%} ({len(sample_kills)} killed of {tested} tested, "
+              f"{equivalent} survivors explained as equivalent; floor {FLOOR:.0%})")
+        for s in survivors:
+            print(f"  survivor {s['mutant']}: {s['verdict']} {s['reason']}".rstrip())
+    assert score >= FLOOR, [s["mutant"] for s in survivors if s["verdict"] != "equivalent"]
 
 
 def test_mutation_scope_names_every_store_module_once() -> None:

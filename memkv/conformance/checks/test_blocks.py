@@ -138,15 +138,21 @@ def test_corrupted_block_is_never_returned(memkv: Context, size: int) -> None:
     if not memkv.target.corrupt_block(t.namespace, key):
         pytest.skip("the target offers no way to corrupt stored bytes (Target.corrupt_block)")
     buf = bytearray(size)
-    try:
-        res = t.get_into([key], [buf])[0]
-        code = res.status
-    except MemkvError as exc:
-        code = exc.code
+    code = _get_code(t, key, buf)
     check("MKV-BLK-006", code is not E.OK, "a block whose stored bytes were damaged is not returned",
           "CORRUPTED", "OK with " + ("the original bytes" if bytes(buf) == data else "damaged bytes"))
     check("MKV-BLK-006", code in (E.CORRUPTED, E.NOT_FOUND), "a damaged block is reported as CORRUPTED",
           "CORRUPTED", code.name)
+    again = _get_code(t, key, bytearray(size))
+    check("MKV-BLK-006", again is E.NOT_FOUND, "a block that failed verification is removed: a later read gets "
+          "NOT_FOUND", "NOT_FOUND", again.name, f"put {size} bytes; damage them; get; get again")
+
+
+def _get_code(t: Transport, key: bytes, buf: bytearray) -> ErrorCode:
+    try:
+        return t.get_into([key], [buf])[0].status
+    except MemkvError as exc:
+        return exc.code
 
 
 @pytest.mark.requirement("MKV-BLK-007", "MKV-ERR-001")

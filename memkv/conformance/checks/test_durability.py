@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -17,11 +18,13 @@ from memkv.conformance.timing import scaled
 from memkv.conformance.worker import crash_key, crash_size
 from memkv.errors import ErrorCode, MemkvError
 from memkv.sessions import SessionState
-from memkv.transport import PutItem
+from memkv.transport import PutItem, Transport
 
 E = ErrorCode
 MiB = 1024 * 1024
 HOUR = 3600.0
+ROUNDS = 4  # clean closes racing reads in test_clean_close_during_reads_completes_and_keeps_blocks
+CLOSE_WAIT_S = 20.0  # a clean close waits for reads of 16 MiB: far less than this
 
 
 def _restartable(memkv: Context, capacity: int) -> Context:
@@ -239,3 +242,58 @@ def test_free_space_between_kept_blocks_is_free_after_a_restart(memkv: Context) 
     check("MKV-DUR-003", not lost, "blocks put into the holes left before a restart evict none of the kept ones",
           f"{len(kept)} kept blocks present", f"{len(lost)} evicted",
           f"fill a {declared}-byte target with {unit}-byte blocks; delete every other; restart; put as many again")
+
+
+def _read_until_closed(t: Transport, key: bytes, data: bytes, reads: list[int], wrong: dict[str, str]) -> None:
+    """get `key` until the transport closes; what is neither its bytes nor an error code goes into `wrong`."""
+    while True:
+        try:
+            got = read(t, key)
+        except MemkvError:
+            return  # the transport is closed: an error code is a valid answer
+        except Exception as exc:
+            wrong.setdefault("MKV-ERR-001", f"{type(exc).__name__}: {exc}")
+            return
+        reads[0] += 1
+        if got != data:
+            wrong.setdefault("MKV-OPS-001", "other bytes" if got is not None else "NOT_FOUND")
+            return
+
+
+@pytest.mark.requirement("MKV-DUR-001", "MKV-OPS-001", "MKV-ERR-001")
+def test_clean_close_during_reads_completes_and_keeps_blocks(memkv: Context) -> None:
+    """A clean close waits for the reads in progress instead of hanging or tearing them: the close
+    returns, every get answers the block's bytes or an error code, and the blocks are there after
+    the reopen. Several rounds, so that some close lands while a read is in progress."""
+    small = _restartable(memkv, 96 * MiB)
+    ns = small.namespace()
+    t = small.transport(ns)
+    size = min(16 * MiB, small.limits.max_block_size)
+    blocks = {small.key(): payload(7000 + i, size) for i in range(4)}
+    for key, data in blocks.items():
+        put_ok(t, key, data, "MKV-DUR-001")
+    repro = f"{2 * len(blocks)} threads get {size}-byte blocks in a loop; stop() the target while they read"
+    for _round in range(ROUNDS):
+        wrong: dict[str, str] = {}
+        reads = [0]
+        readers = [threading.Thread(target=_read_until_closed, args=(t, key, data, reads, wrong), daemon=True)
+                   for key, data in [*blocks.items()] * 2]
+        for thread in readers:
+            thread.start()
+        deadline = time.monotonic() + scaled(10)
+        while reads[0] < len(readers) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        closer = threading.Thread(target=small.target.stop, daemon=True)
+        closer.start()
+        closer.join(scaled(CLOSE_WAIT_S))
+        check("MKV-DUR-001", not closer.is_alive(), "a clean close while gets are in progress completes",
+              "stop() returns", f"stop() still running after {scaled(CLOSE_WAIT_S):.0f} s", repro)
+        for thread in readers:
+            thread.join(scaled(30))
+        for requirement, answer in wrong.items():
+            fail(requirement, "a get racing a clean close answers the block's bytes or an error code",
+                 "the bytes put or an error code", answer, repro)
+        small.target.start()
+        t = small.transport(ns)
+    for key, data in blocks.items():
+        kept("MKV-DUR-001", t, key, data, "a block read while the target closed, after the reopen", repro)

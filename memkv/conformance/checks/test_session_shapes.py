@@ -189,3 +189,22 @@ def test_pins_of_an_invalidated_namespace_are_gone(memkv: Context) -> None:
                 lambda: t.put([PutItem(small.key(), payload(4000, size))]), [E.OK],
                 f"put {len(keys)} blocks; open and suspend a session on them; invalidate_namespace; put the same "
                 f"keys again; put {size} bytes into a {SMALL}-byte target")
+
+
+EXPIRED_RECORD_WAIT_S = 3.5  # more than three sweep intervals of the reference targets (1 s each)
+
+
+@pytest.mark.requirement("MKV-SES-008")
+def test_an_expired_session_still_answers_session_expired_after_sweeps(memkv: Context) -> None:
+    """SESSION_EXPIRED for at least 3600 s after the expiry: the background sweeps that notice the
+    expiry and later drop old records must keep a just-expired session's record."""
+    t = memkv.transport()
+    keys = _stored(memkv, t, 1, requirement="MKV-SES-008")
+    sid = t.open_session(0.2, keys).session_id
+    time.sleep(EXPIRED_RECORD_WAIT_S)
+    repro = f"open_session(ttl_s=0.2); wait {EXPIRED_RECORD_WAIT_S} s; append; session_info"
+    expect_code("MKV-SES-008", f"append {EXPIRED_RECORD_WAIT_S} s after the session expired",
+                lambda: t.append(sid, keys), [ErrorCode.SESSION_EXPIRED])
+    state = t.session_info(sid).state
+    check("MKV-SES-008", state is SessionState.EXPIRED, "a query of an expired session reports the state expired",
+          "expired", state.value, repro)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from memkv.conformance.support import Context, check, expect_code, kept, outcome, payload, put_ok
+from memkv.conformance.timing import scaled
 from memkv.errors import ErrorCode
 from memkv.sessions import TRANSITIONS, SessionEvent, SessionState
 from memkv.transport import PutItem, Transport
@@ -87,12 +88,18 @@ def test_open_gives_unique_ids_and_unknown_ids_are_refused(memkv: Context) -> No
 def test_append_extends_accepts_only_stored_keys_and_refreshes_ttl(memkv: Context) -> None:
     t = memkv.transport()
     keys = _stored(memkv, t, 4)
+    started = time.monotonic()
     info = t.open_session(HOUR, keys[:1])
     time.sleep(0.05)
     after = t.append(info.session_id, keys[1:3])
+    elapsed = time.monotonic() - started
     check("MKV-SES-003", after.keys == tuple(keys[:3]), "append extends the chain", 3, len(after.keys))
     check("MKV-SES-003", after.expires_at > info.expires_at, "append refreshes the TTL", f"> {info.expires_at}",
           after.expires_at)
+    # refreshed to the same TTL from the append: the expiry moves by the time between open and append
+    check("MKV-SES-003", after.expires_at - info.expires_at <= elapsed + scaled(1.0), "append refreshes the TTL "
+          "to the session's TTL counted from the append", f"expires_at later by at most {elapsed:.2f} s",
+          f"later by {after.expires_at - info.expires_at:.2f} s", "open_session(3600 s); wait 0.05 s; append")
     missing = memkv.key()
     expect_code("MKV-SES-003", "append of a key that is not stored",
                 lambda: t.append(info.session_id, [keys[3], missing]), [E.NOT_FOUND])
@@ -126,19 +133,30 @@ def test_suspended_session_blocks_are_pinned(memkv: Context) -> None:
     t.close_session(sid)
 
 
-@pytest.mark.requirement("MKV-SES-005", "MKV-INV-006")
+@pytest.mark.requirement("MKV-SES-005", "MKV-INV-006", "MKV-SES-004")
 def test_resume_returns_longest_valid_prefix_and_truncates(memkv: Context) -> None:
     t = memkv.transport()
     keys = _stored(memkv, t, 5)
-    sid = t.open_session(HOUR, keys).session_id
-    t.suspend(sid, HOUR)
+    started = time.monotonic()
+    opened = t.open_session(HOUR, keys)
+    sid = opened.session_id
+    suspended = t.suspend(sid, HOUR / 2)
     t.invalidate_keys([keys[2]])
     res = t.resume(sid)
     check("MKV-SES-005", res.valid_keys == tuple(keys[:2]), "resume returns the prefix before the invalidated block",
           2, len(res.valid_keys))
     info = t.session_info(sid)
+    elapsed = time.monotonic() - started + scaled(1.0)
     check("MKV-SES-005", info.keys == tuple(keys[:2]) and info.state is S.OPEN, "resume truncates the chain",
           "2 keys, open", f"{len(info.keys)} keys, {info.state.value}")
+    # expiries are the target's instants: their differences are durations the suite can bound
+    repro = "open_session(3600 s); suspend(1800 s); resume"
+    check("MKV-SES-004", abs(suspended.expires_at - opened.expires_at + HOUR / 2) <= elapsed, "suspend sets the "
+          "expiry to now plus the pause TTL", f"{HOUR / 2:.0f} s before the open's expiry, within {elapsed:.2f} s",
+          f"{opened.expires_at - suspended.expires_at:.2f} s before", repro)
+    check("MKV-SES-005", abs(info.expires_at - opened.expires_at) <= elapsed, "resume sets the expiry to now plus "
+          "the TTL", f"the open's expiry within {elapsed:.2f} s", f"{info.expires_at - opened.expires_at:.2f} s off",
+          repro)
 
 
 @pytest.mark.requirement("MKV-SES-006")

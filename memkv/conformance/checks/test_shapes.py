@@ -6,6 +6,7 @@ run's seed."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -407,3 +408,112 @@ def test_refused_put_keeps_unleased_blocks(memkv: Context) -> None:
           len(free), sum(t.exists(free)), "lease half the store, fill a quarter unleased, put 3/4 of the store")
     if lease.lease_id is not None:
         t.release_lease(lease.lease_id)
+
+
+FRAGMENTED = 16 * MiB + 2 * BLOCK
+
+
+@pytest.mark.requirement("MKV-CAP-001", "MKV-OPS-001")
+def test_free_space_joins_up_after_removals_of_mixed_sizes_in_any_order(memkv: Context) -> None:
+    """Blocks of one to three units removed in a shuffled order: whichever neighbour is freed first,
+    the free space joins up and the target holds one block of its whole declared capacity again."""
+    small, t = memkv.empty_small(FRAGMENTED)
+    declared = small.caps.capacity_bytes
+    if declared is None:
+        pytest.skip("the target declares no capacity_bytes")
+    keys: list[bytes] = []
+    used = 0
+    while used + 4 * BLOCK <= declared:  # fills without eviction
+        size = small.rng.choice((1, 2, 3)) * BLOCK
+        keys.append(small.key())
+        put_ok(t, keys[-1], payload(900 + len(keys), size), "MKV-CAP-001")
+        used += size
+    small.rng.shuffle(keys)
+    for start in range(0, len(keys), small.limits.max_batch):
+        t.delete(keys[start : start + small.limits.max_batch])
+    whole = small.key()
+    size = min(declared - BLOCK, small.limits.max_block_size)
+    data = payload(950, size)
+    repro = (f"put {len(keys)} blocks of 1-3 x {BLOCK} bytes (seed {small.seed}); delete them in a shuffled order; "
+             f"put {size} bytes")
+    put_ok(t, whole, data, "MKV-CAP-001")  # it fits: the capacity is whole again
+    check("MKV-OPS-001", read(t, whole) == data, "get of a block of the whole declared capacity but one unit, put "
+          "after removals of mixed sizes in any order, returns exactly its bytes", True, False, repro)
+    t.delete([whole])
+
+
+@pytest.mark.requirement("MKV-CAP-001", "MKV-CAP-002")
+def test_a_block_fits_the_few_large_holes_among_many_small_ones(memkv: Context) -> None:
+    """Free space of 20 one-unit holes and 3 holes of 6 units: a block of 17 units fits the large
+    holes, so it is stored without evicting anything (it fits in free space, MKV-CAP-002), however many
+    small holes lie before them."""
+    small, t = memkv.empty_small(FRAGMENTED)
+    declared = small.caps.capacity_bytes
+    if declared is None:
+        pytest.skip("the target declares no capacity_bytes")
+    keys = _filled(small, t, declared // BLOCK - 1, base=1100)
+    batch = small.limits.max_batch
+    present = sum(sum(t.exists(keys[i : i + batch])) for i in range(0, len(keys), batch))
+    check("MKV-CAP-001", present == len(keys), f"the declared capacity of {declared} bytes holds {len(keys)} blocks "
+          f"of {BLOCK} bytes without eviction", len(keys), present, f"fill a target declaring {declared} bytes")
+    small_holes = keys[1:40:2]  # 20 holes of one unit, kept blocks between them
+    large_holes = [k for start in (60, 80, 100) for k in keys[start : start + 6]]  # 3 holes of 6 units
+    t.delete(small_holes + large_holes)
+    removed = set(small_holes + large_holes)
+    kept = [k for k in keys if k not in removed]
+    size = 17 * BLOCK
+    data = payload(1199, size)
+    repro = (f"fill {declared} bytes with {BLOCK}-byte blocks; delete every other of the first 40 and three runs of "
+             f"6; put {size} bytes")
+    key = small.key()
+    put_ok(t, key, data, "MKV-CAP-002")
+    lost = [k for k, there in zip(kept, t.exists(kept), strict=True) if not there]
+    check("MKV-CAP-002", not lost, "a block that fits the free space is stored without evicting", "nothing evicted",
+          f"{len(lost)} blocks evicted", repro)
+    check("MKV-OPS-001", read(t, key) == data, "get of a block put across holes returns exactly its bytes",
+          "the bytes put", "other bytes", repro)
+
+
+@pytest.mark.requirement("MKV-CAP-001", "MKV-OPS-001")
+def test_space_of_a_block_deleted_while_read_is_free_again(memkv: Context) -> None:
+    """A block deleted while gets of it are in progress stays readable to them, and its space is
+    free once they end: afterwards the target holds one block of its whole declared capacity.
+    One reader (a second one would hide a count that frees too early), several rounds, so that some
+    delete lands while its get is in progress."""
+    small, t = memkv.empty_small(FRAGMENTED)
+    declared = small.caps.capacity_bytes
+    if declared is None:
+        pytest.skip("the target declares no capacity_bytes")
+    size = min(declared // 2, small.limits.max_block_size)
+    repro = f"{DELETE_ROUNDS} x (put {size} bytes; a thread gets it in a loop; delete it meanwhile); put " \
+            f"{declared - BLOCK} bytes"
+    for round_ in range(DELETE_ROUNDS):
+        key, data = small.key(), payload(1300 + round_, size)
+        put_ok(t, key, data, "MKV-CAP-001")
+        answers: list[bytes | None] = []
+        stop = threading.Event()
+        reader = threading.Thread(target=_read_while, args=(t, key, stop, answers), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 10
+        while not answers and time.monotonic() < deadline:
+            time.sleep(0.001)
+        t.delete([key])
+        stop.set()
+        reader.join(60)
+        wrong = [a for a in answers if a is not None and a != data]
+        check("MKV-OPS-001", not wrong, "gets racing a delete return the block's bytes or NOT_FOUND",
+              "bytes or NOT_FOUND", f"{len(wrong)} gets returned other bytes", repro)
+    whole = small.key()
+    put_ok(t, whole, payload(1399, min(declared - BLOCK, small.limits.max_block_size)), "MKV-CAP-001")
+    t.delete([whole])
+
+
+DELETE_ROUNDS = 8
+
+
+def _read_while(t: Transport, key: bytes, stop: threading.Event, answers: list[bytes | None]) -> None:
+    while not stop.is_set():
+        try:
+            answers.append(read(t, key))
+        except MemkvError:
+            continue

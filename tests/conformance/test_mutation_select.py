@@ -1,0 +1,101 @@
+"""The per-mutant test selection of tools/mutation.py (tools/mutation_select.py): which statement a
+mutant changed, and which checks a plan selects for it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _tool(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+select = _tool("mutation_select")
+
+SOURCE = """\
+def f(a, b=3):
+    if (a >
+            b):
+        return a // 2
+    total = (a +
+             b)
+    return total
+"""
+
+
+def test_changed_lines_are_those_of_the_pristine_text() -> None:
+    mutated = SOURCE.replace("a // 2", "a % 2")
+    assert select.changed_lines(SOURCE, mutated) == [4]
+    assert select.changed_lines(SOURCE, SOURCE) == []
+
+
+def test_a_mutated_line_stands_for_its_whole_statement_or_header() -> None:
+    assert list(select.statement_lines(SOURCE, 3)) == [2, 3]  # the `if` header, not its body
+    assert list(select.statement_lines(SOURCE, 6)) == [5, 6]
+    assert list(select.statement_lines(SOURCE, 4)) == [4]
+    assert list(select.statement_lines(SOURCE, 1)) == [1]  # a default value: the `def` line
+
+
+def _plan(tmp_path: Path, lines: dict[str, list[str]]) -> tuple[dict[str, object], Path]:
+    pristine, work = tmp_path / "pristine", tmp_path / "work"
+    for root in (pristine, work):
+        (root / "pkg").mkdir(parents=True)
+        (root / "pkg" / "m.py").write_text(SOURCE)
+    (work / "pkg" / "other.py").write_text("X = 1\n")
+    (pristine / "pkg" / "other.py").write_text("X = 1\n")
+    plan = {"pristine": str(pristine), "modules": ["pkg/m.py", "pkg/other.py"], "order": ["slow", "fast", "idle"],
+            "durations": {"slow": 5.0, "fast": 0.5, "idle": 0.1}, "lines": {"pkg/m.py": lines}}
+    return json.loads(json.dumps(plan)), work
+
+
+def test_only_the_checks_that_ran_the_statement_are_selected_fastest_first(tmp_path: Path) -> None:
+    plan, work = _plan(tmp_path, {"5": ["slow"], "6": ["fast"], "4": ["idle"]})
+    (work / "pkg" / "m.py").write_text(SOURCE.replace("             b)", "             -b)"))
+    where, checks = select.selection(plan, work)
+    assert where == "pkg/m.py:6" and checks == ["fast", "slow"]
+
+
+def test_a_statement_run_outside_any_check_selects_every_check(tmp_path: Path) -> None:
+    plan, work = _plan(tmp_path, {"1": [""], "4": ["slow"]})
+    (work / "pkg" / "m.py").write_text(SOURCE.replace("b=3", "b=4"))
+    assert select.selection(plan, work)[1] is None
+
+
+def test_a_statement_no_check_ran_selects_nothing(tmp_path: Path) -> None:
+    plan, work = _plan(tmp_path, {"4": ["slow"]})
+    (work / "pkg" / "m.py").write_text(SOURCE.replace("return total", "return None"))
+    assert select.selection(plan, work)[1] == []
+    (work / "pkg" / "m.py").write_text(SOURCE)
+    (work / "pkg" / "other.py").write_text("X = 2\n")  # a module no check ever imported
+    assert select.selection(plan, work)[1] == []
+
+
+def test_no_change_found_means_every_check(tmp_path: Path) -> None:
+    plan, work = _plan(tmp_path, {"4": ["slow"]})
+    assert select.selection(plan, work) == ("no change found", None)
+
+
+mutation = _tool("mutation")
+
+
+def test_survivors_are_explained_by_code_not_by_line_number() -> None:
+    entries = mutation.explanations()  # refuses an entry without a known verdict and a reason
+    assert entries and {e["verdict"] for e in entries} <= set(mutation.VERDICTS)
+    diff = ("--- a/memkv/store/index.py\n+++ b/memkv/store/index.py\n@@ -1,3 +1,3 @@\n"
+            "-        return None if row is None else str(row[0])\n"
+            "+        return None if row is None else str(row[ -1])\n")
+    assert mutation.changed(diff) == ("return None if row is None else str(row[0])",
+                                      "return None if row is None else str(row[ -1])")
+    for line in (127, 500):  # wherever the line moves
+        entry = mutation.explain(f"memkv/store/index.py:{line} core/NumberReplacer #23", diff, entries)
+        assert entry is not None and entry["verdict"] == "equivalent"
+    assert mutation.explain("memkv/store/engine.py:127 core/NumberReplacer #23", diff, entries) is None
