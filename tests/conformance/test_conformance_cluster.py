@@ -28,8 +28,8 @@ CERTIFIED_PROFILES = ("core", "shared", "sessions", "cluster")
 def test_cluster_target_certification(tmp_path: Path) -> None:
     report = report_dir(tmp_path, "cluster")
     stream = io.StringIO()
-    doc = run(Options(target="memkv.conformance.targets.cluster:local?shards=3&etcd=1", certify=True, report_dir=str(report),
-                      stream=stream))
+    doc = run(Options(target="memkv.conformance.targets.cluster:local?shards=3&etcd=1", certify=True,
+                      report_dir=str(report), stream=stream))
     print(stream.getvalue()[-3000:])
     assert doc["target"]["url"].startswith("memkv+etcd://"), doc["target"]
     assert doc["claimed_profiles"] == ["cluster", "core", "sessions", "shared"]
