@@ -521,19 +521,15 @@ class TcpTransport(Transport):
 
     @staticmethod
     def speaks(conn: TcpConnection, opcode: Opcode) -> bool:
-        """Whether the HELLO answer's version has `opcode` (MKV-WIRE-045)."""
-        version = str(conn.server_info.get("version", ""))
-        minor = int(version.split(".")[1]) if version.count(".") == 1 and version.split(".")[1].isdigit() else 0
-        return minor >= SINCE_MINOR.get(opcode, 0)
+        """Whether the wire minor this connection settled at HELLO has `opcode` (MKV-WIRE-045)."""
+        return conn.wire.minor >= SINCE_MINOR.get(opcode, 0)
 
     @classmethod
     def _check_version(cls, conn: TcpConnection, opcode: Opcode) -> None:
-        """Never send an opcode the HELLO answer's version lacks (MKV-WIRE-045)."""
+        """Never send an opcode the settled version lacks (MKV-WIRE-045)."""
         if not cls.speaks(conn, opcode):
-            needed = SINCE_MINOR[opcode]
-            version = str(conn.server_info.get("version", ""))
-            raise Unsupported(f"{opcode.name} needs wire 1.{needed}; the server at {conn.address[0]}:"
-                              f"{conn.address[1]} speaks {version or 'an unknown version'}")
+            raise Unsupported(f"{opcode.name} needs wire 1.{SINCE_MINOR[opcode]}; the server at {conn.address[0]}:"
+                              f"{conn.address[1]} speaks 1.{conn.wire.minor}")
 
     # ---- sessions -------------------------------------------------------------------------------
     def _session(self, opcode: Opcode, args: rec.Args, keys: Sequence[bytes] = ()) -> SessionInfo:

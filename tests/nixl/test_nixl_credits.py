@@ -180,7 +180,7 @@ def test_a_server_that_answers_1_1_gets_no_credits_and_puts_still_work(served: t
     older = _open(served)
     try:
         assert older.chosen_put_path() == "write"
-        older.control.connection().server_info["version"] = "1.1"  # as after a HELLO answered by a 1.1 server
+        older.control.connection().wire.minor = 1  # as after a HELLO answered by a 1.1 server
         sent: list[Opcode] = []
         request = older._nixl_request
 
