@@ -167,7 +167,8 @@ class ClusterSessions:
         placement, links = self.cluster._view()
         kept = self._members(placement, links, home, chain[:valid])
         members = self._members(placement, links, home, chain)
-        self._follow(links, {i: _resumer(session_id, len(kept.get(i, []))) for i in members})
+        self._follow(links, {i: _resumer(session_id, len(kept[i])) if i in kept else _closer(session_id)
+                             for i in members})
         return ResumeResult(info, info.keys)
 
     def info(self, session_id: str) -> SessionInfo:
@@ -216,6 +217,12 @@ def _forker(session_id: str, fork_id: str, count: int, ttl_s: float | None) -> C
 
 def _resumer(session_id: str, count: int) -> Callable[[Transport], object]:
     return lambda t: spanning(t).resume_part(session_id, count)
+
+
+def _closer(session_id: str) -> Callable[[Transport], object]:
+    """A part left with no key of the resumed prefix is closed: such a shard holds no part
+    (MKV-CLU-050, MKV-CLU-053)."""
+    return lambda t: t.close_session(session_id)
 
 
 __all__ = ["ClusterSessions", "new_session_id", "spanning"]

@@ -73,6 +73,20 @@ def shards(cluster: LocalCluster) -> Iterator[_Shards]:
     held.close()
 
 
+def _placed_chain(shards: _Shards, layout: str) -> list[bytes]:
+    """Stored random keys, the i-th placed on shard number int(layout[i]) (in `shards.direct` order),
+    so that a test does not depend on where random keys happen to fall."""
+    ids = list(shards.direct)
+    chain = []
+    for digit in layout:
+        key = os.urandom(16)
+        while shards.client._placement.shard_of(key).shard_id != ids[int(digit)]:
+            key = os.urandom(16)
+        chain.append(key)
+    assert all(r.ok for r in shards.client.put([PutItem(k, b"block " + k) for k in chain]))
+    return chain
+
+
 def _check_parts(shards: _Shards, session_id: str, chain: list[bytes], state: SessionState) -> None:
     """The home holds the whole chain; every other shard with a key its own keys (MKV-CLU-050)."""
     home = shards.home(session_id)
@@ -89,8 +103,8 @@ def _check_parts(shards: _Shards, session_id: str, chain: list[bytes], state: Se
 @req("MKV-CLU-050", "MKV-CLU-051", "MKV-CLU-052")
 def test_a_session_spans_every_shard_of_its_chain(shards: _Shards) -> None:
     client = shards.client
-    chain = _stored(client, 40)
-    assert len(shards.own(chain)) == 3  # 40 random keys reach all three shards
+    chain = _placed_chain(shards, "0122" + "102" * 12)  # 40 keys on all three shards
+    assert len(shards.own(chain)) == 3
     opened = client.open_session(HOUR, chain[:5])
     sid = opened.session_id
     assert opened.keys == tuple(chain[:5]) and len(sid) <= 64
@@ -123,17 +137,24 @@ def test_a_key_missing_on_its_shard_is_refused_before_anything_changes(shards: _
         client.open_session(HOUR, [chain[0], os.urandom(16)])
 
 
-@req("MKV-CLU-053")
+@req("MKV-CLU-053", "MKV-CLU-050")
 def test_resume_keeps_the_prefix_stored_on_every_shard(shards: _Shards) -> None:
+    """Shard 0 is the home; shard 1 keeps keys on both sides of the cut; shard 2 has keys only after
+    it, so its part is closed rather than left empty."""
     client = shards.client
-    chain = _stored(client, 30)
+    chain = _placed_chain(shards, "01" * 8 + "0" + "1" + "210" * 4)
     sid = client.open_session(HOUR, chain).session_id
+    _check_parts(shards, sid, chain, SessionState.OPEN)
     client.suspend(sid, HOUR)
     assert client.delete([chain[17]])[0].ok  # deletion removes a pinned block (MKV-INV-006)
     resumed = client.resume(sid)
     assert resumed.valid_keys == tuple(chain[:17]) and resumed.session.state is SessionState.OPEN
     _check_parts(shards, sid, chain[:17], SessionState.OPEN)
+    assert shards.part(list(shards.direct)[2], sid) is None
     assert client.append(sid, chain[18:20]).keys == (*chain[:17], *chain[18:20])
+    _check_parts(shards, sid, [*chain[:17], *chain[18:20]], SessionState.OPEN)  # shard 2 reopened
+    client.close_session(sid)
+    assert all(shards.part(s, sid) is None for s in shards.direct)  # no part outlives the close
 
 
 @req("MKV-CLU-054")
@@ -165,12 +186,12 @@ def test_a_lost_part_does_not_stop_the_others_and_counts_as_missing() -> None:
         shards = _Shards(cluster, "lost")
         client = shards.client
         try:
-            chain = _stored(client, 30)
+            chain = _placed_chain(shards, "0102" + "012" * 9)  # shard 0 is the home, shard 2 the victim
             sid = client.open_session(HOUR, chain).session_id
-            home = shards.home(sid)
-            victim_id = next(s for s in shards.own(chain) if s != home)
+            home, other, victim_id = shards.direct
+            assert shards.home(sid) == home
             victim = cluster.addresses.index(victim_id)  # a shard's id is its address; the placement sorts them
-            first_lost = next(i for i, k in enumerate(chain) if client._placement.shard_of(k).shard_id == victim_id)
+            first_lost = 3
             shards.direct.pop(victim_id).close()
             cluster.kill(victim)
             with pytest.raises(Unavailable):
@@ -179,9 +200,6 @@ def test_a_lost_part_does_not_stop_the_others_and_counts_as_missing() -> None:
             with pytest.raises(Unavailable):
                 client.resume(sid)
             assert client.session_info(sid).keys == tuple(chain[:first_lost])
-            for shard_id in shards.direct:
-                if shard_id != home:
-                    held = shards.part(shard_id, sid)
-                    assert held is not None and held[0] is SessionState.OPEN
+            assert shards.part(other, sid) == (SessionState.OPEN, (chain[1],))
         finally:
             shards.close()
