@@ -44,12 +44,14 @@ def run(args: argparse.Namespace) -> int:
     doc = run_suite(options)
     out = sys.stdout
     print(f"\nmemkv conformance {doc['suite']['version']} (spec {doc['spec_version']}), seed {doc['seed']}", file=out)
-    print(f"target: {doc['target'].get('spec')}", file=out)
+    print(f"target: {doc['target'].get('spec')}, checked against spec {doc['checked_against']} "
+          f"(it declares {doc['declared_spec_version']})", file=out)
     for name, profile in doc["profiles"].items():
         if profile["selected"] and profile["requirements"]:
             claim = "claimed" if profile["claimed"] else "not claimed"
             print(f"  {name:9s} {profile['status'].upper():5s} ({claim}): {profile['pass']} pass, {profile['fail']} "
-                  f"fail, {profile['error']} error, {profile['skip']} not run, {profile['excluded']} excluded",
+                  f"fail, {profile['error']} error, {profile['skip']} not run, {profile['excluded']} excluded"
+                  + (f", {profile['not_applicable']} newer than declared" if profile["not_applicable"] else ""),
                   file=out)
     for req in doc["requirements"].values():
         if req["status"] in ("fail", "error") and req["failures"]:

@@ -45,7 +45,8 @@ class ModelLease:
 class Model:
     """Blocks, sessions and leases of a few namespaces (indexed 0..n-1)."""
 
-    def __init__(self, namespaces: int) -> None:
+    def __init__(self, namespaces: int, prefix_from_absent_keys: bool = True) -> None:
+        self.prefix_from_absent_keys = prefix_from_absent_keys  # MKV-INV-008, from spec 1.2
         self.blocks: list[dict[bytes, ModelBlock]] = [{} for _ in range(namespaces)]
         self.gone: list[dict[bytes, str]] = [{} for _ in range(namespaces)]
         self.sessions: dict[str, ModelSession] = {}
@@ -113,7 +114,9 @@ class Model:
 
     def descendants(self, ns: int, key: bytes) -> list[bytes]:
         """`key` when stored, and every stored block chained after it through stored blocks, whether
-        `key` itself is stored or not (MKV-INV-008)."""
+        `key` itself is stored or not (MKV-INV-008; before spec 1.2, nothing when it is not stored)."""
+        if key not in self.blocks[ns] and not self.prefix_from_absent_keys:
+            return []
         found = [key] if key in self.blocks[ns] else []
         seen = {key}
         frontier = [key] if key != ROOT_PARENT else []  # the root is no block's parent

@@ -23,7 +23,7 @@ import pytest
 from memkv.errors import ErrorCode, MemkvError
 from memkv.transport import PROFILES, Capabilities
 
-from .requirements import profile_of, requirements
+from .requirements import declared_version, profile_of, requirements
 from .support import Context, RequirementFailure
 from .target import Target, load_target
 
@@ -31,6 +31,7 @@ REGRESSION_SEED = 20250501
 """Every certification also walks the state machines from this fixed seed (a regression baseline)."""
 DEFAULT_SEED = REGRESSION_SEED
 NOT_SELECTED = "profile not selected for this run"
+NOT_APPLICABLE = "not applicable to the spec version the target declares"
 
 
 @dataclasses.dataclass
@@ -44,6 +45,19 @@ class RunState:
     steps: int
     certify: bool
     description: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def declared(self) -> tuple[int, int] | None:
+        """The spec version the target declares, as the suite holds it to (None: every requirement)."""
+        return declared_version(self.caps.spec_version)
+
+    def newer_than_declared(self, ids: list[str]) -> list[str]:
+        """The requirements among `ids` added after the version the target declares, when every known one is
+        (a check citing one requirement the target must meet runs whole)."""
+        reqs = requirements()
+        known = [reqs[i] for i in ids if i in reqs]
+        newer = [r for r in known if not r.applies_to(self.declared)]
+        return [r.id for r in newer] if known and len(newer) == len(known) else []
 
 
 _STATE_KEY = pytest.StashKey[RunState]()
@@ -190,6 +204,11 @@ def memkv(request: pytest.FixtureRequest, memkv_run: RunState | None) -> Iterato
     info = request.node.stash.get(_ITEM_KEY, None)
     if info is not None and info[1] not in state.selected:
         pytest.skip(f"{NOT_SELECTED}: {info[1]}")
+    newer = state.newer_than_declared(info[0]) if info is not None else []
+    if newer:
+        since = max(requirements()[i].since for i in newer)
+        pytest.skip(f"{NOT_APPLICABLE}: {', '.join(newer)} (spec {since}; the target declares "
+                    f"{state.caps.spec_version})")
     rng = random.Random(f"{state.seed}:{request.node.nodeid}")
     ctx = Context(state.target, state.caps, state.claimed, state.seed, state.examples, state.steps,
                   state.certify, rng)
@@ -228,7 +247,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         reason = reason.removeprefix("Skipped: ")
         record["message"] = reason
-        if claimed and NOT_SELECTED not in reason:
+        if claimed and NOT_SELECTED not in reason and NOT_APPLICABLE not in reason:
             report.outcome = "failed"
             report.longrepr = f"[MKV-PRO-001] skipped in claimed profile {profile}: {reason}"
             record["status"] = "fail"
@@ -288,5 +307,5 @@ def _hypothesis_repro(report: pytest.TestReport) -> str:
     return "\n".join(keep[:80])
 
 
-__all__ = ["DEFAULT_SEED", "REGRESSION_SEED", "RunState", "make_state", "memkv", "memkv_run", "requirement_ids",
-           "run_state"]
+__all__ = ["DEFAULT_SEED", "NOT_APPLICABLE", "REGRESSION_SEED", "RunState", "make_state", "memkv", "memkv_run",
+           "requirement_ids", "run_state"]

@@ -73,21 +73,22 @@ color:{'#1a7f37' if good else '#cf222e'}}}.failure{{border-left:4px solid #cf222
 <tr><th>backend</th><td>{e(str(target.get('capabilities', {}).get('backend', '?')))}</td></tr>
 <tr><th>claimed profiles</th><td>{e(', '.join(doc['claimed_profiles']))}</td></tr>
 <tr><th>profiles run</th><td>{e(', '.join(doc['selected_profiles']))}</td></tr>
-<tr><th>suite / spec</th><td>{e(doc['suite']['version'])} / spec {e(doc['spec_version'])}</td></tr>
+<tr><th>suite / spec</th><td>{e(doc['suite']['version'])} / spec {e(doc['spec_version'])}; checked against spec
+{e(doc['checked_against'])} (the target declares {e(doc['declared_spec_version'])})</td></tr>
 <tr><th>mode</th><td>{'certification' if doc['certify'] else 'exploratory'}; seed {doc['seed']};
 examples {doc['examples']}; steps {doc['steps']}</td></tr>
 <tr><th>checks</th><td>{', '.join(f"{n} {s}" for s, n in doc['totals'].items())} in {doc['duration_s']} s</td></tr>
 <tr><th>environment</th><td>{e(', '.join(f'{k} {v}' for k, v in doc['environment'].items()))}</td></tr>
 </table>
 <h2>Profiles</h2><table><tr><th>profile</th><th>claimed</th><th>status</th><th>MUSTs</th><th>pass</th><th>fail</th>
-<th>error</th><th>not run</th><th>excluded</th></tr>"""]
+<th>error</th><th>not run</th><th>excluded</th><th>newer than declared</th></tr>"""]
     for name, p in doc["profiles"].items():
         if not p["requirements"]:
             continue
         status = p["status"] if p["selected"] else "skip"
         parts.append(f"<tr><td>{e(name)}</td><td>{'yes' if p['claimed'] else 'no'}</td><td>{_badge(status)}</td>"
                      f"<td>{p['requirements']}</td><td>{p['pass']}</td><td>{p['fail']}</td><td>{p['error']}</td>"
-                     f"<td>{p['skip']}</td><td>{p['excluded']}</td></tr>")
+                     f"<td>{p['skip']}</td><td>{p['excluded']}</td><td>{p['not_applicable']}</td></tr>")
     parts.append("</table>")
     failures = [(r, f) for r in doc["requirements"].values() for f in r["failures"]]
     if failures:
@@ -109,7 +110,10 @@ examples {doc['examples']}; steps {doc['steps']}</td></tr>
     parts.append("<h2>Requirements</h2><table><tr><th>ID</th><th>level</th><th>profile</th><th>status</th>"
                  "<th>requirement</th><th>checked by</th></tr>")
     for req in doc["requirements"].values():
-        if req["excluded"] and not req["tests"]:
+        if not req["applicable"]:
+            status = '<span class="badge" style="background:#6e7781">NOT APPLICABLE</span>'
+            by = e(f"added in spec {req['since']}; the target declares {doc['declared_spec_version']}")
+        elif req["excluded"] and not req["tests"]:
             status = '<span class="badge" style="background:#9a6700">EXCLUDED</span>'
             by = e(f"{req['excluded']['reason']} Checked by: {req['excluded']['checked_by']}")
         else:

@@ -48,9 +48,16 @@ class Requirement:
     profile: str
     section: str
     summary: str
+    since: str = "1.0"
+    """The spec version that added the requirement: a target declaring an older one is not checked for it."""
 
     def to_dict(self) -> dict[str, str]:
         return dataclasses.asdict(self)
+
+    def applies_to(self, declared: tuple[int, int] | None) -> bool:
+        """Whether a target declaring `declared` (major, minor) must meet it; an unreadable declaration
+        is held to every requirement."""
+        return declared is None or version_tuple(self.since) <= declared
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -65,6 +72,24 @@ def _load_yaml(path: Path) -> Any:
         return yaml.safe_load(handle)
 
 
+def version_tuple(version: str) -> tuple[int, int]:
+    """ "1.2" -> (1, 2); ValueError for anything that is not major.minor."""
+    major, minor = version.strip().split(".")
+    return int(major), int(minor)
+
+
+def declared_version(version: str) -> tuple[int, int] | None:
+    """The version a target declares in `capabilities` (MKV-VER-001), as the suite reads it: None, so
+    that every requirement applies, when it is not major.minor of the suite's own major or is newer
+    than the suite."""
+    try:
+        declared = version_tuple(version)
+    except ValueError:
+        return None
+    suite = version_tuple(spec_version())
+    return declared if declared[0] == suite[0] and declared <= suite else None
+
+
 @functools.cache
 def spec_version() -> str:
     return str(_load_yaml(REQUIREMENTS_PATH).get("spec_version", "unknown"))
@@ -77,7 +102,7 @@ def requirements() -> dict[str, Requirement]:
     result: dict[str, Requirement] = {}
     for entry in raw["requirements"]:
         req = Requirement(str(entry["id"]), str(entry["level"]), str(entry["profile"]),
-                          str(entry.get("section", "")), str(entry.get("summary", "")))
+                          str(entry.get("section", "")), str(entry.get("summary", "")), str(entry.get("since", "1.0")))
         result[req.id] = req
     return result
 
@@ -103,5 +128,5 @@ def profile_of(ids: list[str] | tuple[str, ...]) -> str:
     return "core"
 
 
-__all__ = ["EXCLUSIONS_PATH", "Exclusion", "REQUIREMENTS_PATH", "Requirement", "STATUS_ORDER",
-           "exclusions", "profile_of", "requirements", "spec_version", "worst"]
+__all__ = ["EXCLUSIONS_PATH", "Exclusion", "REQUIREMENTS_PATH", "Requirement", "STATUS_ORDER", "declared_version",
+           "exclusions", "profile_of", "requirements", "spec_version", "version_tuple", "worst"]

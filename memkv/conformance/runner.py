@@ -18,7 +18,7 @@ from memkv.transport import PROFILES
 from . import SUITE_VERSION
 from .interrupt import interrupt_after
 from .plugin import REGRESSION_SEED
-from .requirements import exclusions, requirements, spec_version, worst
+from .requirements import declared_version, exclusions, requirements, spec_version, worst
 
 CERTIFY_EXAMPLES = 25
 CERTIFY_STEPS = 40
@@ -166,10 +166,14 @@ def summarise(collector: Collector, options: Options, seed: int, examples: int |
     excl = exclusions()
     claimed = sorted(state.claimed) if state is not None else []
     selected = sorted(state.selected) if state is not None else []
+    declared_text = state.caps.spec_version if state is not None else spec_version()
+    declared = declared_version(declared_text)
+    checked_against = spec_version() if declared is None else f"{declared[0]}.{declared[1]}"
     per_req: dict[str, dict[str, Any]] = {}
     for req in reqs.values():
         per_req[req.id] = {**req.to_dict(), "status": "skip", "tests": [], "failures": [],
-                           "claimed": req.profile in claimed, "excluded": None}
+                           "claimed": req.profile in claimed, "excluded": None,
+                           "applicable": req.applies_to(declared)}
         if req.id in excl:
             per_req[req.id]["excluded"] = {"reason": excl[req.id].reason, "checked_by": excl[req.id].checked_by}
     for test in collector.tests.values():
@@ -192,13 +196,15 @@ def summarise(collector: Collector, options: Options, seed: int, examples: int |
                                      if f["requirement"] == req_id)
     profiles: dict[str, dict[str, Any]] = {}
     for name in PROFILES:
-        musts = [r for r in per_req.values() if r["profile"] == name and r["level"] == "MUST"]
+        every_must = [r for r in per_req.values() if r["profile"] == name and r["level"] == "MUST"]
+        musts = [r for r in every_must if r["applicable"]]
         counted = [r for r in musts if not (r["excluded"] and not r["tests"])]
         counts = {s: sum(1 for r in counted if r["status"] == s) for s in ("pass", "fail", "error", "skip")}
         profiles[name] = {"claimed": name in claimed, "selected": name in selected,
                           "status": worst([r["status"] for r in counted]), "requirements": len(musts),
-                          "excluded": len(musts) - len(counted), **counts}
-    in_claim = [r for r in per_req.values() if r["profile"] in claimed and r["level"] == "MUST"]
+                          "excluded": len(musts) - len(counted), "not_applicable": len(every_must) - len(musts),
+                          **counts}
+    in_claim = [r for r in per_req.values() if r["profile"] in claimed and r["level"] == "MUST" and r["applicable"]]
     bad = [r for r in in_claim if r["status"] in ("fail", "error")]
     untested = [r for r in in_claim if r["status"] == "skip" and not r["excluded"]]
     if state is None:
@@ -212,6 +218,8 @@ def summarise(collector: Collector, options: Options, seed: int, examples: int |
     return {
         "suite": {"name": "memkv-conformance", "version": SUITE_VERSION},
         "spec_version": spec_version(),
+        "declared_spec_version": declared_text,
+        "checked_against": checked_against,
         "verdict": verdict,
         "certify": options.certify,
         "seed": seed,

@@ -131,6 +131,13 @@ class Context:
     def limits(self) -> Any:
         return self.caps.limits
 
+    def holds_to(self, requirement: str) -> bool:
+        """Whether the spec version the target declares includes `requirement` (a check whose model
+        follows a later version's rule uses the earlier rule for an older target)."""
+        from .requirements import declared_version, requirements
+
+        return requirements()[requirement].applies_to(declared_version(self.caps.spec_version))
+
     def namespace(self, prefix: str = "c") -> str:
         allocate = getattr(self.target, "allocate_namespace", None)
         allocated = allocate(prefix) if callable(allocate) else None

@@ -73,7 +73,7 @@ class _Machine(RuleBasedStateMachine):
         super().__init__()
         self.namespaces = [self.ctx.namespace(), self.ctx.namespace()]
         self.ts: list[Transport] = [self.ctx.transport(ns) for ns in self.namespaces]
-        self.model = Model(2)
+        self.model = Model(2, prefix_from_absent_keys=self.ctx.holds_to("MKV-INV-008"))
         self.log: list[str] = ["a, b = target.connect(ns_a), target.connect(ns_b)"]
         self.lease_ms = min(60_000, self.ctx.limits.max_lease_ms)
         self.sids: list[str] = []
