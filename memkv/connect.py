@@ -95,11 +95,19 @@ def connect(url: str, namespace: str = "default", **options: Any) -> Transport:
             port = parsed.port
         except ValueError:
             raise InvalidArgument(f"bad port in {url!r}") from None
+        merged = tcp_options | options
+        direct = str(merged.pop("direct", "0")).lower() in ("1", "true", "yes")
         if parsed.scheme == "memkv+nixl":  # control over TCP, block payloads over NIXL (auto falls back to TCP)
             from .backends.nixl import open_nixl
 
-            return open_nixl(parsed.hostname or "127.0.0.1", port, namespace, tcp_options | options)
-        from .backends.tcp import open_tcp
+            single: Transport = open_nixl(parsed.hostname or "127.0.0.1", port, namespace, dict(merged))
+        else:
+            from .backends.tcp import open_tcp
 
-        return open_tcp(parsed.hostname or "127.0.0.1", port, namespace, tcp_options | options)
+            single = open_tcp(parsed.hostname or "127.0.0.1", port, namespace, dict(merged))
+        if direct:  # this one server, even when it is one shard of a group (MKV-CLU-061)
+            return single
+        from .cluster.connect import over_group
+
+        return over_group(single, parsed.scheme, namespace, merged)
     raise InvalidArgument(f"unknown URL scheme {parsed.scheme!r}; use file://, memkv+tcp://, memkv+nixl:// or memkv+etcd://")

@@ -94,9 +94,10 @@ class Capabilities:
     spec_version: str = SPEC_VERSION
     capacity_bytes: int | None = None
     flush_window_s: float | None = None  # longest time between completed flushes (MKV-OPS-016)
+    shard_group: tuple[str, ...] = ()  # every shard of the server's group, itself included (MKV-CLU-060)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        answer: dict[str, Any] = {
             "backend": self.backend,
             "profiles": sorted(self.profiles),
             "limits": self.limits.to_dict(),
@@ -104,6 +105,9 @@ class Capabilities:
             "capacity_bytes": self.capacity_bytes,
             "flush_window_s": self.flush_window_s,
         }
+        if self.shard_group:  # optional since 1.2: a lone server's answer stays the bytes of 1.1
+            answer["shard_group"] = list(self.shard_group)
+        return answer
 
 
 class Transport(abc.ABC):

@@ -295,6 +295,7 @@ class NixlTransport(WrapperTransport):
         self.control = TcpTransport(host, port, namespace, key, pool_size, timeout, connect_timeout)
         super().__init__(self.control)
         self.limits: Limits = self.control.limits
+        self.shard_group = self.control.shard_group
         try:
             self._start_nixl(register_cache, bounce_cache)
         except MemkvError as exc:

@@ -334,6 +334,7 @@ class TcpTransport(Transport):
         caps = self._call(Opcode.CAPABILITIES)[1].args
         self._caps = msg.capabilities_from(caps)
         self.limits: Limits = self._caps.limits
+        self.shard_group = self._caps.shard_group  # the server's group, when it is one shard of one (MKV-CLU-060)
 
     def _open(self) -> TcpConnection:
         return TcpConnection(self.host, self.port, self.namespace, self._credential, self.connect_timeout,

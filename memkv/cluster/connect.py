@@ -42,6 +42,23 @@ def shard_opener(scheme: str, options: dict[str, Any]) -> Callable[[Shard, str],
     return open_shard
 
 
+def over_group(single: Transport, scheme: str, namespace: str, options: dict[str, Any]) -> Transport:
+    """`single` itself, or, when its server names a group of two or more shards, a cluster over the
+    group (MKV-CLU-061): keys stored through one shard alone would not be where the group places them."""
+    group = list(getattr(single, "shard_group", ()))
+    if len(group) < 2:
+        return single
+    single.close()
+    for address in group:
+        split_address(address)
+    membership = static_membership(group)
+    try:
+        return ClusterTransport(membership, namespace, shard_opener(scheme, options), owns_membership=True)
+    except BaseException:
+        membership.close()
+        raise
+
+
 def connect_cluster(url: str, parsed: urllib.parse.SplitResult, namespace: str, options: dict[str, Any]) -> Transport:
     """`options`: the client options of every shard (key, pool_size, timeout, connect_timeout)."""
     path = urllib.parse.unquote(parsed.path).strip("/")
@@ -70,4 +87,4 @@ def connect_cluster(url: str, parsed: urllib.parse.SplitResult, namespace: str, 
         raise
 
 
-__all__ = ["connect_cluster", "is_cluster_url", "shard_opener", "split_address"]
+__all__ = ["connect_cluster", "is_cluster_url", "over_group", "shard_opener", "split_address"]

@@ -9,6 +9,7 @@ port after it) or, with port 0, on a free port; clients reach every shard direct
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +21,8 @@ from ..errors import InvalidArgument
 
 RESTART_DELAY_S = 1.0
 # settings each worker gets its own value of; every other setting is passed on unchanged
-PER_SHARD = frozenset({"shards", "data", "device", "capacity", "listen", "admin_listen", "shard_id", "config"})
+PER_SHARD = frozenset({"shards", "data", "device", "capacity", "listen", "admin_listen", "shard_id", "config",
+                       "shard_group"})
 
 
 def _split_listen(listen: str) -> tuple[str, int]:
@@ -30,12 +32,40 @@ def _split_listen(listen: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def worker_flags(settings: Any, index: int) -> list[str]:
-    """The `memkv serve` flags of shard `index` (settings: a validated ServeSettings)."""
+def shard_ports(settings: Any) -> list[int]:
+    """Each shard's port: the listen port + 2i, or free ports chosen now when it is 0, so that every shard
+    can be told the whole group before it starts (MKV-CLU-060)."""
+    host, port = _split_listen(settings.listen)
+    if port:
+        return [port + 2 * i for i in range(settings.shards)]
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    held: list[socket.socket] = []
+    try:
+        for _ in range(settings.shards):  # held open together, so the ports differ
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            held.append(sock)
+            sock.bind((host.strip("[]"), 0))
+        return [sock.getsockname()[1] for sock in held]
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def shard_group(settings: Any, ports: list[int]) -> list[str]:
+    """The addresses clients reach the shards at: the group's static list (MKV-CLU-040, MKV-CLU-060)."""
+    from .serving import advertised_address
+
+    host, _ = _split_listen(settings.listen)
+    return [advertised_address(settings, (host, port)) for port in ports]
+
+
+def worker_flags(settings: Any, index: int, group_ports: list[int] | None = None) -> list[str]:
+    """The `memkv serve` flags of shard `index` (settings: a validated ServeSettings); with `group_ports`
+    (shard_ports), its port is its entry and every shard learns the group."""
     count = settings.shards
     devices = [d for d in (settings.device or "").split(",") if d]  # one per shard (ServeSettings checks)
     host, port = _split_listen(settings.listen)
-    shard_port = port + 2 * index if port else 0
+    shard_port = group_ports[index] if group_ports else port + 2 * index if port else 0
     slice_size = settings.capacity // count // settings.unit * settings.unit
     if slice_size < settings.unit:
         raise InvalidArgument(f"capacity {settings.capacity} leaves less than one unit per shard")
@@ -52,6 +82,8 @@ def worker_flags(settings: Any, index: int) -> list[str]:
         flags += ["--admin-listen", f"{host}:0"]
     if settings.shard_id:
         flags += ["--shard-id", f"{settings.shard_id}-{index}"]
+    if group_ports:
+        flags += ["--shard-group", ",".join(shard_group(settings, group_ports))]
     for name, value in settings.model_dump().items():
         default = type(settings).model_fields[name].default
         if name in PER_SHARD or value == default or value is None:
@@ -96,7 +128,8 @@ def _drain(stream: IO[bytes]) -> None:
 def run_shards(settings: Any) -> int:
     """Start every shard, print where each listens and the cluster URL, restart a shard that dies,
     and stop them all on SIGTERM or SIGINT."""
-    workers = [Worker(i, worker_flags(settings, i)) for i in range(settings.shards)]
+    ports = shard_ports(settings)
+    workers = [Worker(i, worker_flags(settings, i, ports)) for i in range(settings.shards)]
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -105,7 +138,7 @@ def run_shards(settings: Any) -> int:
             worker.spawn()
         for worker in workers:
             print(f"memkv serve: shard {worker.index}: {worker.start()}", flush=True)
-        print(f"memkv serve: cluster memkv+tcp://{','.join(w.address() for w in workers)}", flush=True)
+        print(f"memkv serve: cluster memkv+tcp://{','.join(shard_group(settings, ports))}", flush=True)
         while not stop.wait(0.5):
             for worker in workers:
                 if worker.proc is not None and worker.proc.poll() is not None:
@@ -132,4 +165,4 @@ def _same_port(flags: list[str], address: str) -> list[str]:
     return out
 
 
-__all__ = ["run_shards", "worker_flags"]
+__all__ = ["run_shards", "shard_group", "shard_ports", "worker_flags"]

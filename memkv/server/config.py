@@ -56,6 +56,7 @@ class ServerConfig:
     access_log: str | None = None  # trace-format log of lookups for `memkv plan` (MKV-CAP-009)
     access_log_max_bytes: int = 64 * MiB  # rotated at this size, one older file kept
     s3_listen: str | None = None  # the optional S3 endpoint (spec/s3.md), host:port; off when None
+    shard_group: tuple[str, ...] = ()  # every shard of this server's group, itself included (MKV-CLU-060)
 
     def update(self, values: dict[str, Any]) -> None:
         names = {f.name for f in dataclasses.fields(self)}

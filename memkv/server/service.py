@@ -280,7 +280,7 @@ class MemkvServer:
             profiles.add("nixl")
         return Capabilities("tcp", frozenset(profiles), self.engine.limits,
                             capacity_bytes=self.engine.allocator.total_bytes,
-                            flush_window_s=self.config.flush_interval_s)
+                            flush_window_s=self.config.flush_interval_s, shard_group=self.config.shard_group)
 
     def namespace_stats(self, namespace: str) -> dict[str, Any]:
         return namespace_stats(self.engine, namespace)

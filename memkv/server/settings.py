@@ -112,6 +112,10 @@ class ServeSettings(BaseSettings):
                                                    "static list of addresses names it)")
     advertise: str | None = Field(None, description="host clients reach this server at (default: the --listen "
                                                     "host, or the host name when it listens on every interface)")
+    shard_group: str | None = Field(None, description="every shard of this server's group as a comma list of "
+                                                      "host:port, its own included, named in capabilities so that "
+                                                      "a client given one address uses them all (MKV-CLU-060; "
+                                                      "memkv serve --shards N sets it)")
 
     @model_validator(mode="after")
     def _one_device_per_shard(self) -> ServeSettings:
@@ -152,7 +156,8 @@ class ServeSettings(BaseSettings):
             max_connections_per_peer=self.max_connections_per_peer, shutdown_grace_s=self.shutdown_grace,
             flush_interval_s=self.flush_interval, nixl=self.nixl, nixl_staging=self.nixl_staging,
             access_log=self.access_log, access_log_max_bytes=self.access_log_max_bytes,
-            admin_tls_cert=self.admin_tls_cert, admin_tls_key=self.admin_tls_key, s3_listen=self.s3_listen)
+            admin_tls_cert=self.admin_tls_cert, admin_tls_key=self.admin_tls_key, s3_listen=self.s3_listen,
+            shard_group=tuple(a.strip() for a in (self.shard_group or "").split(",") if a.strip()))
 
 
 def read_config_file(path: str) -> dict[str, Any]:

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import memkv
+from memkv.backends.tcp import TcpTransport
 from memkv.cli.main import build_parser
 from memkv.cli.serve import build_settings
-from memkv.cluster.workers import worker_flags
+from memkv.cluster.client import ClusterTransport
+from memkv.cluster.workers import shard_ports, worker_flags
 from memkv.errors import InvalidArgument
 from memkv.server.settings import ServeSettings
 from memkv.transport import PutItem
@@ -70,8 +74,20 @@ def test_free_ports_when_listening_on_port_zero() -> None:
     assert flags[flags.index("--admin-listen") + 1] == "127.0.0.1:0"
 
 
-@pytest.mark.requirement("MKV-CLU-021")
-def test_a_dead_shard_process_is_restarted_on_its_port_with_its_blocks(tmp_path: Path) -> None:
+def test_every_shard_is_told_its_group_before_it_starts() -> None:
+    settings = _settings("--shards", "3", "--listen", "127.0.0.1:0", "--shard-group", "ignored:1")
+    ports = shard_ports(settings)
+    assert len(set(ports)) == 3 and 0 not in ports  # free ports, chosen before any shard starts
+    for index in range(3):
+        flags = worker_flags(settings, index, ports)
+        assert flags[flags.index("--listen") + 1] == f"127.0.0.1:{ports[index]}"
+        assert flags[flags.index("--shard-group") + 1] == ",".join(f"127.0.0.1:{p}" for p in ports)
+    assert shard_ports(_settings("--shards", "2", "--listen", "10.0.0.5:9900")) == [9900, 9902]
+
+
+@contextlib.contextmanager
+def _two_shards(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`memkv serve --shards 2` on free ports: the process and the cluster URL it printed; stopped after."""
     command = [sys.executable, "-c", "import sys; from memkv.cli.main import main; sys.exit(main())", "serve",
                "--shards", "2", "--data", str(tmp_path / "data"), "--listen", "127.0.0.1:0", "--admin-listen", "off",
                "--capacity", "128MiB", "--unit", "64KiB", "--insecure-no-auth"]
@@ -83,7 +99,15 @@ def test_a_dead_shard_process_is_restarted_on_its_port_with_its_blocks(tmp_path:
             line = raw.decode()
             if "cluster memkv+tcp://" in line:
                 break
-        url = line.split("cluster ", 1)[1].strip()
+        yield parent, line.split("cluster ", 1)[1].strip()
+    finally:
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(60) == 0
+
+
+@pytest.mark.requirement("MKV-CLU-021")
+def test_a_dead_shard_process_is_restarted_on_its_port_with_its_blocks(tmp_path: Path) -> None:
+    with _two_shards(tmp_path) as (parent, url):
         keys = [os.urandom(16) for _ in range(40)]
         with memkv.connect(url + "/restart") as client:
             assert all(r.ok for r in client.put([PutItem(k, k * 8) for k in keys]))
@@ -95,6 +119,19 @@ def test_a_dead_shard_process_is_restarted_on_its_port_with_its_blocks(tmp_path:
             while client.exists(keys) != [True] * len(keys) and time.monotonic() < deadline:
                 time.sleep(0.2)
             assert client.get(keys) == [k * 8 for k in keys]  # the same port, the same data
-    finally:
-        parent.send_signal(signal.SIGTERM)
-        assert parent.wait(60) == 0
+
+
+@pytest.mark.requirement("MKV-CLU-060", "MKV-CLU-061")
+def test_one_shards_address_reaches_the_whole_group(tmp_path: Path) -> None:
+    with _two_shards(tmp_path) as (_, url):
+        group = url.removeprefix("memkv+tcp://").split(",")
+        keys = [os.urandom(16) for _ in range(40)]
+        with memkv.connect(f"memkv+tcp://{group[0]}/pasted") as client:
+            assert isinstance(client, ClusterTransport) and [s.address for s in client.shards] == group
+            assert all(r.ok for r in client.put([PutItem(k, k * 8) for k in keys]))
+            placed = [client._placement.shard_of(k).address for k in keys]
+        assert set(placed) == set(group)  # 40 random keys reach both shards (all on one: p = 2 ** -39)
+        for address in group:
+            with memkv.connect(f"memkv+tcp://{address}/pasted?direct=1") as shard:
+                assert isinstance(shard, TcpTransport) and shard.shard_group == tuple(group)
+                assert shard.exists(keys) == [p == address for p in placed]  # each key on its shard alone

@@ -165,3 +165,18 @@ def test_fingerprint_values_are_text_or_non_negative_integers() -> None:
     for bad in (True, False, 1.5, None, -1, [1], {"a": 1}):
         with pytest.raises(InvalidArgument):
             model_fingerprint("m", attribute=bad)
+
+
+@req("MKV-CLU-060")
+def test_shard_group_is_optional_and_bounded_in_capabilities() -> None:
+    from memkv.errors import ProtocolError
+    from memkv.transport import Capabilities, Limits
+
+    lone = Capabilities("tcp", frozenset({"core"}), Limits())
+    assert "shard_group" not in lone.to_dict()  # a lone server's answer is the bytes of 1.1
+    grouped = Capabilities("tcp", frozenset({"core"}), Limits(), shard_group=("h:1", "h:3"))
+    assert msg.capabilities_from(grouped.to_dict()).shard_group == ("h:1", "h:3")
+    assert msg.capabilities_from(lone.to_dict()).shard_group == ()
+    for bad in (["h:1"] * (msg.MAX_SHARD_GROUP + 1), ["h:1", 7], [""], "h:1,h:3", ["x" * (msg.MAX_SHARD_ADDRESS + 1)]):
+        with pytest.raises(ProtocolError):
+            msg.capabilities_from(grouped.to_dict() | {"shard_group": bad})
