@@ -65,7 +65,8 @@ def _samples() -> dict[Opcode, tuple[Side | None, Side]]:
     caps = {"backend": "tcp", "profiles": ["core", "secure", "sessions", "shared"],
             "limits": {"key_size": 16, "min_block_size": 1, "max_block_size": 67108864, "max_batch": 256,
                        "max_user_meta": 1024, "max_lease_ms": 600000, "max_session_blocks": 1000000},
-            "spec_version": "1.2", "capacity_bytes": 1073741824, "flush_window_s": 1.0, "wire_limits": limits}
+            "spec_version": "1.2", "capacity_bytes": 1073741824, "flush_window_s": 1.0, "wire_limits": limits,
+            "shard_group": ["10.0.0.5:9900", "10.0.0.5:9902"]}  # one shard of two (MKV-CLU-060)
     stats = {"namespace": NAMESPACE, "blocks": 2, "bytes": 46, "sessions": {"open": 1},
              "capacity_bytes": 1073741824, "used_bytes": 2097152, "free_bytes": 1071644672}
     nixl_desc = msg.pack_nixl_desc(KEY_1, 0x7F0000001000, 4096, 0, 0)
