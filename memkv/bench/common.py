@@ -145,3 +145,8 @@ class Target(abc.ABC):
     def server_memory(self) -> dict[str, int] | None:
         """Memory of the server process the memkv path talks to, when there is one."""
         return None
+
+    def cpu_processes(self, path: str) -> dict[str, int]:
+        """The processes whose CPU time `path` costs, by role (memkv.bench.cpu): this process (the
+        client), and the far end's process when the path has one."""
+        return {"client": os.getpid()}
