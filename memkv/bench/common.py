@@ -52,14 +52,22 @@ class BenchConfig:
 
 
 def bench_buffers(size: int, count: int) -> tuple[list[memoryview], list[memoryview]]:
-    """Up to four page-aligned sources of random bytes, and as many destinations, of `size`."""
+    """Up to four page-aligned sources of random bytes, and as many destinations, of `size`, all
+    with their pages mapped in."""
     rng = np.random.default_rng(size)
     sources = []
     for _ in range(min(count, 4)):
         buf = aligned_buffer(size)
         np.frombuffer(buf, dtype=np.uint8)[:] = rng.integers(0, 256, size, dtype=np.uint8)
         sources.append(buf)
-    return sources, [aligned_buffer(size) for _ in range(min(count, 4))]
+    dests = []
+    for _ in range(min(count, 4)):
+        buf = aligned_buffer(size)
+        # touched once here, so that whichever path gets into them first does not pay their page
+        # faults (rounds alternate the order; an odd number of rounds would charge one path more)
+        np.frombuffer(buf, dtype=np.uint8)[:] = 1
+        dests.append(buf)
+    return sources, dests
 
 
 class BlockSlots:
@@ -145,3 +153,8 @@ class Target(abc.ABC):
     def server_memory(self) -> dict[str, int] | None:
         """Memory of the server process the memkv path talks to, when there is one."""
         return None
+
+    def cpu_processes(self, path: str) -> dict[str, int]:
+        """The processes whose CPU time `path` costs, by role (memkv.bench.cpu): this process (the
+        client), and the far end's process when the path has one."""
+        return {"client": os.getpid()}

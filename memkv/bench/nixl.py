@@ -165,6 +165,11 @@ class NixlTarget(Target):
     def end(self) -> None:
         self.transport.invalidate_keys(self._keys)
 
+    def cpu_processes(self, path: str) -> dict[str, int]:
+        assert self.peer is not None
+        far = self.server.proc if path == "memkv" else self.peer.proc
+        return {"client": os.getpid(), "server": far.pid}
+
     def close(self) -> None:
         try:
             if hasattr(self, "transport"):

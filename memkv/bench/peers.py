@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -54,6 +55,10 @@ class Peer(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None: ...
+
+    def server_pid(self) -> int | None:
+        """The peer's server process, whose CPU time its path costs beside this process's."""
+        return None
 
 
 class RedisPeer(Peer):
@@ -99,6 +104,9 @@ class RedisPeer(Peer):
     def close(self) -> None:
         self.server.close()
 
+    def server_pid(self) -> int | None:
+        return None if self.server.process is None else self.server.process.pid
+
 
 PEERS: dict[str, Callable[[int, int], Peer]] = {"redis": RedisPeer}
 LIMITS = ("iperf3",)
@@ -143,6 +151,13 @@ class ComparedTarget(Target):
 
     def server_memory(self) -> dict[str, int] | None:
         return self.target.server_memory()
+
+    def cpu_processes(self, path: str) -> dict[str, int]:
+        peer = self.peers.get(path)
+        if peer is None:
+            return self.target.cpu_processes(path)
+        pid = peer.server_pid()
+        return {"client": os.getpid()} | ({} if pid is None else {"server": pid})
 
     def close(self) -> None:
         try:

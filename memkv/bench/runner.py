@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..blocks import MiB
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, Unsupported
 from ..store.device import preallocate
 from ..units import format_size
 from .common import (
@@ -32,6 +32,7 @@ from .common import (
     fill_store,
     memkv_op,
 )
+from .cpu import CpuClocks, per_gib, roles_text, spent
 from .peers import ComparedTarget, check_compare, loopback_limit, start_peers
 from .progress import Progress
 
@@ -135,10 +136,24 @@ BACKENDS: dict[str, Callable[[BenchConfig], Target]] = {
 }
 
 
-def _summary(seconds: list[float], round_rates: list[float]) -> dict[str, Any]:
+CpuRounds = list[tuple[dict[str, int], int]]  # per round: CPU ns by role, bytes moved
+
+
+def _summary(seconds: list[float], round_rates: list[float], cpu: CpuRounds | None) -> dict[str, Any]:
     lat = np.array(seconds) * 1000.0
-    return {"gb_per_s": statistics.median(round_rates), "rounds_gb_per_s": round_rates,
-            "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)), "ops": len(seconds)}
+    out = {"gb_per_s": statistics.median(round_rates), "rounds_gb_per_s": round_rates,
+           "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)), "ops": len(seconds)}
+    if cpu:
+        out["cpu_s_per_gib"] = per_gib(cpu)
+    return out
+
+
+def _cpu_clocks(target: Target) -> dict[str, CpuClocks] | None:
+    """Each path's CPU clocks, or None where processes have none (then the report has no CPU)."""
+    try:
+        return {path: CpuClocks(target.cpu_processes(path)) for path in target.paths}
+    except Unsupported:
+        return None
 
 
 def run_bench(config: BenchConfig, progress: Progress | None = None) -> dict[str, Any]:
@@ -163,6 +178,8 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> dict[str
         raise
     lat: dict[tuple[int, str, str], list[float]] = {}
     rates: dict[tuple[int, str, str], list[float]] = {}
+    cpu: dict[tuple[int, str, str], CpuRounds] = {}
+    clocks = _cpu_clocks(target)
     steps = config.rounds * len(config.sizes)
     started = time.perf_counter()
     try:
@@ -173,6 +190,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> dict[str
                 for path in order:
                     for op in OPS:
                         times = lat.setdefault((size, path, op), [])
+                        cpu_before = clocks[path].read() if clocks else {}
                         t_phase = time.perf_counter()
                         for i in range(config.count):
                             t0 = time.perf_counter()
@@ -180,6 +198,9 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> dict[str
                             times.append(time.perf_counter() - t0)
                         phase = time.perf_counter() - t_phase
                         rates.setdefault((size, path, op), []).append(size * config.count / phase / 1e9)
+                        if clocks:
+                            cpu.setdefault((size, path, op), []).append(
+                                (spent(cpu_before, clocks[path].read()), size * config.count))
                 target.end()
                 if progress is not None:
                     progress.update(round_no * len(config.sizes) + s_index + 1,
@@ -195,10 +216,12 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> dict[str
     for size in config.sizes:
         for op in OPS:
             for path in paths[:-1]:
-                memkv = _summary(lat[(size, path, op)], rates[(size, path, op)])
-                raw = _summary(lat[(size, "raw", op)], rates[(size, "raw", op)])
+                memkv = _summary(lat[(size, path, op)], rates[(size, path, op)], cpu.get((size, path, op)))
+                raw = _summary(lat[(size, "raw", op)], rates[(size, "raw", op)], cpu.get((size, "raw", op)))
                 row = {"size": size, "op": op, "path": path, "memkv": memkv, "raw": raw,
                        "ratio": memkv["gb_per_s"] / raw["gb_per_s"], "peer": path in compare}
+                if "cpu_s_per_gib" in memkv:
+                    row["cpu_ratio"] = memkv["cpu_s_per_gib"]["total"] / raw["cpu_s_per_gib"]["total"]
                 if limit is not None:
                     row["of_limit"] = memkv["gb_per_s"] / limit["gb_per_s"]
                 results.append(row)
@@ -227,6 +250,7 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"{format_size(r['size']):>8} {r['op']:>4} {m['gb_per_s']:>11.2f} {w['gb_per_s']:>9.2f} "
                      f"{r['ratio']:>6.2f}  {m['p50_ms']:>8.2f}/{m['p99_ms']:<8.2f}  "
                      f"{w['p50_ms']:>7.2f}/{w['p99_ms']:<7.2f}{label}")
+    lines.extend(_cpu_lines(report["results"]))
     if report.get("stored_bytes"):
         lines.append(f"held in the store throughout: {format_size(report['stored_bytes'])} "
                      f"({report['stored_blocks']} other blocks)")
@@ -249,6 +273,24 @@ def format_report(report: dict[str, Any]) -> str:
                      + ("met" if t["met"] else "NOT met"))
     lines.append(f"wall time: {report['wall_s']:.1f} s (both paths, every round)")
     return "\n".join(lines)
+
+
+def _cpu_lines(results: list[dict[str, Any]]) -> list[str]:
+    """The CPU table: seconds of CPU per GiB moved, beside the wall-clock ratio of the same rows."""
+    if not any("cpu_ratio" in r for r in results):
+        return []
+    lines = ["CPU seconds per GiB moved, client+server (this process + the far end's process; "
+             "median over rounds):",
+             f"{'size':>8} {'op':>4} {'ratio':>6}  {'memkv cpu s/GiB':>16}  {'raw cpu s/GiB':>14}  "
+             f"{'cpu memkv/raw':>13}"]
+    for r in results:
+        if "cpu_ratio" not in r:
+            continue
+        label = "" if r["path"] == "memkv" else f"  {r['path']}"
+        lines.append(f"{format_size(r['size']):>8} {r['op']:>4} {r['ratio']:>6.2f}  "
+                     f"{roles_text(r['memkv']['cpu_s_per_gib']):>16}  {roles_text(r['raw']['cpu_s_per_gib']):>14}  "
+                     f"{r['cpu_ratio']:>13.2f}{label}")
+    return lines
 
 
 __all__ = [

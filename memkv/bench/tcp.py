@@ -250,6 +250,10 @@ class TcpTarget(Target):
     def server_memory(self) -> dict[str, int] | None:
         return {**process_memory(self.ends.server.proc.pid), "buffer_memory_bytes": BUFFER_MEMORY}
 
+    def cpu_processes(self, path: str) -> dict[str, int]:
+        far = self.ends.server.proc if path == "memkv" else self.ends.peer.proc
+        return {"client": os.getpid(), "server": far.pid}
+
     def close(self) -> None:
         try:
             self.client.close()

@@ -184,7 +184,11 @@ class Connection:
             return False
         # rounded up to TIMEOUT_QUANTUM_US (never 0: that means "no timeout"), so most calls reuse it
         usec = max(1, -(-int(remaining * 1e6) // TIMEOUT_QUANTUM_US)) * TIMEOUT_QUANTUM_US
-        if self._kernel_timeouts[option] != usec:
+        current = self._kernel_timeouts[option]
+        # A timeout set for an earlier, nearby deadline still serves: it only bounds one blocking
+        # call, whose expiry leads back here. Kept while within [usec/2, usec], so that a frame's
+        # header and its payload (deadlines a few seconds apart) do not set it twice per request.
+        if not usec // 2 <= current <= usec:
             self.sock.setsockopt(socket.SOL_SOCKET, option, struct.pack("ll", *divmod(usec, 1_000_000)))
             self._kernel_timeouts[option] = usec
         return True

@@ -159,7 +159,8 @@ class StreamedPayload:
             while writes:
                 writes.popleft().result()
         finally:
-            concurrent.futures.wait(writes)
+            if writes:  # only after a failure: no write may outlive the put that owns its buffer
+                concurrent.futures.wait(writes)
         return int(hasher.intdigest())
 
 

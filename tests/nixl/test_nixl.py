@@ -261,7 +261,13 @@ def test_bench_compares_with_raw_nixl(ucx_tcp: None, tmp_path: Path) -> None:
     report = run_bench(BenchConfig(backend="nixl", sizes=(2 * MiB,), count=2, rounds=1, directory=str(tmp_path)))
     assert {(r["size"], r["op"]) for r in report["results"]} == {(2 * MiB, "put"), (2 * MiB, "get")}
     assert all(r["memkv"]["gb_per_s"] > 0 and r["raw"]["gb_per_s"] > 0 for r in report["results"])
-    assert "NIXL agent to agent" in format_report(report)
+    for row in report["results"]:  # CPU of this process and of the server / the raw peer (memkv.bench.cpu)
+        for path in ("memkv", "raw"):
+            cpu = row[path]["cpu_s_per_gib"]
+            assert cpu["client"] > 0 and cpu["server"] > 0
+            assert cpu["total"] == pytest.approx(cpu["client"] + cpu["server"])
+    text = format_report(report)
+    assert "NIXL agent to agent" in text and "CPU seconds per GiB moved" in text
 
 
 # ---- staging pool ----------------------------------------------------------------------------------
