@@ -33,7 +33,7 @@ PINNED = (
     "memkv/store/stored_sessions.py:174 core/ReplaceComparisonOperator_LtE_Gt #1",
 )
 SAMPLE, SAMPLE_SEED = 24, 7
-FLOOR = 0.45  # the sample scored 50.0% (13 of 26) on the merged tree of session 4: docs/conformance.md
+FLOOR = 0.55  # the sample scores 68.2% (15 of 26, 4 equivalent) since session 5; two kills of margin (docs)
 ROOT = Path(__file__).resolve().parents[2]
 # the one run of the tool: a coverage run of the checks, then about 28 mutants (a few minutes on an idle 2-core
 # machine, over 10 at load 10); it happens in the first test's fixture

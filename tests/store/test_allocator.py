@@ -185,3 +185,25 @@ def test_rounding_and_bad_range() -> None:
         ExtentAllocator(1, 8 * UNIT, UNIT)
     with pytest.raises(ValueError):
         ExtentAllocator(UNIT, UNIT, UNIT)
+
+
+def test_hundreds_of_free_runs_past_the_small_int_cache() -> None:
+    """More than 256 free runs (past CPython's small-int cache, where an `is` for `<` on the run
+    count would index past the list) and a range freed after the last of them; the same free list
+    rebuilt from the kept extents at reopen."""
+    units = 701
+    alloc = ExtentAllocator(START, START + units * UNIT, UNIT)
+    blocks = [alloc.allocate(UNIT) for _ in range(units)]
+    assert all(b is not None for b in blocks) and alloc.free_bytes == 0
+    held = [b[0] for b in blocks if b is not None]
+    holes, kept = held[:-1:2], held[1:-1:2]
+    alloc.free(holes)
+    assert len(alloc.runs()) == len(holes) == 350
+    alloc.free([held[-1]])
+    assert alloc.runs()[-1] == Extent(held[-1].offset, UNIT)
+    assert alloc.free_bytes == (len(holes) + 1) * UNIT
+    reopened = ExtentAllocator(START, START + units * UNIT, UNIT, used=kept)
+    assert state(reopened) == state(alloc)
+    for _ in range(len(holes) + 1):
+        assert alloc.allocate(UNIT) is not None
+    assert alloc.free_bytes == 0 and alloc.allocate(1) is None

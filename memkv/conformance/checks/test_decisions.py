@@ -8,6 +8,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -129,6 +130,36 @@ def test_stats_schema_is_namespace_scoped(memkv: Context) -> None:
           "stats counts the caller's namespace", f"{mine}: 1 block, 3000 bytes",
           {k: stats.get(k) for k in ("namespace", "blocks", "bytes")})
     check("MKV-OPS-019", other not in repr(stats), "stats names no other namespace", f"no {other}", repr(stats)[:300])
+
+
+STATS_COUNTS = ("blocks", "bytes", "capacity_bytes", "used_bytes", "free_bytes")
+
+
+def _counts_below_zero(stats: dict[str, Any]) -> dict[str, Any]:
+    """The figures of a STATS answer that break their `>= 0` bound (spec/operations.yaml)."""
+    return {name: stats.get(name) for name in STATS_COUNTS
+            if not isinstance(stats.get(name), int) or stats[name] < 0}
+
+
+@pytest.mark.requirement("MKV-OPS-019")
+def test_stats_figures_keep_their_bounds_on_an_empty_target(memkv: Context) -> None:
+    """The STATS figures are >= 0 in every state, including the one where an off-by-one shows: an
+    empty target (nothing stored yet, and again once everything stored was removed)."""
+    wrong = _counts_below_zero(memkv.transport().stats())
+    check("MKV-OPS-019", not wrong, "stats figures are >= 0", ">= 0 each", wrong, "stats")
+    small, t = memkv.empty_small(2 * 1024 * 1024)
+    key = small.key()
+    repro = "a fresh small target: stats; put 100000 bytes; stats; delete it; stats"
+
+    def bounds_kept(state: str) -> None:
+        wrong = _counts_below_zero(t.stats())
+        check("MKV-OPS-019", not wrong, f"stats figures are >= 0 {state}", ">= 0 each", wrong, repro)
+
+    bounds_kept("on a fresh, empty target")
+    put_ok(t, key, payload(10, 100_000), "MKV-OPS-019")
+    bounds_kept("after a put")
+    t.delete([key])
+    bounds_kept("once the target is empty again")
 
 
 @pytest.mark.requirement("MKV-SES-010")

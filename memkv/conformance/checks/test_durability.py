@@ -141,14 +141,14 @@ def test_writer_killed_mid_write_leaves_no_partial_block_or_leaked_space(memkv: 
               f"block {i}, being written at the kill, is absent or complete", "absent or exact", "partial bytes")
     t.invalidate_namespace()
     capacity = small.caps.capacity_bytes or 24 * MiB
-    fill = [small.key() for _ in range(capacity // MiB - 1)]
+    fill = [small.key() for _ in range(capacity // MiB)]  # the declared capacity holds them (MKV-CAP-001)
     for i, key in enumerate(fill):
         expect_code("MKV-DUR-003", f"fill put {i} after the crash", lambda key=key, i=i: t.put(  # type: ignore[misc]
             [PutItem(key, payload(i, MiB))]), [E.OK])
     present = t.exists(fill)
-    check("MKV-DUR-003", all(present), "after a crash mid-write and invalidating everything, the whole capacity "
-          "but one block fits without eviction (no leaked space)", len(fill), sum(present),
-          "writer killed mid-put; reopen; invalidate_namespace; put capacity - 1 MiB in 1 MiB blocks")
+    check("MKV-DUR-003", all(present), "after a crash mid-write and invalidating everything, the whole declared "
+          "capacity fits without eviction (no leaked space)", len(fill), sum(present),
+          f"writer killed mid-put; reopen; invalidate_namespace; put {len(fill)} blocks of 1 MiB")
 
 
 @pytest.mark.requirement("MKV-DUR-005")
@@ -220,28 +220,34 @@ def test_restart_keeps_large_metadata_and_appended_chains(memkv: Context) -> Non
 
 @pytest.mark.requirement("MKV-DUR-003")
 def test_free_space_between_kept_blocks_is_free_after_a_restart(memkv: Context) -> None:
-    """The allocator is rebuilt from the committed blocks at reopen: the holes between them are free."""
+    """The allocator is rebuilt from the committed blocks at reopen: the holes between them are free,
+    the first one (before the first kept block) included. The target is filled to its declared
+    capacity (MKV-CAP-001), so no spare space hides a hole lost at reopen."""
     small = _restartable(memkv, 4 * MiB)
     ns = small.namespace()
     t = small.transport(ns)
     t.invalidate_namespace()
     unit = 64 * 1024
     declared = small.caps.capacity_bytes or 4 * MiB
-    blocks = {small.key(): payload(5000 + i, unit) for i in range(declared // unit - 1)}
+    blocks = {small.key(): payload(5000 + i, unit) for i in range(declared // unit)}
     for key, data in blocks.items():
         put_ok(t, key, data, "MKV-DUR-003")
     keys = list(blocks)
+    check("MKV-CAP-001", all(t.exists(keys)), f"the declared capacity of {declared} bytes holds {len(keys)} blocks "
+          f"of {unit} bytes without eviction", len(keys), sum(t.exists(keys)))
     holes, kept = keys[::2], keys[1::2]
     t.delete(holes)
     small.target.stop()
     small.target.start()
     t = small.transport(ns)
-    for i in range(len(holes)):
-        put_ok(t, small.key(), payload(6000 + i, unit), "MKV-DUR-003")
-    lost = [k for k, there in zip(kept, t.exists(kept), strict=True) if not there]
-    check("MKV-DUR-003", not lost, "blocks put into the holes left before a restart evict none of the kept ones",
-          f"{len(kept)} kept blocks present", f"{len(lost)} evicted",
-          f"fill a {declared}-byte target with {unit}-byte blocks; delete every other; restart; put as many again")
+    refill = [small.key() for _ in holes]
+    for i, key in enumerate(refill):
+        put_ok(t, key, payload(6000 + i, unit), "MKV-DUR-003")
+    lost = [k for k, there in zip(kept + refill, t.exists(kept + refill), strict=True) if not there]
+    check("MKV-DUR-003", not lost, "blocks put into the holes left before a restart evict nothing",
+          f"{len(kept)} kept + {len(refill)} new blocks present", f"{len(lost)} evicted",
+          f"fill a {declared}-byte target with {unit}-byte blocks; delete every other, the first included; "
+          "restart; put as many again")
 
 
 def _read_until_closed(t: Transport, key: bytes, data: bytes, reads: list[int], wrong: dict[str, str]) -> None:

@@ -474,6 +474,41 @@ def test_a_block_fits_the_few_large_holes_among_many_small_ones(memkv: Context) 
           "the bytes put", "other bytes", repro)
 
 
+MANY_HOLES = 300  # more free holes than CPython keeps small ints for (-5..256): an `is` for `<` then shows
+
+
+@pytest.mark.requirement("MKV-CAP-001", "MKV-OPS-009", "MKV-ERR-001")
+def test_free_space_in_hundreds_of_holes_is_all_usable(memkv: Context) -> None:
+    """A target full to its declared capacity, then every other block deleted (the first included):
+    hundreds of one-unit holes. Deleting the last block, past every hole, works, and the holes and
+    its space take as many blocks again without evicting any kept one."""
+    small, t = memkv.empty_small(2 * MANY_HOLES * BLOCK)
+    declared = small.caps.capacity_bytes
+    if declared is None:
+        pytest.skip("the target declares no capacity_bytes")
+    batch = small.limits.max_batch
+    keys = _filled(small, t, declared // BLOCK, base=1400)
+    check("MKV-CAP-001", _present(t, keys, batch) == len(keys), f"the declared capacity of {declared} bytes "
+          f"holds {len(keys)} blocks of {BLOCK} bytes without eviction", len(keys), _present(t, keys, batch))
+    holes, kept, last = keys[:-1:2], keys[1:-1:2], keys[-1]
+    repro = (f"fill {declared} bytes with {len(keys)} blocks of {BLOCK} bytes; delete every other but the last "
+             f"({len(holes)} holes) in batches of {batch}; delete the last block; put {len(holes) + 1} blocks of "
+             f"{BLOCK} bytes")
+    for start in range(0, len(holes), batch):
+        expect_code("MKV-OPS-009", f"delete of every other block, from block {2 * start} on",
+                    lambda start=start: t.delete(holes[start : start + batch]), [E.OK], repro)  # type: ignore[misc]
+    expect_code("MKV-OPS-009", f"delete of the last block put, with {len(holes)} holes before it",
+                lambda: t.delete([last]), [E.OK], repro)
+    refill = _filled(small, t, len(holes) + 1, base=1700)
+    present = _present(t, kept + refill, batch)
+    check("MKV-CAP-001", present == len(kept + refill), "the space of deleted blocks, in hundreds of holes, holds "
+          "as many blocks again without eviction", len(kept + refill), present, repro)
+
+
+def _present(t: Transport, keys: list[bytes], batch: int) -> int:
+    return sum(sum(t.exists(keys[start : start + batch])) for start in range(0, len(keys), batch))
+
+
 @pytest.mark.requirement("MKV-CAP-001", "MKV-OPS-001")
 def test_space_of_a_block_deleted_while_read_is_free_again(memkv: Context) -> None:
     """A block deleted while gets of it are in progress stays readable to them, and its space is
