@@ -5,7 +5,9 @@ Convention (for whoever writes documentation):
 - Each ```sh block is one test. It runs with `bash -euo pipefail` in a fresh, empty temporary
   directory, which is also $HOME, with this interpreter's bin directory first on PATH (as in an
   activated virtualenv of a checkout: `memkv`, `python`, `pip` are the checkout's) and
-  $MEMKV_REPO set to the repository root (for commands that read a file of the checkout).
+  $MEMKV_REPO set to the repository root (for commands that read a file of the checkout). Other
+  MEMKV_* variables of the test run are not passed on, except $MEMKV_CONFORMANCE_SEED (tests/conftest.py
+  pins the regression seed, so a documented certification cannot fail CI by its draw).
   Blocks do not share state: a block that needs a keys file creates it.
 - A block whose line right above the opening fence is `<!-- not-runnable: REASON -->` is not
   run (RDMA hardware, root-owned paths, the network, the test suite itself...). REASON must say
@@ -37,6 +39,8 @@ import subprocess
 import sys
 
 import pytest
+
+from memkv.conformance.seeds import SEED_ENV
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "memkv").rglob("README.md"))]
@@ -149,7 +153,7 @@ def test_documented_command_runs(block: ShellBlock, tmp_path: pathlib.Path) -> N
     if "memkv serve" in block.text or "990" in block.text:
         busy = [port for port in DOC_PORTS if not _port_free(port)]
         assert not busy, f"{block.name} uses the documented ports, but 127.0.0.1:{busy} is busy on this machine"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMKV_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMKV_") or k == SEED_ENV}
     env.update(HOME=str(workdir), MEMKV_REPO=str(REPO), PYTHONUNBUFFERED="1",
                PATH=os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")]))
     script = _WRAPPER % block.text
