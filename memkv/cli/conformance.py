@@ -22,7 +22,8 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
                         help="certification run: fixed example counts, the regression seed plus a fresh seed "
                              "(recorded in the report), no skips in claimed profiles")
     parser.add_argument("--seed", type=int, default=None,
-                        help="seed of the run (default: a random one, printed and recorded; replays a failure)")
+                        help="seed of the run (default: $MEMKV_CONFORMANCE_SEED when set, else a random one; "
+                             "printed and recorded; replays a failure)")
     parser.add_argument("--max-shrink-time", type=float, default=60.0,
                         help="seconds Hypothesis may spend shrinking one failing example (default 60)")
     parser.add_argument("--timeout", type=float, default=None,

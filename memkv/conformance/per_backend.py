@@ -23,7 +23,6 @@ import copy
 import dataclasses
 import io
 import os
-import random
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +33,7 @@ import pytest
 
 from .plugin import RunState, cap_shrinking, make_state
 from .runner import CERTIFY_EXAMPLES, CERTIFY_STEPS, CHECKS_DIR, Collector, Options, summarise
+from .seeds import run_seed
 from .target import load_target
 
 REPORTS_ENV = "MEMKV_CONFORMANCE_REPORTS"
@@ -179,8 +179,8 @@ def register(config: pytest.Config, per_backend: bool) -> None:
         return
     seed = config.getoption("--memkv-seed", default=None)
     shrink = float(config.getoption("--memkv-max-shrink-time", default=None) or 60.0)
-    config.stash[_LEDGER] = Ledger([backend_named(n) for n in names], random.randrange(2**31) if seed is None
-                                   else int(seed), shrink)
+    config.stash[_LEDGER] = Ledger([backend_named(n) for n in names], run_seed(None if seed is None else int(seed)),
+                                   shrink)
     cap_shrinking(shrink)
     config.pluginmanager.register(config.stash[_LEDGER], "memkv-per-backend")
     if config.args_source is pytest.Config.ArgsSource.TESTPATHS:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
-import random
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from . import SUITE_VERSION
 from .interrupt import interrupt_after
 from .plugin import REGRESSION_SEED
 from .requirements import declared_version, exclusions, requirements, spec_version, worst
+from .seeds import run_seed
 
 CERTIFY_EXAMPLES = 25
 CERTIFY_STEPS = 40
@@ -121,7 +121,7 @@ def run(options: Options) -> dict[str, Any]:
     """Run the checks against `options.target`; returns the results document (results.json)."""
     stream = options.stream or sys.stderr
     certify = options.certify
-    seed = options.seed if options.seed is not None else random.randrange(2**31)
+    seed = run_seed(options.seed)
     examples = CERTIFY_EXAMPLES if certify else options.examples
     steps = CERTIFY_STEPS if certify else options.steps
     args = [str(CHECKS_DIR), "-p", "no:cacheprovider", "-p", "no:randomly",

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from helpers_cluster import mixed_layout, placed_keys
 
 from memkv.blocks import BlockMeta, MiB
 from memkv.children import ChildPage
@@ -71,8 +72,9 @@ def cluster(engines: dict[str, StorageEngine], modes: dict[str, dict[str, str]],
 
 
 def _tree(client: ClusterTransport, parents: dict[int, int | None], count: int) -> list[bytes]:
-    """Blocks 0..count-1, block i chained after block parents[i] (None: a root)."""
-    keys = [os.urandom(16) for _ in range(count)]
+    """Blocks 0..count-1, block i chained after block parents[i] (None: a root), spread over the shards
+    in a fixed irregular layout (the assertions on what each shard holds must not depend on chance)."""
+    keys = placed_keys(client._placement, mixed_layout(count, len(IDS), seed=count))
     items = [PutItem(keys[i], b"block %d" % i, BlockMeta(parent=keys[p] if p is not None else bytes(16)))
              for i, p in parents.items()]
     for start in range(0, len(items), 200):

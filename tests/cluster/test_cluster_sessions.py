@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from helpers_cluster import placed_keys
 
 import memkv
 from memkv.cluster.client import ClusterTransport
@@ -74,15 +75,9 @@ def shards(cluster: LocalCluster) -> Iterator[_Shards]:
 
 
 def _placed_chain(shards: _Shards, layout: str) -> list[bytes]:
-    """Stored random keys, the i-th placed on shard number int(layout[i]) (in `shards.direct` order),
-    so that a test does not depend on where random keys happen to fall."""
-    ids = list(shards.direct)
-    chain = []
-    for digit in layout:
-        key = os.urandom(16)
-        while shards.client._placement.shard_of(key).shard_id != ids[int(digit)]:
-            key = os.urandom(16)
-        chain.append(key)
+    """Stored random keys, the i-th placed on shard number int(layout[i]) (in `shards.direct` order,
+    the placement's), so that a test does not depend on where random keys happen to fall."""
+    chain = placed_keys(shards.client._placement, [int(digit) for digit in layout])
     assert all(r.ok for r in shards.client.put([PutItem(k, b"block " + k) for k in chain]))
     return chain
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import http.client
 import os
 import time
 import zlib
@@ -409,8 +410,15 @@ def test_connections_over_the_cap_are_closed(open_s3: S3Server, monkeypatch: pyt
     finally:
         for sock in held:
             sock.close()
-    time.sleep(0.3)
-    assert open_s3.raw("HEAD", "/ns")[0] == 200
+    deadline = time.monotonic() + 30
+    while True:  # slots come back as the handlers see their clients go (however busy the machine)
+        try:
+            assert open_s3.raw("HEAD", "/ns")[0] == 200
+            break
+        except (OSError, http.client.HTTPException):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 @pytest.mark.requirement("MKV-S3-001")

@@ -44,7 +44,7 @@ def test_claimed_operations_are_supported(memkv: Context) -> None:
     check("MKV-PRO-001", read(t, key) == payload(1, 100), "core: put then get", "bytes", "other")
     t.exists([key])
     t.stat([key])
-    lease = t.lookup([key], lease_ms=1000)
+    lease = t.lookup([key], lease_ms=60_000)  # still live at the release, however busy the machine
     if lease.lease_id is not None:
         t.release_lease(lease.lease_id)
     if "sessions" in memkv.claimed:
