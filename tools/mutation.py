@@ -34,6 +34,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -54,6 +55,7 @@ NOT_EXECUTED = "no conformance check executes it"
 TIMEOUT = "timeout"  # cosmic-ray's whole output of a test command it stopped at the per-mutant timeout
 UNRECORDED = "not recorded"  # the target of a session written before sessions recorded theirs
 FAILED_REQUIREMENT = re.compile(r"\[(MKV-[A-Z]+-\d+)\]")
+FAILED_CHECK = re.compile(r"^(?:FAILED|ERROR) (\S+::\S+)", re.MULTILINE)  # pytest's short summary lines
 
 
 def scope(path: Path = SCOPE) -> list[str]:
@@ -439,11 +441,16 @@ def main(argv: list[str] | None = None) -> int:
             second = session.with_name(session.stem + "-second" + session.suffix)
             started = time.monotonic()
             if retry:
-                run_pass(work, modules, whole_run(pytest_args(args.second_target, args.seed), args.second_checks),
+                second_options = pytest_args(args.second_target, args.seed)
+                run_pass(work, modules, whole_run(second_options, args.second_checks),
                          args.second_timeout or args.timeout, second, args.second_target,
                          lambda db: keep_sample(db, 0, 0, retry))
                 sessions.append(second)
-            exec_s["second"] = round(time.monotonic() - started, 1)
+                exec_s["second"] = round(time.monotonic() - started, 1)
+                started = time.monotonic()
+                kills = [k for k in summarise(sessions, total)["killed_mutants"] if k["target"] == args.second_target]
+                check_unmutated(work, second_options, args.second_checks, kills)
+                exec_s["second_unmutated"] = round(time.monotonic() - started, 1)
         summary = summarise(sessions, total) | {"equivalent_skipped": equivalent, "exec_s": exec_s}
     return finish(args, summary)
 
@@ -451,9 +458,31 @@ def main(argv: list[str] | None = None) -> int:
 def whole_run(options: list[str], check_modules: list[str] | None = None) -> str:
     """The test command that runs every check, or every check of these modules of the checks package
     (no selection by coverage)."""
+    return shlex.join(whole_run_args(options, check_modules))
+
+
+def whole_run_args(options: list[str], check_modules: list[str] | None = None) -> list[str]:
     package = checks_package()
     checks = [f"{package}.{name}" for name in check_modules] if check_modules else [package]
-    return " ".join([sys.executable, "-m", "pytest", *options, "--pyargs", *checks])
+    return [sys.executable, "-m", "pytest", *options, "--pyargs", *checks]
+
+
+def check_unmutated(work: Path, options: list[str], check_modules: list[str] | None,
+                    kills: list[dict[str, Any]]) -> None:
+    """Refuse the second target's kills unless the checks that made them pass on the unmutated tree
+    against that target: a target that fails to start, or a check that fails there anyway, would
+    otherwise count as killing every mutant it ran. Runs the checks each kill names as failed, or every
+    check of the pass when a kill names none (a timeout, a target that would not start)."""
+    if not kills:
+        return
+    named = [FAILED_CHECK.findall(k["output"]) for k in kills]
+    checks = sorted({c for found in named for c in found}) if all(named) else None
+    command = whole_run_args(options, check_modules) if checks is None else \
+        [sys.executable, "-m", "pytest", *options, *checks]
+    done = subprocess.run(command, cwd=work, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the checks that killed mutants on the second target fail on the unmutated tree too "
+                         f"(exit {done.returncode}), so those kills are not kills:\n{done.stdout[-3000:]}")
 
 
 def run_pass(work: Path, modules: list[str], test: str, timeout: float, session: Path, target: str,

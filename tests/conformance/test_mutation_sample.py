@@ -81,7 +81,8 @@ def test_mutation_score_of_a_fixed_sample_stays_above_the_floor(campaign: dict[s
         print(f"\nmutation score of the CI sample: {score:.1%} ({len(sample_kills)} killed of {tested} tested: "
               + ", ".join(f"{n} by {target}" for target, n in sorted(by_target.items()))
               + f"; {equivalent} survivors explained as equivalent; floor {FLOOR:.0%}; "
-              f"first pass {campaign['exec_s']['first']} s, second pass {campaign['exec_s'].get('second', 0)} s)")
+              f"first pass {campaign['exec_s']['first']} s, second pass {campaign['exec_s'].get('second', 0)} s, "
+              f"its killing checks rerun unmutated {campaign['exec_s'].get('second_unmutated', 0)} s)")
         for k in sample_kills:
             print(f"  killed by {k['target']}: {k['mutant']} ({', '.join(k['by'])})")
         for s in survivors:

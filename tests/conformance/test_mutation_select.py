@@ -119,3 +119,13 @@ def test_the_second_target_runs_every_check_or_the_named_modules() -> None:
     named = mutation.whole_run(options, ["test_wire", "test_quotas"])
     assert named.endswith(f"--pyargs {package}.test_wire {package}.test_quotas")
     assert "--memkv-target memkv-serve" in named
+
+
+def test_second_target_kills_are_refused_when_the_killing_check_fails_unmutated(tmp_path: Path) -> None:
+    import pytest
+
+    mutation.check_unmutated(tmp_path, [], None, [])  # no kill: nothing to check, nothing run
+    (tmp_path / "test_broken.py").write_text("def test_fails_anyway() -> None:\n    assert False\n")
+    kill = {"output": "FAILED test_broken.py::test_fails_anyway - assert False\n1 failed in 0.01s\n"}
+    with pytest.raises(SystemExit, match="fail on the unmutated tree too"):
+        mutation.check_unmutated(tmp_path, ["-q", "-p", "no:cacheprovider"], None, [kill])
