@@ -5,12 +5,18 @@ one mutant at a time in a copy of the tracked tree. The checks first run once, u
 coverage (tools/mutation_coverage.py); each mutant then runs only the checks that execute the
 statement it changed, fastest first, stopping at the first failure (tools/mutation_select.py;
 --whole-run runs every check instead). A mutant is killed when a check fails or the run times
-out; the requirement ID of the failure says which requirement killed it.
+out; the requirement ID of the failure says which requirement killed it. With --second-target, the
+survivors of that first pass that no check executed (--second-for survivors: every survivor not
+explained as equivalent) are tested again against a second target (memkv-serve: the server, started
+from the same tree, takes the streamed put and get, quotas and CHILDREN that the file target never
+takes), with the checks of --second-checks (default: every check) and no selection by coverage; the
+report names, per kill, the target whose checks killed it.
 
     python -m tools.mutation --sample 40 --stratified                 # a fixed-seed sample, every module
     python -m tools.mutation --shard 0/2 --session a.sqlite           # half of the full campaign (one worker)
     python -m tools.mutation --summarise a.sqlite b.sqlite            # the campaign so far
     python -m tools.mutation --target memkv-serve --whole-run --unexecuted-in a.sqlite b.sqlite
+    python -m tools.mutation --sample 24 --stratified --second-target memkv-serve --second-checks test_wire
     python -m tools.mutation --only 'memkv/store/protection.py:55 core/ReplaceComparisonOperator_LtE_Lt #1'
 
 The report gives the kill rate, the score (killed / (tested - survivors explained as equivalent in
@@ -22,17 +28,21 @@ from __future__ import annotations
 import argparse
 import ast
 import collections
+import contextlib
 import hashlib
 import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +52,10 @@ SAMPLE_SEED = 7
 EXPLAINED = Path(__file__).resolve().with_name("mutation_survivors.toml")
 VERDICTS = ("equivalent", "unreachable", "gap")
 NOT_EXECUTED = "no conformance check executes it"
+TIMEOUT = "timeout"  # cosmic-ray's whole output of a test command it stopped at the per-mutant timeout
+UNRECORDED = "not recorded"  # the target of a session written before sessions recorded theirs
 FAILED_REQUIREMENT = re.compile(r"\[(MKV-[A-Z]+-\d+)\]")
+FAILED_CHECK = re.compile(r"^(?:FAILED|ERROR) (\S+::\S+)", re.MULTILINE)  # pytest's short summary lines
 
 
 def scope(path: Path = SCOPE) -> list[str]:
@@ -277,19 +290,43 @@ def explain(mutant: str, diff: str, entries: list[dict[str, str]]) -> dict[str, 
     return None
 
 
+def record_target(session: Path, target: str) -> None:
+    """Keep in the results database the conformance target its mutants were tested against."""
+    with contextlib.closing(sqlite3.connect(session)) as db, db:
+        db.execute("CREATE TABLE IF NOT EXISTS memkv_target (target TEXT NOT NULL)")
+        db.execute("DELETE FROM memkv_target")
+        db.execute("INSERT INTO memkv_target VALUES (?)", (target,))
+
+
+def recorded_target(session: Path) -> str:
+    with contextlib.closing(sqlite3.connect(session)) as db:
+        try:
+            row = db.execute("SELECT target FROM memkv_target").fetchone()
+        except sqlite3.OperationalError:  # a session of an older version of this tool
+            return UNRECORDED
+    return str(row[0]) if row else UNRECORDED
+
+
 def summarise(sessions: list[Path], total: int) -> dict[str, Any]:
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome
 
     entries = explanations()
-    latest: dict[str, Any] = {}  # a mutant tested again (another shard) counts once: the last result
+    latest: dict[str, Any] = {}  # a mutant tested again (another shard, a second target) counts once: the last result
+    target_of: dict[str, str] = {}
+    tried: dict[str, list[str]] = collections.defaultdict(list)
     for session in sessions:
+        target = recorded_target(session)
         with use_db(str(session), WorkDB.Mode.open) as db:
             items = {item.job_id: item for item in db.work_items}
             for job_id, result in db.results:
                 if result.worker_outcome is not WorkerOutcome.SKIPPED:
-                    latest[name_of(items[job_id])] = result
+                    name = name_of(items[job_id])
+                    latest[name], target_of[name] = result, target
+                    if target not in tried[name]:
+                        tried[name].append(target)
     killed_by: collections.Counter[str] = collections.Counter()
+    killed_on: collections.Counter[str] = collections.Counter()
     verdicts: collections.Counter[str] = collections.Counter()
     per_module: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     survivors, kills, killed, tested = [], [], 0, 0
@@ -304,22 +341,26 @@ def summarise(sessions: list[Path], total: int) -> dict[str, Any]:
             per_module[module][verdict] += 1
             survivors.append({"mutant": where, "executed_by_a_check": NOT_EXECUTED not in output,
                               "verdict": verdict, "reason": entry["reason"] if entry else "",
-                              "diff": result.diff or ""})
+                              "targets": tried[where], "diff": result.diff or ""})
             continue
         killed += 1
         per_module[module]["killed"] += 1
         reqs = (sorted(set(FAILED_REQUIREMENT.findall(output))) or
+                ([TIMEOUT] if output.strip() == TIMEOUT or result.test_outcome is None else []) or
                 (["target unusable (no check ran)"] if " passed" not in output and " failed" not in output
                  else []) or
-                ["timeout" if result.test_outcome is None else "other (no requirement printed)"])
+                ["other (no requirement printed)"])
         killed_by.update(reqs)
-        kills.append({"mutant": where, "by": reqs, "output": output[-600:]})
+        killed_on[target_of[where]] += 1
+        kills.append({"mutant": where, "target": target_of[where], "by": reqs, "targets": tried[where],
+                      "output": output[-600:]})
     equivalent = verdicts["equivalent"]
     return {"mutants": total, "tested": tested, "killed": killed, "survived": len(survivors),
+            "killed_by_target": dict(sorted(killed_on.items())),
             "kill_rate": round(killed / tested, 4) if tested else None,
             "score": round(killed / (tested - equivalent), 4) if tested > equivalent else None,
-            "score_definition": "killed / (tested - survivors explained as equivalent in "
-                                "tools/mutation_survivors.toml); mutants inside type annotations are not tested",
+            "score_definition": "killed (against any target tried) / (tested - survivors explained as equivalent "
+                                "in tools/mutation_survivors.toml); mutants inside type annotations are not tested",
             "survivor_verdicts": dict(sorted(verdicts.items())),
             "per_module": {m: dict(sorted(c.items())) for m, c in sorted(per_module.items())},
             "killed_by_requirement": dict(sorted(killed_by.items())), "survivors": survivors,
@@ -354,6 +395,17 @@ def main(argv: list[str] | None = None) -> int:
                              "target: --target memkv-serve reaches the server's streamed path and quotas)")
     parser.add_argument("--whole-run", action="store_true",
                         help="run every check for every mutant (no selection by coverage)")
+    parser.add_argument("--second-target", default=None, metavar="TARGET",
+                        help="test survivors of this run again against TARGET (e.g. memkv-serve), without selection "
+                             "by coverage; a kill there counts, and the report says which target killed each mutant")
+    parser.add_argument("--second-for", choices=("unexecuted", "survivors"), default="unexecuted",
+                        help="which survivors the second target tests: those no check executed (default), or "
+                             "every survivor not explained as equivalent")
+    parser.add_argument("--second-checks", action="append", default=None, metavar="MODULE",
+                        help="run only this module of the checks package against the second target (e.g. "
+                             "test_wire; repeat it); default: every check")
+    parser.add_argument("--second-timeout", type=float, default=None,
+                        help="seconds per mutant of the second pass (default: --timeout)")
     args = parser.parse_args(argv)
     if args.summarise:
         sessions = [Path(name) for name in args.summarise]
@@ -368,25 +420,83 @@ def main(argv: list[str] | None = None) -> int:
         copy_tree(work)
         options = pytest_args(args.target, args.seed)
         if args.whole_run:
-            test = " ".join([sys.executable, "-m", "pytest", *options, "--pyargs", checks_package()])
+            test = whole_run(options)
         else:
             plan_file = Path(args.plan).resolve() if args.plan else work / ".mutation" / "plan.json"
             if not plan_matches(plan_file, modules):
                 build_plan(work, modules, options, plan_file)
             test = f"{sys.executable} -m tools.mutation_select {plan_file}"
-        config = write_config(work, modules, test, args.timeout)
         session = Path(args.session).resolve() if args.session else work / "session.sqlite"
-        cosmic = [sys.executable, "-m", "cosmic_ray.cli"]
-        subprocess.run([*cosmic, "init", str(config), str(session)], cwd=work, check=True)
-        total = total_of(session)
-        equivalent = skip_equivalent(session, work)
-        if args.sample or args.only or count > 1:
-            keep_sample(session, args.sample, args.sample_seed, args.only, args.stratified, (index, count))
-        started = time.monotonic()
-        subprocess.run([*cosmic, "exec", str(config), str(session)], cwd=work, check=True)
-        summary = summarise([session], total) | {"equivalent_skipped": equivalent,
-                                               "exec_s": round(time.monotonic() - started, 1)}
+        sessions, total, equivalent, started = [session], 0, 0, time.monotonic()
+
+        def keep(db: Path) -> None:
+            if args.sample or args.only or count > 1:
+                keep_sample(db, args.sample, args.sample_seed, args.only, args.stratified, (index, count))
+
+        total, equivalent = run_pass(work, modules, test, args.timeout, session, args.target, keep)
+        exec_s = {"first": round(time.monotonic() - started, 1)}
+        if args.second_target:
+            retry = [s["mutant"] for s in summarise(sessions, total)["survivors"] if s["verdict"] != "equivalent"
+                     and (args.second_for == "survivors" or not s["executed_by_a_check"])]
+            second = session.with_name(session.stem + "-second" + session.suffix)
+            started = time.monotonic()
+            if retry:
+                second_options = pytest_args(args.second_target, args.seed)
+                run_pass(work, modules, whole_run(second_options, args.second_checks),
+                         args.second_timeout or args.timeout, second, args.second_target,
+                         lambda db: keep_sample(db, 0, 0, retry))
+                sessions.append(second)
+                exec_s["second"] = round(time.monotonic() - started, 1)
+                started = time.monotonic()
+                kills = [k for k in summarise(sessions, total)["killed_mutants"] if k["target"] == args.second_target]
+                check_unmutated(work, second_options, args.second_checks, kills)
+                exec_s["second_unmutated"] = round(time.monotonic() - started, 1)
+        summary = summarise(sessions, total) | {"equivalent_skipped": equivalent, "exec_s": exec_s}
     return finish(args, summary)
+
+
+def whole_run(options: list[str], check_modules: list[str] | None = None) -> str:
+    """The test command that runs every check, or every check of these modules of the checks package
+    (no selection by coverage)."""
+    return shlex.join(whole_run_args(options, check_modules))
+
+
+def whole_run_args(options: list[str], check_modules: list[str] | None = None) -> list[str]:
+    package = checks_package()
+    checks = [f"{package}.{name}" for name in check_modules] if check_modules else [package]
+    return [sys.executable, "-m", "pytest", *options, "--pyargs", *checks]
+
+
+def check_unmutated(work: Path, options: list[str], check_modules: list[str] | None,
+                    kills: list[dict[str, Any]]) -> None:
+    """Refuse the second target's kills unless the checks that made them pass on the unmutated tree
+    against that target: a target that fails to start, or a check that fails there anyway, would
+    otherwise count as killing every mutant it ran. Runs the checks each kill names as failed, or every
+    check of the pass when a kill names none (a timeout, a target that would not start)."""
+    if not kills:
+        return
+    named = [FAILED_CHECK.findall(k["output"]) for k in kills]
+    checks = sorted({c for found in named for c in found}) if all(named) else None
+    command = whole_run_args(options, check_modules) if checks is None else \
+        [sys.executable, "-m", "pytest", *options, *checks]
+    done = subprocess.run(command, cwd=work, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the checks that killed mutants on the second target fail on the unmutated tree too "
+                         f"(exit {done.returncode}), so those kills are not kills:\n{done.stdout[-3000:]}")
+
+
+def run_pass(work: Path, modules: list[str], test: str, timeout: float, session: Path, target: str,
+             keep: Callable[[Path], None]) -> tuple[int, int]:
+    """One cosmic-ray session over `modules` with `test` as the test command, testing only the mutants
+    `keep` leaves pending; returns (how many mutants, how many inside annotations: skipped)."""
+    config = write_config(work, modules, test, timeout)
+    cosmic = [sys.executable, "-m", "cosmic_ray.cli"]
+    subprocess.run([*cosmic, "init", str(config), str(session)], cwd=work, check=True)
+    record_target(session, target)
+    equivalent = skip_equivalent(session, work)
+    keep(session)
+    subprocess.run([*cosmic, "exec", str(config), str(session)], cwd=work, check=True)
+    return total_of(session), equivalent
 
 
 def total_of(session: Path) -> int:

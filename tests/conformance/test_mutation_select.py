@@ -99,3 +99,33 @@ def test_survivors_are_explained_by_code_not_by_line_number() -> None:
         entry = mutation.explain(f"memkv/store/index.py:{line} core/NumberReplacer #23", diff, entries)
         assert entry is not None and entry["verdict"] == "equivalent"
     assert mutation.explain("memkv/store/engine.py:127 core/NumberReplacer #23", diff, entries) is None
+
+
+def test_a_session_keeps_the_target_its_mutants_were_tested_against(tmp_path: Path) -> None:
+    import sqlite3
+
+    session = tmp_path / "s.sqlite"
+    sqlite3.connect(session).close()  # a session of an older version of the tool: no target recorded
+    assert mutation.recorded_target(session) == mutation.UNRECORDED
+    mutation.record_target(session, "file://")
+    mutation.record_target(session, "memkv-serve")  # the last one recorded is the session's
+    assert mutation.recorded_target(session) == "memkv-serve"
+
+
+def test_the_second_target_runs_every_check_or_the_named_modules() -> None:
+    options = mutation.pytest_args("memkv-serve", 1)
+    package = mutation.checks_package()
+    assert mutation.whole_run(options).endswith(f"--pyargs {package}")
+    named = mutation.whole_run(options, ["test_wire", "test_quotas"])
+    assert named.endswith(f"--pyargs {package}.test_wire {package}.test_quotas")
+    assert "--memkv-target memkv-serve" in named
+
+
+def test_second_target_kills_are_refused_when_the_killing_check_fails_unmutated(tmp_path: Path) -> None:
+    import pytest
+
+    mutation.check_unmutated(tmp_path, [], None, [])  # no kill: nothing to check, nothing run
+    (tmp_path / "test_broken.py").write_text("def test_fails_anyway() -> None:\n    assert False\n")
+    kill = {"output": "FAILED test_broken.py::test_fails_anyway - assert False\n1 failed in 0.01s\n"}
+    with pytest.raises(SystemExit, match="fail on the unmutated tree too"):
+        mutation.check_unmutated(tmp_path, ["-q", "-p", "no:cacheprovider"], None, [kill])
