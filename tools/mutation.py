@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -367,6 +367,22 @@ def summarise(sessions: list[Path], total: int) -> dict[str, Any]:
             "killed_mutants": kills}
 
 
+@contextlib.contextmanager
+def scratch_tmpdir() -> Iterator[Path]:
+    """TMPDIR of every child process, removed at the end: a mutant that breaks a store's close, or a
+    run stopped at its timeout, leaves its temporary stores (256 MiB each) there, not in /tmp."""
+    saved = os.environ.get("TMPDIR")
+    with tempfile.TemporaryDirectory(prefix="memkv-mutation-tmp-") as scratch:
+        os.environ["TMPDIR"] = scratch
+        try:
+            yield Path(scratch)
+        finally:
+            if saved is None:
+                os.environ.pop("TMPDIR", None)
+            else:
+                os.environ["TMPDIR"] = saved
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.mutation", description=__doc__.splitlines()[0])
     parser.add_argument("--sample", type=int, default=0, help="test only this many mutants (fixed seed); 0 = all")
@@ -415,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         earlier = summarise([Path(name) for name in args.unexecuted_in], 0)
         args.only = [*(args.only or []), *(s["mutant"] for s in earlier["survivors"] if not s["executed_by_a_check"])]
     modules = args.module or scope()
-    with tempfile.TemporaryDirectory(prefix="memkv-mutation-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="memkv-mutation-") as tmp, scratch_tmpdir():
         work = Path(tmp)
         copy_tree(work)
         options = pytest_args(args.target, args.seed)

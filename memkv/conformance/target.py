@@ -226,12 +226,17 @@ class FileTarget(Target):
         return {"spec": redact(self.spec), "kind": "file (embedded engine)", "directory": self.directory}
 
     def close(self) -> None:
-        self.stop()
-        for small in self._small:
-            small.close()
-        self._small.clear()
-        if self._owns_directory:
-            shutil.rmtree(self.directory, ignore_errors=True)
+        """Stop, and remove what this target created even when stopping fails (a broken store must not
+        leave its temporary directories behind)."""
+        try:
+            self.stop()
+        finally:
+            for small in self._small:
+                with contextlib.suppress(Exception):
+                    small.close()
+            self._small.clear()
+            if self._owns_directory:
+                shutil.rmtree(self.directory, ignore_errors=True)
 
 
 class URLTarget(Target):
