@@ -6,6 +6,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
+from ..addresses import split_address
 from ..errors import InvalidArgument
 from ..transport import Transport
 from .client import ClusterTransport
@@ -17,13 +18,6 @@ DATA_SCHEMES = ("memkv+tcp", "memkv+nixl")
 
 def is_cluster_url(parsed: urllib.parse.SplitResult) -> bool:
     return parsed.scheme == "memkv+etcd" or (parsed.scheme in DATA_SCHEMES and "," in parsed.netloc)
-
-
-def split_address(address: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise InvalidArgument(f"cluster member {address!r} is not host:port")
-    return host.strip("[]"), int(port)
 
 
 def shard_opener(scheme: str, options: dict[str, Any]) -> Callable[[Shard, str], Transport]:
@@ -42,6 +36,22 @@ def shard_opener(scheme: str, options: dict[str, Any]) -> Callable[[Shard, str],
     return open_shard
 
 
+def _static(addresses: list[str]) -> Membership:
+    """The static membership of a list of `host:port` (MKV-CLU-040), each checked first."""
+    for address in addresses:
+        split_address(address)
+    return static_membership(addresses)
+
+
+def _cluster(membership: Membership, namespace: str, scheme: str, options: dict[str, Any]) -> Transport:
+    """One transport over `membership`'s shards; the membership is closed if that fails."""
+    try:
+        return ClusterTransport(membership, namespace, shard_opener(scheme, options), owns_membership=True)
+    except BaseException:
+        membership.close()
+        raise
+
+
 def over_group(single: Transport, scheme: str, namespace: str, options: dict[str, Any]) -> Transport:
     """`single` itself, or, when its server names a group of two or more shards, a cluster over the
     group (MKV-CLU-061): keys stored through one shard alone would not be where the group places them."""
@@ -49,14 +59,7 @@ def over_group(single: Transport, scheme: str, namespace: str, options: dict[str
     if len(group) < 2:
         return single
     single.close()
-    for address in group:
-        split_address(address)
-    membership = static_membership(group)
-    try:
-        return ClusterTransport(membership, namespace, shard_opener(scheme, options), owns_membership=True)
-    except BaseException:
-        membership.close()
-        raise
+    return _cluster(_static(group), namespace, scheme, options)
 
 
 def connect_cluster(url: str, parsed: urllib.parse.SplitResult, namespace: str, options: dict[str, Any]) -> Transport:
@@ -75,16 +78,10 @@ def connect_cluster(url: str, parsed: urllib.parse.SplitResult, namespace: str, 
         membership = EtcdMembership.follow(parsed.netloc or "127.0.0.1:2379", cluster)
     else:
         scheme, path_namespace = parsed.scheme, path
-        membership = static_membership([a.strip() for a in parsed.netloc.split(",") if a.strip()])
-        for shard in membership.shards():
-            split_address(shard.address)
+        membership = _static([a.strip() for a in parsed.netloc.split(",") if a.strip()])
     if path_namespace and namespace == "default":
         namespace = path_namespace
-    try:
-        return ClusterTransport(membership, namespace, shard_opener(scheme, options), owns_membership=True)
-    except BaseException:
-        membership.close()
-        raise
+    return _cluster(membership, namespace, scheme, options)
 
 
 __all__ = ["connect_cluster", "is_cluster_url", "over_group", "shard_opener", "split_address"]

@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSett
 
 from ..errors import InvalidArgument
 from ..units import parse_size
+from ..wire.messages import check_shard_group
 from .config import ServerConfig
 
 ENV_PREFIX = "MEMKV_"
@@ -117,6 +118,16 @@ class ServeSettings(BaseSettings):
                                                       "a client given one address uses them all (MKV-CLU-060; "
                                                       "memkv serve --shards N sets it)")
 
+    def shard_group_addresses(self) -> tuple[str, ...]:
+        return _addresses(self.shard_group)
+
+    @field_validator("shard_group")
+    @classmethod
+    def _shard_group_is_host_ports(cls, value: str | None) -> str | None:
+        """Refused here, not by every client that later reads it from capabilities (MKV-CLU-060)."""
+        check_shard_group(list(_addresses(value)))
+        return value
+
     @model_validator(mode="after")
     def _one_device_per_shard(self) -> ServeSettings:
         devices = [d for d in (self.device or "").split(",") if d]
@@ -157,7 +168,11 @@ class ServeSettings(BaseSettings):
             flush_interval_s=self.flush_interval, nixl=self.nixl, nixl_staging=self.nixl_staging,
             access_log=self.access_log, access_log_max_bytes=self.access_log_max_bytes,
             admin_tls_cert=self.admin_tls_cert, admin_tls_key=self.admin_tls_key, s3_listen=self.s3_listen,
-            shard_group=tuple(a.strip() for a in (self.shard_group or "").split(",") if a.strip()))
+            shard_group=self.shard_group_addresses())
+
+
+def _addresses(comma_list: str | None) -> tuple[str, ...]:
+    return tuple(a.strip() for a in (comma_list or "").split(",") if a.strip())
 
 
 def read_config_file(path: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from .. import bounded_json
+from ..addresses import split_address
 from ..blocks import BlockMeta, Limits
 from ..errors import ErrorCode, InvalidArgument, LimitExceeded, MemkvError, ProtocolError
 from ..keys import KEY_SIZE
@@ -246,7 +247,7 @@ def capabilities_from(args: dict[str, Any]) -> Capabilities:
         window = args.get("flush_window_s")
         return Capabilities(str(args["backend"]), frozenset(str(p) for p in args["profiles"]), limits,
                             str(args["spec_version"]), None if capacity is None else int(capacity),
-                            None if window is None else float(window), _shard_group(args.get("shard_group", [])))
+                            None if window is None else float(window), check_shard_group(args.get("shard_group", [])))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ProtocolError(f"malformed capabilities: {exc}") from None
 
@@ -255,12 +256,17 @@ MAX_SHARD_GROUP = 256
 MAX_SHARD_ADDRESS = 300
 
 
-def _shard_group(value: Any) -> tuple[str, ...]:
-    """`shard_group` of a CAPABILITIES answer (MKV-CLU-060), bounded before it is used."""
+def check_shard_group(value: Any) -> tuple[str, ...]:
+    """`shard_group` of a CAPABILITIES answer (MKV-CLU-060), bounded before it is used (ValueError)."""
     if not isinstance(value, list) or len(value) > MAX_SHARD_GROUP:
         raise ValueError(f"shard_group must be a list of at most {MAX_SHARD_GROUP} addresses")
     if not all(isinstance(a, str) and 0 < len(a) <= MAX_SHARD_ADDRESS for a in value):
         raise ValueError(f"shard_group names an address that is not a string of 1..{MAX_SHARD_ADDRESS} characters")
+    for address in value:
+        try:
+            split_address(address)
+        except InvalidArgument as exc:
+            raise ValueError(f"shard_group: {exc.message}") from None
     return tuple(value)
 
 

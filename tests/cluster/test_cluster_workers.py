@@ -85,6 +85,13 @@ def test_every_shard_is_told_its_group_before_it_starts() -> None:
     assert shard_ports(_settings("--shards", "2", "--listen", "10.0.0.5:9900")) == [9900, 9902]
 
 
+@pytest.mark.requirement("MKV-CLU-060")
+@pytest.mark.parametrize("group", ["10.0.0.5:9900,nohost", "10.0.0.5:0", ",".join(["h:1"] * 257)])
+def test_a_malformed_shard_group_is_refused_before_anything_starts(group: str) -> None:
+    with pytest.raises(InvalidArgument, match="shard-group"):
+        _settings("--shard-group", group)
+
+
 @contextlib.contextmanager
 def _two_shards(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """`memkv serve --shards 2` on free ports: the process and the cluster URL it printed; stopped after."""

@@ -177,6 +177,7 @@ def test_shard_group_is_optional_and_bounded_in_capabilities() -> None:
     grouped = Capabilities("tcp", frozenset({"core"}), Limits(), shard_group=("h:1", "h:3"))
     assert msg.capabilities_from(grouped.to_dict()).shard_group == ("h:1", "h:3")
     assert msg.capabilities_from(lone.to_dict()).shard_group == ()
-    for bad in (["h:1"] * (msg.MAX_SHARD_GROUP + 1), ["h:1", 7], [""], "h:1,h:3", ["x" * (msg.MAX_SHARD_ADDRESS + 1)]):
+    for bad in (["h:1"] * (msg.MAX_SHARD_GROUP + 1), ["h:1", 7], [""], "h:1,h:3", ["x" * (msg.MAX_SHARD_ADDRESS + 1)],
+                ["h:1", "nohost"], ["h:0"]):
         with pytest.raises(ProtocolError):
             msg.capabilities_from(grouped.to_dict() | {"shard_group": bad})
