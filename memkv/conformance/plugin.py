@@ -23,7 +23,7 @@ import pytest
 from memkv.errors import ErrorCode, MemkvError
 from memkv.transport import PROFILES, Capabilities
 
-from .requirements import declared_version, profile_of, requirements
+from .requirements import declared_version, profile_of, requirements, version_tuple
 from .support import Context, RequirementFailure
 from .target import Target, load_target
 
@@ -206,7 +206,7 @@ def memkv(request: pytest.FixtureRequest, memkv_run: RunState | None) -> Iterato
         pytest.skip(f"{NOT_SELECTED}: {info[1]}")
     newer = state.newer_than_declared(info[0]) if info is not None else []
     if newer:
-        since = max(requirements()[i].since for i in newer)
+        since = max((requirements()[i].since for i in newer), key=version_tuple)
         pytest.skip(f"{NOT_APPLICABLE}: {', '.join(newer)} (spec {since}; the target declares "
                     f"{state.caps.spec_version})")
     rng = random.Random(f"{state.seed}:{request.node.nodeid}")

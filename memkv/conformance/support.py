@@ -14,6 +14,7 @@ import pytest
 from memkv.errors import ErrorCode, MemkvError
 from memkv.transport import Capabilities, ItemResult, Transport
 
+from .requirements import declared_version, requirements
 from .target import Target
 
 T = TypeVar("T")
@@ -134,8 +135,6 @@ class Context:
     def holds_to(self, requirement: str) -> bool:
         """Whether the spec version the target declares includes `requirement` (a check whose model
         follows a later version's rule uses the earlier rule for an older target)."""
-        from .requirements import declared_version, requirements
-
         return requirements()[requirement].applies_to(declared_version(self.caps.spec_version))
 
     def namespace(self, prefix: str = "c") -> str:
