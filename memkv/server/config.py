@@ -5,22 +5,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from ..addresses import listen_address
 from ..errors import InvalidArgument
 from ..units import parse_size
 
 DEFAULT_PORT = 9900
 GiB = 1024**3
 MiB = 1024**2
-
-
-def split_address(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        return text or "127.0.0.1", default_port
-    try:
-        return host.strip("[]") or "127.0.0.1", int(port)
-    except ValueError:
-        raise InvalidArgument(f"cannot read address {text!r}; use host:port") from None
 
 
 @dataclasses.dataclass(slots=True)
@@ -78,12 +69,12 @@ class ServerConfig:
             setattr(self, name, value)
 
     def listen_address(self) -> tuple[str, int]:
-        return split_address(self.listen)
+        return listen_address(self.listen, DEFAULT_PORT)
 
     def s3_address(self) -> tuple[str, int] | None:
         if self.s3_listen in (None, "off", "none", ""):
             return None
-        return split_address(self.s3_listen, 0)
+        return listen_address(self.s3_listen, 0)
 
     def admin_address(self) -> tuple[str, int] | None:
         if self.admin_listen in ("off", "none", ""):
@@ -91,4 +82,4 @@ class ServerConfig:
         _, port = self.listen_address()
         if self.admin_listen is None:  # loopback unless configured: --listen 0.0.0.0 is for data (MKV-ADM-030)
             return "127.0.0.1", (port + 1 if port else 0)
-        return split_address(self.admin_listen, port + 1)
+        return listen_address(self.admin_listen, port + 1)

@@ -42,6 +42,19 @@ def test_a_busy_port_is_named_and_costs_no_store(
     assert not (tmp_path / "data" / "device.img").exists()
 
 
+@pytest.mark.parametrize(("flag", "address"), [("--listen", "127.0.0.1:99999"), ("--listen", "127.0.0.1:-1"),
+                                                ("--admin-listen", ":70000"), ("--listen", "127.0.0.1:")])
+def test_a_port_outside_0_to_65535_is_refused_before_the_store(
+        tmp_path: Path, flag: str, address: str, capsys: pytest.CaptureFixture[str]) -> None:
+    args = {"--listen": "127.0.0.1:0", "--admin-listen": "127.0.0.1:0"} | {flag: address}
+    status = cli.main(["serve", "--data", str(tmp_path / "data"), "--capacity", "64MiB", "--insecure-no-auth",
+                       *[part for item in args.items() for part in item]])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "INVALID_ARGUMENT" in err and repr(address) in err
+    assert not (tmp_path / "data" / "device.img").exists()
+
+
 @pytest.fixture
 def admin_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
     creds = write_keys_file(tmp_path / "keys.yaml", {"team-a": [("a-admin", "admin")]})
