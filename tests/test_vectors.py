@@ -25,7 +25,8 @@ from memkv.errors import ErrorCode, MemkvError
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "spec" / "vectors"
 sys.path.insert(0, str(ROOT / "tools"))
-from gen_vectors import expand_bytes, expand_tokens  # noqa: E402
+from gen_vectors import EDGE_CHECKSUMS, expand_bytes, expand_tokens  # noqa: E402
+from xxh3_preimage import preimage  # noqa: E402
 
 KEYS: dict[str, Any] = json.loads((VECTORS / "keys.json").read_text(encoding="utf-8"))
 CHECKSUMS: dict[str, Any] = json.loads((VECTORS / "checksums.json").read_text(encoding="utf-8"))
@@ -195,6 +196,24 @@ def test_checksums_independently() -> None:
         assert xxhash.xxh3_64_intdigest(data, seed=0) == int(case["checksum"])
         checked += 1
     assert checked >= 12
+
+
+@pytest.mark.requirement("MKV-BLK-005")
+def test_the_edge_cases_hash_to_the_edges_of_64_bits() -> None:
+    edges = {c["name"].removeprefix("8 bytes whose checksum is "): c for c in CHECKSUMS["cases"]
+             if c["name"].startswith("8 bytes whose checksum is ")}
+    assert set(edges) == set(EDGE_CHECKSUMS) == {"0", "2^63 - 1", "2^63", "2^64 - 1"}
+    for name, case in edges.items():
+        data = bytes.fromhex(case["data_hex"])
+        assert len(data) == 8 and xxhash.xxh3_64_intdigest(data, seed=0) == EDGE_CHECKSUMS[name]
+
+
+@pytest.mark.parametrize("target", [1, 12345, 2**32, 2**62 + 7, 0xDEADBEEFCAFEF00D])
+def test_xxh3_preimages_hash_to_their_target(target: int) -> None:
+    data = preimage(target)
+    assert len(data) == 8 and xxhash.xxh3_64_intdigest(data, seed=0) == target
+    with pytest.raises(ValueError):
+        preimage(2**64)
 
 
 @pytest.mark.requirement("MKV-BLK-003")

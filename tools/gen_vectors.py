@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from xxh3_preimage import preimage  # tools/, beside this script
 
 from memkv import keys as K
 from memkv.checksum import payload_checksum
@@ -210,6 +211,11 @@ _SIZED = [
 CHECKSUM_CASES += [{"name": f"{n} bytes, {p}", "length": n, "pattern": p} for n, p in _SIZED]
 CHECKSUM_CASES += [{"name": "1000 bytes, repeat 'KV'", "length": 1000, "pattern": "repeat",
                     "repeat_hex": b"KV".hex()}]
+# Checksums at the edges of 64 bits: a store that keeps them in a signed 64-bit column (SQLite,
+# Java's long) must still store, answer and compare them as unsigned.
+EDGE_CHECKSUMS = {"0": 0, "2^63 - 1": 2**63 - 1, "2^63": 2**63, "2^64 - 1": U64_MAX}
+CHECKSUM_CASES += [{"name": f"8 bytes whose checksum is {name}", "data_hex": preimage(value).hex()}
+                   for name, value in EDGE_CHECKSUMS.items()]
 
 
 # ---- building -----------------------------------------------------------------------------------

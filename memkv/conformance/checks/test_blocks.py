@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 
 from memkv.blocks import BlockMeta
 from memkv.checksum import payload_checksum
+from memkv.conformance.requirements import SPEC_DIR
 from memkv.conformance.support import Context, check, expect_code, fail, item_status, payload, put_ok, read
 from memkv.errors import ErrorCode, MemkvError
 from memkv.transport import PutItem, Transport
@@ -126,6 +128,34 @@ def test_declared_checksum_is_verified(memkv: Context, size: int) -> None:
     info = t.stat([key])[0]
     check("MKV-BLK-005", info is not None and info.checksum == good, "stat reports the XXH3-64 of the payload",
           hex(good), None if info is None else hex(info.checksum))
+
+
+def _edge_checksum_cases() -> list[dict[str, str]]:
+    cases = json.loads((SPEC_DIR / "vectors" / "checksums.json").read_text(encoding="utf-8"))["cases"]
+    return [case for case in cases if case["name"].startswith("8 bytes whose checksum is")]
+
+
+@pytest.mark.requirement("MKV-BLK-005", "MKV-OPS-001")
+@pytest.mark.parametrize("case", _edge_checksum_cases(), ids=lambda case: case["checksum_hex"])
+def test_checksums_at_the_edges_of_64_bits(memkv: Context, case: dict[str, str]) -> None:
+    """Payloads of spec/vectors/checksums.json whose XXH3-64 is 0, 2^63 - 1, 2^63 or 2^64 - 1: a
+    store keeping checksums in a signed 64-bit field must still take and answer them unsigned."""
+    t = memkv.transport()
+    data, value = bytes.fromhex(case["data_hex"]), int(case["checksum"])
+    key = memkv.key()
+    expect_code("MKV-BLK-005", f"put of {case['name']} with that checksum declared",
+                lambda: t.put([PutItem(key, data, checksum=value)]), [E.OK],
+                f"t.put([PutItem(key, bytes.fromhex({case['data_hex']!r}), checksum={value})])")
+    info = t.stat([key])[0]
+    check("MKV-BLK-005", info is not None and info.checksum == value, f"stat of {case['name']}",
+          hex(value), None if info is None else hex(info.checksum))
+    check("MKV-OPS-001", read(t, key) == data, f"get of {case['name']}", data.hex(), "other bytes or absent")
+    wrong = value ^ (1 << 63)
+    other = memkv.key()
+    expect_code("MKV-BLK-005", f"put of {case['name']} declaring {wrong:#x} (the sign bit flipped)",
+                lambda: t.put([PutItem(other, data, checksum=wrong)]), [E.CHECKSUM_MISMATCH],
+                f"t.put([PutItem(key, data, checksum={wrong})])")
+    _absent("MKV-BLK-005", t, other, "checksum mismatch in the sign bit")
 
 
 @pytest.mark.requirement("MKV-BLK-006")
