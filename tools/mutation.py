@@ -33,7 +33,6 @@ import argparse
 import ast
 import collections
 import contextlib
-import dataclasses
 import functools
 import hashlib
 import importlib.util
@@ -50,7 +49,7 @@ import time
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 SCOPE = Path(__file__).resolve().with_name("mutation_scope.toml")
@@ -494,20 +493,20 @@ def main(argv: list[str] | None = None) -> int:
 ORDINALS = {2: "second", 3: "third", 4: "fourth"}  # how the report's exec_s names the passes after the first
 
 
-@dataclasses.dataclass(frozen=True)
-class FurtherPass:
+class FurtherPass(NamedTuple):  # not a dataclass: the tests load this file without registering it as a module
     """A pass after the first: the target its checks run against, which check modules (None: every check),
-    and the environment they need."""
+    and the environment they need (None: none)."""
 
     target: str
     checks: list[str] | None = None
-    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    env: dict[str, str] | None = None
 
     @contextlib.contextmanager
     def environment(self) -> Iterator[None]:
         """This pass's variables set for its runs (the tool's children inherit them), restored after."""
-        saved = {name: os.environ.get(name) for name in self.env}
-        os.environ.update(self.env)
+        env = self.env or {}
+        saved = {name: os.environ.get(name) for name in env}
+        os.environ.update(env)
         try:
             yield
         finally:
