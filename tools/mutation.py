@@ -10,13 +10,17 @@ survivors of that first pass that no check executed (--second-for survivors: eve
 explained as equivalent) are tested again against a second target (memkv-serve: the server, started
 from the same tree, takes the streamed put and get, quotas and CHILDREN that the file target never
 takes), with the checks of --second-checks (default: every check) and no selection by coverage; the
-report names, per kill, the target whose checks killed it.
+report names, per kill, the target whose checks killed it. --pass TARGET [CHECKS...] adds further passes
+in order (after the second target's, if any): each tests the survivors of the passes before it. TARGET
+may name one of memkv's backends (file, tcp, nixl: its target, with the environment its checks need and
+a refusal to run where it cannot, e.g. NIXL not importable).
 
     python -m tools.mutation --sample 40 --stratified                 # a fixed-seed sample, every module
     python -m tools.mutation --shard 0/2 --session a.sqlite           # half of the full campaign (one worker)
     python -m tools.mutation --summarise a.sqlite b.sqlite            # the campaign so far
     python -m tools.mutation --target memkv-serve --whole-run --unexecuted-in a.sqlite b.sqlite
     python -m tools.mutation --sample 24 --stratified --second-target memkv-serve --second-checks test_wire
+    python -m tools.mutation --sample 24 --stratified --pass tcp test_wire --pass nixl test_blocks
     python -m tools.mutation --only 'memkv/store/protection.py:55 core/ReplaceComparisonOperator_LtE_Lt #1'
 
 The report gives the kill rate, the score (killed / (tested - survivors explained as equivalent in
@@ -29,6 +33,7 @@ import argparse
 import ast
 import collections
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -44,7 +49,7 @@ import time
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 SCOPE = Path(__file__).resolve().with_name("mutation_scope.toml")
@@ -415,18 +420,27 @@ def main(argv: list[str] | None = None) -> int:
                         help="test survivors of this run again against TARGET (e.g. memkv-serve), without selection "
                              "by coverage; a kill there counts, and the report says which target killed each mutant")
     parser.add_argument("--second-for", choices=("unexecuted", "survivors"), default="unexecuted",
-                        help="which survivors the second target tests: those no check executed (default), or "
-                             "every survivor not explained as equivalent")
+                        help="which survivors the second target (or the first --pass) tests: those no check "
+                             "executed (default), or every survivor not explained as equivalent; each later pass "
+                             "tests the survivors of the pass before it")
     parser.add_argument("--second-checks", action="append", default=None, metavar="MODULE",
                         help="run only this module of the checks package against the second target (e.g. "
                              "test_wire; repeat it); default: every check")
     parser.add_argument("--second-timeout", type=float, default=None,
-                        help="seconds per mutant of the second pass (default: --timeout)")
+                        help="seconds per mutant of the second and every further pass (default: --timeout)")
+    parser.add_argument("--pass", dest="passes", action="append", nargs="+", default=None,
+                        metavar=("TARGET", "CHECKS"),
+                        help="a further pass, after the second target's (repeat it; in order): the survivors of the "
+                             "passes before it (as --second-for says) are tested against TARGET with the check "
+                             "modules named after it (default: every check). TARGET is a conformance target or one "
+                             "of memkv's backends (file, tcp, nixl), which brings the environment its checks need "
+                             "and stops the run where that backend cannot run (e.g. NIXL not importable)")
     args = parser.parse_args(argv)
     if args.summarise:
         sessions = [Path(name) for name in args.summarise]
         return finish(args, summarise(sessions, total_of(sessions[0])))
     index, count = (int(n) for n in args.shard.split("/"))
+    passes = further_passes(args)
     if args.unexecuted_in:
         earlier = summarise([Path(name) for name in args.unexecuted_in], 0)
         args.only = [*(args.only or []), *(s["mutant"] for s in earlier["survivors"] if not s["executed_by_a_check"])]
@@ -451,24 +465,77 @@ def main(argv: list[str] | None = None) -> int:
 
         total, equivalent = run_pass(work, modules, test, args.timeout, session, args.target, keep)
         exec_s = {"first": round(time.monotonic() - started, 1)}
-        if args.second_target:
+        retry: list[str] | None = None  # the mutants the pass before tested (None: the first pass)
+        for number, further in enumerate(passes, 2):
+            # after the second pass, each tests what survived the one before it
             retry = [s["mutant"] for s in summarise(sessions, total)["survivors"] if s["verdict"] != "equivalent"
-                     and (args.second_for == "survivors" or not s["executed_by_a_check"])]
-            second = session.with_name(session.stem + "-second" + session.suffix)
+                     and (s["mutant"] in retry if retry is not None else
+                          args.second_for == "survivors" or not s["executed_by_a_check"])]
+            if not retry:
+                break
+            name = ORDINALS.get(number, f"pass{number}")
+            later = session.with_name(f"{session.stem}-{name}{session.suffix}")
             started = time.monotonic()
-            if retry:
-                second_options = pytest_args(args.second_target, args.seed)
-                run_pass(work, modules, whole_run(second_options, args.second_checks),
-                         args.second_timeout or args.timeout, second, args.second_target,
-                         lambda db: keep_sample(db, 0, 0, retry))
-                sessions.append(second)
-                exec_s["second"] = round(time.monotonic() - started, 1)
+            with further.environment():
+                options = pytest_args(further.target, args.seed)
+                run_pass(work, modules, whole_run(options, further.checks), args.second_timeout or args.timeout,
+                         later, further.target, functools.partial(keep_sample, size=0, seed=0, only=retry))
+                sessions.append(later)
+                exec_s[name] = round(time.monotonic() - started, 1)
                 started = time.monotonic()
-                kills = [k for k in summarise(sessions, total)["killed_mutants"] if k["target"] == args.second_target]
-                check_unmutated(work, second_options, args.second_checks, kills)
-                exec_s["second_unmutated"] = round(time.monotonic() - started, 1)
+                kills = [k for k in summarise(sessions, total)["killed_mutants"] if k["mutant"] in retry]
+                check_unmutated(work, options, further.checks, kills)
+                exec_s[f"{name}_unmutated"] = round(time.monotonic() - started, 1)
         summary = summarise(sessions, total) | {"equivalent_skipped": equivalent, "exec_s": exec_s}
     return finish(args, summary)
+
+
+ORDINALS = {2: "second", 3: "third", 4: "fourth"}  # how the report's exec_s names the passes after the first
+
+
+class FurtherPass(NamedTuple):  # not a dataclass: the tests load this file without registering it as a module
+    """A pass after the first: the target its checks run against, which check modules (None: every check),
+    and the environment they need (None: none)."""
+
+    target: str
+    checks: list[str] | None = None
+    env: dict[str, str] | None = None
+
+    @contextlib.contextmanager
+    def environment(self) -> Iterator[None]:
+        """This pass's variables set for its runs (the tool's children inherit them), restored after."""
+        env = self.env or {}
+        saved = {name: os.environ.get(name) for name in env}
+        os.environ.update(env)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def further_pass(target: str, checks: list[str] | None) -> FurtherPass:
+    """The pass of `--pass TARGET CHECKS...`: a name of memkv's backends (memkv/conformance/per_backend.py)
+    brings its target and environment, and refuses to start where the backend cannot run, since a pass
+    whose every check skips would report every mutant it tests as a survivor."""
+    from memkv.conformance.per_backend import BACKENDS
+
+    backend = BACKENDS.get(target)
+    if backend is None:
+        return FurtherPass(target, checks)
+    missing = backend.missing()
+    if missing:
+        raise SystemExit(f"--pass {target}: the backend cannot run here: {missing}")
+    return FurtherPass(backend.target, checks, dict(backend.env))
+
+
+def further_passes(args: argparse.Namespace) -> list[FurtherPass]:
+    """The passes after the first, in order: --second-target's, then each --pass."""
+    passes = [FurtherPass(args.second_target, args.second_checks)] if args.second_target else []
+    return passes + [further_pass(target, checks or None) for target, *checks in args.passes or []]
 
 
 def whole_run(options: list[str], check_modules: list[str] | None = None) -> str:
@@ -485,7 +552,7 @@ def whole_run_args(options: list[str], check_modules: list[str] | None = None) -
 
 def check_unmutated(work: Path, options: list[str], check_modules: list[str] | None,
                     kills: list[dict[str, Any]]) -> None:
-    """Refuse the second target's kills unless the checks that made them pass on the unmutated tree
+    """Refuse a further pass's kills unless the checks that made them pass on the unmutated tree
     against that target: a target that fails to start, or a check that fails there anyway, would
     otherwise count as killing every mutant it ran. Runs the checks each kill names as failed, or every
     check of the pass when a kill names none (a timeout, a target that would not start)."""
@@ -497,7 +564,7 @@ def check_unmutated(work: Path, options: list[str], check_modules: list[str] | N
         [sys.executable, "-m", "pytest", *options, *checks]
     done = subprocess.run(command, cwd=work, capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"the checks that killed mutants on the second target fail on the unmutated tree too "
+        raise SystemExit(f"the checks that killed mutants on a further pass's target fail on the unmutated tree too "
                          f"(exit {done.returncode}), so those kills are not kills:\n{done.stdout[-3000:]}")
 
 

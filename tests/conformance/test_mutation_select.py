@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 from types import ModuleType
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -129,3 +132,45 @@ def test_second_target_kills_are_refused_when_the_killing_check_fails_unmutated(
     kill = {"output": "FAILED test_broken.py::test_fails_anyway - assert False\n1 failed in 0.01s\n"}
     with pytest.raises(SystemExit, match="fail on the unmutated tree too"):
         mutation.check_unmutated(tmp_path, ["-q", "-p", "no:cacheprovider"], None, [kill])
+
+
+
+def _passes(*argv: str) -> list[object]:
+    parser = mutation.argparse.ArgumentParser()
+    parser.add_argument("--second-target", default=None)
+    parser.add_argument("--second-checks", action="append", default=None)
+    parser.add_argument("--pass", dest="passes", action="append", nargs="+", default=None)
+    passes: list[object] = mutation.further_passes(parser.parse_args(argv))
+    return passes
+
+
+def test_further_passes_follow_the_second_target_in_order_and_name_memkv_backends(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from memkv.conformance import per_backend
+
+    strict = per_backend.Backend("strict", "memkv-serve?scheme=x", {"MEMKV_TRANSPORT": "x"})
+    monkeypatch.setitem(per_backend.BACKENDS, "strict", strict)
+    passes = _passes("--second-target", "memkv-serve", "--second-checks", "test_wire", "--pass", "strict",
+                     "test_blocks", "--pass", "file:///tmp/x")
+    assert passes == [mutation.FurtherPass("memkv-serve", ["test_wire"]),
+                      mutation.FurtherPass("memkv-serve?scheme=x", ["test_blocks"], {"MEMKV_TRANSPORT": "x"}),
+                      mutation.FurtherPass("file:///tmp/x", None)]
+    assert _passes() == []
+
+
+def test_a_pass_on_a_backend_that_cannot_run_here_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from memkv.conformance import per_backend
+
+    absent = per_backend.Backend("absent", "memkv-serve", {}, lambda: "NIXL unavailable: no module named nixl")
+    monkeypatch.setitem(per_backend.BACKENDS, "absent", absent)
+    with pytest.raises(SystemExit, match="cannot run here: NIXL unavailable"):
+        _passes("--pass", "absent", "test_blocks")
+
+
+def test_a_pass_sets_its_environment_only_while_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UCX_TLS", "rc")
+    monkeypatch.delenv("MEMKV_TRANSPORT", raising=False)
+    further = mutation.FurtherPass("t", None, {"UCX_TLS": "tcp", "MEMKV_TRANSPORT": "nixl"})
+    with further.environment():
+        assert (os.environ["UCX_TLS"], os.environ["MEMKV_TRANSPORT"]) == ("tcp", "nixl")
+    assert os.environ["UCX_TLS"] == "rc" and "MEMKV_TRANSPORT" not in os.environ
