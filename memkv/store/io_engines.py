@@ -156,6 +156,9 @@ class UringEngine(IOEngine):
         mod = _load_uring()
         assert mod is not None
         self._mod = mod
+        # An extension built before Ring.write_during (a stale in-place build) still writes; it
+        # only cannot overlap, so a large put takes the pool path instead of failing.
+        self.overlaps_writes = hasattr(mod.Ring, "write_during")
         self._local = threading.local()
         self._lock = threading.Lock()
         # rings of threads that have exited are closed when their thread-local goes away
@@ -195,6 +198,8 @@ class UringEngine(IOEngine):
     def pwrite_during(self, fd: int, offsets: Sequence[int], buffers: Sequence[Buffer], during: Callable[[], T]) -> T:
         # The ring submits the writes, calls during() (with the GIL) while the device works, then
         # reaps: the overlap of a thread pool without its hand-offs.
+        if not self.overlaps_writes:
+            return super().pwrite_during(fd, offsets, buffers, during)
         counts, result = self._ring().write_during(fd, offsets, buffers, during)
         _check_written(counts, buffers)
         return cast(T, result)

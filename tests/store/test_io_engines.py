@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -395,3 +396,33 @@ def test_pwrite_during_calls_even_with_nothing_to_write_and_reports_errno(engine
 @needs_uring
 def test_only_the_uring_engine_overlaps_writes() -> None:
     assert UringEngine.overlaps_writes and not ThreadEngine.overlaps_writes
+
+
+@needs_uring
+def test_an_old_extension_writes_without_overlap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = native_io._load_uring()
+    assert real is not None
+
+    class OldRing:  # the extension as built before Ring.write_during existed
+        def __init__(self, depth: int, chunk_size: int) -> None:
+            self._ring = real.Ring(depth, chunk_size)
+            self.closed = False
+
+        def write(self, fd: int, offsets: list[int], buffers: list[mmap.mmap]) -> list[int]:
+            return self._ring.write(fd, offsets, buffers)
+
+        def close(self) -> None:
+            self._ring.close()
+            self.closed = True
+
+    monkeypatch.setattr(native_io, "_load_uring", lambda: SimpleNamespace(Ring=OldRing, probe=real.probe))
+    eng = UringEngine(DEPTH, CHUNK)
+    fd = _open_direct(tmp_path / "old.img", FILE_SIZE)
+    plan = [(0, random.Random(9).randbytes(40 * ALIGN))]
+    try:
+        assert not eng.overlaps_writes
+        assert eng.pwrite_during(fd, [0], [_aligned(plan[0][1])], lambda: "after") == "after"
+        assert _written(tmp_path / "old.img", plan)
+    finally:
+        os.close(fd)
+        eng.close()
