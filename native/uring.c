@@ -7,6 +7,11 @@
  *   Ring(depth=32, chunk_size=1 MiB)
  *   ring.read(fd, offsets, buffers)  -> list[int]   bytes read into each buffer
  *   ring.write(fd, offsets, buffers) -> list[int]   bytes written from each buffer
+ *   ring.write_during(fd, offsets, buffers, during) -> (list[int], during())
+ *                                    the same, calling during() (with the GIL) once the first
+ *                                    requests are submitted, so that Python work such as hashing
+ *                                    the payload overlaps the device write without a thread;
+ *                                    during must not use this ring (its lock is held)
  *   ring.register_buffers(buffers)   fixed (pre-pinned) buffers: READ_FIXED / WRITE_FIXED
  *   ring.unregister_buffers(), ring.close()
  *   probe() -> (ok: bool, errno: int)
@@ -262,7 +267,10 @@ static unsigned drain(Ring *r, unsigned inflight) {
     return inflight;
 }
 
-static int run_ops(Ring *r, int fd, int is_write, Op *ops, Py_ssize_t nops) {
+/* Called once, without the GIL, when the first requests are in flight (write_during). */
+typedef void (*AfterSubmit)(void *ctx);
+
+static int run_ops(Ring *r, int fd, int is_write, Op *ops, Py_ssize_t nops, AfterSubmit after_submit, void *ctx) {
     unsigned depth = r->depth;
     Slot *slots = calloc(depth, sizeof(Slot));
     unsigned *free_slots = calloc(depth, sizeof(unsigned));
@@ -305,8 +313,10 @@ static int run_ops(Ring *r, int fd, int is_write, Op *ops, Py_ssize_t nops) {
         }
         if (inflight + to_submit == 0) break;
 
-        /* submit what is queued and wait for at least one completion */
-        int ret = sys_enter(r->ring_fd, to_submit, 1, IORING_ENTER_GETEVENTS);
+        /* submit what is queued and wait for at least one completion; the first time, with a
+           hook to run, submit only: the hook runs while the device works */
+        unsigned wait_for = after_submit ? 0 : 1;
+        int ret = sys_enter(r->ring_fd, to_submit, wait_for, wait_for ? IORING_ENTER_GETEVENTS : 0);
         if (ret < 0) {
             int e = errno;
             if (e != EINTR && e != EAGAIN && e != EBUSY) {
@@ -322,6 +332,10 @@ static int run_ops(Ring *r, int fd, int is_write, Op *ops, Py_ssize_t nops) {
         } else {
             inflight += (unsigned)ret;
             to_submit -= (unsigned)ret;
+            if (after_submit && inflight) {
+                after_submit(ctx);
+                after_submit = NULL;
+            }
         }
 
         /* reap */
@@ -388,10 +402,35 @@ static int ring_lock(Ring *r) {
     return 0;
 }
 
-static PyObject *ring_transfer(Ring *r, PyObject *args, int is_write) {
+/* The callable of write_during: run with the GIL, its result or exception kept for the caller. */
+typedef struct {
+    PyObject *fn;
+    PyObject *result;
+    PyObject *etype, *evalue, *etb;
+    PyThreadState *save;
+} During;
+
+static void call_during(void *p) {
+    During *d = p;
+    PyEval_RestoreThread(d->save);
+    d->result = PyObject_CallNoArgs(d->fn);
+    if (!d->result) PyErr_Fetch(&d->etype, &d->evalue, &d->etb);
+    d->save = PyEval_SaveThread();
+}
+
+static PyObject *ring_transfer(Ring *r, PyObject *args, int is_write, int with_during) {
     int fd;
     PyObject *offsets_obj, *buffers_obj;
-    if (!PyArg_ParseTuple(args, "iOO", &fd, &offsets_obj, &buffers_obj)) return NULL;
+    During during = {NULL, NULL, NULL, NULL, NULL, NULL};
+    if (with_during) {
+        if (!PyArg_ParseTuple(args, "iOOO", &fd, &offsets_obj, &buffers_obj, &during.fn)) return NULL;
+        if (!PyCallable_Check(during.fn)) {
+            PyErr_SetString(PyExc_TypeError, "during must be callable");
+            return NULL;
+        }
+    } else if (!PyArg_ParseTuple(args, "iOO", &fd, &offsets_obj, &buffers_obj)) {
+        return NULL;
+    }
     PyObject *offsets = PySequence_Fast(offsets_obj, "offsets must be a sequence of ints");
     if (!offsets) return NULL;
     PyObject *buffers = PySequence_Fast(buffers_obj, "buffers must be a sequence of buffers");
@@ -429,16 +468,24 @@ static PyObject *ring_transfer(Ring *r, PyObject *args, int is_write) {
         ops[got].eof_at = UINT64_MAX;
     }
     if (ring_lock(r) < 0) goto done;
-    int err;
-    Py_BEGIN_ALLOW_THREADS
-    err = run_ops(r, fd, is_write, ops, n);
-    Py_END_ALLOW_THREADS
+    during.save = PyEval_SaveThread();
+    int err = run_ops(r, fd, is_write, ops, n, during.fn ? call_during : NULL, &during);
+    PyEval_RestoreThread(during.save);
     if (r->broken) ring_close_fd(r);
     PyThread_release_lock(r->lock);
     if (err) {
         errno = err;
         PyErr_SetFromErrno(PyExc_OSError);
         goto done;
+    }
+    if (during.fn && !during.result) {
+        if (during.etype) {
+            PyErr_Restore(during.etype, during.evalue, during.etb);
+            during.etype = during.evalue = during.etb = NULL;
+            goto done;
+        }
+        during.result = PyObject_CallNoArgs(during.fn); /* nothing was submitted (no bytes) */
+        if (!during.result) goto done;
     }
     result = PyList_New(n);
     if (!result) goto done;
@@ -455,7 +502,15 @@ static PyObject *ring_transfer(Ring *r, PyObject *args, int is_write) {
         }
         PyList_SET_ITEM(result, i, v);
     }
+    if (during.fn) {
+        PyObject *pair = PyTuple_Pack(2, result, during.result);
+        Py_SETREF(result, pair);
+    }
 done:
+    Py_XDECREF(during.result);
+    Py_XDECREF(during.etype);
+    Py_XDECREF(during.evalue);
+    Py_XDECREF(during.etb);
     /* Buffers of requests a broken ring never completed stay exported (deliberately leaked):
        releasing them would let Python reuse memory the kernel may still write into. */
     if (!r->stranded)
@@ -467,8 +522,9 @@ done:
     return result;
 }
 
-static PyObject *Ring_read(Ring *r, PyObject *args) { return ring_transfer(r, args, 0); }
-static PyObject *Ring_write(Ring *r, PyObject *args) { return ring_transfer(r, args, 1); }
+static PyObject *Ring_read(Ring *r, PyObject *args) { return ring_transfer(r, args, 0, 0); }
+static PyObject *Ring_write(Ring *r, PyObject *args) { return ring_transfer(r, args, 1, 0); }
+static PyObject *Ring_write_during(Ring *r, PyObject *args) { return ring_transfer(r, args, 1, 1); }
 
 static PyObject *Ring_register_buffers(Ring *r, PyObject *arg) {
     PyObject *seq = PySequence_Fast(arg, "register_buffers takes a sequence of writable buffers");
@@ -626,6 +682,9 @@ static PyMethodDef Ring_methods[] = {
      "read(fd, offsets, buffers) -> list[int]: fill each buffer from its offset"},
     {"write", (PyCFunction)Ring_write, METH_VARARGS,
      "write(fd, offsets, buffers) -> list[int]: write each buffer at its offset"},
+    {"write_during", (PyCFunction)Ring_write_during, METH_VARARGS,
+     "write_during(fd, offsets, buffers, during) -> (list[int], during()): write, calling during() "
+     "while the first requests are in flight"},
     {"register_buffers", (PyCFunction)Ring_register_buffers, METH_O,
      "register_buffers(buffers): pin writable buffers for READ_FIXED / WRITE_FIXED"},
     {"unregister_buffers", (PyCFunction)Ring_unregister_buffers, METH_NOARGS, "drop registered buffers"},

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from memkv.buffers import aligned_buffer
 from memkv.errors import MemkvError
 from memkv.store.engine import StorageEngine
 from memkv.transport import PutItem
@@ -32,7 +33,18 @@ def block_key(i: int) -> bytes:
 
 
 def block_size(i: int) -> int:
-    return 1 * MiB + random.Random(i).randrange(2 * MiB)
+    size = 1 * MiB + random.Random(i).randrange(2 * MiB)
+    return size - size % 4096 if i % 2 else size  # odd blocks: whole pages, written from aligned memory
+
+
+def put_source(data: bytes) -> bytes | memoryview:
+    """Whole pages go in page-aligned memory, so that an O_DIRECT store hashes them while io_uring
+    writes them (Device.write_during); other blocks take the bounce path and a pool thread hashes."""
+    if len(data) % 4096:
+        return data
+    buf = aligned_buffer(len(data))
+    buf[:] = data
+    return buf
 
 
 def block(i: int) -> bytes:
@@ -57,7 +69,7 @@ def writer(directory: str, start: int) -> None:
         data = block(i)
         out.write(f"w {i}\n")  # about to write block i: the parent kills around here
         out.flush()
-        (result,) = engine.put(NS, [PutItem(block_key(i), data)])
+        (result,) = engine.put(NS, [PutItem(block_key(i), put_source(data))])
         result.raise_for_status()
         if i - KEEP >= 0:
             engine.delete(NS, [block_key(i - KEEP)])  # NOT_FOUND on a fresh round is fine

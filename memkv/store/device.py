@@ -15,6 +15,8 @@ import mmap
 import os
 import stat
 import threading
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from ..buffers import PAGE, address_of, aligned_buffer
 from ..errors import CapacityExceeded, InvalidArgument, Unavailable
@@ -23,6 +25,7 @@ from .io_engines import IOEngine, select_engine
 from .storage_errors import describe
 
 ALIGN = 4096
+T = TypeVar("T")
 BOUNCE_SIZE = 4 * 1024 * 1024
 
 
@@ -155,6 +158,30 @@ class Device:
             self._write(offset, data)
         except OSError as exc:
             raise DeviceFailure("device I/O", exc) from None
+
+    def writes_overlap(self, pieces: Sequence[tuple[int, memoryview]]) -> bool:
+        """Whether write_during runs its callable while these pieces are written, in the calling
+        thread: an engine that can (io_uring) and pieces that need no bounce buffer."""
+        return self.engine.overlaps_writes and all(self._goes_whole(view) for _, view in pieces)
+
+    def write_during(self, pieces: Sequence[tuple[int, memoryview]], during: Callable[[], T]) -> T:
+        """Write each (aligned offset, data) piece, as `write` does, and return `during()`, run
+        while the device writes where `writes_overlap`, after the writes otherwise."""
+        for offset, data in pieces:
+            self._check_range(offset, _round_up(len(data)))
+        try:
+            if self.writes_overlap(pieces):
+                return self.engine.pwrite_during(self.fd, [offset for offset, _ in pieces],
+                                                 [data for _, data in pieces], during)
+            for offset, data in pieces:
+                self._write(offset, data)
+        except OSError as exc:
+            raise DeviceFailure("device I/O", exc) from None
+        return during()
+
+    def _goes_whole(self, view: memoryview) -> bool:
+        """Whether `view` is written as it is, without a bounce buffer."""
+        return not self.direct or (len(view) % ALIGN == 0 and self._can_go_direct(view))
 
     def _write(self, offset: int, data: memoryview) -> None:
         if not self.direct:

@@ -31,7 +31,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from typing_extensions import Buffer
 
@@ -40,6 +40,8 @@ from ..errors import InvalidArgument, Unsupported
 DEFAULT_DEPTH = 8
 DEFAULT_CHUNK = 1024 * 1024
 ENGINE_NAMES = ("uring", "threads")
+
+T = TypeVar("T")
 
 
 def _load_uring() -> ModuleType | None:
@@ -102,6 +104,15 @@ class IOEngine(abc.ABC):
     def pwrite_batch(self, fd: int, offsets: Sequence[int], buffers: Sequence[Buffer]) -> list[int]:
         """Write each buffer at its offset, all queued together."""
 
+    # Whether pwrite_during runs `during` while the writes are in flight, in the calling thread.
+    overlaps_writes = False
+
+    def pwrite_during(self, fd: int, offsets: Sequence[int], buffers: Sequence[Buffer], during: Callable[[], T]) -> T:
+        """pwrite_batch, all of every buffer, and the result of `during()`, which runs while the
+        writes are in flight where the engine can (`overlaps_writes`), after them otherwise."""
+        self.pwrite_batch(fd, offsets, buffers)
+        return during()
+
     @abc.abstractmethod
     def pread_batch(self, fd: int, offsets: Sequence[int], buffers: Sequence[Buffer]) -> list[int]:
         """Fill each buffer from its offset, all queued together."""
@@ -126,6 +137,12 @@ class IOEngine(abc.ABC):
         self.close()
 
 
+def _check_written(counts: Sequence[int], buffers: Sequence[Buffer]) -> None:
+    for count, buf in zip(counts, buffers, strict=True):
+        if count != memoryview(buf).nbytes:
+            raise OSError(errno.EIO, "short write")
+
+
 class UringEngine(IOEngine):
     """io_uring through the memkv.store._uring extension; one ring per calling thread."""
 
@@ -139,6 +156,9 @@ class UringEngine(IOEngine):
         mod = _load_uring()
         assert mod is not None
         self._mod = mod
+        # An extension built before Ring.write_during (a stale in-place build) still writes; it
+        # only cannot overlap, so a large put takes the pool path instead of failing.
+        self.overlaps_writes = hasattr(mod.Ring, "write_during")
         self._local = threading.local()
         self._lock = threading.Lock()
         # rings of threads that have exited are closed when their thread-local goes away
@@ -170,10 +190,19 @@ class UringEngine(IOEngine):
 
     def pwrite_batch(self, fd: int, offsets: Sequence[int], buffers: Sequence[Buffer]) -> list[int]:
         counts: list[int] = self._ring().write(fd, offsets, buffers)
-        for count, buf in zip(counts, buffers, strict=True):
-            if count != memoryview(buf).nbytes:
-                raise OSError(errno.EIO, "short write")
+        _check_written(counts, buffers)
         return counts
+
+    overlaps_writes = True
+
+    def pwrite_during(self, fd: int, offsets: Sequence[int], buffers: Sequence[Buffer], during: Callable[[], T]) -> T:
+        # The ring submits the writes, calls during() (with the GIL) while the device works, then
+        # reaps: the overlap of a thread pool without its hand-offs.
+        if not self.overlaps_writes:
+            return super().pwrite_during(fd, offsets, buffers, during)
+        counts, result = self._ring().write_during(fd, offsets, buffers, during)
+        _check_written(counts, buffers)
+        return cast(T, result)
 
     def pread_batch(self, fd: int, offsets: Sequence[int], buffers: Sequence[Buffer]) -> list[int]:
         counts: list[int] = self._ring().read(fd, offsets, buffers)

@@ -56,12 +56,19 @@ def stream_piece_size(buffers: Sequence[memoryview]) -> int:
     return piece
 
 
-def write_extents(device: Device, extents: Sequence[Extent], payload: memoryview) -> None:
-    pos = 0
+def extent_pieces(extents: Sequence[Extent], payload: memoryview) -> list[tuple[int, memoryview]]:
+    """(device offset, part of `payload`) for each extent, in order."""
+    pieces, pos = [], 0
     for extent in extents:
         piece = payload[pos : pos + extent.length]
-        device.write(extent.offset, piece)
+        pieces.append((extent.offset, piece))
         pos += len(piece)
+    return pieces
+
+
+def write_extents(device: Device, extents: Sequence[Extent], payload: memoryview) -> None:
+    for offset, piece in extent_pieces(extents, payload):
+        device.write(offset, piece)
 
 
 class WholePayload:
@@ -80,19 +87,28 @@ class WholePayload:
         return payload_checksum(self.payload) if self.known is None else self.known
 
     def fill(self, device: Device, pool: concurrent.futures.Executor, extents: Sequence[Extent]) -> int:
-        """Write the payload; hash it meanwhile when large (the device write releases the GIL)."""
+        """Write the payload; hash it meanwhile when large.
+
+        Where the device can (io_uring, no bounce buffer), this thread hashes while the writes it
+        submitted are in flight: no hand-off to another thread. Otherwise a pool thread hashes
+        while this one writes: the hash holds the GIL and the write releases it, so the thread
+        that hashes must be the one that does not write, or the write waits for the hash.
+        """
         if self.known is not None:
             write_extents(device, extents, self.payload)
             return self.known
         if self.length < OVERLAP_MIN_BYTES:
             write_extents(device, extents, self.payload)
             return payload_checksum(self.payload)
-        writing = pool.submit(write_extents, device, extents, self.payload)
+        pieces = extent_pieces(extents, self.payload)
+        if device.writes_overlap(pieces):
+            return device.write_during(pieces, lambda: payload_checksum(self.payload))
+        hashing = pool.submit(payload_checksum, self.payload)
         try:
-            checksum = payload_checksum(self.payload)
+            write_extents(device, extents, self.payload)
         finally:
-            writing.result()
-        return checksum
+            concurrent.futures.wait([hashing])  # no hash outlives the put that owns the payload
+        return hashing.result()
 
 
 class StreamedPayload:

@@ -13,6 +13,7 @@ from memkv.buffers import aligned_buffer
 from memkv.errors import InvalidArgument, Unavailable
 from memkv.store import device as device_module
 from memkv.store.device import BOUNCE_SIZE, MEMORY_FILESYSTEMS, Device, DeviceFailure, mount_of, open_direct
+from memkv.store.io_engines import select_engine, uring_status
 from memkv.transport import PutItem
 
 SIZE = 16 * MiB
@@ -218,3 +219,33 @@ def test_an_os_error_of_the_device_is_unavailable_naming_it(tmp_path: Path) -> N
     finally:
         device.fd = -1
         device.close()
+
+
+@pytest.mark.requirement("MKV-OPS-001")
+@pytest.mark.parametrize("src_kind", ["aligned", "unaligned", "readonly"])
+@pytest.mark.parametrize("io", ["uring", "threads"])
+def test_write_during_writes_every_piece_and_returns_the_callable(dev: Device, src_kind: str, io: str) -> None:
+    if io == "uring" and not uring_status()[0]:
+        pytest.skip("io_uring unavailable")
+    dev.engine.close()
+    dev.engine = select_engine(io)
+    sizes = [MiB, 3 * 4096, 4097]  # whole pages, then a tail that an O_DIRECT device bounces
+    pieces = [(2 * MiB * (i + 1), source(src_kind, payload(i, n))) for i, n in enumerate(sizes)]
+    whole = pieces[:2]
+    goes_straight = not dev.direct or src_kind == "aligned"
+    assert dev.writes_overlap(whole) is (io == "uring" and goes_straight)
+    assert dev.writes_overlap(pieces) is (io == "uring" and not dev.direct)
+    for batch in (whole, pieces):
+        calls: list[int] = []
+        assert dev.write_during(batch, lambda calls=calls: calls.append(1) or 42) == 42  # type: ignore[misc]
+        assert calls == [1]
+        for (offset, data), n in zip(batch, sizes, strict=False):
+            out = aligned_buffer(n)
+            dev.read_into(offset, out)
+            assert bytes(out) == bytes(data)
+
+
+def test_write_during_refuses_unaligned_or_out_of_range_pieces(dev: Device) -> None:
+    for offset, size in ((100, 4096), (SIZE - 4096, 4097)):
+        with pytest.raises(InvalidArgument):
+            dev.write_during([(offset, memoryview(bytes(size)))], lambda: pytest.fail("must not run"))

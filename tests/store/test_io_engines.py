@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -347,3 +348,81 @@ def test_rings_of_finished_threads_are_released(tmp_path: Path) -> None:
     assert len(eng._rings) <= 2  # the constructing thread's ring, maybe one not yet collected
     eng.close()
     os.close(fd)
+
+
+def _written(path: Path, plan: list[tuple[int, bytes]]) -> bool:
+    with open(path, "rb") as f:  # buffered: sees what the O_DIRECT writes put on the device
+        return all(os.pread(f.fileno(), len(data), offset) == data for offset, data in plan)
+
+
+def test_pwrite_during_writes_every_buffer_and_calls_once(engine: IOEngine, tmp_path: Path) -> None:
+    fd = _open_direct(tmp_path / "during.img", FILE_SIZE)
+    # more bytes than the queue holds (DEPTH x CHUNK): the rest is queued after `during` ran
+    plan = [(i * 96 * ALIGN, random.Random(i).randbytes(96 * ALIGN)) for i in range(6)]
+    buffers = [_aligned(data) for _, data in plan]
+    calls: list[int] = []
+    try:
+        got = engine.pwrite_during(fd, [offset for offset, _ in plan], buffers, lambda: calls.append(1) or "hashed")
+        assert got == "hashed" and calls == [1]
+        assert _written(tmp_path / "during.img", plan)
+    finally:
+        os.close(fd)
+
+
+def test_pwrite_during_raises_the_callables_error_once_the_writes_are_done(engine: IOEngine, tmp_path: Path) -> None:
+    fd = _open_direct(tmp_path / "during.img", FILE_SIZE)
+    plan = [(0, random.Random(7).randbytes(40 * ALIGN))]
+
+    def fails() -> None:
+        raise KeyError("during failed")
+
+    try:
+        with pytest.raises(KeyError, match="during failed"):
+            engine.pwrite_during(fd, [0], [_aligned(plan[0][1])], fails)
+        assert _written(tmp_path / "during.img", plan)  # no write outlives the call, even when `during` fails
+    finally:
+        os.close(fd)
+
+
+def test_pwrite_during_calls_even_with_nothing_to_write_and_reports_errno(engine: IOEngine, tmp_path: Path) -> None:
+    assert engine.pwrite_during(0, [], [], lambda: 5) == 5
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    with pytest.raises(OSError) as info:
+        engine.pwrite_during(fd, [0], [b"abc"], lambda: None)
+    assert info.value.errno == errno.EBADF
+
+
+@needs_uring
+def test_only_the_uring_engine_overlaps_writes() -> None:
+    assert UringEngine.overlaps_writes and not ThreadEngine.overlaps_writes
+
+
+@needs_uring
+def test_an_old_extension_writes_without_overlap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = native_io._load_uring()
+    assert real is not None
+
+    class OldRing:  # the extension as built before Ring.write_during existed
+        def __init__(self, depth: int, chunk_size: int) -> None:
+            self._ring = real.Ring(depth, chunk_size)
+            self.closed = False
+
+        def write(self, fd: int, offsets: list[int], buffers: list[mmap.mmap]) -> list[int]:
+            return self._ring.write(fd, offsets, buffers)
+
+        def close(self) -> None:
+            self._ring.close()
+            self.closed = True
+
+    monkeypatch.setattr(native_io, "_load_uring", lambda: SimpleNamespace(Ring=OldRing, probe=real.probe))
+    eng = UringEngine(DEPTH, CHUNK)
+    fd = _open_direct(tmp_path / "old.img", FILE_SIZE)
+    plan = [(0, random.Random(9).randbytes(40 * ALIGN))]
+    try:
+        assert not eng.overlaps_writes
+        assert eng.pwrite_during(fd, [0], [_aligned(plan[0][1])], lambda: "after") == "after"
+        assert _written(tmp_path / "old.img", plan)
+    finally:
+        os.close(fd)
+        eng.close()
