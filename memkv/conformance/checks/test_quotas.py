@@ -95,3 +95,22 @@ def test_deleted_blocks_give_their_bytes_back_to_the_quota(memkv: Context,
     check("MKV-NS-010", statuses == [E.OK] * 4 and limited.exists(again) == [True] * 4,
           "after its blocks are deleted a namespace holds its whole byte quota again", "4 x OK, all present",
           f"{[s.name for s in statuses]}, {limited.exists(again)}")
+
+
+@pytest.mark.requirement("MKV-NS-010")
+def test_a_multi_item_put_over_the_byte_quota_evicts_the_namespace_blocks_first(
+        memkv: Context, quota_clients: tuple[Transport, Transport]) -> None:
+    """The items of one put request are held to the byte quota as single puts are: a store that
+    checks the quota only for single puts lets a batch carry the namespace past it."""
+    limited, _ = quota_clients
+    keys = [memkv.key() for _ in range(6)]
+    for i, key in enumerate(keys[:4]):  # the byte quota exactly, least recently used first
+        limited.put([PutItem(key, payload(20 + i, BLOCK))])[0].raise_for_status()
+    results = limited.put([PutItem(keys[4], payload(24, BLOCK)), PutItem(keys[5], payload(25, BLOCK))])
+    present = limited.exists(keys)
+    check("MKV-NS-010", [r.status for r in results] == [E.OK, E.OK] and present == [False, False] + [True] * 4,
+          "a put of two items into a namespace at its byte quota evicts its two least recently used blocks",
+          "OK, OK; the first two keys gone", f"{[r.status.name for r in results]}; present {present}")
+    stored = limited.stats()["bytes"]
+    check("MKV-NS-010", stored <= QUOTA["bytes"], "the namespace's stored bytes after the put", f"<= {QUOTA['bytes']}",
+          stored)
