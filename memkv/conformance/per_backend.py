@@ -64,6 +64,9 @@ class Backend:
 BACKENDS = {backend.name: backend for backend in (
     Backend("file", "file://"),
     Backend("tcp", "memkv-serve"),
+    # The same server with its device opened buffered, as on tmpfs (the "dram" deployment): streamed
+    # puts receive straight into the mapped page cache and gets send from it, a data path of its own.
+    Backend("buffered", "memkv-serve", {"MEMKV_DIRECT": "0"}),
     # UCX over TCP in both processes (CI machines have no RDMA); the client in strict mode, so a
     # silent fall-back to the TCP data path fails instead of certifying the wrong thing.
     Backend("nixl", "memkv-serve?scheme=memkv%2Bnixl&serve_args=--nixl%20on",
@@ -190,7 +193,7 @@ def register(config: pytest.Config, per_backend: bool) -> None:
 
 
 def backend_named(entry: str) -> Backend:
-    """`file`, `tcp`, `nixl`, or `NAME=SPEC` for any other target (SPEC as `memkv conformance --target`)."""
+    """`file`, `tcp`, `buffered`, `nixl`, or `NAME=SPEC` for any other target (SPEC as `memkv conformance --target`)."""
     name, sep, spec = entry.partition("=")
     if sep:
         if not name.isidentifier() or not spec:

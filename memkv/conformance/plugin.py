@@ -77,7 +77,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="seconds Hypothesis may spend shrinking one failing example (default 60)")
     group.addoption("--memkv-backends", default=None,
                     help="without --memkv-target: run every check once per backend named here (comma list "
-                         "of file, tcp, nixl or NAME=TARGET; default: the memkv_backends ini option)")
+                         "of file, tcp, buffered, nixl or NAME=TARGET; default: the memkv_backends ini option)")
     parser.addini("memkv_backends", "backends every check runs against when no --memkv-target is given",
                   type="args", default=[])
 
