@@ -8,6 +8,7 @@ test as `...::test_x[buffered]` (memkv/conformance/per_backend.py: `memkv-serve`
 from __future__ import annotations
 
 import pytest
+from helpers_certification import assert_certified
 
 from memkv.conformance.per_backend import BACKENDS, Certification
 from memkv.conformance.target import load_target
@@ -19,13 +20,7 @@ BUFFERED_CLAIMS = ["admin", "core", "secure", "sessions", "shared", "wire"]
 @pytest.mark.requirement("MKV-PRO-001")
 @pytest.mark.memkv_backend("buffered")
 def test_buffered_server_is_certified(memkv_certification: Certification) -> None:
-    doc = memkv_certification.doc
-    assert doc["target"]["capabilities"]["backend"] == "tcp"
-    assert doc["verdict"] == "CERTIFIED", (doc["blocking"], [t["message"] for t in doc["tests"]
-                                                            if t["status"] != "pass"])
-    assert doc["claimed_profiles"] == BUFFERED_CLAIMS
-    for name in BUFFERED_CLAIMS:
-        assert doc["profiles"][name]["status"] == "pass", doc["profiles"][name]
+    assert_certified(memkv_certification, "tcp", BUFFERED_CLAIMS)
 
 
 def test_the_buffered_backend_serves_from_a_buffered_device(monkeypatch: pytest.MonkeyPatch) -> None:
