@@ -26,6 +26,8 @@ def listen_address(text: str, default_port: int) -> tuple[str, int]:
     asks the system for a free one. INVALID_ARGUMENT for a port that is not 0..65535."""
     host, sep, port_text = text.rpartition(":")
     if not sep:
+        if _port(str(default_port), 0) is None:  # e.g. the admin port next to a data port of 65535
+            raise InvalidArgument(f"address {text!r} has no port and its default {default_port} is not 0..65535")
         return text or LOOPBACK, default_port
     port = _port(port_text, 0)
     if port is None:

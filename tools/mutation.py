@@ -479,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
             with further.environment():
                 options = pytest_args(further.target, args.seed)
                 run_pass(work, modules, whole_run(options, further.checks), args.second_timeout or args.timeout,
-                         later, further.target, functools.partial(keep_sample, size=0, seed=0, only=retry))
+                         later, further.label or further.target,
+                         functools.partial(keep_sample, size=0, seed=0, only=retry))
                 sessions.append(later)
                 exec_s[name] = round(time.monotonic() - started, 1)
                 started = time.monotonic()
@@ -500,6 +501,9 @@ class FurtherPass(NamedTuple):  # not a dataclass: the tests load this file with
     target: str
     checks: list[str] | None = None
     env: dict[str, str] | None = None
+    label: str | None = None
+    """How the report names this pass's target (None: `target`); two backends may share a target and
+    differ only by their environment (tcp and buffered)."""
 
     @contextlib.contextmanager
     def environment(self) -> Iterator[None]:
@@ -529,7 +533,7 @@ def further_pass(target: str, checks: list[str] | None) -> FurtherPass:
     missing = backend.missing()
     if missing:
         raise SystemExit(f"--pass {target}: the backend cannot run here: {missing}")
-    return FurtherPass(backend.target, checks, dict(backend.env))
+    return FurtherPass(backend.target, checks, dict(backend.env), f"{target} ({backend.target})")
 
 
 def further_passes(args: argparse.Namespace) -> list[FurtherPass]:

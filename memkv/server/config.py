@@ -80,6 +80,6 @@ class ServerConfig:
         if self.admin_listen in ("off", "none", ""):
             return None
         _, port = self.listen_address()
-        if self.admin_listen is None:  # loopback unless configured: --listen 0.0.0.0 is for data (MKV-ADM-030)
-            return "127.0.0.1", (port + 1 if port else 0)
-        return listen_address(self.admin_listen, port + 1)
+        next_port = port + 1 if port else 0  # a data port the system picks: so is the admin one
+        # loopback unless configured: --listen 0.0.0.0 is for data (MKV-ADM-030)
+        return listen_address("127.0.0.1" if self.admin_listen is None else self.admin_listen, next_port)

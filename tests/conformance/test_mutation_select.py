@@ -153,7 +153,8 @@ def test_further_passes_follow_the_second_target_in_order_and_name_memkv_backend
     passes = _passes("--second-target", "memkv-serve", "--second-checks", "test_wire", "--pass", "strict",
                      "test_blocks", "--pass", "file:///tmp/x")
     assert passes == [mutation.FurtherPass("memkv-serve", ["test_wire"]),
-                      mutation.FurtherPass("memkv-serve?scheme=x", ["test_blocks"], {"MEMKV_TRANSPORT": "x"}),
+                      mutation.FurtherPass("memkv-serve?scheme=x", ["test_blocks"], {"MEMKV_TRANSPORT": "x"},
+                                           "strict (memkv-serve?scheme=x)"),
                       mutation.FurtherPass("file:///tmp/x", None)]
     assert _passes() == []
 

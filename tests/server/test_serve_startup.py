@@ -55,6 +55,17 @@ def test_a_port_outside_0_to_65535_is_refused_before_the_store(
     assert not (tmp_path / "data" / "device.img").exists()
 
 
+def test_an_admin_port_past_65535_is_refused_before_the_store(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The admin port defaults to the data port + 1: next to 65535 there is none."""
+    status = cli.main(["serve", "--data", str(tmp_path / "data"), "--capacity", "64MiB", "--insecure-no-auth",
+                       "--listen", "127.0.0.1:65535"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "INVALID_ARGUMENT" in err and "65536" in err
+    assert not (tmp_path / "data" / "device.img").exists()
+
+
 @pytest.fixture
 def admin_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
     creds = write_keys_file(tmp_path / "keys.yaml", {"team-a": [("a-admin", "admin")]})
