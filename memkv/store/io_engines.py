@@ -193,6 +193,8 @@ class UringEngine(IOEngine):
         _check_written(counts, buffers)
         return counts
 
+    overlaps_writes = True
+
     def pwrite_during(self, fd: int, offsets: Sequence[int], buffers: Sequence[Buffer], during: Callable[[], T]) -> T:
         # The ring submits the writes, calls during() (with the GIL) while the device works, then
         # reaps: the overlap of a thread pool without its hand-offs.
