@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -62,11 +63,21 @@ def load_api() -> ModuleType:
                 errors.append(f"{name}: {type(exc).__name__}: {exc}")
                 continue
             if hasattr(module, "nixl_agent") and hasattr(module, "nixl_agent_config"):
+                _logs_to_stderr()
                 _api = module
                 return module
             errors.append(f"{name}: has no nixl_agent")
         _api_error = f"NIXL is not importable ({'; '.join(errors)}); {INSTALL_HINT}"
         raise Unsupported(_api_error)
+
+
+def _logs_to_stderr() -> None:
+    """NIXL's Python logger prints its INFO lines to standard output, where they would mix with what
+    the program itself prints there (`memkv bench --json`, a conformance worker's records, a user's
+    own output); they go to standard error instead, as log lines do."""
+    for handler in logging.getLogger("nixl").handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(sys.stderr)
 
 
 def availability() -> tuple[bool, str]:
