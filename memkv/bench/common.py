@@ -6,6 +6,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import os
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -91,6 +92,14 @@ class BlockSlots:
     def dst(self, i: int) -> memoryview:
         dests = self._buffers[self.size][1]
         return dests[i % len(dests)]
+
+
+def run_directory(prefix: str, directory: str | None) -> str:
+    """A new directory for one run's files: inside `directory` (made when missing), or in the
+    system's temporary directory when it is None."""
+    if directory is not None:
+        os.makedirs(directory, exist_ok=True)
+    return tempfile.mkdtemp(prefix=prefix, dir=directory)
 
 
 def memkv_op(transport: Transport, op: str, key: bytes, src: BufferLike, dst: BufferLike) -> None:

@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 from ..blocks import MiB
@@ -24,7 +23,7 @@ from ..buffers import MemoryRegion, address_of, aligned_buffer
 from ..memory_kind import MemoryKind
 from ..nixl.agent import NixlAgent
 from ..nixl.support import Pump
-from .common import BenchConfig, Target, bench_buffers, memkv_op
+from .common import BenchConfig, Target, bench_buffers, memkv_op, run_directory
 
 
 class _RawPeer:
@@ -91,10 +90,7 @@ class NixlTarget(Target):
 
         nixl_agent.load_api()  # Unsupported, with the install hint, before anything starts
 
-        base = config.directory
-        if base is not None:
-            os.makedirs(base, exist_ok=True)
-        self.root = tempfile.mkdtemp(prefix="memkv-bench-nixl-", dir=base)
+        self.root = run_directory("memkv-bench-nixl-", config.directory)
         self.keep = config.keep
         largest = max(config.sizes)
         capacity = config.count * largest + 4 * largest + 8 * MiB

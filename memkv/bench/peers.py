@@ -7,6 +7,10 @@ stop them afterwards; a peer whose software is missing is refused before anythin
 - `redis`: a `redis-server` process (no persistence, enough maxmemory for the round) and
   redis-py (with hiredis when installed): put = SET of the block, get = GET, copied into the
   destination buffer. Redis keeps data in DRAM, like memkv with its store on tmpfs.
+- `disk`: not a store but the device under it: a preallocated file in the bench directory,
+  written and read with pwritev/preadv in the store's own open mode (O_DIRECT on a disk), block
+  by block like memkv. With the store on disk, memkv cannot beat the slower of this and the raw
+  socket; the report's `device_target` compares memkv with that bound.
 - `iperf3`: not a store but the machine's loopback limit: one TCP stream of `iperf3` (a native
   sender and receiver), reported beside every memkv figure (`physical_limit` in the report).
 """
@@ -24,7 +28,8 @@ from typing import Any
 
 from ..errors import InvalidArgument, Unsupported
 from ..server.testing import free_port
-from .common import BlockSlots, Target
+from .common import BenchConfig, BlockSlots, Target, run_directory
+from .rawfile import RawFile
 
 STARTUP_S = 10.0
 
@@ -66,7 +71,8 @@ class RedisPeer(Peer):
 
     name = "redis"
 
-    def __init__(self, largest: int, count: int) -> None:
+    def __init__(self, config: BenchConfig) -> None:
+        largest, count = max(config.sizes), config.count
         try:
             import redis
 
@@ -108,7 +114,43 @@ class RedisPeer(Peer):
         return None if self.server.process is None else self.server.process.pid
 
 
-PEERS: dict[str, Callable[[int, int], Peer]] = {"redis": RedisPeer}
+class DiskPeer(Peer):
+    """The device alone: each block written to and read from its own place in a preallocated file
+    of the bench directory (memkv.bench.rawfile), with no network and no store."""
+
+    name = "disk"
+
+    def __init__(self, config: BenchConfig) -> None:
+        self.root = run_directory("memkv-bench-disk-", config.directory)
+        try:
+            self.file = RawFile(os.path.join(self.root, "raw.img"), config.count * max(config.sizes))
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
+        self.description = f"the device alone: {self.file.describe()} ({self.root})"
+        self.slots = BlockSlots()
+
+    def begin(self, size: int, count: int) -> None:
+        self.slots.begin(size, count)
+
+    def op(self, op: str, i: int) -> None:
+        offset = i * self.slots.size
+        if op == "put":
+            self.file.write(self.slots.src(i), offset)
+        else:
+            self.file.read(self.slots.dst(i), offset)
+
+    def end(self) -> None:
+        pass  # the next round overwrites the same places
+
+    def close(self) -> None:
+        try:
+            self.file.close()
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+PEERS: dict[str, Callable[[BenchConfig], Peer]] = {"redis": RedisPeer, "disk": DiskPeer}
 LIMITS = ("iperf3",)
 
 
@@ -167,12 +209,12 @@ class ComparedTarget(Target):
                 peer.close()
 
 
-def start_peers(names: Sequence[str], largest: int, count: int) -> list[Peer]:
+def start_peers(names: Sequence[str], config: BenchConfig) -> list[Peer]:
     started: list[Peer] = []
     try:
         for name in names:
             if name in PEERS:
-                started.append(PEERS[name](largest, count))
+                started.append(PEERS[name](config))
     except BaseException:
         for peer in started:
             peer.close()

@@ -20,7 +20,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -28,6 +27,7 @@ from typing import Any
 
 from ..blocks import MiB
 from ..units import format_size, parse_size
+from .common import run_directory
 
 # (module, attribute path) of each wrapped function; the label is the attribute path.
 CLIENT_POINTS = (
@@ -207,7 +207,7 @@ class _ProfiledServer:
 def _profiled_server(directory: str | None, capacity: int, trace: bool) -> Iterator[tuple[_ProfiledServer, str]]:
     from ..server.testing import write_keys_file
 
-    root = tempfile.mkdtemp(prefix="memkv-profile-", dir=directory)
+    root = run_directory("memkv-profile-", directory)
     try:
         keys_file = os.path.join(root, "keys.yaml")
         credential = write_keys_file(keys_file, {"bench": [("bench", "write")]})["bench"]

@@ -26,7 +26,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -49,6 +48,7 @@ from .common import (
     memkv_op,
     parse_sizes,
     process_memory,
+    run_directory,
 )
 
 
@@ -133,9 +133,7 @@ class _Endpoints:
                  shards: int = 1) -> None:
         from ..server.testing import ServerProcess, write_keys_file
 
-        if directory is not None:
-            os.makedirs(directory, exist_ok=True)
-        self.root = tempfile.mkdtemp(prefix="memkv-bench-tcp-", dir=directory)
+        self.root = run_directory("memkv-bench-tcp-", directory)
         self.capacity = stored + clients * (count * largest + 4 * largest) + 8 * MiB
         keys_file = os.path.join(self.root, "keys.yaml")
         self.credential = write_keys_file(keys_file, {"bench": [("bench", "write")]})["bench"]

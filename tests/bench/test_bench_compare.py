@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from memkv.bench.common import BenchConfig
-from memkv.bench.runner import format_report, run_bench
+from memkv.bench.common import TARGET_RATIO, TARGET_SIZE, BenchConfig
+from memkv.bench.runner import DEVICE_TAIL, format_report, run_bench
 from memkv.errors import InvalidArgument, Unsupported
 
 HAVE_REDIS = shutil.which("redis-server") is not None and importlib.util.find_spec("redis") is not None
@@ -62,3 +62,30 @@ def test_stored_is_refused_where_the_backend_cannot_hold_it(monkeypatch: pytest.
     monkeypatch.setitem(runner.BACKENDS, "file", NoPreload)
     with pytest.raises(Unsupported, match="--stored"):
         run_bench(BenchConfig(backend="file", directory=str(tmp_path), stored=1, **SMALL))
+
+
+def test_the_device_alone_is_measured_beside_memkv_over_tcp(tmp_path: Path) -> None:
+    report = run_bench(BenchConfig(backend="tcp", directory=str(tmp_path), compare=("disk",),
+                                   sizes=(TARGET_SIZE,), count=2, rounds=1))
+    rows = {(r["path"], r["op"]): r for r in report["results"]}
+    assert set(rows) == {("memkv", "put"), ("memkv", "get"), ("disk", "put"), ("disk", "get")}
+    assert rows[("disk", "get")]["peer"] and rows[("disk", "get")]["memkv"]["ops"] == 2
+    assert "pwritev" in report["peers"]["disk"]
+    device = report["device_target"]
+    assert [row["op"] for row in device["rows"]] == ["put", "get"]
+    for row in device["rows"]:
+        memkv, raw = rows[("memkv", row["op"])]["memkv"], rows[("memkv", row["op"])]["raw"]
+        disk = rows[("disk", row["op"])]["memkv"]
+        bound = min(raw["gb_per_s"], disk["gb_per_s"])
+        assert row["bound_gb_per_s"] == bound
+        assert row["bound"] == ("raw" if raw["gb_per_s"] <= disk["gb_per_s"] else "disk")
+        assert row["ratio"] == pytest.approx(memkv["gb_per_s"] / bound)
+        assert row["tail"] == pytest.approx(memkv["p99_ms"] / memkv["p50_ms"])
+    assert device["met"] == all(r["ratio"] >= TARGET_RATIO and r["tail"] <= DEVICE_TAIL for r in device["rows"])
+    assert "of min(raw, disk)" in format_report(report)
+    assert list(tmp_path.iterdir()) == []  # the store and the device file are removed
+
+
+def test_without_the_device_there_is_no_device_target(tmp_path: Path) -> None:
+    report = run_bench(BenchConfig(backend="file", directory=str(tmp_path), **SMALL))
+    assert report["device_target"] is None
