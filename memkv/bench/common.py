@@ -119,21 +119,6 @@ def fill_store(transport: Transport, stored: int, block: int) -> int:
     return count
 
 
-def process_memory(pid: int) -> dict[str, int]:
-    """Resident and peak resident bytes of a process (Linux /proc), and how much of the resident
-    memory is the process's own (anonymous: heap, buffers) and how much is mapped files and shared
-    memory (for a server whose store is on tmpfs: the mapped store, i.e. the stored data itself)."""
-    fields: dict[str, int] = {}
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            name, _, value = line.partition(":")
-            if name in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
-                fields[name] = int(value.split()[0]) * 1024
-    return {"rss_bytes": fields.get("VmRSS", 0), "peak_rss_bytes": fields.get("VmHWM", 0),
-            "private_bytes": fields.get("RssAnon", 0),
-            "mapped_bytes": fields.get("RssFile", 0) + fields.get("RssShmem", 0)}
-
-
 class Target(abc.ABC):
     """One backend's memkv path(s) and its raw counterpart. Ops work on block slot `i` of a round.
 
@@ -159,7 +144,7 @@ class Target(abc.ABC):
         """Keep `stored` bytes of other blocks in every memkv store of the target; the blocks put."""
         raise Unsupported(f"--stored is not supported by this backend ({type(self).__name__})")
 
-    def server_memory(self) -> dict[str, int] | None:
+    def server_memory(self) -> dict[str, Any] | None:
         """Memory of the server process the memkv path talks to, when there is one."""
         return None
 

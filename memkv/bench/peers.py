@@ -191,7 +191,7 @@ class ComparedTarget(Target):
     def preload(self, stored: int, block: int) -> int:
         return self.target.preload(stored, block)
 
-    def server_memory(self) -> dict[str, int] | None:
+    def server_memory(self) -> dict[str, Any] | None:
         return self.target.server_memory()
 
     def cpu_processes(self, path: str) -> dict[str, int]:

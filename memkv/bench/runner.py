@@ -257,11 +257,12 @@ def format_report(report: dict[str, Any]) -> str:
     memory = report.get("server_memory")
     if memory:
         lines.append(f"server memory: {format_size(memory['rss_bytes'])} resident, "
-                     f"{format_size(memory['peak_rss_bytes'])} at its peak"
-                     + (f"; {format_size(memory['private_bytes'])} its own, {format_size(memory['mapped_bytes'])} "
-                        "mapped files (libraries; a store on tmpfs too)" if "private_bytes" in memory else "")
-                     + (f" (buffer pool {format_size(memory['buffer_memory_bytes'])})"
-                        if "buffer_memory_bytes" in memory else ""))
+                     f"{format_size(memory['peak_rss_bytes'])} at its peak; {format_size(memory['private_bytes'])} "
+                     f"its own (sampled peak {format_size(memory['private_peak_bytes'])}: "
+                     + ("within" if memory["within_bound"] else "OVER")
+                     + f" its buffer pool {format_size(memory['buffer_memory_bytes'])} + "
+                     f"{format_size(memory['bound_bytes'] - memory['buffer_memory_bytes'])}), "
+                     f"{format_size(memory['mapped_bytes'])} mapped files (libraries; a store on tmpfs too)")
     limit = report.get("physical_limit")
     if limit:
         lines.append(f"physical limit: {limit['gb_per_s']:.2f} GB/s ({limit['what']}); of it: "

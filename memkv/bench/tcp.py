@@ -47,9 +47,9 @@ from .common import (
     fill_store,
     memkv_op,
     parse_sizes,
-    process_memory,
     run_directory,
 )
+from .memory import MemorySampler
 
 
 def _recv_into_all(sock: socket.socket, view: memoryview) -> None:
@@ -226,6 +226,7 @@ class TcpTarget(Target):
         except BaseException:
             self.ends.close()
             raise
+        self.memory = MemorySampler(self.ends.server.proc.pid, BUFFER_MEMORY)
         self.description = {
             "dir": self.ends.root, "direct_io": self.ends.direct, "store_capacity_bytes": self.ends.capacity,
             "raw": "loopback TCP stream to a peer process, sendall/recv_into between page-aligned buffers, "
@@ -245,8 +246,8 @@ class TcpTarget(Target):
     def preload(self, stored: int, block: int) -> int:
         return fill_store(self.client.transport, stored, block)
 
-    def server_memory(self) -> dict[str, int] | None:
-        return {**process_memory(self.ends.server.proc.pid), "buffer_memory_bytes": BUFFER_MEMORY}
+    def server_memory(self) -> dict[str, Any] | None:
+        return self.memory.stop()
 
     def cpu_processes(self, path: str) -> dict[str, int]:
         far = self.ends.server.proc if path == "memkv" else self.ends.peer.proc
@@ -254,6 +255,7 @@ class TcpTarget(Target):
 
     def close(self) -> None:
         try:
+            self.memory.halt()
             self.client.close()
         finally:
             self.ends.close(self.keep)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from memkv.bench.common import TARGET_RATIO, TARGET_SIZE, BenchConfig
+from memkv.bench.memory import OWN_MEMORY_ALLOWANCE
 from memkv.bench.runner import DEVICE_TAIL, format_report, run_bench
 from memkv.errors import InvalidArgument, Unsupported
 
@@ -47,6 +48,10 @@ def test_stored_blocks_stay_in_the_store_for_the_whole_run(backend: str, tmp_pat
         assert 0 < memory["rss_bytes"] <= memory["peak_rss_bytes"]
         assert 0 < memory["private_bytes"] <= memory["rss_bytes"]
         assert memory["private_bytes"] + memory["mapped_bytes"] == memory["rss_bytes"]
+        assert memory["private_bytes"] <= memory["private_peak_bytes"]
+        # the server's own memory stays within its pools plus the allowance docs/server.md states
+        assert memory["bound_bytes"] == memory["buffer_memory_bytes"] + OWN_MEMORY_ALLOWANCE
+        assert memory["private_peak_bytes"] <= memory["bound_bytes"] and memory["within_bound"]
         assert "server memory" in format_report(report)
     else:
         assert memory is None
