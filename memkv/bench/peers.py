@@ -7,6 +7,8 @@ stop them afterwards; a peer whose software is missing is refused before anythin
 - `redis`: a `redis-server` process (no persistence, enough maxmemory for the round) and
   redis-py (with hiredis when installed): put = SET of the block, get = GET, copied into the
   destination buffer. Redis keeps data in DRAM, like memkv with its store on tmpfs.
+- `mooncake`: Mooncake Store over its TCP transfer engine, zero-copy put_from/get_into, with its
+  master and its storage process started for the run (memkv.bench.mooncake_peer).
 - `iperf3`: not a store but the machine's loopback limit: one TCP stream of `iperf3` (a native
   sender and receiver), reported beside every memkv figure (`physical_limit` in the report).
 """
@@ -108,7 +110,13 @@ class RedisPeer(Peer):
         return None if self.server.process is None else self.server.process.pid
 
 
-PEERS: dict[str, Callable[[int, int], Peer]] = {"redis": RedisPeer}
+def _mooncake(largest: int, count: int) -> Peer:
+    from .mooncake_peer import MooncakePeer  # imports this module's Peer
+
+    return MooncakePeer(largest, count)
+
+
+PEERS: dict[str, Callable[[int, int], Peer]] = {"redis": RedisPeer, "mooncake": _mooncake}
 LIMITS = ("iperf3",)
 
 
