@@ -31,8 +31,10 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
                                                       "(memkv against raw, per size) to FILE; needs the plot "
                                                       "extra (matplotlib)")
     parser.add_argument("--compare", default="", metavar="PEERS",
-                        help="also measure, in the same run: redis (a redis-server started on 127.0.0.1) "
-                             "and iperf3 (the loopback limit of one native TCP stream); comma-separated")
+                        help="also measure, in the same run: redis (a redis-server started on 127.0.0.1), "
+                             "mooncake (Mooncake Store: its master and a storage process started on 127.0.0.1, "
+                             "TCP transfer engine, zero-copy put_from/get_into) and iperf3 (the loopback limit "
+                             "of one native TCP stream); comma-separated")
     parser.add_argument("--stored", default="0", metavar="SIZE",
                         help="keep SIZE of other blocks in the store for the whole run (e.g. 8GiB): is the rate "
                              "flat from an empty store to a full one? (file and tcp backends)")
