@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+from unittest import mock
 
 from ..blocks import MiB
 from ..buffers import address_of
@@ -77,18 +78,9 @@ def _tail(log: IO[bytes], limit: int = 1500) -> str:
     return log.read().decode(errors="replace")[-limit:]
 
 
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update({name: os.environ.get(name, value) for name, value in values.items()})
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+def _engine_environment() -> Any:
+    """ENGINE_ENV set in this process (where not set already) while the library starts, restored after."""
+    return mock.patch.dict(os.environ, {name: os.environ.get(name, value) for name, value in ENGINE_ENV.items()})
 
 
 class _Process:
@@ -134,15 +126,15 @@ class MooncakePeer(Peer):
 
     def __init__(self, largest: int, count: int) -> None:
         package = _package_dir()
-        with _environment(ENGINE_ENV):
-            try:
-                from mooncake.store import MooncakeDistributedStore
-            except ImportError as exc:
-                raise Unsupported(f"--compare mooncake: cannot import mooncake.store ({exc}); {INSTALL_HINT} "
-                                  f"(mooncake-transfer-engine-non-cuda needs no GPU driver)") from None
+        try:
+            from mooncake.store import MooncakeDistributedStore
+        except ImportError as exc:
+            raise Unsupported(f"--compare mooncake: cannot import mooncake.store ({exc}); {INSTALL_HINT} "
+                              f"(mooncake-transfer-engine-non-cuda needs no GPU driver)") from None
         self.processes: list[_Process] = []
         self.store: Any = None
         self.registered: list[int] = []
+        self.registered_size = 0
         self.slots = BlockSlots()
         self.stored: set[str] = set()
         try:
@@ -172,7 +164,7 @@ class MooncakePeer(Peer):
         storage.wait_listening(client_port)  # its service port opens once its segment is mounted
         self.storage = storage
         with tempfile.TemporaryFile(prefix="memkv-mooncake-setup-") as log:
-            with _environment(ENGINE_ENV), _stderr_to(log):
+            with _engine_environment(), _stderr_to(log):
                 self.store = store_class()
                 # no segment and no local buffer of its own: the data lives in the storage process
                 code = self.store.setup(HOST, metadata_url, 0, 0, "tcp", "", f"{HOST}:{rpc}")
@@ -183,11 +175,12 @@ class MooncakePeer(Peer):
         self.slots.begin(size, count)
         buffers = {address_of(self.slots.src(i)) for i in range(count)}
         buffers |= {address_of(self.slots.dst(i)) for i in range(count)}
-        if set(self.registered) != buffers:  # a new size: new buffers
-            self._unregister()
+        if (size, buffers) != (self.registered_size, set(self.registered)):  # a new size: new buffers
+            self._unregister(self.store)
             for address in sorted(buffers):
                 self._check("register_buffer", self.store.register_buffer(address, size))
                 self.registered.append(address)
+            self.registered_size = size
 
     def op(self, op: str, i: int) -> None:
         key, size = self.slots.keys[i].hex(), self.slots.size
@@ -207,9 +200,11 @@ class MooncakePeer(Peer):
     def close(self) -> None:
         try:
             if self.store is not None:
-                self._unregister()
-                self.store.close()
-                self.store = None
+                store, self.store = self.store, None
+                try:
+                    self._unregister(store)
+                finally:
+                    store.close()
         finally:
             for process in reversed(self.processes):
                 process.stop()
@@ -218,9 +213,9 @@ class MooncakePeer(Peer):
     def server_pid(self) -> int | None:
         return self.storage.proc.pid
 
-    def _unregister(self) -> None:
+    def _unregister(self, store: Any) -> None:
         while self.registered:
-            self._check("unregister_buffer", self.store.unregister_buffer(self.registered.pop()))
+            self._check("unregister_buffer", store.unregister_buffer(self.registered.pop()))
 
     @staticmethod
     def _check(call: str, code: int) -> None:
