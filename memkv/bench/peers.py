@@ -62,6 +62,10 @@ class Peer(abc.ABC):
         """The peer's server process, whose CPU time its path costs beside this process's."""
         return None
 
+    def helper_pids(self) -> dict[str, int]:
+        """Further processes of the peer (role -> pid) whose CPU time its path also costs."""
+        return {}
+
 
 class RedisPeer(Peer):
     """A redis-server of its own, started by the conformance suite's Redis target (no persistence)."""
@@ -165,7 +169,7 @@ class ComparedTarget(Target):
         if peer is None:
             return self.target.cpu_processes(path)
         pid = peer.server_pid()
-        return {"client": os.getpid()} | ({} if pid is None else {"server": pid})
+        return {"client": os.getpid()} | ({} if pid is None else {"server": pid}) | peer.helper_pids()
 
     def close(self) -> None:
         try:
