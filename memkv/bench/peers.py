@@ -7,6 +7,8 @@ stop them afterwards; a peer whose software is missing is refused before anythin
 - `redis`: a `redis-server` process (no persistence, enough maxmemory for the round) and
   redis-py (with hiredis when installed): put = SET of the block, get = GET, copied into the
   destination buffer. Redis keeps data in DRAM, like memkv with its store on tmpfs.
+- `mooncake`: Mooncake Store over its TCP transfer engine, zero-copy put_from/get_into, with its
+  master and its storage process started for the run (memkv.bench.mooncake_peer).
 - `disk`: not a store but the device under it: a preallocated file in the bench directory,
   written and read with pwritev/preadv in the store's own open mode (O_DIRECT on a disk), block
   by block like memkv. With the store on disk, memkv cannot beat the slower of this and the raw
@@ -64,6 +66,10 @@ class Peer(abc.ABC):
     def server_pid(self) -> int | None:
         """The peer's server process, whose CPU time its path costs beside this process's."""
         return None
+
+    def helper_pids(self) -> dict[str, int]:
+        """Further processes of the peer (role -> pid) whose CPU time its path also costs."""
+        return {}
 
 
 class RedisPeer(Peer):
@@ -150,7 +156,13 @@ class DiskPeer(Peer):
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-PEERS: dict[str, Callable[[BenchConfig], Peer]] = {"redis": RedisPeer, "disk": DiskPeer}
+def _mooncake(config: BenchConfig) -> Peer:
+    from .mooncake_peer import MooncakePeer  # imports this module's Peer
+
+    return MooncakePeer(max(config.sizes), config.count)
+
+
+PEERS: dict[str, Callable[[BenchConfig], Peer]] = {"redis": RedisPeer, "mooncake": _mooncake, "disk": DiskPeer}
 LIMITS = ("iperf3",)
 
 
@@ -199,7 +211,7 @@ class ComparedTarget(Target):
         if peer is None:
             return self.target.cpu_processes(path)
         pid = peer.server_pid()
-        return {"client": os.getpid()} | ({} if pid is None else {"server": pid})
+        return {"client": os.getpid()} | ({} if pid is None else {"server": pid}) | peer.helper_pids()
 
     def close(self) -> None:
         try:

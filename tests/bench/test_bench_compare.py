@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
 from memkv.bench.common import TARGET_RATIO, TARGET_SIZE, BenchConfig
 from memkv.bench.memory import OWN_MEMORY_ALLOWANCE
+from memkv.bench.peers import start_peers
 from memkv.bench.runner import DEVICE_TAIL, format_report, run_bench
 from memkv.errors import InvalidArgument, Unsupported
 
 HAVE_REDIS = shutil.which("redis-server") is not None and importlib.util.find_spec("redis") is not None
 HAVE_IPERF3 = shutil.which("iperf3") is not None
+HAVE_MOONCAKE = importlib.util.find_spec("mooncake") is not None
 SMALL = {"sizes": (256 * 1024,), "count": 4, "rounds": 2}
 
 
 def test_unknown_peer_is_refused_before_anything_starts(tmp_path: Path) -> None:
-    with pytest.raises(InvalidArgument, match="unknown mooncake"):
-        run_bench(BenchConfig(backend="file", directory=str(tmp_path), compare=("mooncake",), **SMALL))
+    with pytest.raises(InvalidArgument, match="unknown memcached"):
+        run_bench(BenchConfig(backend="file", directory=str(tmp_path), compare=("memcached",), **SMALL))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -94,3 +99,61 @@ def test_the_device_alone_is_measured_beside_memkv_over_tcp(tmp_path: Path) -> N
 def test_without_the_device_there_is_no_device_target(tmp_path: Path) -> None:
     report = run_bench(BenchConfig(backend="file", directory=str(tmp_path), **SMALL))
     assert report["device_target"] is None
+
+
+def mooncake_children() -> list[str]:
+    """Mooncake processes started by this process and still running."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
+        except OSError:  # ended meanwhile
+            continue
+        if not stat:
+            continue
+        name, _, rest = stat.rpartition(")")
+        if int(rest.split()[1]) == os.getpid() and "mooncake" in name:
+            found.append(name.partition("(")[2])
+    return found
+
+
+@pytest.mark.skipif(not HAVE_MOONCAKE, reason="needs Mooncake Store (pip install 'memkv[compare]')")
+def test_mooncake_is_measured_beside_memkv_and_stopped_afterwards(tmp_path: Path) -> None:
+    report = run_bench(BenchConfig(backend="tcp", directory=str(tmp_path), compare=("mooncake",), **SMALL))
+    by_path = {(r["path"], r["op"]): r for r in report["results"]}
+    assert set(by_path) == {("memkv", "put"), ("memkv", "get"), ("mooncake", "put"), ("mooncake", "get")}
+    for op in ("put", "get"):
+        row = by_path[("mooncake", op)]
+        assert row["peer"] and row["memkv"]["gb_per_s"] > 0 and row["memkv"]["ops"] == 8
+        cpu = row["memkv"]["cpu_s_per_gib"]
+        assert cpu["server"] > 0  # the storage process did the other end's work
+        # the master's CPU is counted too: with two rounds each median is a mean, so the roles add up
+        assert cpu["total"] == pytest.approx(cpu["client"] + cpu["server"] + cpu["master"])
+    description = report["peers"]["mooncake"]
+    assert re.search(r"mooncake-transfer-engine\S* \d+\.\d+", description) and "put_from/get_into" in description
+    assert "mooncake" in format_report(report)
+    assert mooncake_children() == []
+
+
+@pytest.mark.skipif(not HAVE_MOONCAKE, reason="needs Mooncake Store (pip install 'memkv[compare]')")
+def test_a_mooncake_get_of_a_missing_block_is_a_failure_not_a_rate() -> None:
+    from memkv.bench.mooncake_peer import MooncakePeer
+
+    peer = MooncakePeer(256 * 1024, 2)
+    try:
+        assert sorted(mooncake_children()) == ["mooncake_client", "mooncake_master"]
+        peer.begin(256 * 1024, 2)
+        peer.op("put", 0)
+        peer.op("get", 0)
+        with pytest.raises(Unsupported, match="get_into returned -"):
+            peer.op("get", 1)
+        peer.end()
+    finally:
+        peer.close()
+    assert mooncake_children() == []
+
+
+def test_mooncake_is_refused_with_an_install_hint_when_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "mooncake", None)  # find_spec and import both see it missing
+    with pytest.raises(Unsupported, match=r"--compare mooncake needs .*pip install 'memkv\[compare\]'"):
+        start_peers(("mooncake",), BenchConfig(backend="tcp", **SMALL))
