@@ -15,7 +15,7 @@ DISTRIBUTIONS = {"yaml": "pyyaml", "prometheus_client": "prometheus-client", "ty
                  "pydantic_settings": "pydantic-settings", "pythonjsonlogger": "python-json-logger",
                  "elftools": "pyelftools"}
 # imported only inside an optional path that says what to install when it is missing
-OPTIONAL = {"nixl", "nixl_cu12", "pyverbs", "redis", "matplotlib", "h11", "botocore", "awscrt", "boto3"}
+OPTIONAL = {"nixl", "nixl_cu12", "pyverbs", "redis", "mooncake", "matplotlib", "h11", "botocore", "awscrt", "boto3"}
 # imported only by the engine adapters (memkv/integrations/), which only the engine itself loads
 OPTIONAL |= {"lmcache", "vllm", "sglang", "torch"}
 
