@@ -23,7 +23,16 @@ _MAP_HUGETLB = getattr(mmap, "MAP_HUGETLB", 0x40000)
 
 
 class Pump:
-    """Progresses an agent's UCX worker from a thread, only while someone has work in flight."""
+    """Progresses an agent's UCX worker: from a thread of its own while someone has work in flight
+    (enter/leave), or in the calling thread while it waits for notifications (drive).
+
+    One thread polls the agent at a time. A thread that drives polls it itself, so the bytes and
+    notifications it waits for are taken in without a hand-off between threads, and the pump's own
+    thread stands by instead of spinning beside it (on a host with few cores a second spinning
+    thread takes the CPU that the copies need).
+    """
+
+    HAND_OVER_S = 0.001  # a waiting thread looks again at least this often
 
     def __init__(self, agent: NixlAgent, on_notifs: Callable[[dict[str, list[bytes]]], None] | None = None) -> None:
         self.agent = agent
@@ -31,6 +40,7 @@ class Pump:
         self._busy = 0
         self._closed = False
         self._cond = threading.Condition()
+        self._polling = threading.Lock()  # held by the one thread that polls the agent
         self._thread: threading.Thread | None = None
 
     def enter(self) -> None:
@@ -45,6 +55,19 @@ class Pump:
         with self._cond:
             self._busy -= 1
 
+    def _poll(self) -> None:
+        """One progress of the worker; hands what arrived to on_notifs and wakes the waiting threads."""
+        try:
+            notifs = self.agent.notifications()  # progresses the worker (no progress thread)
+        except MemkvError:
+            time.sleep(0.001)
+            return
+        if notifs:
+            if self.on_notifs is not None:
+                self.on_notifs(notifs)
+            with self._cond:
+                self._cond.notify_all()
+
     def _run(self) -> None:
         while True:
             with self._cond:
@@ -52,14 +75,35 @@ class Pump:
                 if self._closed:
                     return
             while self._busy > 0 and not self._closed:
-                try:
-                    notifs = self.agent.notifications()  # progresses the worker (no progress thread)
-                except MemkvError:
-                    time.sleep(0.001)
-                    continue
-                if notifs and self.on_notifs is not None:
-                    self.on_notifs(notifs)
+                if self._polling.acquire(timeout=self.HAND_OVER_S):  # else a driving thread polls
+                    try:
+                        self._poll()
+                    finally:
+                        self._polling.release()
                 time.sleep(0)
+
+    def drive(self, ready: Callable[[], bool], deadline: float) -> bool:
+        """Progress the agent in this thread until ready() (True) or the monotonic deadline passes
+        (False). While another thread polls, wait for what it drains (ready() may become true by
+        its notifications) and take over when it stops."""
+        while not ready():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if self._polling.acquire(blocking=False):
+                try:
+                    while not ready():
+                        if time.monotonic() > deadline:
+                            return False
+                        self._poll()
+                    return True
+                finally:
+                    self._polling.release()
+                    with self._cond:
+                        self._cond.notify_all()  # a thread waiting below may poll next
+            with self._cond:
+                self._cond.wait(min(remaining, self.HAND_OVER_S))
+        return True
 
     def close(self) -> None:
         with self._cond:

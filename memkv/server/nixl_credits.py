@@ -3,11 +3,13 @@
 A credit is a staging region lent to one connection until it closes, a NIXL_COMMIT names the
 credit, or the credit stays unused for its idle time. The client WRITEs a payload into it, piece
 by piece, each WRITE carrying `memkv-credit:<id>:<use>:<piece>`, and names it in NIXL_STORE with
-the key, checksum and metadata; no allocation round trip precedes a put. The store copies each
-piece, once its notification is in, out of the credit into buffers of this process that are not
-NIXL-registered, and the engine hashes and writes those copies: the bytes verified are the bytes
-stored, whatever the client writes into its credit meanwhile (MKV-WIRE-039). An ended credit's
-staging is held back one lease time before it is lent again (the lease table's cooling).
+the key, checksum and metadata; no allocation round trip precedes a put. The thread that stores
+a credit progresses the NIXL agent itself while it waits for a piece (Pump.drive), then copies the
+piece out of the credit into memory that is not NIXL-registered (the store's mapping, or buffers of
+this process on a device without one), and the engine hashes and writes that copy: the bytes
+verified are the bytes stored, whatever the client writes into its credit meanwhile
+(MKV-WIRE-039). An ended credit's staging is held back one lease time before it is lent again
+(the lease table's cooling).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class Credit:
     piece: int
     offset: int
     region: memoryview
-    buffers: list[memoryview]  # this process's own memory, never registered with NIXL
+    buffers: list[memoryview]  # this process's own memory, never registered with NIXL (no store mapping)
     idle_s: float
     expires: float
     use: int = 0
@@ -71,7 +73,7 @@ class CreditTable:
         self.per_connection = per_connection  # staging bytes one connection may hold in credits
         self.total = total  # and all connections together (the rest is for gets and leases)
         self._credits: dict[int, Credit] = {}
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # the reaper waits on it (stores wait by driving the pump)
         self._closed = False
         self._stores = concurrent.futures.ThreadPoolExecutor(max(1, pool.count), "memkv-nixl-credit")
         self._reaper = threading.Thread(target=self._reap_loop, name="memkv-nixl-credits", daemon=True)
@@ -123,7 +125,6 @@ class CreditTable:
                 raise InvalidArgument(f"{length} bytes do not fit NIXL credit {credit_id} of {credit.size} bytes")
             credit.use, credit.busy = use, True
             credit.arrived = {(u, k) for u, k in credit.arrived if u == use}
-        self.pump.enter()
         return credit
 
     def submit(self, job: Callable[[], ItemResult]) -> concurrent.futures.Future[ItemResult]:
@@ -147,7 +148,6 @@ class CreditTable:
         except MemkvError as exc:
             return ItemResult(exc.code, exc.message)
         finally:
-            self.pump.leave()
             with self._cond:
                 credit.busy = False
                 credit.expires = time.monotonic() + credit.idle_s
@@ -156,17 +156,17 @@ class CreditTable:
                 self._cond.notify_all()
 
     def _wait_for(self, credit: Credit, piece: int, deadline: float) -> None:
-        """Until pieces 0..piece of the credit's current use have arrived."""
-        with self._cond:
-            while True:
+        """Until pieces 0..piece of the credit's current use have arrived. This thread progresses the
+        agent meanwhile (the WRITEs into the credit complete only while the server progresses):
+        the notification it waits for is taken in here, with no hand-off from another thread."""
+        def ready() -> bool:
+            with self._cond:
                 if credit.ended:
                     raise Unavailable("the NIXL credit ended before its store finished")
-                if all((credit.use, k) in credit.arrived for k in range(piece + 1)):
-                    return
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise Timeout(f"the WRITEs of NIXL credit {credit.id} use {credit.use} did not all arrive in time")
-                self._cond.wait(remaining)
+                return all((credit.use, k) in credit.arrived for k in range(piece + 1))
+
+        if not self.pump.drive(ready, deadline):
+            raise Timeout(f"the WRITEs of NIXL credit {credit.id} use {credit.use} did not all arrive in time")
 
     def arrived(self, notifs: dict[str, list[bytes]]) -> None:
         """Record `memkv-credit:<id>:<use>:<piece>` notifications (from the pump); others are ignored.
@@ -178,7 +178,6 @@ class CreditTable:
                 if (credit is not None and credit.peer == peer and 0 <= piece < credit.pieces
                         and credit.use <= use <= credit.use + 1):
                     credit.arrived.add((use, piece))
-            self._cond.notify_all()
 
     # ---- ending -----------------------------------------------------------------------------------
     def end(self, conn: int, credit_id: int) -> bool:

@@ -437,10 +437,10 @@ class NixlService:
 
         def put(credit: Credit, length: int, fill: Callable[[memoryview], None], key: bytes, checksum: int,
                 meta: BlockMeta) -> ItemResult:
-            # fill copies out of the credit into the credit's own (unregistered) buffers: the
-            # engine hashes and writes only those copies
-            return engine.put_stream(namespace, key, length, fill, credit.buffers, meta, checksum,
-                                     use_mapping=False)
+            # fill copies out of the credit straight into the store's mapping, or into the credit's
+            # own buffers on a device without one: memory never registered with NIXL, the only copy
+            # the engine hashes and writes (MKV-WIRE-039); no second copy by pwrite
+            return engine.put_stream(namespace, key, length, fill, credit.buffers, meta, checksum)
 
         running: list[concurrent.futures.Future[ItemResult] | ItemResult | Callable[[], ItemResult]] = []
         for credit_id, use, key, length, checksum, decoded in items:

@@ -7,8 +7,10 @@ on its own with a real staging pool, short times and a real storage engine.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+import threading
 import time
-import unittest.mock
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from memkv.checksum import payload_checksum
 from memkv.errors import ErrorCode, LimitExceeded, Unavailable, UnknownLease
 from memkv.memory_kind import MemoryKind
 from memkv.nixl.agent import availability
-from memkv.nixl.support import ChunkPool
+from memkv.nixl.support import ChunkPool, Pump
 from memkv.server.nixl_credits import Credit, CreditTable, credit_piece
 from memkv.server.nixl_leases import LeaseTable
 from memkv.server.testing import ServerProcess, write_keys_file
@@ -199,22 +201,28 @@ def test_a_server_that_answers_1_1_gets_no_credits_and_puts_still_work(served: t
 
 
 # ---- the credit table --------------------------------------------------------------------------------
-class _CountingPump(unittest.mock.Mock):
-    """A pump that counts who entered and has not left."""
+class _QuietAgent:
+    """An agent nothing arrives at (the tests hand notifications to CreditTable.arrived); it notes
+    which threads progressed it."""
 
-    @property
-    def busy(self) -> int:
-        return int(self.enter.call_count - self.leave.call_count)
+    def __init__(self) -> None:
+        self.pollers: set[int] = set()
+
+    def notifications(self) -> dict[str, list[bytes]]:
+        self.pollers.add(threading.get_ident())
+        time.sleep(0.0001)
+        return {}
 
 
 @pytest.fixture
-def table() -> Iterator[tuple[CreditTable, ChunkPool, _CountingPump]]:
-    pool, pump = ChunkPool(8 * MiB, MiB, hugepages=False), _CountingPump()
-    leases = LeaseTable(pool, pump, 0.2)  # type: ignore[arg-type]
-    credits = CreditTable(pool, pump, leases, 4 * MiB, 6 * MiB)  # type: ignore[arg-type]
+def table() -> Iterator[tuple[CreditTable, ChunkPool, Pump]]:
+    pool, pump = ChunkPool(8 * MiB, MiB, hugepages=False), Pump(_QuietAgent())  # type: ignore[arg-type]
+    leases = LeaseTable(pool, pump, 0.2)
+    credits = CreditTable(pool, pump, leases, 4 * MiB, 6 * MiB)
     yield credits, pool, pump
     credits.close()
     leases.close()
+    pump.close()
 
 
 def _arrive(credits: CreditTable, credit: Credit, use: int, pieces: range, peer: str = "peer") -> None:
@@ -266,17 +274,21 @@ def test_the_reaper_ends_idle_credits_nobody_names(table: Any) -> None:
 
 
 @pytest.mark.requirement("MKV-WIRE-037", "MKV-WIRE-039")
-def test_pieces_are_copied_out_of_the_credit_before_they_are_stored(table: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mapped", [False, True], ids=["buffers", "store-mapping"])
+def test_pieces_are_copied_out_of_the_credit_before_they_are_stored(table: Any, tmp_path: Path, mapped: bool) -> None:
     credits, pool, pump = table
-    engine = StorageEngine(str(tmp_path / "store"), capacity=64 * MiB)
+    if mapped and not os.path.isdir("/dev/shm"):
+        pytest.skip("no tmpfs at /dev/shm for a store the engine maps")
+    where = tempfile.mkdtemp(dir="/dev/shm") if mapped else str(tmp_path)
+    engine = StorageEngine(os.path.join(where, "store"), capacity=64 * MiB)
     try:
+        assert engine.streams_mapped == mapped  # tmpfs is buffered (mapped); the test's disk is not here
         credit = credits.grant(1, "peer", 4 * MiB)
         credit.piece = MiB  # four notifications, the store copying each piece as it lands
         assert credit.pieces == 4
         payload = os.urandom(4 * MiB)
         credit.region[:] = payload
         begun = credits.begin(1, credit.id, 1, len(payload))
-        assert pump.busy == 1
         pool_range = range(pool.address, pool.address + pool.size)
         assert all(address_of(b) not in pool_range for b in begun.buffers)  # memory no client can write
         seen: list[int] = []
@@ -288,7 +300,7 @@ def test_pieces_are_copied_out_of_the_credit_before_they_are_stored(table: Any, 
                 start = (len(seen) - 1) * len(view)
                 credit.region[start : start + len(view)] = bytes(len(view))  # the client writes again
             return engine.put_stream("ns", key, length, fill_then_overwrite, credit.buffers, BlockMeta(),
-                                     payload_checksum(payload), use_mapping=False)
+                                     payload_checksum(payload), use_mapping=mapped)
 
         key = os.urandom(16)
         running = credits.submit(lambda: credits.run(begun, len(payload), store))
@@ -296,14 +308,36 @@ def test_pieces_are_copied_out_of_the_credit_before_they_are_stored(table: Any, 
         _arrive(credits, credit, 1, range(4))
         result = running.result(timeout=30)
         assert result.ok, result.message  # hashed and stored the copies, not the rewritten credit
-        assert all(address in range(address_of(credit.buffers[0]), address_of(credit.buffers[0]) + MiB)
-                   or address in range(address_of(credit.buffers[1]), address_of(credit.buffers[1]) + MiB)
-                   for address in seen)
+        assert len(seen) == 4 and not any(address in pool_range for address in seen)
+        in_buffers = [any(address_of(b) <= address < address_of(b) + MiB for b in credit.buffers) for address in seen]
+        assert in_buffers == [not mapped] * 4  # straight into the store's mapping where it has one
         out = bytearray(len(payload))
         assert engine.get_into("ns", [key], [out])[0].ok and bytes(out) == payload
-        assert pump.busy == 0 and not credit.busy and credits.held(1) == 1
+        assert not credit.busy and credits.held(1) == 1
     finally:
         engine.close()
+        if mapped:
+            shutil.rmtree(where, ignore_errors=True)
+
+
+@pytest.mark.requirement("MKV-WIRE-037")
+def test_the_storing_thread_progresses_the_agent_while_it_waits(table: Any) -> None:
+    credits, _, pump = table
+    credit = credits.grant(1, "peer", MiB)
+    threads: list[int] = []
+
+    def store(credit: Credit, length: int, fill: Any) -> ItemResult:
+        threads.append(threading.get_ident())
+        fill(memoryview(bytearray(length)))
+        return ItemResult()
+
+    running = credits.submit(lambda: credits.run(credits.begin(1, credit.id, 1, MiB), MiB, store))
+    deadline = time.monotonic() + 10
+    while not pump.agent.pollers and time.monotonic() < deadline:
+        time.sleep(0.005)
+    _arrive(credits, credit, 1, range(1))
+    assert running.result(timeout=30).ok
+    assert pump.agent.pollers == set(threads)  # no hand-off to the pump's own thread
 
 
 @pytest.mark.requirement("MKV-WIRE-037")
@@ -340,5 +374,5 @@ def test_a_store_whose_connection_closes_fails_and_its_staging_cools_after_it(ta
     running = credits.submit(lambda: credits.run(credits.begin(1, credit.id, 1, MiB), MiB, store))
     credits.drop_connection(1)  # while the store waits for its WRITEs
     result = running.result(timeout=30)
-    assert result.status is ErrorCode.UNAVAILABLE and stored == [] and pump.busy == 0
+    assert result.status is ErrorCode.UNAVAILABLE and stored == []
     assert pool.in_use() == MiB  # held back one lease time after the store let go of it
