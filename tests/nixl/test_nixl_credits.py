@@ -276,7 +276,7 @@ def test_the_reaper_ends_idle_credits_nobody_names(table: Any) -> None:
 @pytest.mark.requirement("MKV-WIRE-037", "MKV-WIRE-039")
 @pytest.mark.parametrize("mapped", [False, True], ids=["buffers", "store-mapping"])
 def test_pieces_are_copied_out_of_the_credit_before_they_are_stored(table: Any, tmp_path: Path, mapped: bool) -> None:
-    credits, pool, pump = table
+    credits, pool, _ = table
     if mapped and not os.path.isdir("/dev/shm"):
         pytest.skip("no tmpfs at /dev/shm for a store the engine maps")
     where = tempfile.mkdtemp(dir="/dev/shm") if mapped else str(tmp_path)
@@ -362,7 +362,7 @@ def test_a_store_waits_for_its_own_use_and_times_out_without_it(table: Any) -> N
 
 @pytest.mark.requirement("MKV-WIRE-038")
 def test_a_store_whose_connection_closes_fails_and_its_staging_cools_after_it(table: Any) -> None:
-    credits, pool, pump = table
+    credits, pool, _ = table
     credit = credits.grant(1, "peer", MiB)
     stored: list[bool] = []
 

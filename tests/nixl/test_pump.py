@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+
 from memkv.nixl.support import Pump
 
 
