@@ -153,7 +153,6 @@ class CreditTable:
                 credit.expires = time.monotonic() + credit.idle_s
                 if credit.ended:
                     self.leases.hold_back(credit.offset, credit.size, credit.idle_s)
-                self._cond.notify_all()
 
     def _wait_for(self, credit: Credit, piece: int, deadline: float) -> None:
         """Until pieces 0..piece of the credit's current use have arrived. This thread progresses the
@@ -213,8 +212,11 @@ class CreditTable:
     def _reap_loop(self) -> None:
         with self._cond:
             while not self._closed:
-                idle = [c.expires for c in self._credits.values() if not c.busy]
-                self._cond.wait(None if not idle else max(0.0, min(idle) - time.monotonic()) + 0.001)
+                # a busy credit expires no sooner than one idle time after its store ends, so the
+                # reaper need not be woken when a store ends (it would be, put after put)
+                now = time.monotonic()
+                due = [c.expires if not c.busy else now + c.idle_s for c in self._credits.values()]
+                self._cond.wait(None if not due else max(0.0, min(due) - now) + 0.001)
                 self._reap(time.monotonic())
 
     def close(self) -> None:
