@@ -89,8 +89,11 @@ class Pump:
     def drive(self, ready: Callable[[], bool], deadline: float) -> bool:
         """Progress the agent in this thread until ready() (True) or the monotonic deadline passes
         (False). While another thread polls, wait for what it drains (ready() may become true by
-        its notifications) and take over when it stops."""
+        its notifications) and take over when it stops. Unavailable once the pump is closed (the
+        agent is being torn down)."""
         while not ready():
+            if self._closed:
+                raise Unavailable("the NIXL agent is shutting down")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
@@ -101,6 +104,8 @@ class Pump:
                         now = time.monotonic()
                         if now > deadline:
                             return False
+                        if self._closed:
+                            raise Unavailable("the NIXL agent is shutting down")
                         self._poll()
                         if now - yielded > self.YIELD_S:
                             time.sleep(0)  # the process's other threads (connections) get the GIL

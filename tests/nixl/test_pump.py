@@ -9,6 +9,9 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
+from memkv.errors import Unavailable
 from memkv.nixl.support import Pump
 
 
@@ -74,6 +77,13 @@ def test_drive_returns_at_once_when_ready() -> None:
     assert pump.drive(lambda: True, time.monotonic() - 1)  # ready wins over a past deadline
     assert agent.pollers == set()
     pump.close()
+
+
+def test_a_closed_pump_stops_a_drive_with_unavailable() -> None:
+    pump, seen = _pump(_Agent())
+    threading.Timer(0.05, pump.close).start()
+    with pytest.raises(Unavailable, match="shutting down"):
+        pump.drive(lambda: bool(seen), time.monotonic() + 10)
 
 
 def test_one_thread_polls_at_a_time_and_every_waiter_sees_its_notification() -> None:
