@@ -7,11 +7,21 @@ its KV pool). The raw path moves the same sizes between the same buffers and a p
 in another subprocess: put = NIXL WRITE to the peer, get = NIXL READ from the peer, one transfer
 per block, waited for before the next. Both use the UCX transports the environment selects
 (UCX_TLS), so run it once with UCX_TLS=tcp and once with the defaults.
+
+With `--compare floor` a third path, "floor", adds to the raw path the work that the spec asks
+of any implementation, once each and in order, with no protocol around it (no frames, no index,
+no device): a put hashes the block in the client (the checksum it declares, MKV-WIRE-010),
+WRITEs it, and the peer copies it out of its registered memory into memory no client can write
+and hashes the copy (MKV-WIRE-039) before it answers one byte; a get asks the peer, which hashes
+its block (every read verified, MKV-BLK-006) and answers, READs it, and hashes what arrived
+(MKV-WIRE-021). Its ratio to raw is what the checks cost on this machine; an implementation
+that overlaps them with the transfer can beat it, none can avoid them.
 Hooked into memkv/bench/runner.py as BACKENDS["nixl"].
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import subprocess
@@ -20,18 +30,31 @@ import time
 
 from ..blocks import MiB
 from ..buffers import MemoryRegion, address_of, aligned_buffer
+from ..checksum import payload_checksum
+from ..errors import Internal
 from ..memory_kind import MemoryKind
 from ..nixl.agent import NixlAgent
 from ..nixl.support import Pump
 from .common import BenchConfig, Target, bench_buffers, memkv_op, run_directory
 
+FLOOR_PUT = b"memkv-floor-put:"  # + the length: the notification of a floor put's WRITE
+FLOOR_GET = b"g"  # + the length, u64 little-endian, on the peer's stdin: hash your block and answer
+# The peer answers either with the XXH3-64 it computed, u64 little-endian, on its answer pipe.
+
 
 class _RawPeer:
-    """`python -m memkv.bench.nixl --raw-peer SIZE`: a NIXL agent holding SIZE registered bytes."""
+    """`python -m memkv.bench.nixl --raw-peer SIZE FD`: a NIXL agent holding SIZE registered bytes,
+    answering floor operations on file descriptor FD."""
 
     def __init__(self, size: int) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "memkv.bench.nixl", "--raw-peer", str(size)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        answers, self._answer_end = os.pipe()
+        self.answers = os.fdopen(answers, "rb", buffering=0)
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-m", "memkv.bench.nixl", "--raw-peer", str(size),
+                                          str(self._answer_end)], pass_fds=(self._answer_end,),
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        finally:
+            os.close(self._answer_end)
         self.pumping = False
         assert self.proc.stdout is not None
         for raw in self.proc.stdout:  # NIXL may log to stdout first
@@ -40,33 +63,64 @@ class _RawPeer:
                 self.name, self.address, self.metadata = line[1], int(line[2]), bytes.fromhex(line[3])
                 return
         self.proc.kill()
+        self.answers.close()
         raise RuntimeError("the raw NIXL peer did not start")
+
+    def command(self, byte: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(byte)
+        self.proc.stdin.flush()
+
+    def answer(self) -> int:
+        """The checksum the peer answers to a floor operation."""
+        answer = self.answers.read(8)
+        if len(answer) != 8:
+            raise RuntimeError("the raw NIXL peer stopped before it answered")
+        return int.from_bytes(answer, "little")
 
     def pump(self, on: bool) -> None:
         """The peer progresses its UCX worker only while the raw path runs (as memkv's client does)."""
         if on != self.pumping:
-            assert self.proc.stdin is not None
-            self.proc.stdin.write(b"1" if on else b"0")
-            self.proc.stdin.flush()
+            self.command(b"1" if on else b"0")
             self.pumping = on
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        try:
+            if self.proc.poll() is None:
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()
+                try:
+                    self.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+        finally:
+            self.answers.close()
 
 
-def _raw_peer_main(size: int) -> None:
-    """Register a buffer, print how to reach it, progress UCX between b"1" and b"0" on stdin, exit at EOF."""
+def _check_floor(ours: int, theirs: int) -> None:
+    if ours != theirs:
+        raise Internal(f"floor path: the block hashes to {ours:#x} here and {theirs:#x} at the raw peer")
+
+
+def _raw_peer_main(size: int, answers: int) -> None:
+    """Register a buffer, print how to reach it, progress UCX between b"1" and b"0" on stdin, exit
+    at EOF. Floor operations answer a checksum on the `answers` descriptor: a WRITE notified
+    FLOOR_PUT is copied out of the registered buffer and the copy hashed; FLOOR_GET hashes the buffer."""
     agent = NixlAgent(f"memkv-bench-peer-{os.getpid()}")
     buf = aligned_buffer(size)
+    private = aligned_buffer(size)  # never registered: no client can write it
     address = address_of(buf)
     agent.register(address, size)
-    pump = Pump(agent)
+
+    def stored(notifs: dict[str, list[bytes]]) -> None:
+        for messages in notifs.values():
+            for message in messages:
+                if message.startswith(FLOOR_PUT):
+                    length = min(size, int(message[len(FLOOR_PUT):]))
+                    ctypes.memmove(address_of(private), address, length)
+                    os.write(answers, payload_checksum(private[:length]).to_bytes(8, "little"))
+
+    pump = Pump(agent, on_notifs=stored)
     print("memkv-raw-peer", agent.name, address, agent.metadata().hex(), flush=True)
     pumping = False
     while True:
@@ -79,6 +133,9 @@ def _raw_peer_main(size: int) -> None:
         elif command == b"0" and pumping:
             pump.leave()
             pumping = False
+        elif command == FLOOR_GET:
+            length = min(size, int.from_bytes(sys.stdin.buffer.read(8), "little"))
+            os.write(answers, payload_checksum(buf[:length]).to_bytes(8, "little"))
     pump.close()
 
 
@@ -100,6 +157,7 @@ class NixlTarget(Target):
         self.server = ServerProcess(os.path.join(self.root, "store"), keys_file, capacity=str(capacity),
                                     extra=["--admin-listen", "off", "--nixl", "on", "--nixl-staging", str(staging),
                                            "--buffer-memory", str(max(1024 * MiB, 4 * largest))])
+        self.paths = ("memkv", "floor", "raw") if "floor" in config.compare else ("memkv", "raw")
         self.peer: _RawPeer | None = None
         try:
             self.transport = NixlTransport(self.server.host, self.server.port, namespace="bench", key=creds["bench"],
@@ -117,6 +175,11 @@ class NixlTarget(Target):
             "memkv": "memkv server subprocess (--nixl on, signed control frames), memkv+nixl client, buffers "
                      "registered once",
         }
+        if "floor" in config.compare:
+            self.description["floor"] = (
+                "the raw path plus the spec's checks, in order, with no protocol: put = client XXH3, WRITE, "
+                "peer copies out of registered memory and hashes the copy, answers; get = peer hashes its "
+                "block and answers, READ, client XXH3 of what arrived")
         self._buffers: dict[int, tuple[list[memoryview], list[memoryview]]] = {}
         self._keys: list[bytes] = []
         self._size = 0
@@ -145,14 +208,27 @@ class NixlTarget(Target):
         src = self._src[i % len(self._src)]
         dst = self._dst[i % len(self._dst)]
         assert self.peer is not None
-        self.peer.pump(path == "raw")
+        self.peer.pump(path != "memkv")
         if path == "memkv":
             memkv_op(self.transport, op, self._keys[i], src, dst)
-            return
-        local = src if op == "put" else dst
+        elif path == "raw":
+            self._transfer(op, src if op == "put" else dst)
+        elif op == "put":  # floor
+            checksum = payload_checksum(src.view())
+            self._transfer(op, src, FLOOR_PUT + str(self._size).encode())
+            _check_floor(checksum, self.peer.answer())
+        else:
+            self.peer.command(FLOOR_GET + self._size.to_bytes(8, "little"))
+            checksum = self.peer.answer()
+            self._transfer(op, dst)
+            _check_floor(payload_checksum(dst.view()), checksum)
+
+    def _transfer(self, op: str, local: MemoryRegion, notification: bytes = b"") -> None:
+        """One NIXL WRITE (put) or READ (get) of the round's size between `local` and the peer."""
+        assert self.peer is not None
         posted = self.raw_agent.post("WRITE" if op == "put" else "READ", [(local.address, self._size, 0)],
                                      MemoryKind.DRAM, [(self.peer.address, self._size, 0)], MemoryKind.DRAM,
-                                     self.peer.name)
+                                     self.peer.name, notification)
         try:
             self.raw_agent.wait(posted, time.monotonic() + 60)
         finally:
@@ -179,5 +255,5 @@ class NixlTarget(Target):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--raw-peer":
-        _raw_peer_main(int(sys.argv[2]))
+    if len(sys.argv) == 4 and sys.argv[1] == "--raw-peer":
+        _raw_peer_main(int(sys.argv[2]), int(sys.argv[3]))

@@ -15,6 +15,9 @@ stop them afterwards; a peer whose software is missing is refused before anythin
   socket; the report's `device_target` compares memkv with that bound.
 - `iperf3`: not a store but the machine's loopback limit: one TCP stream of `iperf3` (a native
   sender and receiver), reported beside every memkv figure (`physical_limit` in the report).
+- `floor` (`--backend nixl` only): not a store but what the spec's checks cost on the raw path:
+  the raw NIXL transfer plus the hashes and the copy any implementation must do, with no
+  protocol around them (memkv.bench.nixl, `floor_op`).
 """
 
 from __future__ import annotations
@@ -164,13 +167,18 @@ def _mooncake(config: BenchConfig) -> Peer:
 
 PEERS: dict[str, Callable[[BenchConfig], Peer]] = {"redis": RedisPeer, "mooncake": _mooncake, "disk": DiskPeer}
 LIMITS = ("iperf3",)
+# Extra paths a backend's own target measures (not peers of every backend): name -> backend.
+TARGET_PATHS = {"floor": "nixl"}
 
 
-def check_compare(names: Sequence[str]) -> tuple[str, ...]:
-    known = (*PEERS, *LIMITS)
+def check_compare(names: Sequence[str], backend: str) -> tuple[str, ...]:
+    known = (*PEERS, *LIMITS, *TARGET_PATHS)
     unknown = [n for n in names if n not in known]
     if unknown:
         raise InvalidArgument(f"--compare: unknown {', '.join(unknown)}; known: {', '.join(known)}")
+    for name in names:
+        if TARGET_PATHS.get(name, backend) != backend:
+            raise InvalidArgument(f"--compare {name} applies to --backend {TARGET_PATHS[name]} only")
     return tuple(names)
 
 

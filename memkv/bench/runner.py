@@ -143,7 +143,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> dict[str
         raise InvalidArgument(f"unknown backend {config.backend!r}; known: {', '.join(sorted(BACKENDS))}")
     if config.count <= 0 or config.rounds <= 0:
         raise InvalidArgument("--count and --rounds must be positive")
-    compare = check_compare(config.compare)
+    compare = check_compare(config.compare, config.backend)
     target = factory(config)
     try:
         peers = start_peers(compare, config)

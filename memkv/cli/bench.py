@@ -34,8 +34,10 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
                         help="also measure, in the same run: redis (a redis-server started on 127.0.0.1), "
                              "mooncake (Mooncake Store: its master and a storage process started on 127.0.0.1, "
                              "TCP transfer engine, zero-copy put_from/get_into), disk (the device alone: "
-                             "pwritev/preadv of each block to a file in --dir, O_DIRECT as the store) and iperf3 "
-                             "(the loopback limit of one native TCP stream); comma-separated")
+                             "pwritev/preadv of each block to a file in --dir, O_DIRECT as the store), iperf3 "
+                             "(the loopback limit of one native TCP stream) and, with --backend nixl, floor (the raw "
+                             "NIXL transfer plus the hashes and the copy the spec requires, with no protocol); "
+                             "comma-separated")
     parser.add_argument("--stored", default="0", metavar="SIZE",
                         help="keep SIZE of other blocks in the store for the whole run (e.g. 8GiB): is the rate "
                              "flat from an empty store to a full one? (file and tcp backends)")

@@ -29,6 +29,13 @@ def test_unknown_peer_is_refused_before_anything_starts(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("backend", ["file", "tcp"])
+def test_the_nixl_floor_is_refused_for_other_backends_before_anything_starts(backend: str, tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument, match="--compare floor applies to --backend nixl only"):
+        run_bench(BenchConfig(backend=backend, directory=str(tmp_path), compare=("floor",), **SMALL))
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.skipif(not (HAVE_REDIS and HAVE_IPERF3), reason="needs redis-server, redis-py and iperf3")
 def test_redis_and_the_loopback_limit_are_measured_beside_memkv(tmp_path: Path) -> None:
     report = run_bench(BenchConfig(backend="tcp", directory=str(tmp_path), compare=("redis", "iperf3"), **SMALL))

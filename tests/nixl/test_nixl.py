@@ -10,6 +10,7 @@ client as `memkv/conformance/checks/...[nixl]`.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -268,6 +269,26 @@ def test_bench_compares_with_raw_nixl(ucx_tcp: None, tmp_path: Path) -> None:
             assert cpu["total"] == pytest.approx(cpu["client"] + cpu["server"])
     text = format_report(report)
     assert "NIXL agent to agent" in text and "CPU seconds per GiB moved" in text
+
+
+def test_bench_floor_adds_the_specs_checks_to_the_raw_transfer(ucx_tcp: None, tmp_path: Path) -> None:
+    """--compare floor: a third path whose peer answers the XXH3 of what it copied out of its
+    registered memory (put) or of its block (get); the bench checks it against its own hash of
+    the same bytes, so a floor that hashed the wrong length or stale bytes fails the run."""
+    from memkv.bench.common import BenchConfig
+    from memkv.bench.runner import format_report, run_bench
+
+    sizes = (256 * 1024, 2 * MiB)  # the peer's buffer is the largest: the smaller must hash only its length
+    report = run_bench(BenchConfig(backend="nixl", sizes=sizes, count=2, rounds=2, directory=str(tmp_path),
+                                   compare=("floor",)))
+    rows = {(r["size"], r["op"], r["path"]): r for r in report["results"]}
+    assert set(rows) == {(s, op, path) for s in sizes for op in ("put", "get") for path in ("memkv", "floor")}
+    for (_, _, path), row in rows.items():
+        assert row["memkv"]["ops"] == 4 and row["memkv"]["gb_per_s"] > 0
+        assert row["peer"] is (path == "floor")  # the target is judged on memkv alone
+        assert row["memkv"]["cpu_s_per_gib"]["server"] > 0  # the raw peer's CPU is counted
+    assert "client XXH3" in report["floor"]
+    assert re.search(r"put .* floor", format_report(report))
 
 
 # ---- staging pool ----------------------------------------------------------------------------------
