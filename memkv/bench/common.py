@@ -6,6 +6,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import os
+import shutil
 import tempfile
 from typing import Any
 
@@ -94,12 +95,29 @@ class BlockSlots:
         return dests[i % len(dests)]
 
 
+_MADE: set[str] = set()  # --dir folders that runs of this process made (remove_run_directory)
+
+
 def run_directory(prefix: str, directory: str | None) -> str:
     """A new directory for one run's files: inside `directory` (made when missing), or in the
     system's temporary directory when it is None."""
-    if directory is not None:
+    if directory is not None and not os.path.isdir(directory):
         os.makedirs(directory, exist_ok=True)
+        _MADE.add(os.path.abspath(directory))
     return tempfile.mkdtemp(prefix=prefix, dir=directory)
+
+
+def remove_run_directory(root: str) -> None:
+    """Remove a run directory, and the --dir folder holding it when run_directory made that folder
+    and nothing else is in it now: a run leaves the filesystem as it found it."""
+    shutil.rmtree(root, ignore_errors=True)
+    folder = os.path.dirname(os.path.abspath(root))
+    if folder in _MADE:
+        try:
+            os.rmdir(folder)
+        except OSError:  # another run's directory, or someone's files, are in it
+            return
+        _MADE.discard(folder)
 
 
 def memkv_op(transport: Transport, op: str, key: bytes, src: BufferLike, dst: BufferLike) -> None:

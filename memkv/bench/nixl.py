@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -35,7 +34,7 @@ from ..errors import Internal
 from ..memory_kind import MemoryKind
 from ..nixl.agent import NixlAgent
 from ..nixl.support import Pump
-from .common import BenchConfig, Target, bench_buffers, memkv_op, run_directory
+from .common import BenchConfig, Target, bench_buffers, memkv_op, remove_run_directory, run_directory
 
 FLOOR_PUT = b"memkv-floor-put:"  # + the length: the notification of a floor put's WRITE
 FLOOR_GET = b"g"  # + the length, u64 little-endian, on the peer's stdin: hash your block and answer
@@ -251,7 +250,7 @@ class NixlTarget(Target):
             self.server.terminate()
         finally:
             if not self.keep:
-                shutil.rmtree(self.root, ignore_errors=True)
+                remove_run_directory(self.root)
 
 
 if __name__ == "__main__":

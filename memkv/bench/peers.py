@@ -33,7 +33,7 @@ from typing import Any
 
 from ..errors import InvalidArgument, Unsupported
 from ..server.testing import free_port
-from .common import BenchConfig, BlockSlots, Target, run_directory
+from .common import BenchConfig, BlockSlots, Target, remove_run_directory, run_directory
 from .rawfile import RawFile
 
 STARTUP_S = 10.0
@@ -134,7 +134,7 @@ class DiskPeer(Peer):
         try:
             self.file = RawFile(os.path.join(self.root, "raw.img"), config.count * max(config.sizes))
         except BaseException:
-            shutil.rmtree(self.root, ignore_errors=True)
+            remove_run_directory(self.root)
             raise
         self.description = f"the device alone: {self.file.describe()} ({self.root})"
         self.slots = BlockSlots()
@@ -156,7 +156,7 @@ class DiskPeer(Peer):
         try:
             self.file.close()
         finally:
-            shutil.rmtree(self.root, ignore_errors=True)
+            remove_run_directory(self.root)
 
 
 def _mooncake(config: BenchConfig) -> Peer:

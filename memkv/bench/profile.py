@@ -17,7 +17,6 @@ import functools
 import importlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -27,7 +26,7 @@ from typing import Any
 
 from ..blocks import MiB
 from ..units import format_size, parse_size
-from .common import run_directory
+from .common import remove_run_directory, run_directory
 
 # (module, attribute path) of each wrapped function; the label is the attribute path.
 CLIENT_POINTS = (
@@ -217,7 +216,7 @@ def _profiled_server(directory: str | None, capacity: int, trace: bool) -> Itera
         finally:
             server.close()
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        remove_run_directory(root)
 
 
 def profile(op: str, size: int, seconds: float, directory: str | None, trace: bool = True) -> dict[str, Any]:

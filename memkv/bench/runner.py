@@ -9,7 +9,6 @@ throughput is the median over rounds, latencies are pooled over rounds.
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +28,7 @@ from .common import (
     Target,
     fill_store,
     memkv_op,
+    remove_run_directory,
     run_directory,
 )
 from .cpu import CpuClocks, per_gib, roles_text, spent
@@ -89,7 +89,7 @@ class FileTarget(Target):
             self.raw.close()
         finally:
             if not self.keep:
-                shutil.rmtree(self.root, ignore_errors=True)
+                remove_run_directory(self.root)
 
 
 def _memkv_path(io: str, compared: Sequence[str]) -> str:

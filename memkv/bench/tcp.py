@@ -21,7 +21,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import shutil
 import socket
 import statistics
 import subprocess
@@ -47,6 +46,7 @@ from .common import (
     fill_store,
     memkv_op,
     parse_sizes,
+    remove_run_directory,
     run_directory,
 )
 from .memory import MemorySampler
@@ -166,7 +166,7 @@ class _Endpoints:
                 server.terminate()
         finally:
             if not keep:
-                shutil.rmtree(self.root, ignore_errors=True)
+                remove_run_directory(self.root)
 
 
 class _Client:

@@ -51,6 +51,18 @@ def test_bench_report_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "ratio" in format_report(report)
 
 
+def test_a_dir_the_bench_made_is_removed_with_the_run_and_one_it_found_is_left(tmp_path: Path) -> None:
+    made = tmp_path / "made" / "here"
+    run_bench(BenchConfig(sizes=(64 * KiB,), count=2, rounds=1, directory=str(made)))
+    assert not made.exists() and (tmp_path / "made").is_dir()  # only the folder it named
+    found = tmp_path / "found"
+    found.mkdir()
+    run_bench(BenchConfig(sizes=(64 * KiB,), count=2, rounds=1, directory=str(found)))
+    assert found.is_dir() and list(found.iterdir()) == []
+    run_bench(BenchConfig(sizes=(64 * KiB,), count=2, rounds=1, directory=str(made), keep=True))
+    assert len(list(made.iterdir())) == 1  # --keep: the run's directory stays, and so its folder
+
+
 def test_bench_keep(tmp_path: Path) -> None:
     report = run_bench(BenchConfig(sizes=(64 * KiB,), count=2, rounds=1, directory=str(tmp_path), keep=True))
     kept = Path(report["dir"])

@@ -62,9 +62,9 @@ def test_a_short_profile_names_the_data_path_of_both_ends(tmp_path: Path) -> Non
 
 
 def test_the_command_prints_both_trees(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    missing = tmp_path / "not-yet"  # made, as memkv bench makes its --dir
+    missing = tmp_path / "not-yet"  # made, as memkv bench makes its --dir, and removed again
     assert main(["--sizes", "256KiB", "--ops", "get", "--seconds", "0.2", "--dir", str(missing)]) == 0
-    assert list(missing.iterdir()) == []
+    assert list(tmp_path.iterdir()) == []
     out = capsys.readouterr().out
     assert out.startswith("get 256.0 KiB:") and "  client:" in out and "  server:" in out
     assert "StorageEngine.read_stream" in out and "TcpConnection._recv_hashed" in out
