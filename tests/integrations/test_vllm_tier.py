@@ -5,6 +5,8 @@ Runs where vLLM is installed (`tox -e vllm`); skipped elsewhere.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from engine_process import engine_or_skip
 
@@ -33,8 +35,8 @@ def test_the_entry_point_registers_the_tier_and_the_spec_builds_it(memkv_server:
         assert type(manager).__name__ == "TieringOffloadingManager"
         assert [type(t).__name__ for t in manager.secondary_tiers] == ["MemkvSecondaryTier"]
     finally:
-        for secondary in manager.secondary_tiers:
-            secondary.shutdown()
+        manager.shutdown()  # the secondary tiers, then the primary tier's shared file in /dev/shm
+    assert not os.path.exists(f"/dev/shm/vllm_offload_{demo.ENGINE_ID}.mmap")
 
 
 def test_store_lookup_load_byte_exact(memkv_server: ServerProcess) -> None:

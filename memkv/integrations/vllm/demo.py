@@ -29,6 +29,7 @@ from vllm.v1.kv_offload.tiering.spec import TieringOffloadingSpec
 
 CHUNK_BYTES = 16384
 SLOTS = 16
+ENGINE_ID = "memkv-demo"  # vLLM names the primary tier's shared file after it: /dev/shm/vllm_offload_<id>.mmap
 
 
 def tier_config(url: str, deadline_s: float = 2.0) -> dict[str, Any]:
@@ -40,7 +41,7 @@ def offloading_spec(url: str, deadline_s: float = 2.0) -> TieringOffloadingSpec:
         groups=(OffloadingGroupConfig(tokens_per_block=16, layer_names=("layer.0", "layer.1"), group_id=0),),
         worker_kv_bytes_per_block=CHUNK_BYTES, enable_kv_cache_events=False,
         extra_config={"cpu_bytes_to_use": CHUNK_BYTES * SLOTS * 2, "secondary_tiers": [tier_config(url, deadline_s)]},
-        engine_id="memkv-demo", model=OffloadingModelConfig(name="memkv-demo-model", dtype="bfloat16"),
+        engine_id=ENGINE_ID, model=OffloadingModelConfig(name="memkv-demo-model", dtype="bfloat16"),
         cache=OffloadingCacheConfig(tokens_per_hash=16, blocks_per_chunk=1),
         parallel=OffloadingParallelConfig(rank=0, world_size=1, tp_size=1, pp_size=1, pcp_size=1, dcp_size=1,
                                           data_parallel_index=0, data_parallel_size=1,
