@@ -12,10 +12,11 @@ With `--compare floor` a third path, "floor", adds to the raw path the work that
 of any implementation, once each and in order, with no protocol around it (no frames, no index,
 no device): a put hashes the block in the client (the checksum it declares, MKV-WIRE-010),
 WRITEs it, and the peer copies it out of its registered memory into memory no client can write
-and hashes the copy (MKV-WIRE-039) before it answers one byte; a get asks the peer, which hashes
-its block (every read verified, MKV-BLK-006) and answers, READs it, and hashes what arrived
-(MKV-WIRE-021). Its ratio to raw is what the checks cost on this machine; an implementation
-that overlaps them with the transfer can beat it, none can avoid them.
+and hashes the copy (MKV-WIRE-039) before it answers with that hash; a get asks the peer, which
+hashes its block (every read verified, MKV-BLK-006) and answers with the hash, READs it, and
+hashes what arrived (MKV-WIRE-021). Both ends' hashes must agree, or the run fails. Its ratio
+to raw is what the checks cost on this machine; an implementation that overlaps them with the
+transfer can beat it, none can avoid them.
 Hooked into memkv/bench/runner.py as BACKENDS["nixl"].
 """
 
@@ -46,14 +47,17 @@ class _RawPeer:
     answering floor operations on file descriptor FD."""
 
     def __init__(self, size: int) -> None:
-        answers, self._answer_end = os.pipe()
+        answers, answer_end = os.pipe()
         self.answers = os.fdopen(answers, "rb", buffering=0)
         try:
             self.proc = subprocess.Popen([sys.executable, "-m", "memkv.bench.nixl", "--raw-peer", str(size),
-                                          str(self._answer_end)], pass_fds=(self._answer_end,),
+                                          str(answer_end)], pass_fds=(answer_end,),
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        except BaseException:
+            self.answers.close()
+            raise
         finally:
-            os.close(self._answer_end)
+            os.close(answer_end)  # the peer holds its own copy
         self.pumping = False
         assert self.proc.stdout is not None
         for raw in self.proc.stdout:  # NIXL may log to stdout first

@@ -17,7 +17,7 @@ stop them afterwards; a peer whose software is missing is refused before anythin
   sender and receiver), reported beside every memkv figure (`physical_limit` in the report).
 - `floor` (`--backend nixl` only): not a store but what the spec's checks cost on the raw path:
   the raw NIXL transfer plus the hashes and the copy any implementation must do, with no
-  protocol around them (memkv.bench.nixl, `floor_op`).
+  protocol around them (memkv.bench.nixl: NixlTarget measures it as a path of its own).
 """
 
 from __future__ import annotations
