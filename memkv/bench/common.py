@@ -8,6 +8,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from ..blocks import MiB
 from ..buffers import BufferLike, aligned_buffer
 from ..errors import InvalidArgument, Unsupported
-from ..transport import PutItem, Transport
+from ..transport import ItemResult, PutItem, Transport
 from ..units import parse_size
 
 DEFAULT_SIZES = (2 * MiB, 4 * MiB, 8 * MiB, 16 * MiB)
@@ -51,19 +52,20 @@ class BenchConfig:
     io: tuple[str, ...] = ("auto",)
     compare: tuple[str, ...] = ()  # peers and limits measured in the same run (memkv.bench.peers)
     stored: int = 0  # bytes of other blocks kept in the store for the whole run (--stored)
+    batch: int = 1  # blocks per call: memkv puts or gets them in one request, raw moves them in one transfer
 
 
-def bench_buffers(size: int, count: int) -> tuple[list[memoryview], list[memoryview]]:
-    """Up to four page-aligned sources of random bytes, and as many destinations, of `size`, all
-    with their pages mapped in."""
+def bench_buffers(size: int, count: int, distinct: int = 4) -> tuple[list[memoryview], list[memoryview]]:
+    """Up to `distinct` (at least four) page-aligned sources of random bytes, and as many
+    destinations, of `size`, all with their pages mapped in."""
     rng = np.random.default_rng(size)
     sources = []
-    for _ in range(min(count, 4)):
+    for _ in range(min(count, max(4, distinct))):
         buf = aligned_buffer(size)
         np.frombuffer(buf, dtype=np.uint8)[:] = rng.integers(0, 256, size, dtype=np.uint8)
         sources.append(buf)
     dests = []
-    for _ in range(min(count, 4)):
+    for _ in range(len(sources)):
         buf = aligned_buffer(size)
         # touched once here, so that whichever path gets into them first does not pay their page
         # faults (rounds alternate the order; an odd number of rounds would charge one path more)
@@ -122,10 +124,19 @@ def remove_run_directory(root: str) -> None:
 
 def memkv_op(transport: Transport, op: str, key: bytes, src: BufferLike, dst: BufferLike) -> None:
     """One timed memkv operation: put `src` under `key`, or get `key` into `dst`."""
+    memkv_ops(transport, op, [key], [src], [dst])
+
+
+def memkv_ops(transport: Transport, op: str, keys: Sequence[bytes], srcs: Sequence[BufferLike],
+              dsts: Sequence[BufferLike]) -> None:
+    """One timed call of several blocks: put each `srcs[j]` under `keys[j]` in one request, or get
+    each key into its `dsts[j]`; any item's failure fails the run."""
     if op == "put":
-        transport.put([PutItem(key, src)])[0].raise_for_status()
+        results: Sequence[ItemResult] = transport.put([PutItem(k, s) for k, s in zip(keys, srcs, strict=True)])
     else:
-        transport.get_into([key], [dst])[0].raise_for_status()
+        results = transport.get_into(keys, dsts)
+    for result in results:
+        result.raise_for_status()
 
 
 def fill_store(transport: Transport, stored: int, block: int) -> int:
@@ -151,6 +162,13 @@ class Target(abc.ABC):
 
     @abc.abstractmethod
     def op(self, path: str, op: str, i: int) -> None: ...
+
+    def ops(self, path: str, op: str, first: int, n: int) -> None:
+        """One timed call that moves blocks first..first+n-1 (`--batch n`); targets without a batched
+        raw path take one block per call."""
+        if n != 1:
+            raise Unsupported(f"--batch is not supported by this backend ({type(self).__name__})")
+        self.op(path, op, first)
 
     @abc.abstractmethod
     def end(self) -> None: ...

@@ -17,6 +17,10 @@ hashes its block (every read verified, MKV-BLK-006) and answers with the hash, R
 hashes what arrived (MKV-WIRE-021). Both ends' hashes must agree, or the run fails. Its ratio
 to raw is what the checks cost on this machine; an implementation that overlaps them with the
 transfer can beat it, none can avoid them.
+
+With `--batch N` each timed call moves N blocks: memkv puts or gets them in one request, the raw
+path moves them in one NIXL transfer of N descriptors, and the floor hashes each block and moves
+them in one transfer, its peer copying and hashing each.
 Hooked into memkv/bench/runner.py as BACKENDS["nixl"].
 """
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import select
 import subprocess
 import sys
 import time
@@ -35,11 +40,13 @@ from ..errors import Internal
 from ..memory_kind import MemoryKind
 from ..nixl.agent import NixlAgent
 from ..nixl.support import Pump
-from .common import BenchConfig, Target, bench_buffers, memkv_op, remove_run_directory, run_directory
+from .common import BenchConfig, Target, bench_buffers, memkv_ops, remove_run_directory, run_directory
 
-FLOOR_PUT = b"memkv-floor-put:"  # + the length: the notification of a floor put's WRITE
-FLOOR_GET = b"g"  # + the length, u64 little-endian, on the peer's stdin: hash your block and answer
-# The peer answers either with the XXH3-64 it computed, u64 little-endian, on its answer pipe.
+FLOOR_PUT = b"memkv-floor-put:"  # + "<length>:<count>": the notification of a floor put's WRITE of count blocks
+FLOOR_GET = b"g"  # + the length and the count, u64 little-endian each, on the peer's stdin: hash your blocks
+# The peer answers either with the XXH3-64 of each block it hashed, u64 little-endian, on its answer pipe.
+_U64 = 8
+ANSWER_TIMEOUT_S = 60.0
 
 
 class _RawPeer:
@@ -74,12 +81,18 @@ class _RawPeer:
         self.proc.stdin.write(byte)
         self.proc.stdin.flush()
 
-    def answer(self) -> int:
-        """The checksum the peer answers to a floor operation."""
-        answer = self.answers.read(8)
-        if len(answer) != 8:
-            raise RuntimeError("the raw NIXL peer stopped before it answered")
-        return int.from_bytes(answer, "little")
+    def answer(self, count: int) -> list[int]:
+        """The checksums the peer answers to a floor operation of `count` blocks."""
+        answer = b""
+        deadline = time.monotonic() + ANSWER_TIMEOUT_S
+        while len(answer) < _U64 * count:  # a pipe hands over at most PIPE_BUF bytes at once
+            if not select.select([self.answers], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                raise RuntimeError(f"the raw NIXL peer did not answer within {ANSWER_TIMEOUT_S:.0f} s")
+            more = self.answers.read(_U64 * count - len(answer))
+            if not more:
+                raise RuntimeError("the raw NIXL peer stopped before it answered")
+            answer += more
+        return [int.from_bytes(answer[j : j + _U64], "little") for j in range(0, len(answer), _U64)]
 
     def pump(self, on: bool) -> None:
         """The peer progresses its UCX worker only while the raw path runs (as memkv's client does)."""
@@ -100,15 +113,29 @@ class _RawPeer:
             self.answers.close()
 
 
-def _check_floor(ours: int, theirs: int) -> None:
-    if ours != theirs:
-        raise Internal(f"floor path: the block hashes to {ours:#x} here and {theirs:#x} at the raw peer")
+def _check_floor(ours: list[int], theirs: list[int]) -> None:
+    for j, (mine, peers) in enumerate(zip(ours, theirs, strict=True)):
+        if mine != peers:
+            raise Internal(f"floor path: block {j} of the call hashes to {mine:#x} here and {peers:#x} at the raw peer")
+
+
+def _blocks(size: int, length: int, count: int) -> tuple[int, int]:
+    """(length, count) of a floor operation, bounded by the peer's `size` registered bytes."""
+    length = max(1, min(size, length))
+    return length, max(1, min(count, size // length))
+
+
+def _hashes(view: memoryview, length: int, count: int) -> bytes:
+    """The XXH3-64 of each of `count` blocks of `length` bytes at the start of `view`, as the answer."""
+    return b"".join(payload_checksum(view[j * length : (j + 1) * length]).to_bytes(_U64, "little")
+                    for j in range(count))
 
 
 def _raw_peer_main(size: int, answers: int) -> None:
     """Register a buffer, print how to reach it, progress UCX between b"1" and b"0" on stdin, exit
     at EOF. Floor operations answer a checksum on the `answers` descriptor: a WRITE notified
-    FLOOR_PUT is copied out of the registered buffer and the copy hashed; FLOOR_GET hashes the buffer."""
+    FLOOR_PUT is copied out of the registered buffer and each block of the copy hashed; FLOOR_GET
+    hashes each block of the buffer."""
     agent = NixlAgent(f"memkv-bench-peer-{os.getpid()}")
     buf = aligned_buffer(size)
     private = aligned_buffer(size)  # never registered: no client can write it
@@ -119,9 +146,10 @@ def _raw_peer_main(size: int, answers: int) -> None:
         for messages in notifs.values():
             for message in messages:
                 if message.startswith(FLOOR_PUT):
-                    length = min(size, int(message[len(FLOOR_PUT):]))
-                    ctypes.memmove(address_of(private), address, length)
-                    os.write(answers, payload_checksum(private[:length]).to_bytes(8, "little"))
+                    length, _, count = message[len(FLOOR_PUT):].partition(b":")
+                    block, blocks = _blocks(size, int(length), int(count or 1))
+                    ctypes.memmove(address_of(private), address, block * blocks)
+                    os.write(answers, _hashes(private, block, blocks))
 
     pump = Pump(agent, on_notifs=stored)
     print("memkv-raw-peer", agent.name, address, agent.metadata().hex(), flush=True)
@@ -137,8 +165,9 @@ def _raw_peer_main(size: int, answers: int) -> None:
             pump.leave()
             pumping = False
         elif command == FLOOR_GET:
-            length = min(size, int.from_bytes(sys.stdin.buffer.read(8), "little"))
-            os.write(answers, payload_checksum(buf[:length]).to_bytes(8, "little"))
+            length, count = (int.from_bytes(sys.stdin.buffer.read(_U64), "little") for _ in range(2))
+            block, blocks = _blocks(size, length, count)
+            os.write(answers, _hashes(buf, block, blocks))
     pump.close()
 
 
@@ -153,19 +182,21 @@ class NixlTarget(Target):
         self.root = run_directory("memkv-bench-nixl-", config.directory)
         self.keep = config.keep
         largest = max(config.sizes)
+        self._batch = config.batch
         capacity = config.count * largest + 4 * largest + 8 * MiB
-        staging = max(64 * MiB, -(-4 * largest // (2 * MiB)) * 2 * MiB)
+        # a client's credits hold at most a quarter of the staging: a whole call fits them
+        staging = max(64 * MiB, -(-4 * largest * self._batch // (2 * MiB)) * 2 * MiB)
         keys_file = os.path.join(self.root, "keys.yaml")
         creds = write_keys_file(keys_file, {"bench": [("bench", "write")]})
         self.server = ServerProcess(os.path.join(self.root, "store"), keys_file, capacity=str(capacity),
                                     extra=["--admin-listen", "off", "--nixl", "on", "--nixl-staging", str(staging),
-                                           "--buffer-memory", str(max(1024 * MiB, 4 * largest))])
+                                           "--buffer-memory", str(max(1024 * MiB, 4 * largest * self._batch))])
         self.paths = ("memkv", "floor", "raw") if "floor" in config.compare else ("memkv", "raw")
         self.peer: _RawPeer | None = None
         try:
             self.transport = NixlTransport(self.server.host, self.server.port, namespace="bench", key=creds["bench"],
                                            transport="nixl", pool_size=1)
-            self.peer = _RawPeer(largest)
+            self.peer = _RawPeer(largest * self._batch)
             self.raw_agent = NixlAgent(f"memkv-bench-raw-{os.getpid()}")
             self.raw_agent.add_peer(self.peer.metadata)
         except BaseException:
@@ -174,7 +205,8 @@ class NixlTarget(Target):
         self.description = {
             "dir": self.root, "direct_io": None, "store_capacity_bytes": capacity,
             "ucx_tls": os.environ.get("UCX_TLS", "(UCX default)"),
-            "raw": "NIXL agent to agent (UCX), one WRITE (put) or READ (get) per block, peer in another process",
+            "raw": "NIXL agent to agent (UCX), one WRITE (put) or READ (get) per call of --batch blocks, peer in "
+                   "another process",
             "memkv": "memkv server subprocess (--nixl on, signed control frames), memkv+nixl client, buffers "
                      "registered once",
         }
@@ -192,7 +224,7 @@ class NixlTarget(Target):
             for old_src, old_dst in self._buffers.values():
                 for buf in old_src + old_dst:
                     self.transport.deregister(MemoryRegion(address_of(buf), len(buf)))
-            sources, dests = bench_buffers(size, count)
+            sources, dests = bench_buffers(size, count, self._batch)  # a call's blocks in buffers of their own
             for buf in sources + dests:
                 region = MemoryRegion(address_of(buf), len(buf))
                 self.transport.register(region)
@@ -208,29 +240,36 @@ class NixlTarget(Target):
         self._keys = [os.urandom(16) for _ in range(count)]
 
     def op(self, path: str, op: str, i: int) -> None:
-        src = self._src[i % len(self._src)]
-        dst = self._dst[i % len(self._dst)]
+        self.ops(path, op, i, 1)
+
+    def ops(self, path: str, op: str, first: int, n: int) -> None:
+        picks = range(first, first + n)
+        srcs = [self._src[i % len(self._src)] for i in picks]
+        dsts = [self._dst[i % len(self._dst)] for i in picks]
         assert self.peer is not None
         self.peer.pump(path != "memkv")
         if path == "memkv":
-            memkv_op(self.transport, op, self._keys[i], src, dst)
+            memkv_ops(self.transport, op, self._keys[first : first + n], srcs, dsts)
         elif path == "raw":
-            self._transfer(op, src if op == "put" else dst)
+            self._transfer(op, srcs if op == "put" else dsts)
         elif op == "put":  # floor
-            checksum = payload_checksum(src.view())
-            self._transfer(op, src, FLOOR_PUT + str(self._size).encode())
-            _check_floor(checksum, self.peer.answer())
+            checksums = [payload_checksum(src.view()) for src in srcs]
+            self._transfer(op, srcs, FLOOR_PUT + f"{self._size}:{n}".encode())
+            _check_floor(checksums, self.peer.answer(n))
         else:
-            self.peer.command(FLOOR_GET + self._size.to_bytes(8, "little"))
-            checksum = self.peer.answer()
-            self._transfer(op, dst)
-            _check_floor(payload_checksum(dst.view()), checksum)
+            self.peer.command(FLOOR_GET + self._size.to_bytes(_U64, "little") + n.to_bytes(_U64, "little"))
+            theirs = self.peer.answer(n)
+            self._transfer(op, dsts)
+            _check_floor([payload_checksum(dst.view()) for dst in dsts], theirs)
 
-    def _transfer(self, op: str, local: MemoryRegion, notification: bytes = b"") -> None:
-        """One NIXL WRITE (put) or READ (get) of the round's size between `local` and the peer."""
+    def _transfer(self, op: str, local: list[MemoryRegion], notification: bytes = b"") -> None:
+        """One NIXL WRITE (put) or READ (get) between the `local` blocks of the round's size and as
+        many consecutive blocks of the peer."""
         assert self.peer is not None
-        posted = self.raw_agent.post("WRITE" if op == "put" else "READ", [(local.address, self._size, 0)],
-                                     MemoryKind.DRAM, [(self.peer.address, self._size, 0)], MemoryKind.DRAM,
+        size = self._size
+        posted = self.raw_agent.post("WRITE" if op == "put" else "READ", [(r.address, size, 0) for r in local],
+                                     MemoryKind.DRAM, [(self.peer.address + j * size, size, 0)
+                                                       for j in range(len(local))], MemoryKind.DRAM,
                                      self.peer.name, notification)
         try:
             self.raw_agent.wait(posted, time.monotonic() + 60)

@@ -32,7 +32,7 @@ from .common import (
     run_directory,
 )
 from .cpu import CpuClocks, per_gib, roles_text, spent
-from .peers import ComparedTarget, check_compare, loopback_limit, start_peers
+from .peers import PEERS, ComparedTarget, check_compare, loopback_limit, start_peers
 from .progress import Progress
 from .rawfile import RawFile
 
@@ -113,6 +113,23 @@ BACKENDS: dict[str, Callable[[BenchConfig], Target]] = {
     "tcp": _tcp_target,
     "nixl": _nixl_target,
 }
+BATCHED = ("nixl",)  # the backends whose raw path moves a batch in one transfer (Target.ops)
+
+
+def check_batch(config: BenchConfig, compare: Sequence[str]) -> None:
+    """--batch N: a positive divisor of --count, on a backend with a batched raw path, with no peer
+    that would still move one block per call beside it; refused before anything starts."""
+    if config.batch <= 0 or config.count % config.batch:
+        raise InvalidArgument(f"--batch must be a positive divisor of --count ({config.count}), not {config.batch}")
+    if config.batch == 1:
+        return
+    if config.backend not in BATCHED:
+        raise InvalidArgument(f"--batch applies to --backend {', '.join(BATCHED)} only (its raw path moves a "
+                              "batch in one transfer)")
+    unbatched = [name for name in compare if name in PEERS]
+    if unbatched:
+        raise InvalidArgument(f"--batch: --compare {', '.join(unbatched)} moves one block per call; "
+                              "leave it out or run without --batch")
 
 
 DEVICE_TAIL = 3.0  # with the store on a device, a p99 at most this many times the p50 (issue 16)
@@ -144,6 +161,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> dict[str
     if config.count <= 0 or config.rounds <= 0:
         raise InvalidArgument("--count and --rounds must be positive")
     compare = check_compare(config.compare, config.backend)
+    check_batch(config, compare)
     target = factory(config)
     try:
         peers = start_peers(compare, config)
@@ -173,9 +191,9 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> dict[str
                         times = lat.setdefault((size, path, op), [])
                         cpu_before = clocks[path].read() if clocks else {}
                         t_phase = time.perf_counter()
-                        for i in range(config.count):
+                        for first in range(0, config.count, config.batch):
                             t0 = time.perf_counter()
-                            target.op(path, op, i)
+                            target.ops(path, op, first, config.batch)
                             times.append(time.perf_counter() - t0)
                         phase = time.perf_counter() - t_phase
                         rates.setdefault((size, path, op), []).append(size * config.count / phase / 1e9)
@@ -209,7 +227,8 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> dict[str
     target_rows = [r for r in results if r["size"] == TARGET_SIZE and not r["peer"]]
     return {
         "backend": config.backend, **description, "sizes": list(config.sizes), "count": config.count,
-        "rounds": config.rounds, "steps": steps, "wall_s": time.perf_counter() - started, "results": results,
+        "batch": config.batch, "rounds": config.rounds, "steps": steps, "wall_s": time.perf_counter() - started,
+        "results": results,
         "physical_limit": limit, "stored_bytes": config.stored, "stored_blocks": stored_blocks,
         "server_memory": memory,
         "target": {"size": TARGET_SIZE, "min_ratio": TARGET_RATIO,
@@ -238,8 +257,9 @@ def _device_target(results: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def format_report(report: dict[str, Any]) -> str:
     lines = [
-        f"memkv bench --backend {report['backend']}: {report['rounds']} rounds x {report['count']} blocks per size, "
-        f"{'O_DIRECT' if report.get('direct_io') else 'buffered'}, {report['dir']}",
+        f"memkv bench --backend {report['backend']}: {report['rounds']} rounds x {report['count']} blocks per size"
+        + (f" in calls of {report['batch']} (latencies per call)" if report.get("batch", 1) > 1 else "")
+        + f", {'O_DIRECT' if report.get('direct_io') else 'buffered'}, {report['dir']}",
         f"raw path: {report.get('raw', '')}",
         f"{'size':>8} {'op':>4} {'memkv GB/s':>11} {'raw GB/s':>9} {'ratio':>6}  "
         f"{'memkv p50/p99 ms':>17}  {'raw p50/p99 ms':>15}",
@@ -302,5 +322,5 @@ def _cpu_lines(results: list[dict[str, Any]]) -> list[str]:
 
 
 __all__ = [
-    "BACKENDS", "FileTarget", "format_report", "run_bench",
+    "BACKENDS", "BATCHED", "FileTarget", "check_batch", "format_report", "run_bench",
 ]

@@ -8,6 +8,7 @@ import sys
 
 from ..bench import common, runner
 from ..bench.progress import Progress
+from ..errors import InvalidArgument
 from ..units import parse_size
 from .main import Subparsers
 
@@ -41,6 +42,10 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--stored", default="0", metavar="SIZE",
                         help="keep SIZE of other blocks in the store for the whole run (e.g. 8GiB): is the rate "
                              "flat from an empty store to a full one? (file and tcp backends)")
+    parser.add_argument("--batch", type=int, default=1, metavar="N",
+                        help="nixl: blocks per call (default 1): memkv puts or gets N blocks in one request, "
+                             "the raw path moves them in one NIXL transfer of N descriptors, as an engine moves "
+                             "a request's blocks; must divide --count")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--clients", help="tcp: client process counts run at once, e.g. 1,2,4,8 (aggregate rates)")
     parser.add_argument("--shards", help="tcp: server process counts of the cluster measured, e.g. 1,2")
@@ -51,12 +56,15 @@ def run(args: argparse.Namespace) -> int:
     if args.clients or args.shards:  # several clients and shards at once (docs/scale.md)
         from ..bench.shards import run as run_scale
 
+        if args.batch != 1:
+            raise InvalidArgument("--batch is measured with one client (not with --clients or --shards)")
+
         return run_scale(args, common.parse_sizes(args.sizes))
     config = common.BenchConfig(backend=args.backend, sizes=tuple(common.parse_sizes(args.sizes)), count=args.count,
                          rounds=args.rounds, directory=args.dir, keep=args.keep,
                          io=("uring", "threads") if args.io == "both" else (args.io,),
                                 compare=tuple(n.strip() for n in args.compare.split(",") if n.strip()),
-                                stored=parse_size(args.stored))
+                                stored=parse_size(args.stored), batch=args.batch)
     progress = Progress(config.rounds * len(config.sizes), "memkv bench", enabled=not args.quiet)
     report = runner.run_bench(config, progress)
     text = runner.format_report(report)

@@ -36,6 +36,22 @@ def test_the_nixl_floor_is_refused_for_other_backends_before_anything_starts(bac
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(("changes", "refusal"), [
+    ({"backend": "file", "batch": 2}, "--batch applies to --backend nixl only"),
+    ({"backend": "tcp", "batch": 2}, "--batch applies to --backend nixl only"),
+    ({"backend": "nixl", "batch": 3}, r"--batch must be a positive divisor of --count \(4\), not 3"),
+    ({"backend": "nixl", "batch": 0}, "--batch must be a positive divisor"),
+    ({"backend": "nixl", "batch": 2, "compare": ("floor", "redis")}, "--compare redis moves one block per call"),
+])
+def test_a_batch_without_a_batched_raw_path_is_refused_before_anything_starts(
+        changes: dict[str, object], refusal: str, tmp_path: Path) -> None:
+    """--batch N compares memkv's N-block calls with a raw path that moves N blocks at once; where
+    the raw path (or a compared store) would still move one block per call, the run is refused."""
+    with pytest.raises(InvalidArgument, match=refusal):
+        run_bench(BenchConfig(directory=str(tmp_path), **{**SMALL, **changes}))  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.skipif(not (HAVE_REDIS and HAVE_IPERF3), reason="needs redis-server, redis-py and iperf3")
 def test_redis_and_the_loopback_limit_are_measured_beside_memkv(tmp_path: Path) -> None:
     report = run_bench(BenchConfig(backend="tcp", directory=str(tmp_path), compare=("redis", "iperf3"), **SMALL))

@@ -291,6 +291,27 @@ def test_bench_floor_adds_the_specs_checks_to_the_raw_transfer(ucx_tcp: None, tm
     assert re.search(r"put .* floor", format_report(report))
 
 
+def test_bench_batch_moves_each_call_s_blocks_in_one_request_and_one_transfer(ucx_tcp: None, tmp_path: Path) -> None:
+    """--batch 2: memkv puts and gets two blocks per request, raw and floor move them in one NIXL
+    transfer of two descriptors; the floor's peer hashes each block of the call at its own offset
+    (the two blocks differ), and the bench checks every hash, so a peer that hashed one block for
+    both, or the wrong offsets, fails the run; a memkv get of a block the batched put did not
+    store fails it too."""
+    from memkv.bench.common import BenchConfig
+    from memkv.bench.runner import format_report, run_bench
+
+    sizes = (256 * 1024, 2 * MiB)
+    report = run_bench(BenchConfig(backend="nixl", sizes=sizes, count=4, rounds=2, batch=2, directory=str(tmp_path),
+                                   compare=("floor",)))
+    assert report["batch"] == 2
+    rows = {(r["size"], r["op"], r["path"]): r for r in report["results"]}
+    assert set(rows) == {(s, op, path) for s in sizes for op in ("put", "get") for path in ("memkv", "floor")}
+    for row in rows.values():
+        assert row["memkv"]["ops"] == 4 and row["raw"]["ops"] == 4  # 2 calls of 2 blocks per round, 2 rounds
+        assert row["memkv"]["gb_per_s"] > 0
+    assert "in calls of 2 (latencies per call)" in format_report(report)
+
+
 # ---- staging pool ----------------------------------------------------------------------------------
 @pytest.mark.requirement("MKV-WIRE-025")
 def test_chunk_pool_is_bounded() -> None:
