@@ -43,3 +43,9 @@ def test_counts_and_backend_are_checked(tmp_path: Path) -> None:
             parse_counts(bad, "shards")
     proc = _bench(tmp_path, "--backend", "file", "--clients", "2")
     assert proc.returncode != 0 and "--backend tcp" in proc.stderr
+
+
+def test_a_batch_is_refused_with_several_clients(tmp_path: Path) -> None:
+    proc = _bench(tmp_path, "--backend", "tcp", "--clients", "2", "--batch", "2")
+    assert proc.returncode == 2 and "--batch is measured with one client" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
