@@ -147,7 +147,7 @@ def _raw_peer_main(size: int, answers: int) -> None:
             for message in messages:
                 if message.startswith(FLOOR_PUT):
                     length, _, count = message[len(FLOOR_PUT):].partition(b":")
-                    block, blocks = _blocks(size, int(length), int(count or 1))
+                    block, blocks = _blocks(size, int(length), int(count))
                     ctypes.memmove(address_of(private), address, block * blocks)
                     os.write(answers, _hashes(private, block, blocks))
 
