@@ -4,7 +4,7 @@
  * No dependency beyond the kernel UAPI header <linux/io_uring.h>: the rings are set up with
  * raw io_uring_setup / io_uring_enter / io_uring_register system calls and mmap'd directly.
  *
- *   Ring(depth=32, chunk_size=1 MiB)
+ *   Ring(depth=32, chunk_size=1 MiB, stall_timeout=0.0)
  *   ring.read(fd, offsets, buffers)  -> list[int]   bytes read into each buffer
  *   ring.write(fd, offsets, buffers) -> list[int]   bytes written from each buffer
  *   ring.write_during(fd, offsets, buffers, during) -> (list[int], during())
@@ -22,6 +22,15 @@
  * that returns 0 (end of file) stops that buffer, and its count tells how far it got. Any
  * other error stops new submissions, drains what is in flight, and raises OSError(errno).
  * A Ring serializes its own calls (a lock); use one Ring per thread for parallelism.
+ *
+ * Waits are never endless where the kernel can bound them (IORING_FEAT_EXT_ARG, 5.11+): the
+ * ring waits in slices of WAIT_SLICE_NS and, between slices and whenever a signal interrupts
+ * the wait, runs the Python signal handlers, so a handler's exception (KeyboardInterrupt,
+ * a test's timeout) ends the call. With stall_timeout > 0, a call in which no request completes
+ * for that many seconds ends with TimeoutError (ETIMEDOUT). Either way the ring cancels what is
+ * in flight, waits up to ABANDON_WAIT_NS for it, and closes: requests that never answered are
+ * "stranded" and the memory they name stays exported (deliberately leaked) so that Python cannot
+ * reuse memory the kernel may still write into.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -38,6 +47,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef __NR_io_uring_setup
@@ -52,10 +62,20 @@
 #ifndef IORING_SETUP_COOP_TASKRUN
 #define IORING_SETUP_COOP_TASKRUN (1U << 8)
 #endif
+#ifndef IORING_FEAT_EXT_ARG
+#define IORING_FEAT_EXT_ARG (1U << 8)
+#endif
+#ifndef IORING_ENTER_EXT_ARG
+#define IORING_ENTER_EXT_ARG (1U << 3)
+#endif
 
 #define MAX_DEPTH 4096
 #define MAX_REGISTERED 1024
 #define MAX_FIXED_LEN (1UL << 30) /* kernel limit per registered buffer */
+#define NS_PER_S 1000000000LL
+#define WAIT_SLICE_NS (200LL * 1000000LL)     /* longest wait before signals are looked at */
+#define ABANDON_WAIT_NS (2LL * NS_PER_S)      /* how long cancelled requests are waited for */
+#define CANCEL_TAG UINT64_MAX                 /* user_data of the ring's own cancel requests */
 
 static int sys_setup(unsigned entries, struct io_uring_params *p) {
     return (int)syscall(__NR_io_uring_setup, entries, p);
@@ -69,6 +89,12 @@ static int sys_register(int fd, unsigned opcode, const void *arg, unsigned nr_ar
     return (int)syscall(__NR_io_uring_register, fd, opcode, arg, nr_args);
 }
 
+static long long now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * NS_PER_S + ts.tv_nsec;
+}
+
 /* ---- the ring -------------------------------------------------------------------------- */
 
 typedef struct {
@@ -78,7 +104,9 @@ typedef struct {
     Py_ssize_t chunk_size;
     unsigned features;
     int have_rw; /* IORING_OP_READ / WRITE (5.6+); else READV / WRITEV */
-    int broken;  /* io_uring_enter failed for the ring as a whole */
+    int ext_arg; /* the kernel bounds a wait (IORING_FEAT_EXT_ARG) */
+    long long stall_ns; /* a call with nothing completing for this long is abandoned; 0: never */
+    int broken;  /* io_uring_enter failed for the ring as a whole, or a call was abandoned */
     unsigned stranded; /* requests of a broken ring that never completed: their memory must stay */
     /* mappings */
     void *sq_map;
@@ -168,6 +196,7 @@ static int ring_setup(Ring *r, unsigned depth) {
     if (fd < 0) return -errno;
     r->ring_fd = fd;
     r->features = p.features;
+    r->ext_arg = (p.features & IORING_FEAT_EXT_ARG) != 0;
     r->sq_entries = p.sq_entries;
 
     r->sq_map_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
@@ -245,32 +274,105 @@ static void prep_sqe(Ring *r, int fd, int is_write, Slot *s, unsigned slot_index
     __atomic_store_n(r->sq_tail, tail + 1, __ATOMIC_RELEASE);
 }
 
-/*
- * Move all ops; runs without the GIL. Returns 0 or a positive errno.
- */
-/* Wait for `inflight` submitted requests to complete, discarding their results; returns how
-   many could not be waited for (the ring refuses even to wait). */
+/* The Python side of a call: the GIL's thread state while the ring works without it, the
+   callable of write_during with its result or exception, and the exception a signal handler
+   raised during a wait. */
+typedef struct {
+    PyThreadState *save;
+    PyObject *fn;
+    PyObject *result;
+    PyObject *etype, *evalue, *etb;
+    PyObject *stype, *svalue, *stb;
+} Call;
+
+/* Called once, without the GIL, when the first requests are in flight (write_during). */
+static void call_during(Call *c) {
+    PyEval_RestoreThread(c->save);
+    c->result = PyObject_CallNoArgs(c->fn);
+    if (!c->result) PyErr_Fetch(&c->etype, &c->evalue, &c->etb);
+    c->save = PyEval_SaveThread();
+}
+
+/* Runs the Python signal handlers (main thread only; elsewhere it does nothing); 1 when one
+   raised, its exception kept for the caller. */
+static int signal_raised(Call *c) {
+    PyEval_RestoreThread(c->save);
+    int raised = PyErr_CheckSignals() < 0;
+    if (raised) PyErr_Fetch(&c->stype, &c->svalue, &c->stb);
+    c->save = PyEval_SaveThread();
+    return raised;
+}
+
+/* io_uring_enter; a wait for completions lasts at most slice_ns where the kernel can bound it
+   (then it fails with ETIME having consumed nothing). */
+static int enter(Ring *r, unsigned to_submit, unsigned min_complete, long long slice_ns) {
+    unsigned flags = min_complete ? IORING_ENTER_GETEVENTS : 0;
+    if (!min_complete || !r->ext_arg || slice_ns <= 0) return sys_enter(r->ring_fd, to_submit, min_complete, flags);
+    struct __kernel_timespec ts = {.tv_sec = slice_ns / NS_PER_S, .tv_nsec = slice_ns % NS_PER_S};
+    struct io_uring_getevents_arg arg;
+    memset(&arg, 0, sizeof(arg));
+    arg.ts = (uint64_t)(uintptr_t)&ts;
+    return (int)syscall(__NR_io_uring_enter, r->ring_fd, to_submit, min_complete, flags | IORING_ENTER_EXT_ARG,
+                        &arg, sizeof(arg));
+}
+
+/* Wait for `inflight` submitted requests to complete, discarding their results (and the
+   completions of the ring's own cancel requests); returns how many could not be waited for:
+   the ring refuses even to wait, or, where waits can be bounded, ABANDON_WAIT_NS passed. */
 static unsigned drain(Ring *r, unsigned inflight) {
     int refusals = 0;
+    long long deadline = now_ns() + ABANDON_WAIT_NS;
     while (inflight && refusals < 3) {
-        if (sys_enter(r->ring_fd, 0, 1, IORING_ENTER_GETEVENTS) < 0 && errno != EINTR) {
+        long long left = deadline - now_ns();
+        if (r->ext_arg && left <= 0) break;
+        if (enter(r, 0, 1, left < WAIT_SLICE_NS ? left : WAIT_SLICE_NS) < 0 && errno != EINTR && errno != ETIME) {
             refusals++;
         }
         unsigned head = *r->cq_head;
         unsigned tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
-        while (head != tail && inflight) {
-            head++;
-            inflight--;
+        for (; head != tail; head++) {
+            if (r->cqes[head & *r->cq_mask].user_data != CANCEL_TAG && inflight) inflight--;
         }
         __atomic_store_n(r->cq_head, head, __ATOMIC_RELEASE);
     }
     return inflight;
 }
 
-/* Called once, without the GIL, when the first requests are in flight (write_during). */
-typedef void (*AfterSubmit)(void *ctx);
+/* Give up on the requests in flight: drop what was queued but never consumed by the kernel, ask
+   the kernel to cancel every slot that is not free, and wait (bounded) for them. Marks the ring
+   broken; returns how many requests are stranded. */
+static unsigned abandon(Ring *r, unsigned depth, const unsigned *free_slots, unsigned nfree, unsigned inflight) {
+    r->broken = 1;
+    __atomic_store_n(r->sq_tail, __atomic_load_n(r->sq_head, __ATOMIC_ACQUIRE), __ATOMIC_RELEASE);
+    unsigned char *is_free = calloc(depth, 1);
+    unsigned cancels = 0;
+    if (is_free) {
+        for (unsigned i = 0; i < nfree; i++) is_free[free_slots[i]] = 1;
+        for (unsigned si = 0; si < depth && cancels < r->sq_entries; si++) {
+            if (is_free[si]) continue;
+            unsigned tail = *r->sq_tail;
+            unsigned idx = tail & *r->sq_mask;
+            struct io_uring_sqe *sqe = &r->sqes[idx];
+            memset(sqe, 0, sizeof(*sqe));
+            sqe->opcode = IORING_OP_ASYNC_CANCEL;
+            sqe->fd = -1;
+            sqe->addr = si; /* the user_data of the request to cancel */
+            sqe->user_data = CANCEL_TAG;
+            r->sq_array[idx] = idx;
+            __atomic_store_n(r->sq_tail, tail + 1, __ATOMIC_RELEASE);
+            cancels++;
+        }
+        free(is_free);
+    }
+    if (cancels) sys_enter(r->ring_fd, cancels, 0, 0);
+    return drain(r, inflight);
+}
 
-static int run_ops(Ring *r, int fd, int is_write, Op *ops, Py_ssize_t nops, AfterSubmit after_submit, void *ctx) {
+/*
+ * Move all ops; runs without the GIL. Returns 0 or a positive errno; EINTR when a signal
+ * handler raised (its exception is in call), ETIMEDOUT when nothing completed for stall_ns.
+ */
+static int run_ops(Ring *r, int fd, int is_write, Op *ops, Py_ssize_t nops, Call *call) {
     unsigned depth = r->depth;
     Slot *slots = calloc(depth, sizeof(Slot));
     unsigned *free_slots = calloc(depth, sizeof(unsigned));
@@ -286,6 +388,8 @@ static int run_ops(Ring *r, int fd, int is_write, Op *ops, Py_ssize_t nops, Afte
     Py_ssize_t cur = 0; /* first op with bytes not yet cut into chunks */
     int error = 0;
     size_t chunk = (size_t)r->chunk_size;
+    int during_pending = call->fn != NULL;
+    long long last_progress = now_ns();
 
     for (;;) {
         /* fill the queue: retries first, then new chunks */
@@ -315,11 +419,12 @@ static int run_ops(Ring *r, int fd, int is_write, Op *ops, Py_ssize_t nops, Afte
 
         /* submit what is queued and wait for at least one completion; the first time, with a
            hook to run, submit only: the hook runs while the device works */
-        unsigned wait_for = after_submit ? 0 : 1;
-        int ret = sys_enter(r->ring_fd, to_submit, wait_for, wait_for ? IORING_ENTER_GETEVENTS : 0);
+        unsigned wait_for = during_pending ? 0 : 1;
+        int waited = 0;
+        int ret = enter(r, to_submit, wait_for, WAIT_SLICE_NS);
         if (ret < 0) {
             int e = errno;
-            if (e != EINTR && e != EAGAIN && e != EBUSY) {
+            if (e != EINTR && e != EAGAIN && e != EBUSY && e != ETIME) {
                 /* the ring itself failed (not one request): give up on it. Requests already
                    submitted may still write into the caller's memory, so wait for them; what
                    cannot be waited for is reported as stranded and its buffers are kept. */
@@ -329,18 +434,20 @@ static int run_ops(Ring *r, int fd, int is_write, Op *ops, Py_ssize_t nops, Afte
                 break;
             }
             /* nothing was consumed; reap whatever is ready below, then retry */
+            waited = e == EINTR || e == ETIME;
         } else {
             inflight += (unsigned)ret;
             to_submit -= (unsigned)ret;
-            if (after_submit && inflight) {
-                after_submit(ctx);
-                after_submit = NULL;
+            if (during_pending && inflight) {
+                call_during(call);
+                during_pending = 0;
             }
         }
 
         /* reap */
         unsigned head = *r->cq_head;
         unsigned tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
+        if (head != tail) last_progress = now_ns();
         while (head != tail) {
             struct io_uring_cqe *cqe = &r->cqes[head & *r->cq_mask];
             unsigned si = (unsigned)cqe->user_data;
@@ -375,6 +482,18 @@ static int run_ops(Ring *r, int fd, int is_write, Op *ops, Py_ssize_t nops, Afte
         }
         __atomic_store_n(r->cq_head, head, __ATOMIC_RELEASE);
         if (error && inflight == 0) break;
+
+        /* a wait that ended without a completion: a signal to handle, or a stalled device */
+        if (waited && inflight) {
+            int abort = 0;
+            if (signal_raised(call)) abort = EINTR;
+            else if (r->stall_ns && now_ns() - last_progress >= r->stall_ns) abort = ETIMEDOUT;
+            if (abort) {
+                error = abort;
+                r->stranded = abandon(r, depth, free_slots, nfree, inflight);
+                break;
+            }
+        }
     }
     free(slots);
     free(free_slots);
@@ -402,29 +521,14 @@ static int ring_lock(Ring *r) {
     return 0;
 }
 
-/* The callable of write_during: run with the GIL, its result or exception kept for the caller. */
-typedef struct {
-    PyObject *fn;
-    PyObject *result;
-    PyObject *etype, *evalue, *etb;
-    PyThreadState *save;
-} During;
-
-static void call_during(void *p) {
-    During *d = p;
-    PyEval_RestoreThread(d->save);
-    d->result = PyObject_CallNoArgs(d->fn);
-    if (!d->result) PyErr_Fetch(&d->etype, &d->evalue, &d->etb);
-    d->save = PyEval_SaveThread();
-}
-
 static PyObject *ring_transfer(Ring *r, PyObject *args, int is_write, int with_during) {
     int fd;
     PyObject *offsets_obj, *buffers_obj;
-    During during = {NULL, NULL, NULL, NULL, NULL, NULL};
+    Call call;
+    memset(&call, 0, sizeof(call));
     if (with_during) {
-        if (!PyArg_ParseTuple(args, "iOOO", &fd, &offsets_obj, &buffers_obj, &during.fn)) return NULL;
-        if (!PyCallable_Check(during.fn)) {
+        if (!PyArg_ParseTuple(args, "iOOO", &fd, &offsets_obj, &buffers_obj, &call.fn)) return NULL;
+        if (!PyCallable_Check(call.fn)) {
             PyErr_SetString(PyExc_TypeError, "during must be callable");
             return NULL;
         }
@@ -443,6 +547,7 @@ static PyObject *ring_transfer(Ring *r, PyObject *args, int is_write, int with_d
     Py_buffer *views = NULL;
     Op *ops = NULL;
     Py_ssize_t got = 0;
+    unsigned stranded = 0;
     if (PySequence_Fast_GET_SIZE(buffers) != n) {
         PyErr_SetString(PyExc_ValueError, "offsets and buffers differ in length");
         goto done;
@@ -468,24 +573,42 @@ static PyObject *ring_transfer(Ring *r, PyObject *args, int is_write, int with_d
         ops[got].eof_at = UINT64_MAX;
     }
     if (ring_lock(r) < 0) goto done;
-    during.save = PyEval_SaveThread();
-    int err = run_ops(r, fd, is_write, ops, n, during.fn ? call_during : NULL, &during);
-    PyEval_RestoreThread(during.save);
-    if (r->broken) ring_close_fd(r);
+    call.save = PyEval_SaveThread();
+    int err = run_ops(r, fd, is_write, ops, n, &call);
+    PyEval_RestoreThread(call.save);
+    if (r->broken) {
+        stranded = r->stranded;
+        ring_close_fd(r);
+    }
     PyThread_release_lock(r->lock);
+    if (err == EINTR && call.stype) {
+        PyErr_Restore(call.stype, call.svalue, call.stb);
+        call.stype = call.svalue = call.stb = NULL;
+        goto done;
+    }
+    if (err == ETIMEDOUT) {
+        /* OSError(ETIMEDOUT, ...) is a TimeoutError with its errno set */
+        PyObject *exc = PyObject_CallFunction(PyExc_OSError, "is", ETIMEDOUT, "no I/O request completed within the "
+                                              "stall timeout (the device stalled); the ring was abandoned");
+        if (exc) {
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+            Py_DECREF(exc);
+        }
+        goto done;
+    }
     if (err) {
         errno = err;
         PyErr_SetFromErrno(PyExc_OSError);
         goto done;
     }
-    if (during.fn && !during.result) {
-        if (during.etype) {
-            PyErr_Restore(during.etype, during.evalue, during.etb);
-            during.etype = during.evalue = during.etb = NULL;
+    if (call.fn && !call.result) {
+        if (call.etype) {
+            PyErr_Restore(call.etype, call.evalue, call.etb);
+            call.etype = call.evalue = call.etb = NULL;
             goto done;
         }
-        during.result = PyObject_CallNoArgs(during.fn); /* nothing was submitted (no bytes) */
-        if (!during.result) goto done;
+        call.result = PyObject_CallNoArgs(call.fn); /* nothing was submitted (no bytes) */
+        if (!call.result) goto done;
     }
     result = PyList_New(n);
     if (!result) goto done;
@@ -502,18 +625,21 @@ static PyObject *ring_transfer(Ring *r, PyObject *args, int is_write, int with_d
         }
         PyList_SET_ITEM(result, i, v);
     }
-    if (during.fn) {
-        PyObject *pair = PyTuple_Pack(2, result, during.result);
+    if (call.fn) {
+        PyObject *pair = PyTuple_Pack(2, result, call.result);
         Py_SETREF(result, pair);
     }
 done:
-    Py_XDECREF(during.result);
-    Py_XDECREF(during.etype);
-    Py_XDECREF(during.evalue);
-    Py_XDECREF(during.etb);
+    Py_XDECREF(call.result);
+    Py_XDECREF(call.etype);
+    Py_XDECREF(call.evalue);
+    Py_XDECREF(call.etb);
+    Py_XDECREF(call.stype);
+    Py_XDECREF(call.svalue);
+    Py_XDECREF(call.stb);
     /* Buffers of requests a broken ring never completed stay exported (deliberately leaked):
        releasing them would let Python reuse memory the kernel may still write into. */
-    if (!r->stranded)
+    if (!stranded)
         for (Py_ssize_t i = 0; i < got; i++) PyBuffer_Release(&views[i]);
     PyMem_Free(views);
     PyMem_Free(ops);
@@ -616,10 +742,15 @@ static PyObject *Ring_exit(Ring *r, PyObject *Py_UNUSED(args)) {
 }
 
 static int Ring_init(Ring *r, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"depth", "chunk_size", NULL};
+    static char *kwlist[] = {"depth", "chunk_size", "stall_timeout", NULL};
     unsigned int depth = 32;
     Py_ssize_t chunk = 1 << 20;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|In", kwlist, &depth, &chunk)) return -1;
+    double stall = 0.0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|Ind", kwlist, &depth, &chunk, &stall)) return -1;
+    if (!(stall >= 0.0 && stall <= 86400.0)) {
+        PyErr_SetString(PyExc_ValueError, "stall_timeout must be 0 (never) to 86400 seconds");
+        return -1;
+    }
     if (depth < 1 || depth > MAX_DEPTH) {
         PyErr_Format(PyExc_ValueError, "depth must be 1..%d", MAX_DEPTH);
         return -1;
@@ -640,6 +771,7 @@ static int Ring_init(Ring *r, PyObject *args, PyObject *kwds) {
     }
     r->depth = depth < r->sq_entries ? depth : r->sq_entries;
     r->chunk_size = chunk;
+    r->stall_ns = (long long)(stall * NS_PER_S);
     return 0;
 }
 
@@ -667,6 +799,9 @@ static PyObject *Ring_get_chunk(Ring *r, void *c) { return PyLong_FromSsize_t(r-
 static PyObject *Ring_get_nreg(Ring *r, void *c) { return PyLong_FromSsize_t(r->nreg); }
 static PyObject *Ring_get_features(Ring *r, void *c) { return PyLong_FromUnsignedLong(r->features); }
 static PyObject *Ring_get_closed(Ring *r, void *c) { return PyBool_FromLong(r->ring_fd < 0); }
+static PyObject *Ring_get_stall(Ring *r, void *c) { return PyFloat_FromDouble((double)r->stall_ns / NS_PER_S); }
+static PyObject *Ring_get_bounded(Ring *r, void *c) { return PyBool_FromLong(r->ext_arg); }
+static PyObject *Ring_get_stranded(Ring *r, void *c) { return PyLong_FromUnsignedLong(r->stranded); }
 
 static PyGetSetDef Ring_getset[] = {
     {"depth", (getter)Ring_get_depth, NULL, "queue depth (max requests in flight)", NULL},
@@ -674,6 +809,12 @@ static PyGetSetDef Ring_getset[] = {
     {"registered", (getter)Ring_get_nreg, NULL, "number of registered buffers", NULL},
     {"features", (getter)Ring_get_features, NULL, "IORING_FEAT_* bits reported by the kernel", NULL},
     {"closed", (getter)Ring_get_closed, NULL, "True after close()", NULL},
+    {"stall_timeout", (getter)Ring_get_stall, NULL, "seconds without a completion before a call is abandoned (0: never)",
+     NULL},
+    {"bounded_waits", (getter)Ring_get_bounded, NULL,
+     "True when the kernel bounds waits (IORING_FEAT_EXT_ARG): signals and stall_timeout are seen during a wait", NULL},
+    {"stranded", (getter)Ring_get_stranded, NULL, "requests an abandoned call left unanswered (their memory is kept)",
+     NULL},
     {NULL},
 };
 
@@ -699,7 +840,7 @@ static PyTypeObject RingType = {
     .tp_basicsize = sizeof(Ring),
     .tp_weaklistoffset = offsetof(Ring, weakreflist),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Ring(depth=32, chunk_size=1048576): an io_uring instance for positional file I/O",
+    .tp_doc = "Ring(depth=32, chunk_size=1048576, stall_timeout=0.0): an io_uring instance for positional file I/O",
     .tp_new = Ring_new,
     .tp_init = (initproc)Ring_init,
     .tp_dealloc = (destructor)Ring_dealloc,

@@ -14,6 +14,12 @@ pieces kept `depth` in flight, so one large block reaches the device as a queue 
 default) takes io_uring when the extension is built and the kernel allows it, threads
 otherwise. `MEMKV_IO_DEPTH` and `MEMKV_IO_CHUNK_KIB` tune the queue.
 
+An io_uring call never waits forever on a device that stopped answering: after
+`MEMKV_IO_STALL_S` seconds (default 120, 0 for never) in which none of its requests completed it
+raises TimeoutError (ETIMEDOUT), and a signal handler's exception (Ctrl-C, a test's timeout)
+ends a wait too. The ring is then abandoned (native/uring.c says how its memory is kept safe) and
+the thread's next call opens a new one. The thread pool's system calls cannot be bounded this way.
+
 Errors are `OSError` with the kernel's errno; the device layer maps them to spec error codes.
 """
 
@@ -39,6 +45,11 @@ from ..errors import InvalidArgument, Unsupported
 
 DEFAULT_DEPTH = 8
 DEFAULT_CHUNK = 1024 * 1024
+# A device whose requests have not completed for this long is treated as failed (seconds; 0 is never).
+# Linux gives an NVMe command 30 s before it retries or resets the controller, so this leaves time
+# for a retry; MEMKV_IO_STALL_S overrides it.
+DEFAULT_STALL_S = 120
+MAX_STALL_S = 86400
 ENGINE_NAMES = ("uring", "threads")
 
 T = TypeVar("T")
@@ -148,8 +159,12 @@ class UringEngine(IOEngine):
 
     name = "uring"
 
-    def __init__(self, depth: int = DEFAULT_DEPTH, chunk_size: int = DEFAULT_CHUNK) -> None:
+    def __init__(self, depth: int = DEFAULT_DEPTH, chunk_size: int = DEFAULT_CHUNK,
+                 stall_timeout_s: float = DEFAULT_STALL_S) -> None:
         super().__init__(depth, chunk_size)
+        if not 0 <= stall_timeout_s <= MAX_STALL_S:
+            raise InvalidArgument(f"the I/O stall timeout must be 0 (never) to {MAX_STALL_S} s, got {stall_timeout_s}")
+        self.stall_timeout_s = stall_timeout_s
         ok, reason = uring_status()
         if not ok:
             raise Unsupported(f"io_uring engine unavailable: {reason}")
@@ -159,6 +174,8 @@ class UringEngine(IOEngine):
         # An extension built before Ring.write_during (a stale in-place build) still writes; it
         # only cannot overlap, so a large put takes the pool path instead of failing.
         self.overlaps_writes = hasattr(mod.Ring, "write_during")
+        # ... and one built before stall_timeout waits as it always did.
+        self._ring_options = {"stall_timeout": float(stall_timeout_s)} if hasattr(mod.Ring, "stall_timeout") else {}
         self._local = threading.local()
         self._lock = threading.Lock()
         # rings of threads that have exited are closed when their thread-local goes away
@@ -172,7 +189,7 @@ class UringEngine(IOEngine):
         if ring is None or ring.closed:
             if self._closed:
                 raise ValueError("I/O on a closed engine")
-            ring = self._mod.Ring(self.depth, self.chunk_size)
+            ring = self._mod.Ring(self.depth, self.chunk_size, **self._ring_options)
             with self._lock:
                 if self._registered:
                     self._try_register(ring, self._registered)
@@ -233,6 +250,7 @@ class UringEngine(IOEngine):
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info["registered_buffers"] = len(self._registered)
+        info["stall_timeout_s"] = self.stall_timeout_s if self._ring_options else None
         return info
 
 
@@ -337,7 +355,8 @@ def _env_int(name: str, default: int) -> int:
         raise InvalidArgument(f"{name} must be an integer, got {raw!r}") from None
 
 
-def select_engine(preference: str | None = None, depth: int | None = None, chunk_size: int | None = None) -> IOEngine:
+def select_engine(preference: str | None = None, depth: int | None = None, chunk_size: int | None = None,
+                  stall_timeout_s: int | None = None) -> IOEngine:
     """The I/O engine to use: `preference` or MEMKV_IO (uring | threads | auto, default auto).
 
     auto takes io_uring when available and threads otherwise; a forced `uring` that cannot run
@@ -348,15 +367,17 @@ def select_engine(preference: str | None = None, depth: int | None = None, chunk
         depth = _env_int("MEMKV_IO_DEPTH", DEFAULT_DEPTH)
     if chunk_size is None:
         chunk_size = _env_int("MEMKV_IO_CHUNK_KIB", DEFAULT_CHUNK // 1024) * 1024
+    if stall_timeout_s is None:
+        stall_timeout_s = _env_int("MEMKV_IO_STALL_S", DEFAULT_STALL_S)
     if choice == "threads":
         return ThreadEngine(depth, chunk_size)
     if choice == "uring":
-        return UringEngine(depth, chunk_size)
+        return UringEngine(depth, chunk_size, stall_timeout_s)
     if choice != "auto":
         raise InvalidArgument(f"MEMKV_IO must be uring, threads or auto, got {choice!r}")
     if uring_status()[0]:
         try:
-            return UringEngine(depth, chunk_size)
+            return UringEngine(depth, chunk_size, stall_timeout_s)
         except (Unsupported, OSError):
             pass
     return ThreadEngine(depth, chunk_size)
