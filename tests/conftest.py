@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,8 +29,39 @@ settings.register_profile("memkv-tests", derandomize=True, deadline=None, databa
 settings.load_profile("memkv-tests")
 
 
+# The real standard error, kept before output capturing replaces file descriptor 2.
+HANG_REPORT_FD = pytest.StashKey[int]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "requirement(*ids): spec requirement IDs this test checks")
+    config.stash[HANG_REPORT_FD] = os.dup(sys.stderr.fileno())
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    os.close(config.stash[HANG_REPORT_FD])
+
+
+def _hang_limit_s(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("timeout")
+    limit = float(marker.args[0]) if marker and marker.args else float(item.config.getini("timeout") or 300)
+    return 2 * limit + 60
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, None]:
+    """The last line of defence against a hang that pytest-timeout cannot end.
+
+    pytest-timeout interrupts a test with a signal, which only works once Python code runs again:
+    a thread stuck in a system call that retries on EINTR never sees it, and CI would wait out its
+    own limit with nothing printed. Past twice the test's timeout, faulthandler prints every
+    thread's stack and ends the run (exit status 1), so the failure names the place it hung.
+    """
+    faulthandler.dump_traceback_later(_hang_limit_s(item), exit=True, file=item.config.stash[HANG_REPORT_FD])
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture
