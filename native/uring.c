@@ -4,7 +4,7 @@
  * No dependency beyond the kernel UAPI header <linux/io_uring.h>: the rings are set up with
  * raw io_uring_setup / io_uring_enter / io_uring_register system calls and mmap'd directly.
  *
- *   Ring(depth=32, chunk_size=1 MiB, stall_timeout=0.0)
+ *   Ring(depth=32, chunk_size=1 MiB, stall_timeout=0.0, wait_slice=0.2)
  *   ring.read(fd, offsets, buffers)  -> list[int]   bytes read into each buffer
  *   ring.write(fd, offsets, buffers) -> list[int]   bytes written from each buffer
  *   ring.write_during(fd, offsets, buffers, during) -> (list[int], during())
@@ -24,13 +24,17 @@
  * A Ring serializes its own calls (a lock); use one Ring per thread for parallelism.
  *
  * Waits are never endless where the kernel can bound them (IORING_FEAT_EXT_ARG, 5.11+): the
- * ring waits in slices of WAIT_SLICE_NS and, between slices and whenever a signal interrupts
- * the wait, runs the Python signal handlers, so a handler's exception (KeyboardInterrupt,
- * a test's timeout) ends the call. With stall_timeout > 0, a call in which no request completes
- * for that many seconds ends with TimeoutError (ETIMEDOUT). Either way the ring cancels what is
- * in flight, waits up to ABANDON_WAIT_NS for it, and closes: requests that never answered are
- * "stranded" and the memory they name stays exported (deliberately leaked) so that Python cannot
- * reuse memory the kernel may still write into.
+ * ring waits in slices of wait_slice seconds. After every wait that completed nothing (a slice
+ * ran out, or a signal interrupted it) the Python signal handlers run, so a handler's exception
+ * (KeyboardInterrupt, a test's timeout) ends the call; with stall_timeout > 0, a call in which no
+ * request completes for that many seconds ends with TimeoutError (ETIMEDOUT); a close() from
+ * another thread ends it with OSError(ECANCELED). The ring then cancels what is in flight, waits
+ * up to ABANDON_WAIT_NS for it, and closes: requests that never answered are "stranded" and the
+ * memory they name (the call's buffers, the registered buffers) stays exported, deliberately
+ * leaked, so that Python cannot reuse memory the kernel may still write into. Without EXT_ARG
+ * only a signal delivered to the waiting thread ends a wait, and stall_timeout does nothing.
+ * A signal handler or the callable of write_during that uses the same Ring gets RuntimeError
+ * (the ring is busy in that thread) instead of deadlocking on the ring's lock.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -73,7 +77,8 @@
 #define MAX_REGISTERED 1024
 #define MAX_FIXED_LEN (1UL << 30) /* kernel limit per registered buffer */
 #define NS_PER_S 1000000000LL
-#define WAIT_SLICE_NS (200LL * 1000000LL)     /* longest wait before signals are looked at */
+#define DEFAULT_WAIT_SLICE_NS (200LL * 1000000LL) /* longest wait before signals are looked at */
+#define POLL_PAUSE_NS (5LL * 1000000LL)       /* drain's pause between looks, without EXT_ARG */
 #define ABANDON_WAIT_NS (2LL * NS_PER_S)      /* how long cancelled requests are waited for */
 #define CANCEL_TAG UINT64_MAX                 /* user_data of the ring's own cancel requests */
 
@@ -106,6 +111,9 @@ typedef struct {
     int have_rw; /* IORING_OP_READ / WRITE (5.6+); else READV / WRITEV */
     int ext_arg; /* the kernel bounds a wait (IORING_FEAT_EXT_ARG) */
     long long stall_ns; /* a call with nothing completing for this long is abandoned; 0: never */
+    long long slice_ns; /* the longest single wait */
+    int closing;        /* close() is waiting for the lock: the call in progress gives up */
+    unsigned long owner; /* thread holding the lock (0: none), to refuse re-entry */
     int broken;  /* io_uring_enter failed for the ring as a whole, or a call was abandoned */
     unsigned stranded; /* requests of a broken ring that never completed: their memory must stay */
     /* mappings */
@@ -157,8 +165,11 @@ static void ring_unmap(Ring *r) {
 }
 
 static void ring_release_registered(Ring *r) {
-    for (Py_ssize_t i = 0; i < r->nreg; i++) PyBuffer_Release(&r->reg[i]);
-    PyMem_Free(r->reg);
+    /* fixed requests the kernel never answered may still write into registered buffers */
+    if (!r->stranded) {
+        for (Py_ssize_t i = 0; i < r->nreg; i++) PyBuffer_Release(&r->reg[i]);
+        PyMem_Free(r->reg);
+    }
     r->reg = NULL;
     r->nreg = 0;
 }
@@ -277,12 +288,15 @@ static void prep_sqe(Ring *r, int fd, int is_write, Slot *s, unsigned slot_index
 /* The Python side of a call: the GIL's thread state while the ring works without it, the
    callable of write_during with its result or exception, and the exception a signal handler
    raised during a wait. */
+typedef enum { KEPT = 0, BY_SIGNAL, BY_STALL, BY_CLOSE } Abandoned;
+
 typedef struct {
     PyThreadState *save;
     PyObject *fn;
     PyObject *result;
     PyObject *etype, *evalue, *etb;
     PyObject *stype, *svalue, *stb;
+    Abandoned abandoned; /* why run_ops gave up on the requests in flight, if it did */
 } Call;
 
 /* Called once, without the GIL, when the first requests are in flight (write_during). */
@@ -318,14 +332,23 @@ static int enter(Ring *r, unsigned to_submit, unsigned min_complete, long long s
 
 /* Wait for `inflight` submitted requests to complete, discarding their results (and the
    completions of the ring's own cancel requests); returns how many could not be waited for:
-   the ring refuses even to wait, or, where waits can be bounded, ABANDON_WAIT_NS passed. */
+   the ring refuses even to wait, or ABANDON_WAIT_NS passed. Without EXT_ARG it looks, without
+   blocking, every POLL_PAUSE_NS. */
 static unsigned drain(Ring *r, unsigned inflight) {
     int refusals = 0;
     long long deadline = now_ns() + ABANDON_WAIT_NS;
     while (inflight && refusals < 3) {
         long long left = deadline - now_ns();
-        if (r->ext_arg && left <= 0) break;
-        if (enter(r, 0, 1, left < WAIT_SLICE_NS ? left : WAIT_SLICE_NS) < 0 && errno != EINTR && errno != ETIME) {
+        if (left <= 0) break;
+        int ret;
+        if (r->ext_arg) {
+            ret = enter(r, 0, 1, left < r->slice_ns ? left : r->slice_ns);
+        } else {
+            ret = sys_enter(r->ring_fd, 0, 0, IORING_ENTER_GETEVENTS); /* runs pending completion work */
+            struct timespec pause = {0, POLL_PAUSE_NS};
+            nanosleep(&pause, NULL);
+        }
+        if (ret < 0 && errno != EINTR && errno != ETIME) {
             refusals++;
         }
         unsigned head = *r->cq_head;
@@ -369,8 +392,8 @@ static unsigned abandon(Ring *r, unsigned depth, const unsigned *free_slots, uns
 }
 
 /*
- * Move all ops; runs without the GIL. Returns 0 or a positive errno; EINTR when a signal
- * handler raised (its exception is in call), ETIMEDOUT when nothing completed for stall_ns.
+ * Move all ops; runs without the GIL. Returns 0 or the positive errno of the first request that
+ * failed; call->abandoned says whether, and why, it gave up on the requests in flight.
  */
 static int run_ops(Ring *r, int fd, int is_write, Op *ops, Py_ssize_t nops, Call *call) {
     unsigned depth = r->depth;
@@ -420,8 +443,7 @@ static int run_ops(Ring *r, int fd, int is_write, Op *ops, Py_ssize_t nops, Call
         /* submit what is queued and wait for at least one completion; the first time, with a
            hook to run, submit only: the hook runs while the device works */
         unsigned wait_for = during_pending ? 0 : 1;
-        int waited = 0;
-        int ret = enter(r, to_submit, wait_for, WAIT_SLICE_NS);
+        int ret = enter(r, to_submit, wait_for, r->slice_ns);
         if (ret < 0) {
             int e = errno;
             if (e != EINTR && e != EAGAIN && e != EBUSY && e != ETIME) {
@@ -434,7 +456,6 @@ static int run_ops(Ring *r, int fd, int is_write, Op *ops, Py_ssize_t nops, Call
                 break;
             }
             /* nothing was consumed; reap whatever is ready below, then retry */
-            waited = e == EINTR || e == ETIME;
         } else {
             inflight += (unsigned)ret;
             to_submit -= (unsigned)ret;
@@ -447,7 +468,8 @@ static int run_ops(Ring *r, int fd, int is_write, Op *ops, Py_ssize_t nops, Call
         /* reap */
         unsigned head = *r->cq_head;
         unsigned tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
-        if (head != tail) last_progress = now_ns();
+        int reaped = head != tail;
+        if (reaped) last_progress = now_ns();
         while (head != tail) {
             struct io_uring_cqe *cqe = &r->cqes[head & *r->cq_mask];
             unsigned si = (unsigned)cqe->user_data;
@@ -483,13 +505,14 @@ static int run_ops(Ring *r, int fd, int is_write, Op *ops, Py_ssize_t nops, Call
         __atomic_store_n(r->cq_head, head, __ATOMIC_RELEASE);
         if (error && inflight == 0) break;
 
-        /* a wait that ended without a completion: a signal to handle, or a stalled device */
-        if (waited && inflight) {
-            int abort = 0;
-            if (signal_raised(call)) abort = EINTR;
-            else if (r->stall_ns && now_ns() - last_progress >= r->stall_ns) abort = ETIMEDOUT;
-            if (abort) {
-                error = abort;
+        /* Nothing completed (a slice ran out, a signal interrupted the wait, even the one that
+           also submitted, or the kernel said EAGAIN): a signal to handle, a stalled device, or a
+           close() waiting. The pass that only submitted for write_during waited for nothing. */
+        if (!reaped && inflight && (wait_for || ret < 0)) {
+            if (signal_raised(call)) call->abandoned = BY_SIGNAL;
+            else if (__atomic_load_n(&r->closing, __ATOMIC_ACQUIRE)) call->abandoned = BY_CLOSE;
+            else if (r->stall_ns && r->ext_arg && now_ns() - last_progress >= r->stall_ns) call->abandoned = BY_STALL;
+            if (call->abandoned) {
                 r->stranded = abandon(r, depth, free_slots, nfree, inflight);
                 break;
             }
@@ -503,22 +526,39 @@ static int run_ops(Ring *r, int fd, int is_write, Op *ops, Py_ssize_t nops, Call
 
 /* ---- Python methods --------------------------------------------------------------------- */
 
+/* Take the ring's lock (a call of another thread may hold it), running the signal handlers
+   while waiting: -1 with an exception when the ring is closed, is busy in this very thread
+   (a signal handler or write_during's callable using it), or a handler raised. */
 static int ring_lock(Ring *r) {
     if (r->ring_fd < 0) {
         PyErr_SetString(PyExc_ValueError, "I/O on a closed Ring");
         return -1;
     }
-    if (!PyThread_acquire_lock(r->lock, NOWAIT_LOCK)) {
+    if (r->owner == PyThread_get_thread_ident()) {
+        PyErr_SetString(PyExc_RuntimeError, "the Ring is busy with a call of this thread (a signal handler or "
+                                            "write_during's callable used it)");
+        return -1;
+    }
+    while (!PyThread_acquire_lock(r->lock, NOWAIT_LOCK)) {
+        PyLockStatus got;
         Py_BEGIN_ALLOW_THREADS
-        PyThread_acquire_lock(r->lock, WAIT_LOCK);
+        got = PyThread_acquire_lock_timed(r->lock, -1, 1);
         Py_END_ALLOW_THREADS
+        if (got == PY_LOCK_ACQUIRED) break;
+        if (PyErr_CheckSignals() < 0) return -1;
     }
     if (r->ring_fd < 0) {
         PyThread_release_lock(r->lock);
         PyErr_SetString(PyExc_ValueError, "I/O on a closed Ring");
         return -1;
     }
+    r->owner = PyThread_get_thread_ident();
     return 0;
+}
+
+static void ring_unlock(Ring *r) {
+    r->owner = 0;
+    PyThread_release_lock(r->lock);
 }
 
 static PyObject *ring_transfer(Ring *r, PyObject *args, int is_write, int with_during) {
@@ -580,16 +620,20 @@ static PyObject *ring_transfer(Ring *r, PyObject *args, int is_write, int with_d
         stranded = r->stranded;
         ring_close_fd(r);
     }
-    PyThread_release_lock(r->lock);
-    if (err == EINTR && call.stype) {
+    ring_unlock(r);
+    if (call.abandoned == BY_SIGNAL) {
         PyErr_Restore(call.stype, call.svalue, call.stb);
         call.stype = call.svalue = call.stb = NULL;
         goto done;
     }
-    if (err == ETIMEDOUT) {
-        /* OSError(ETIMEDOUT, ...) is a TimeoutError with its errno set */
-        PyObject *exc = PyObject_CallFunction(PyExc_OSError, "is", ETIMEDOUT, "no I/O request completed within the "
-                                              "stall timeout (the device stalled); the ring was abandoned");
+    if (!err && call.abandoned != KEPT) {
+        /* OSError(errno, ...) is the subclass of that errno (TimeoutError for ETIMEDOUT) */
+        int code = call.abandoned == BY_STALL ? ETIMEDOUT : ECANCELED;
+        const char *why = call.abandoned == BY_STALL
+                              ? "no I/O request completed within the stall timeout (the device stalled); the ring "
+                                "was abandoned"
+                              : "the Ring was closed by another thread during the call";
+        PyObject *exc = PyObject_CallFunction(PyExc_OSError, "is", code, why);
         if (exc) {
             PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
             Py_DECREF(exc);
@@ -689,14 +733,14 @@ static PyObject *Ring_register_buffers(Ring *r, PyObject *arg) {
     if (rc < 0) err = errno;
     Py_END_ALLOW_THREADS
     if (rc < 0) {
-        PyThread_release_lock(r->lock);
+        ring_unlock(r);
         errno = err;
         PyErr_SetFromErrno(PyExc_OSError);
         goto fail;
     }
     r->reg = views;
     r->nreg = n;
-    PyThread_release_lock(r->lock);
+    ring_unlock(r);
     PyMem_Free(iov);
     Py_DECREF(seq);
     Py_RETURN_NONE;
@@ -714,18 +758,23 @@ static PyObject *Ring_unregister_buffers(Ring *r, PyObject *Py_UNUSED(ignored)) 
         sys_register(r->ring_fd, IORING_UNREGISTER_BUFFERS, NULL, 0);
         ring_release_registered(r);
     }
-    PyThread_release_lock(r->lock);
+    ring_unlock(r);
     Py_RETURN_NONE;
 }
 
 static PyObject *Ring_close(Ring *r, PyObject *Py_UNUSED(ignored)) {
     if (r->ring_fd < 0) Py_RETURN_NONE;
+    __atomic_store_n(&r->closing, 1, __ATOMIC_RELEASE); /* a call in progress gives up at its next wait */
     if (ring_lock(r) < 0) {
+        if (r->ring_fd >= 0) { /* a signal handler raised, or this thread's call is in progress */
+            __atomic_store_n(&r->closing, 0, __ATOMIC_RELEASE);
+            return NULL;
+        }
         PyErr_Clear();
         Py_RETURN_NONE;
     }
     ring_close_fd(r);
-    PyThread_release_lock(r->lock);
+    ring_unlock(r);
     Py_RETURN_NONE;
 }
 
@@ -742,13 +791,17 @@ static PyObject *Ring_exit(Ring *r, PyObject *Py_UNUSED(args)) {
 }
 
 static int Ring_init(Ring *r, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"depth", "chunk_size", "stall_timeout", NULL};
+    static char *kwlist[] = {"depth", "chunk_size", "stall_timeout", "wait_slice", NULL};
     unsigned int depth = 32;
     Py_ssize_t chunk = 1 << 20;
-    double stall = 0.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|Ind", kwlist, &depth, &chunk, &stall)) return -1;
+    double stall = 0.0, slice = (double)DEFAULT_WAIT_SLICE_NS / NS_PER_S;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|Indd", kwlist, &depth, &chunk, &stall, &slice)) return -1;
     if (!(stall >= 0.0 && stall <= 86400.0)) {
         PyErr_SetString(PyExc_ValueError, "stall_timeout must be 0 (never) to 86400 seconds");
+        return -1;
+    }
+    if (!(slice >= 0.001 && slice <= 3600.0)) {
+        PyErr_SetString(PyExc_ValueError, "wait_slice must be 0.001 to 3600 seconds");
         return -1;
     }
     if (depth < 1 || depth > MAX_DEPTH) {
@@ -772,6 +825,7 @@ static int Ring_init(Ring *r, PyObject *args, PyObject *kwds) {
     r->depth = depth < r->sq_entries ? depth : r->sq_entries;
     r->chunk_size = chunk;
     r->stall_ns = (long long)(stall * NS_PER_S);
+    r->slice_ns = (long long)(slice * NS_PER_S);
     return 0;
 }
 
@@ -800,6 +854,7 @@ static PyObject *Ring_get_nreg(Ring *r, void *c) { return PyLong_FromSsize_t(r->
 static PyObject *Ring_get_features(Ring *r, void *c) { return PyLong_FromUnsignedLong(r->features); }
 static PyObject *Ring_get_closed(Ring *r, void *c) { return PyBool_FromLong(r->ring_fd < 0); }
 static PyObject *Ring_get_stall(Ring *r, void *c) { return PyFloat_FromDouble((double)r->stall_ns / NS_PER_S); }
+static PyObject *Ring_get_slice(Ring *r, void *c) { return PyFloat_FromDouble((double)r->slice_ns / NS_PER_S); }
 static PyObject *Ring_get_bounded(Ring *r, void *c) { return PyBool_FromLong(r->ext_arg); }
 static PyObject *Ring_get_stranded(Ring *r, void *c) { return PyLong_FromUnsignedLong(r->stranded); }
 
@@ -811,6 +866,7 @@ static PyGetSetDef Ring_getset[] = {
     {"closed", (getter)Ring_get_closed, NULL, "True after close()", NULL},
     {"stall_timeout", (getter)Ring_get_stall, NULL, "seconds without a completion before a call is abandoned (0: never)",
      NULL},
+    {"wait_slice", (getter)Ring_get_slice, NULL, "the longest single wait, in seconds", NULL},
     {"bounded_waits", (getter)Ring_get_bounded, NULL,
      "True when the kernel bounds waits (IORING_FEAT_EXT_ARG): signals and stall_timeout are seen during a wait", NULL},
     {"stranded", (getter)Ring_get_stranded, NULL, "requests an abandoned call left unanswered (their memory is kept)",
@@ -840,7 +896,7 @@ static PyTypeObject RingType = {
     .tp_basicsize = sizeof(Ring),
     .tp_weaklistoffset = offsetof(Ring, weakreflist),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Ring(depth=32, chunk_size=1048576, stall_timeout=0.0): an io_uring instance for positional file I/O",
+    .tp_doc = "Ring(depth=32, chunk_size=1048576, stall_timeout=0.0, wait_slice=0.2): an io_uring instance for positional file I/O",
     .tp_new = Ring_new,
     .tp_init = (initproc)Ring_init,
     .tp_dealloc = (destructor)Ring_dealloc,

@@ -182,7 +182,9 @@ class UringEngine(IOEngine):
         self._rings: weakref.WeakSet[Any] = weakref.WeakSet()
         self._registered: list[Buffer] = []
         self._closed = False
-        self._ring()  # fail here, not on first I/O, when the ring cannot be created
+        first = self._ring()  # fail here, not on first I/O, when the ring cannot be created
+        # Without IORING_FEAT_EXT_ARG (Linux < 5.11) the kernel cannot bound a wait: no stall timeout.
+        self.bounded_waits = bool(getattr(first, "bounded_waits", False))
 
     def _ring(self) -> Any:
         ring = getattr(self._local, "ring", None)
@@ -250,7 +252,7 @@ class UringEngine(IOEngine):
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info["registered_buffers"] = len(self._registered)
-        info["stall_timeout_s"] = self.stall_timeout_s if self._ring_options else None
+        info["stall_timeout_s"] = self.stall_timeout_s if self.bounded_waits else None
         return info
 
 
