@@ -74,6 +74,9 @@ _ZEROS = bytes(256 * 1024)
 # while the socket moves another).
 STREAM_PIECE = 1024 * 1024
 STREAM_BUFFERS = 3
+# After refusing a frame and closing, how long and how much the server still reads and drops.
+LINGER_S = 2.0
+LINGER_BYTES = 64 * 1024 * 1024
 
 
 class _Closed(Exception):
@@ -154,6 +157,7 @@ class Connection:
         self.wire = WireConnection(Side.SERVER)
         self._send_lock = threading.Lock()
         self.closing = False
+        self._linger = False  # read what the peer still sends before closing (a refused frame)
         self._after_send: list[Callable[[], None]] = []
         self._poller: select.poll | None = None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -270,10 +274,39 @@ class Connection:
         finally:
             metrics.connections.dec()
             self.server.nixl.connection_closed(self)
+            if self._linger:
+                self._drain_before_close()
             try:
                 self.sock.close()
             except OSError:
                 pass
+
+    def _drain_before_close(self) -> None:
+        """Half-close, then read and drop what the peer still sends, for a bounded time and size.
+
+        Closing a socket with unread bytes makes the kernel reset the connection: the peer, still
+        sending the frame that was refused, fails its send and may never read the error answer
+        that says why. A peer that reads the answer and closes ends this at once.
+        """
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return
+        deadline = time.monotonic() + LINGER_S
+        left = LINGER_BYTES
+        scratch = memoryview(_DISCARD)  # never read, so threads may share it
+        with contextlib.suppress(_Closed, OSError):
+            while left > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._readable(remaining):
+                    return
+                try:
+                    got = self.sock.recv_into(scratch, 0, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    continue
+                if got == 0:
+                    return
+                left -= got
 
     def _readable(self, timeout: float) -> bool:
         try:
@@ -331,6 +364,7 @@ class Connection:
                 return not self.closing
             log.info("closing connection %s: %s", self.peer, exc)
             self._send_error(header, exc)
+            self._linger = True
             return False
         finally:
             if held:

@@ -4,6 +4,7 @@ MKV-SEC-002, MKV-SEC-003, MKV-KEY-008)."""
 from __future__ import annotations
 
 import os
+import select
 import time
 from collections.abc import Iterator
 
@@ -97,6 +98,27 @@ def test_server_refuses_over_limit_frames_whole(server: tuple[MemkvServer, dict[
         answer = peer.call("GET", {}, gets, 3)  # the answer would carry 1.2 MB
         assert answer.error == "LIMIT_EXCEEDED" and not answer.payload
         assert peer.call("PING").error == ""  # the connection stays usable
+
+
+@req("MKV-WIRE-041")
+def test_a_refused_frame_can_be_sent_to_its_end_and_its_answer_read(server: tuple[MemkvServer, dict[str, str]]
+                                                                    ) -> None:
+    # The server refuses the frame on its header, answers and closes while the payload is still
+    # coming. Closing over unread bytes would reset the connection: the rest of the send would fail
+    # and the answer could be lost. The server reads and drops the rest before it closes.
+    srv, creds = server
+    data = os.urandom(400 * 1024)
+    with Peer(srv.address) as peer:
+        peer.hello("team-a", creds["a-writer"])
+        keys = [os.urandom(16) for _ in range(3)]
+        frame = peer.frame("PUT", {}, b"".join(_put_item(k, data) for k in keys), 3, data * 3)
+        first = len(frame) - len(data) * 3 + 200 * 1024  # the header, the items and 200 KiB of payload
+        peer.send(frame[:first])
+        readable, _, _ = select.select([peer.sock], [], [], 10.0)
+        assert readable, "no answer to a frame over the payload limit"
+        time.sleep(0.3)  # the server has answered and is closing
+        peer.send(frame[first:])
+        assert peer.read().error == "LIMIT_EXCEEDED" and peer.closed()
 
 
 @req("MKV-WIRE-042")
